@@ -1,0 +1,1 @@
+"""rewardlearn_envs: MuJoCo tasks of our own (installed from envs/)."""

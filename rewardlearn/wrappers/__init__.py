@@ -1,0 +1,7 @@
+"""Environment wrappers: frame capture, and the reward wrappers for SB3 and Gymnasium."""
+
+from rewardlearn.wrappers.frames import FrameCapture
+from rewardlearn.wrappers.gym import LearnedRewardWrapper
+from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
+
+__all__ = ["FrameCapture", "LearnedRewardWrapper", "RewardLoggingCallback", "RewardVecEnvWrapper"]

@@ -1,0 +1,168 @@
+"""The one protocol every reward module implements.
+
+A reward module is called on a *batch of transitions* and returns one reward per
+transition, like imitation's ``RewardFn`` but with ``terminated`` and
+``truncated`` kept apart (REFERENCE section 5) and rendered frames passed when
+the module declares it needs them. One vectorised wrapper
+(:class:`rewardlearn.wrappers.RewardVecEnvWrapper`) therefore serves every
+module, and modules are swappable by config alone.
+
+Example:
+    >>> import numpy as np, gymnasium as gym
+    >>> from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+    >>> class Speed(RewardModel):
+    ...     def compute(self, batch):
+    ...         return RewardOutput(np.abs(batch.acts).sum(-1))
+    >>> m = Speed(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)))
+    >>> b = TransitionBatch.from_arrays(np.zeros((4, 3)), np.ones((4, 2)), np.zeros((4, 3)))
+    >>> m(b).tolist()
+    [2.0, 2.0, 2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import gymnasium as gym
+import numpy as np
+
+Obs = Union[np.ndarray, dict[str, np.ndarray]]
+
+
+class NonFiniteRewardError(RuntimeError):
+    """A reward module produced NaN or inf."""
+
+
+@dataclass
+class TransitionBatch:
+    """A batch of ``B`` transitions ``(obs, acts, next_obs)``.
+
+    ``next_obs`` is the *true* next observation: on an auto-reset it is the
+    episode's last observation, never the first one of the next episode.
+    ``frames`` (``(B, H, W, 3)`` uint8) are rendered from the state of
+    ``next_obs`` and ``obs_frames`` from that of ``obs``; both are present only
+    when the module sets ``needs_frames``. ``env_rewards`` is the env's own
+    reward for the transition (used by ``reward=env`` and by shaping on top of
+    it; learned modules must not read it).
+    """
+
+    obs: Obs
+    acts: np.ndarray
+    next_obs: Obs
+    terminated: np.ndarray
+    truncated: np.ndarray
+    frames: np.ndarray | None = None
+    obs_frames: np.ndarray | None = None
+    env_rewards: np.ndarray | None = None
+    infos: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.acts)
+        self.terminated = np.asarray(self.terminated, dtype=bool).reshape(n)
+        self.truncated = np.asarray(self.truncated, dtype=bool).reshape(n)
+        if self.frames is not None and len(self.frames) != n:
+            raise ValueError(f"{len(self.frames)} frames for {n} transitions")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        obs: Obs,
+        acts: np.ndarray,
+        next_obs: Obs,
+        terminated: np.ndarray | None = None,
+        truncated: np.ndarray | None = None,
+        frames: np.ndarray | None = None,
+    ) -> TransitionBatch:
+        """Batch with all-false flags unless given."""
+        n = len(acts)
+        return cls(
+            obs,
+            np.asarray(acts),
+            next_obs,
+            np.zeros(n, bool) if terminated is None else terminated,
+            np.zeros(n, bool) if truncated is None else truncated,
+            frames,
+        )
+
+    def __len__(self) -> int:
+        return len(self.acts)
+
+    @property
+    def dones(self) -> np.ndarray:
+        """``terminated | truncated`` (an episode ended, for either reason)."""
+        return self.terminated | self.truncated
+
+
+@dataclass
+class RewardOutput:
+    """Rewards for a batch plus optional per-transition signals.
+
+    ``signals`` maps a name (``"stage"``, ``"progress"``, ``"vlm_score"``...) to a
+    ``(B,)`` array; wrappers put them in ``info["reward_signals"]`` and the
+    rollout recorder writes them to each video's sidecar.
+    """
+
+    rewards: np.ndarray
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def check_finite(rewards: np.ndarray, name: str) -> np.ndarray:
+    """Raise :class:`NonFiniteRewardError` naming the module and the bad rows."""
+    bad = ~np.isfinite(rewards)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        raise NonFiniteRewardError(
+            f"reward module {name} returned non-finite rewards at batch rows {rows} "
+            f"(values {rewards[bad][:10].tolist()}). Check its inputs (observation scale, "
+            "frames) and its checkpoint."
+        )
+    return rewards
+
+
+class RewardModel(abc.ABC):
+    """Base class of every reward module.
+
+    Subclasses implement :meth:`compute`. Learned modules also override
+    :meth:`state_dict`/:meth:`load_state_dict` (for checkpoints) and may return
+    SB3 callbacks from :meth:`callbacks` to train themselves during ``learn``.
+
+    Attributes:
+        needs_frames: the module reads ``batch.frames``; wrappers then render.
+        frame_size: ``(height, width)`` the module wants frames at.
+        name: short name used in logs and errors.
+    """
+
+    needs_frames: bool = False
+    frame_size: tuple[int, int] = (224, 224)
+    name: str = "reward"
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+    @abc.abstractmethod
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        """Rewards (``(B,)`` float) and signals for a batch of transitions."""
+
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        out = self.compute(batch)
+        return check_finite(np.asarray(out.rewards, dtype=np.float32).reshape(len(batch)), self.name)
+
+    def callbacks(self) -> list[Any]:
+        """SB3 callbacks that train or refresh this module during ``learn``."""
+        return []
+
+    def config(self) -> dict[str, Any]:
+        """Constructor kwargs (besides the spaces) needed to rebuild the module."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state; empty for modules with nothing learned."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if state:
+            raise ValueError(f"{type(self).__name__} has no learned state to load")

@@ -1,0 +1,182 @@
+"""``reward=mlp``: a state-based MLP reward network ``r(s, a[, s', done])``.
+
+The building block of learned state-based rewards (the preference ensemble
+trains members of this shape), and a cheap learned reward to measure wrapper
+overhead with. Inputs are standardised with stored running statistics; the
+output can be squashed with ``tanh`` as in PEBBLE.
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> from rewardlearn.rewards.mlp import MLPReward
+    >>> from rewardlearn.rewards.base import TransitionBatch
+    >>> env = gym.make("Pendulum-v1")
+    >>> m = MLPReward(env.observation_space, env.action_space, hidden_sizes=(32, 32))
+    >>> b = TransitionBatch.from_arrays(np.zeros((5, 3)), np.zeros((5, 1)), np.zeros((5, 3)))
+    >>> m(b).shape
+    (5,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.features import TransitionFeatures
+from rewardlearn.utils import resolve_device
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+}
+
+
+def build_mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    activation: str = "leaky_relu",
+    output_activation: str | None = None,
+) -> nn.Sequential:
+    """MLP ``in_dim -> hidden... -> 1`` with an optional output squashing."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden_sizes:
+        layers += [nn.Linear(d, int(h)), _ACTIVATIONS[activation]()]
+        d = int(h)
+    layers.append(nn.Linear(d, 1))
+    if output_activation is not None:
+        if output_activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"unknown output_activation {output_activation!r}; choose from {sorted(_ACTIVATIONS)}"
+            )
+        layers.append(_ACTIVATIONS[output_activation]())
+    return nn.Sequential(*layers)
+
+
+class RunningNorm(nn.Module):
+    """Feature standardisation with running mean/variance kept as buffers."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(0.0))
+        self.eps = eps
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch ``(N, dim)`` into the statistics (Chan et al.)."""
+        n = float(x.shape[0])
+        if n == 0:
+            return
+        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(self.count) == 0.0:
+            return x
+        return (x - self.mean) / torch.sqrt(self.var + self.eps)
+
+
+class MLPReward(RewardModel):
+    """MLP reward over state features.
+
+    Args:
+        observation_space, action_space: the env's spaces (checked on load).
+        hidden_sizes: hidden layer widths (PEBBLE: 3 x 256).
+        activation: hidden activation name.
+        output_activation: ``"tanh"`` bounds rewards to [-1, 1]; ``None`` leaves them free.
+        use_action, use_next_obs, use_done: which transition parts are inputs.
+        normalize_inputs: standardise inputs with running statistics.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+        seed: initialisation seed.
+    """
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int] = (256, 256, 256),
+        activation: str = "leaky_relu",
+        output_activation: str | None = "tanh",
+        use_action: bool = True,
+        use_next_obs: bool = False,
+        use_done: bool = False,
+        normalize_inputs: bool = True,
+        device: str = "auto",
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(observation_space, action_space)
+        self._config: dict[str, Any] = dict(
+            hidden_sizes=[int(h) for h in hidden_sizes],
+            activation=activation,
+            output_activation=output_activation,
+            use_action=use_action,
+            use_next_obs=use_next_obs,
+            use_done=use_done,
+            normalize_inputs=normalize_inputs,
+            device=device,
+            seed=seed,
+        )
+        self.features = TransitionFeatures(
+            observation_space, action_space, True, use_action, use_next_obs, use_done
+        )
+        self.device = resolve_device(device)
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.norm = RunningNorm(self.features.dim).to(self.device)
+        self.normalize_inputs = normalize_inputs
+        self.net = build_mlp(self.features.dim, hidden_sizes, activation, output_activation).to(
+            self.device
+        )
+
+    def inputs(self, batch: TransitionBatch) -> torch.Tensor:
+        """Raw (unnormalised) input features of a batch, on the model's device."""
+        return self.features(batch.obs, batch.acts, batch.next_obs, batch.terminated).to(
+            self.device
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rewards ``(N,)`` for raw features ``(N, D)`` (differentiable)."""
+        if self.normalize_inputs:
+            x = self.norm(x)
+        return self.net(x).squeeze(-1)
+
+    @torch.no_grad()
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        return RewardOutput(self.forward(self.inputs(batch)).float().cpu().numpy())
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": {k: v.cpu() for k, v in self.net.state_dict().items()},
+            "norm": {k: v.cpu() for k, v in self.norm.state_dict().items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.norm.load_state_dict(state["norm"])
+
+    def fit_normalizer(self, batch: TransitionBatch) -> None:
+        """Fold a batch of transitions into the input statistics."""
+        self.norm.update(self.inputs(batch))
+
+
+__all__ = ["MLPReward", "RunningNorm", "build_mlp"]

@@ -1,0 +1,168 @@
+"""``python train.py env=... agent=... reward=...``: train an SB3 agent on a reward module.
+
+A run trains the agent on the configured reward, evaluates it on the env's own
+reward, saves the agent and the reward model, records evaluation rollouts
+(mp4 + per-step sidecar) under ``videos/<run>/``, logs to TensorBoard and writes
+``summary.json`` in the run directory. If training crashes or is interrupted,
+the agent and reward model are saved first (``*_interrupted``), then the error
+is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from rewardlearn.env_factory import CONF_DIR, make_vec_env, to_dict
+from rewardlearn.evaluation import evaluate
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.checkpoint import save_reward_model
+from rewardlearn.utils import resolve_device, set_torch_threads
+from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
+
+log = logging.getLogger("rewardlearn")
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+
+def policy_for(space: gym.Space, policy: str) -> str:
+    """``auto`` -> MultiInputPolicy for Dict, CnnPolicy for images, else MlpPolicy."""
+    if policy != "auto":
+        return policy
+    if isinstance(space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return "CnnPolicy"
+    return "MlpPolicy"
+
+
+def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
+                       action_space: gym.Space) -> RewardModel:
+    """Instantiate ``cfg.reward.model`` for the env's spaces."""
+    model = instantiate(cfg.reward.model, observation_space=observation_space,
+                        action_space=action_space)
+    if not isinstance(model, RewardModel):
+        raise TypeError(f"reward={cfg.reward.name} built a {type(model).__name__}, "
+                        "not a rewardlearn RewardModel")
+    return model
+
+
+def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
+    """The SB3 agent: env's recommended settings, then ``agent.kwargs`` on top."""
+    algo = str(cfg.agent.algo)
+    if algo not in ALGOS:
+        raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
+    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {})
+    kwargs: dict[str, Any] = {"gamma": float(cfg.agent.gamma), **recommended,
+                              **to_dict(cfg.agent.kwargs)}
+    return ALGOS[algo](
+        policy_for(venv.observation_space, str(cfg.agent.policy)),
+        venv,
+        seed=int(cfg.seed),
+        device=str(resolve_device(str(cfg.device))),
+        tensorboard_log=str(run_dir / "tb"),
+        verbose=0,
+        **kwargs,
+    )
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train, evaluate, record and summarise one run; returns the summary."""
+    t0 = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    set_torch_threads(cfg.get("torch_threads"))
+    if cfg.shaping.name != "none":
+        raise ValueError(f"shaping={cfg.shaping.name} is not available; valid choices: none")
+
+    probe = make_vec_env(cfg.env, n_envs=1, seed=int(cfg.seed))
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    reward_model = build_reward_model(cfg, obs_space, act_space)
+    learned = not getattr(reward_model, "is_ground_truth", False)
+
+    frame_size = reward_model.frame_size if reward_model.needs_frames else None
+    venv: VecEnv = make_vec_env(cfg.env, n_envs=int(cfg.n_envs), seed=int(cfg.seed),
+                                frame_size=frame_size, vec_env=str(cfg.vec_env))
+    callbacks: list[Any] = []
+    if learned:
+        venv = RewardVecEnvWrapper(venv, reward_model, mode=str(cfg.reward.mode),
+                                   weight=float(cfg.reward.weight))
+        callbacks = [RewardLoggingCallback(), *reward_model.callbacks()]
+
+    agent = build_agent(cfg, venv, run_dir)
+    log.info("training %s on %s with reward=%s for %d steps (%d envs) -> %s", cfg.agent.name,
+             cfg.env.name, cfg.reward.name, cfg.total_timesteps, cfg.n_envs, run_dir)
+    t_train = time.perf_counter()
+    try:
+        agent.learn(int(cfg.total_timesteps), callback=callbacks,
+                    progress_bar=bool(cfg.progress_bar), tb_log_name="train")
+    except BaseException:
+        agent.save(run_dir / "agent_interrupted")
+        if learned:
+            save_reward_model(reward_model, run_dir / "reward_model_interrupted.pt")
+        log.error("training stopped; agent and reward model saved in %s (*_interrupted)", run_dir)
+        raise
+    finally:
+        venv.close()
+    train_s = time.perf_counter() - t_train
+    agent.save(run_dir / "agent")
+    if learned:
+        save_reward_model(reward_model, run_dir / "reward_model.pt",
+                          extra={"env": cfg.env.name, "seed": int(cfg.seed)})
+
+    video_dir = Path(cfg.video.dir) / run_dir.name
+    n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
+    result = evaluate(
+        agent,
+        cfg.env,
+        n_episodes=int(cfg.eval.n_episodes),
+        reward_model=reward_model if learned else None,
+        deterministic=bool(cfg.eval.deterministic),
+        n_videos=n_videos,
+        video_dir=video_dir,
+        video_size=(int(cfg.video.height), int(cfg.video.width)),
+        fps=cfg.video.fps,
+        meta={"run": run_dir.name, "env": cfg.env.name, "reward": cfg.reward.name,
+              "agent": cfg.agent.name},
+    )
+    summary: dict[str, Any] = {
+        **result.summary(),
+        "total_timesteps": int(cfg.total_timesteps),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "train_wall_s": round(train_s, 2),
+        "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
+        "videos": result.videos,
+        "env": cfg.env.name,
+        "agent": cfg.agent.name,
+        "reward": cfg.reward.name,
+        "seed": int(cfg.seed),
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("env return %.1f +- %.1f | learned %s | success %s | %.0f s",
+             summary["env_return_mean"], summary["env_return_std"],
+             summary["learned_return_mean"], summary["success_rate"], summary["wall_s"])
+    return summary
+
+
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra entry point: the run directory is Hydra's output dir."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    return run(cfg, run_dir)
+
+
+cli = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(main)
+
+__all__ = ["build_agent", "build_reward_model", "cli", "main", "run"]

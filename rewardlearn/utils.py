@@ -1,0 +1,29 @@
+"""Small shared helpers: devices, threads, seeding."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; other strings pass to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available; use device=auto or cpu")
+    return dev
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads deliberately (default: all cores); returns the count.
+
+    Small batches with the default thread pool can run several times slower on
+    a 2-core CPU (REFERENCE section 2).
+    """
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, int(n or 1)))
+    return torch.get_num_threads()

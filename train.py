@@ -1,0 +1,21 @@
+"""Train an SB3 agent on a (learned) reward: ``python train.py env=hopper agent=ppo reward=mlp``.
+
+Hydra composes ``conf/config.yaml`` with the ``env``, ``agent``, ``reward``,
+``shaping`` and ``teacher`` groups; see README.md for the options.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rewardlearn.train import main as _main
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    _main(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from stable_baselines3 import PPO, SAC
@@ -51,8 +52,13 @@ def policy_for(space: gym.Space, policy: str) -> str:
 def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
                        action_space: gym.Space) -> RewardModel:
     """Instantiate ``cfg.reward.model`` for the env's spaces."""
-    model = instantiate(cfg.reward.model, observation_space=observation_space,
-                        action_space=action_space)
+    try:
+        model = instantiate(cfg.reward.model, observation_space=observation_space,
+                            action_space=action_space)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, (ValueError, TypeError, FileNotFoundError, ImportError)):
+            raise e.__cause__ from None
+        raise
     if not isinstance(model, RewardModel):
         raise TypeError(f"reward={cfg.reward.name} built a {type(model).__name__}, "
                         "not a rewardlearn RewardModel")

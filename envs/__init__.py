@@ -1,1 +1,33 @@
-"""rewardlearn_envs: MuJoCo tasks of our own (installed from envs/)."""
+"""rewardlearn_envs: MuJoCo tasks of our own (installed from envs/).
+
+Importing this package registers ``rewardlearn/PickPlace-v0`` with gymnasium; without an
+explicit import, ``gym.make("rewardlearn_envs:rewardlearn/PickPlace-v0")`` imports it first.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+from rewardlearn_envs.expert import SUPPORTED_ENVS, PickPlaceExpert, expert_for
+from rewardlearn_envs.pick_place import STATE_DIM, STATE_LAYOUT, PickPlaceEnv
+
+PICK_PLACE_ID = "rewardlearn/PickPlace-v0"
+PICK_PLACE_MAX_STEPS = 150
+"""Time limit of PickPlace-v0 (steps of 40 ms); the noise-free expert needs ~31 steps."""
+
+if PICK_PLACE_ID not in gymnasium.registry:
+    gymnasium.register(
+        id=PICK_PLACE_ID,
+        entry_point="rewardlearn_envs.pick_place:PickPlaceEnv",
+        max_episode_steps=PICK_PLACE_MAX_STEPS,
+    )
+
+__all__ = [
+    "PICK_PLACE_ID",
+    "PICK_PLACE_MAX_STEPS",
+    "STATE_DIM",
+    "STATE_LAYOUT",
+    "SUPPORTED_ENVS",
+    "PickPlaceEnv",
+    "PickPlaceExpert",
+    "expert_for",
+]

@@ -1,0 +1,436 @@
+"""Collect scripted-expert demonstrations into a Minari dataset, and load them back.
+
+Usage::
+
+    python -m rewardlearn.collect env=pick_place n_episodes=20
+    python -m rewardlearn.collect env=pick_place n_episodes=50 noise=0.1 frames=true \\
+        frame_size=84 out=data/pick_place-noisy-v0 dataset_id=rewardlearn/pick_place/noisy-v0
+
+Options (``key=value``): ``env`` (short name or gymnasium id), ``n_episodes`` (episodes to
+*keep*), ``seed`` (episode ``i`` of the run resets with ``seed + i``), ``noise`` (std of
+the expert's Gaussian action noise), ``frames`` (also store rendered frames),
+``frame_size``, ``out`` (dataset directory), ``dataset_id``, ``only_success`` (drop failed
+episodes; collection then goes on until ``n_episodes`` are kept or ``max_tries`` episodes
+were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``overwrite``.
+
+Storage: ``out`` is a self-contained Minari (hdf5) dataset directory, laid out exactly as
+Minari keeps ``$MINARI_DATASETS_PATH/<dataset_id>/`` (``out/data/main_data.hdf5`` and
+``out/data/metadata.json``). Minari can only create datasets under its datasets root, so
+the dataset is created under a temporary root next to ``out`` and then moved there. Read
+it with :func:`load_demos` (``load_demos("data/pick_place-expert-v0")``) or with
+``minari.MinariDataset("data/pick_place-expert-v0/data")``; if ``out`` is
+``$MINARI_DATASETS_PATH/<dataset_id>``, ``minari.load_dataset(dataset_id)`` works too.
+
+Per step the dataset holds observations (``T + 1`` per episode: reset observation
+included), actions, rewards, terminations, truncations and infos (``T + 1`` entries:
+``stage``, ``success``, ``is_success``, ``progress``, ``dense_reward``,
+``sparse_reward``, ``grasped``); the metadata holds ``subtask_names``. With
+``frames=true`` the env runs with ``obs_mode="state_pixels"``, so observations are a
+dict ``{"pixels": uint8 (T+1, S, S, 3), "state": float32 (T+1, D)}``.
+
+The dataset is written with :func:`minari.create_dataset_from_buffers` rather than
+``minari.DataCollector``: the collector needs ``jax`` (Minari's ``create`` extra) and
+would store failed episodes too, which ``only_success`` must drop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+INFO_KEYS: dict[str, type] = {
+    "stage": np.int64,
+    "success": np.float64,
+    "is_success": np.bool_,
+    "progress": np.float64,
+    "dense_reward": np.float64,
+    "sparse_reward": np.float64,
+    "grasped": np.bool_,
+}
+"""Info entries stored per step, with the dtype they are stored as."""
+
+
+def _env_choices() -> dict[str, str]:
+    """Short env names with a scripted expert, mapped to gymnasium ids."""
+    from rewardlearn_envs import SUPPORTED_ENVS
+
+    return dict(SUPPORTED_ENVS)
+
+
+def resolve_env(name: str) -> tuple[str, str]:
+    """``(short_name, gymnasium_id)`` for a short name or a full id with a scripted expert."""
+    choices = _env_choices()
+    if name in choices:
+        return name, choices[name]
+    for short, env_id in choices.items():
+        if name == env_id:
+            return short, env_id
+    valid = ", ".join(f"{short} ({env_id})" for short, env_id in sorted(choices.items()))
+    raise ValueError(f"unknown env {name!r}; valid choices: {valid}")
+
+
+@dataclass
+class CollectConfig:
+    """Options of :func:`collect` (the CLI's ``key=value`` overrides)."""
+
+    env: str = "pick_place"
+    n_episodes: int = 20
+    seed: int = 0
+    noise: float = 0.0
+    frames: bool = False
+    frame_size: int = 84
+    out: str | None = None
+    dataset_id: str | None = None
+    only_success: bool = True
+    max_tries: int | None = None
+    jpeg: bool = False
+    overwrite: bool = False
+
+    def resolved(self) -> CollectConfig:
+        """Copy with ``out``, ``dataset_id`` and ``max_tries`` defaults filled in."""
+        short, _ = resolve_env(self.env)
+        return CollectConfig(
+            **{
+                **self.__dict__,
+                "out": self.out or f"data/{short}-expert-v0",
+                "dataset_id": self.dataset_id or f"rewardlearn/{short}/expert-v0",
+                "max_tries": self.max_tries or 2 * self.n_episodes + 10,
+            }
+        )
+
+
+@dataclass
+class CollectResult:
+    """What a collection run did."""
+
+    path: Path
+    dataset_id: str
+    kept: int
+    tried: int
+    successes: int
+    mean_length: float
+    wall_time: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(self.tried, 1)
+
+    def summary(self) -> str:
+        return (
+            f"kept {self.kept}/{self.tried} episodes tried | success rate "
+            f"{self.success_rate:.1%} ({self.successes}/{self.tried}) | mean length of kept "
+            f"{self.mean_length:.1f} steps\n"
+            f"dataset {self.dataset_id!r} written to {self.path} "
+            f"(load_demos({str(self.path)!r}))\nwall time {self.wall_time:.1f} s"
+        )
+
+
+@dataclass
+class Episode:
+    """One demonstration, as numpy arrays.
+
+    ``observations``, ``stages`` and ``frames`` have ``T + 1`` rows: row ``t`` is the
+    observation *before* action ``t`` (row 0 is the reset observation, row ``T`` the final
+    one), and ``stages[t]`` is the stage of ``observations[t]``. ``actions``, ``rewards``,
+    ``terminations`` and ``truncations`` have ``T`` rows. ``infos`` holds every stored info
+    entry (``T + 1`` rows, aligned with the observations).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    stages: np.ndarray
+    subtask_names: tuple[str, ...]
+    frames: np.ndarray | None = None
+    infos: dict[str, np.ndarray] = field(default_factory=dict)
+    id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    @property
+    def success(self) -> bool:
+        """Whether the episode ended in task success."""
+        if "is_success" in self.infos:
+            return bool(self.infos["is_success"][-1])
+        return bool(self.terminations[-1])
+
+
+def _parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_overrides(argv: Sequence[str]) -> CollectConfig:
+    """Build a :class:`CollectConfig` from ``key=value`` tokens."""
+    types: dict[str, Callable[[str], Any]] = {
+        "env": str,
+        "n_episodes": int,
+        "seed": int,
+        "noise": float,
+        "frames": _parse_bool,
+        "frame_size": int,
+        "out": str,
+        "dataset_id": str,
+        "only_success": _parse_bool,
+        "max_tries": int,
+        "jpeg": _parse_bool,
+        "overwrite": _parse_bool,
+    }
+    values: dict[str, Any] = {}
+    for token in argv:
+        key, sep, raw = token.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected key=value, got {token!r}")
+        if key not in types:
+            raise ValueError(f"unknown option {key!r}; options: {', '.join(types)}")
+        try:
+            values[key] = types[key](raw)
+        except ValueError as err:
+            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    return CollectConfig(**values)
+
+
+@contextmanager
+def _datasets_root(root: Path) -> Iterator[None]:
+    """Point Minari's datasets root (``MINARI_DATASETS_PATH``) at ``root`` temporarily."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def _stack_infos(infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    return {k: np.asarray([info[k] for info in infos], dtype=dt) for k, dt in INFO_KEYS.items()}
+
+
+def _stack_obs(obs: list[Any]) -> Any:
+    if isinstance(obs[0], dict):
+        return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+    return np.stack(obs)
+
+
+def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
+    """Run the scripted expert and write the episodes as a Minari dataset at ``cfg.out``."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    from rewardlearn_envs import expert_for
+
+    cfg = cfg.resolved()
+    assert cfg.out is not None and cfg.dataset_id is not None and cfg.max_tries is not None
+    _, env_id = resolve_env(cfg.env)
+    out = Path(cfg.out).resolve()
+    if out.exists():
+        if not cfg.overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=true or another out=...")
+        shutil.rmtree(out)
+
+    kwargs: dict[str, Any] = {}
+    if cfg.frames:
+        kwargs = {"obs_mode": "state_pixels", "width": cfg.frame_size, "height": cfg.frame_size}
+    env = gym.make(env_id, **kwargs)
+    subtasks = tuple(getattr(env.unwrapped, "SUBTASKS", ()))
+
+    start = time.perf_counter()
+    buffers: list[EpisodeBuffer] = []
+    lengths: list[int] = []
+    tried = successes = 0
+    try:
+        while len(buffers) < cfg.n_episodes and tried < cfg.max_tries:
+            seed = cfg.seed + tried
+            expert = expert_for(env, noise=cfg.noise, seed=seed)
+            obs, info = env.reset(seed=seed)
+            observations, infos = [obs], [info]
+            actions: list[np.ndarray] = []
+            rewards: list[float] = []
+            terms: list[bool] = []
+            truncs: list[bool] = []
+            done = False
+            while not done:
+                action = expert(obs)
+                obs, reward, terminated, truncated, info = env.step(action)
+                observations.append(obs)
+                infos.append(info)
+                actions.append(action)
+                rewards.append(float(reward))
+                terms.append(bool(terminated))
+                truncs.append(bool(truncated))
+                done = terminated or truncated
+            tried += 1
+            success = bool(info.get("is_success", terminated))
+            successes += success
+            if verbose:
+                print(f"episode {tried - 1} (seed {seed}): {len(actions)} steps, success={success}")
+            if cfg.only_success and not success:
+                continue
+            lengths.append(len(actions))
+            buffers.append(
+                EpisodeBuffer(
+                    id=len(buffers),
+                    seed=seed,
+                    observations=_stack_obs(observations),
+                    actions=np.stack(actions),
+                    rewards=rewards,
+                    terminations=terms,
+                    truncations=truncs,
+                    infos=_stack_infos(infos),
+                )
+            )
+        if not buffers:
+            raise RuntimeError(f"no episode kept out of {tried} tried; nothing to write")
+        if len(buffers) < cfg.n_episodes:
+            warnings.warn(
+                f"only {len(buffers)} of the {cfg.n_episodes} requested episodes were kept "
+                f"after {tried} tries (max_tries={cfg.max_tries})",
+                stacklevel=2,
+            )
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_root = Path(tempfile.mkdtemp(prefix=".minari-", dir=out.parent))
+        try:
+            with _datasets_root(tmp_root), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"`(code_permalink|author_email)`")
+                dataset = minari.create_dataset_from_buffers(
+                    dataset_id=cfg.dataset_id,
+                    buffer=buffers,
+                    env=env,
+                    eval_env=env.spec,
+                    algorithm_name="scripted-expert",
+                    author="rewardlearn",
+                    description=(
+                        f"Scripted-expert demos of {env_id} (noise={cfg.noise}); "
+                        f"subtasks: {', '.join(subtasks)}. Infos per observation: "
+                        f"{', '.join(INFO_KEYS)}."
+                    ),
+                    jpeg_encoding=cfg.jpeg,
+                )
+                dataset.storage.update_metadata(
+                    {
+                        "subtask_names": list(subtasks),
+                        "num_stages": len(subtasks),
+                        "env_id": env_id,
+                        "noise": cfg.noise,
+                        "seed": cfg.seed,
+                        "episodes_tried": tried,
+                        "episodes_succeeded": successes,
+                        "only_success": cfg.only_success,
+                        "frames": cfg.frames,
+                        "frame_size": cfg.frame_size if cfg.frames else None,
+                        "stage_alignment": "infos[k][t] belongs to observations[t] (T+1 rows)",
+                    }
+                )
+            shutil.move(str(tmp_root / cfg.dataset_id), str(out))
+        finally:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+    finally:
+        env.close()
+
+    return CollectResult(
+        path=out,
+        dataset_id=cfg.dataset_id,
+        kept=len(buffers),
+        tried=tried,
+        successes=successes,
+        mean_length=float(np.mean(lengths)),
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def open_dataset(path_or_id: str | os.PathLike[str]) -> Any:
+    """The :class:`minari.MinariDataset` at a dataset directory, or with a Minari dataset id.
+
+    A directory may be the one :func:`collect` wrote (holding ``data/``) or its ``data/``.
+    Anything that is not an existing directory is looked up as a dataset id in Minari's
+    datasets root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``).
+    """
+    import minari
+
+    path = Path(path_or_id)
+    if path.is_dir():
+        for candidate in (path / "data", path):
+            if (candidate / "metadata.json").is_file():
+                return minari.MinariDataset(candidate)
+        raise FileNotFoundError(f"{path} holds no Minari dataset (no data/metadata.json)")
+    return minari.load_dataset(str(path_or_id))
+
+
+def load_demos(path_or_id: str | os.PathLike[str]) -> list[Episode]:
+    """All episodes of a demo dataset (see :func:`open_dataset`) as :class:`Episode` objects."""
+    dataset = open_dataset(path_or_id)
+    metadata = dataset.storage.metadata
+    subtasks = tuple(str(s) for s in metadata.get("subtask_names", ()))
+    episodes: list[Episode] = []
+    for ep in dataset.iterate_episodes():
+        obs = ep.observations
+        frames = None
+        if isinstance(obs, dict):
+            frames = np.asarray(obs["pixels"], dtype=np.uint8) if "pixels" in obs else None
+            obs = obs["state"]
+        infos = {k: np.asarray(v) for k, v in ep.infos.items() if not isinstance(v, dict)}
+        if "stage" in infos:
+            stages = infos["stage"].astype(np.int64)
+        else:
+            stages = np.zeros(len(ep) + 1, dtype=np.int64)
+        episodes.append(
+            Episode(
+                observations=np.asarray(obs),
+                actions=np.asarray(ep.actions),
+                rewards=np.asarray(ep.rewards),
+                terminations=np.asarray(ep.terminations, dtype=bool),
+                truncations=np.asarray(ep.truncations, dtype=bool),
+                stages=stages,
+                subtask_names=subtasks,
+                frames=frames,
+                infos=infos,
+                id=int(ep.id),
+            )
+        )
+    return episodes
+
+
+def main(argv: Sequence[str] | None = None) -> CollectResult:
+    """Parse ``key=value`` overrides, collect, print a summary."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(__doc__)
+        raise SystemExit(0)
+    cfg = parse_overrides(args)
+    result = collect(cfg)
+    print(result.summary())
+    return result
+
+
+def cli() -> None:
+    """Console entry point (``rewardlearn-collect``); errors exit with a message, no trace."""
+    try:
+        main()
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    cli()

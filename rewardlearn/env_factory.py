@@ -21,12 +21,12 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-import gymnasium as gym  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from stable_baselines3.common.monitor import Monitor  # noqa: E402
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv  # noqa: E402
+import gymnasium as gym
+from omegaconf import DictConfig, OmegaConf
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from rewardlearn.wrappers.frames import FrameCapture  # noqa: E402
+from rewardlearn.wrappers.frames import FrameCapture
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

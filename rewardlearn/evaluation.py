@@ -24,7 +24,10 @@ SIDECAR_INFO_KEYS = ("stage", "success", "is_success", "progress")
 
 
 class Policy(Protocol):
-    def predict(self, observation: Any, deterministic: bool = ...) -> tuple[Any, Any]: ...
+    """Anything with SB3's ``predict`` (an SB3 agent, a scripted expert adapter...)."""
+
+    def predict(self, observation: Any, state: Any = ..., episode_start: Any = ...,
+                deterministic: bool = ...) -> tuple[Any, Any]: ...
 
 
 @dataclass

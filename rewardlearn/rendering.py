@@ -26,7 +26,9 @@ import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
+import contextlib
+
+import mujoco
 
 _SLOW_FLAGS = (
     mujoco.mjtRndFlag.mjRND_SHADOW,
@@ -84,6 +86,9 @@ class FastRenderer:
         camera: a model camera name, a :class:`CameraConfig` (or mapping), or
             ``None`` for the model's default free camera.
         fast: ``False`` keeps MuJoCo's default scene flags (for comparisons).
+        antialias: ``False`` turns multisampling off (about 2x faster again on a
+            CPU); it sets ``model.vis.quality.offsamples = 0``, which every
+            renderer made afterwards for this model shares.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class FastRenderer:
         height: int = 224,
         camera: CameraConfig | dict[str, Any] | str | None = None,
         fast: bool = True,
+        antialias: bool = True,
     ) -> None:
         self.model = model
         self.data = data
@@ -101,7 +107,16 @@ class FastRenderer:
         self.height = int(height)
         self.fast = fast
         self._ensure_framebuffer(model, self.width, self.height)
-        self._renderer = mujoco.Renderer(model, height=self.height, width=self.width)
+        if not antialias:
+            model.vis.quality.offsamples = 0
+        try:
+            self._renderer = mujoco.Renderer(model, height=self.height, width=self.width)
+        except mujoco.FatalError as e:
+            raise RuntimeError(
+                f"MuJoCo could not create an offscreen GL context ({e}). On a headless machine "
+                "set MUJOCO_GL=egl before mujoco is first imported (import rewardlearn first, "
+                "or export MUJOCO_GL=egl), and install EGL (Debian: libegl1 libgl1-mesa-dri)."
+            ) from e
         self.camera_config = CameraConfig.from_any(camera)
         self._camera: int | str | mujoco.MjvCamera = self._make_camera(self.camera_config)
         self._closed = False
@@ -167,7 +182,5 @@ class FastRenderer:
             self._renderer.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001  (interpreter shutdown: GL may be gone)
-            pass

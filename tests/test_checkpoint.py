@@ -20,7 +20,9 @@ from rewardlearn.rewards import (
 def _batch(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> TransitionBatch:
     rng = np.random.default_rng(seed)
     return TransitionBatch.from_arrays(
-        rng.normal(size=(n, obs_dim)), rng.uniform(-1, 1, (n, act_dim)), rng.normal(size=(n, obs_dim))
+        rng.normal(size=(n, obs_dim)),
+        rng.uniform(-1, 1, (n, act_dim)),
+        rng.normal(size=(n, obs_dim)),
     )
 
 
@@ -46,7 +48,7 @@ def test_mismatched_observation_space_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_or_foreign_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="reward_model.pt"):
+    with pytest.raises(FileNotFoundError, match=r"reward_model\.pt"):
         load_reward_model(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     import torch

@@ -48,7 +48,7 @@ def test_option_composes(compose_cfg: Callable[..., DictConfig], group: str, opt
 
 
 def test_unknown_env_lists_choices() -> None:
-    with pytest.raises(ValueError, match="valid choices: .*hopper"):
+    with pytest.raises(ValueError, match=r"valid choices: .*hopper"):
         env_config("no_such_env")
     assert "pendulum" in available_envs()
 

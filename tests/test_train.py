@@ -33,7 +33,7 @@ def test_smoke_run_per_env(compose_cfg: Callable[..., DictConfig], tmp_path: Pat
     cfg = compose_cfg(*_short(tmp_path, f"env={env}", "reward=mlp",
                               "reward.model.hidden_sizes=[32,32]"))
     summary = run(cfg, tmp_path / "run")
-    assert SUMMARY_KEYS <= set(summary)
+    assert set(summary) >= SUMMARY_KEYS
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
     assert (tmp_path / "run" / "agent.zip").is_file()
     assert (tmp_path / "run" / "reward_model.pt").is_file()

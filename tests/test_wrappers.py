@@ -47,7 +47,7 @@ def test_terminal_observation_and_flags_arrive_intact() -> None:
     wrapped.reset()
     seen = []
     for _ in range(3 + 5 + 2):
-        _, _, dones, infos = wrapped.step(np.zeros((1, 1), np.float32))
+        _, _, dones, _infos = wrapped.step(np.zeros((1, 1), np.float32))
         b = model.batches[-1]
         seen.append((float(b.obs[0, 0]), float(b.next_obs[0, 0]), bool(b.terminated[0]),
                      bool(b.truncated[0]), bool(dones[0])))

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import gymnasium as gym
 import numpy as np
 
-Obs = Union[np.ndarray, dict[str, np.ndarray]]
+Obs: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
 
 
 class NonFiniteRewardError(RuntimeError):
@@ -148,7 +148,8 @@ class RewardModel(abc.ABC):
 
     def __call__(self, batch: TransitionBatch) -> np.ndarray:
         out = self.compute(batch)
-        return check_finite(np.asarray(out.rewards, dtype=np.float32).reshape(len(batch)), self.name)
+        rewards = np.asarray(out.rewards, dtype=np.float32).reshape(len(batch))
+        return check_finite(rewards, self.name)
 
     def callbacks(self) -> list[Any]:
         """SB3 callbacks that train or refresh this module during ``learn``."""

@@ -48,7 +48,8 @@ def flatten_obs(space: gym.Space, obs: Obs) -> np.ndarray:
     keys = state_keys(space)
     if keys is None:
         if isinstance(space, gym.spaces.Discrete):
-            return np.eye(int(space.n), dtype=np.float32)[np.asarray(obs, dtype=np.int64).reshape(-1)]
+            idx = np.asarray(obs, dtype=np.int64).reshape(-1)
+            return np.eye(int(space.n), dtype=np.float32)[idx]
         arr = np.asarray(obs, dtype=np.float32)
         return arr.reshape(arr.shape[0], -1)
     assert isinstance(obs, dict)

@@ -56,7 +56,8 @@ def build_mlp(
     if output_activation is not None:
         if output_activation not in _ACTIVATIONS:
             raise ValueError(
-                f"unknown output_activation {output_activation!r}; choose from {sorted(_ACTIVATIONS)}"
+                f"unknown output_activation {output_activation!r}; "
+                f"choose from {sorted(_ACTIVATIONS)}"
             )
         layers.append(_ACTIVATIONS[output_activation]())
     return nn.Sequential(*layers)
@@ -64,6 +65,10 @@ def build_mlp(
 
 class RunningNorm(nn.Module):
     """Feature standardisation with running mean/variance kept as buffers."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()

@@ -34,7 +34,7 @@ def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
         return frame
     from PIL import Image
 
-    return np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
 
 class EnvFrameSource:
@@ -65,7 +65,9 @@ class EnvFrameSource:
             return self._fast.render()
         frame = self.env.render()
         if frame is None:
-            raise RuntimeError("env.render() returned None; make the env with render_mode='rgb_array'")
+            raise RuntimeError(
+                "env.render() returned None; make the env with render_mode='rgb_array'"
+            )
         return resize_frame(np.asarray(frame, dtype=np.uint8), self.height, self.width)
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from rewardlearn.rewards.base import Obs, RewardModel, TransitionBatch, check_finite
+from rewardlearn.rewards.base import RewardModel, TransitionBatch, check_finite
 from rewardlearn.wrappers.frames import FRAME_KEY
 
 LEARNED_EPISODE_KEY = "learned_episode"
@@ -49,13 +49,13 @@ def combine_rewards(
     raise ValueError(f"unknown reward mode {mode!r}; choose 'replace' or 'add'")
 
 
-def _copy_obs(obs: Obs) -> Obs:
+def _copy_obs(obs: Any) -> Any:
     if isinstance(obs, dict):
         return {k: np.array(v, copy=True) for k, v in obs.items()}
     return np.array(obs, copy=True)
 
 
-def _set_row(obs: Obs, i: int, value: Any) -> None:
+def _set_row(obs: Any, i: int, value: Any) -> None:
     if isinstance(obs, dict):
         for k in obs:
             obs[k][i] = value[k]
@@ -90,7 +90,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self.reward_model = reward_model
         self.mode = mode
         self.weight = float(weight)
-        self._last_obs: Obs | None = None
+        self._last_obs: Any = None
         self._last_frames: np.ndarray | None = None
         self._actions: np.ndarray | None = None
         self._ep_learned = np.zeros(self.num_envs)
@@ -98,7 +98,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_returns: deque[dict[str, float]] = deque(maxlen=100)
 
-    def reset(self) -> Obs:  # type: ignore[override]
+    def reset(self) -> Any:
         obs = self.venv.reset()
         self._last_obs = _copy_obs(obs)
         if self.reward_model.needs_frames:
@@ -130,9 +130,9 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         dones = np.asarray(dones, dtype=bool)
         terminated = dones & ~truncated
-        for i in np.flatnonzero(dones):
-            if "terminal_observation" in infos[i]:
-                _set_row(next_obs, int(i), infos[i]["terminal_observation"])
+        for j in np.flatnonzero(dones):
+            if "terminal_observation" in infos[j]:
+                _set_row(next_obs, int(j), infos[j]["terminal_observation"])
 
         frames = obs_frames = None
         if self.reward_model.needs_frames:
@@ -167,14 +167,15 @@ class RewardVecEnvWrapper(VecEnvWrapper):
                       "l": int(self._ep_len[i])}
                 info[LEARNED_EPISODE_KEY] = ep
                 self.episode_returns.append(ep)
-                self._ep_learned[i] = self._ep_env[i] = 0.0
+                self._ep_learned[i] = 0.0
+                self._ep_env[i] = 0.0
                 self._ep_len[i] = 0
 
         self._last_obs = _copy_obs(obs)
         if frames is not None:
             self._last_frames = frames.copy()
-            for i in np.flatnonzero(dones):
-                self._last_frames[i] = self.venv.reset_infos[i][FRAME_KEY]
+            for j in np.flatnonzero(dones):
+                self._last_frames[j] = self.venv.reset_infos[j][FRAME_KEY]
         return obs, rewards, dones, infos
 
 

@@ -153,3 +153,21 @@ def test_bad_mode_rejected() -> None:
     venv = count_venv(1)
     with pytest.raises(ValueError, match="replace"):
         RewardVecEnvWrapper(venv, Recorder(venv.observation_space, venv.action_space), mode="mul")
+
+
+def test_subproc_envs_render_frames_in_workers() -> None:
+    from rewardlearn.env_factory import make_vec_env
+
+    venv = make_vec_env("hopper", n_envs=2, seed=0, frame_size=(24, 32), vec_env="subproc")
+    model = Recorder(venv.observation_space, venv.action_space, frames=True)
+    model.frame_size = (24, 32)
+    wrapped = RewardVecEnvWrapper(venv, model)
+    try:
+        wrapped.reset()
+        for _ in range(3):
+            wrapped.step(np.zeros((2, 3), np.float32))
+    finally:
+        wrapped.close()
+    b = model.batches[-1]
+    assert b.frames.shape == (2, 24, 32, 3) and b.frames.dtype == np.uint8
+    assert b.frames.std() > 0  # a real image, not a blank buffer

@@ -30,6 +30,8 @@ def _short(tmp_path: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize("env", available_envs())
 def test_smoke_run_per_env(compose_cfg: Callable[..., DictConfig], tmp_path: Path,
                            env: str) -> None:
+    if env.startswith("metaworld"):
+        pytest.importorskip("metaworld", reason="Meta-World is the [metaworld] extra")
     cfg = compose_cfg(*_short(tmp_path, f"env={env}", "reward=mlp",
                               "reward.model.hidden_sizes=[32,32]"))
     summary = run(cfg, tmp_path / "run")

@@ -96,6 +96,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
     reward_model = build_reward_model(cfg, obs_space, act_space)
+    reward_model.run_dir = run_dir
     learned = not getattr(reward_model, "is_ground_truth", False)
 
     frame_size = reward_model.frame_size if reward_model.needs_frames else None
@@ -150,6 +151,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "train_wall_s": round(train_s, 2),
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
         "videos": result.videos,
+        "reward_training": reward_model.summary() if learned else None,
         "env": cfg.env.name,
         "agent": cfg.agent.name,
         "reward": cfg.reward.name,

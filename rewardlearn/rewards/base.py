@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import gymnasium as gym
@@ -141,6 +142,8 @@ class RewardModel(abc.ABC):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         self.observation_space = observation_space
         self.action_space = action_space
+        self.run_dir: Path | None = None
+        """Set by ``train.py``: where a module that learns may checkpoint itself."""
 
     @abc.abstractmethod
     def compute(self, batch: TransitionBatch) -> RewardOutput:
@@ -151,9 +154,20 @@ class RewardModel(abc.ABC):
         rewards = np.asarray(out.rewards, dtype=np.float32).reshape(len(batch))
         return check_finite(rewards, self.name)
 
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:  # noqa: B027
+        """Called by the wrappers after each batched reward call during training.
+
+        Modules that learn online (preference learning, distillation) store the
+        experience here; the default ignores it. ``rewards`` are the module's own.
+        """
+
     def callbacks(self) -> list[Any]:
         """SB3 callbacks that train or refresh this module during ``learn``."""
         return []
+
+    def summary(self) -> dict[str, Any]:
+        """Figures about the module's own training for ``summary.json`` (labels used...)."""
+        return {}
 
     def config(self) -> dict[str, Any]:
         """Constructor kwargs (besides the spaces) needed to rebuild the module."""

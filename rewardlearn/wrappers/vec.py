@@ -72,6 +72,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         reward_model: any :class:`RewardModel`.
         mode: ``"replace"`` or ``"add"`` (``env + weight * learned``).
         weight: weight of the learned reward in ``"add"`` mode.
+        training: pass every batch to ``reward_model.observe`` (modules that
+            learn from experience); set ``False`` for evaluation envs.
 
     ``info`` of each env gains ``env_reward``, ``learned_reward`` and
     ``reward_signals``; at an episode end ``info["learned_episode"]`` holds the
@@ -84,8 +86,10 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         reward_model: RewardModel,
         mode: str = "replace",
         weight: float = 1.0,
+        training: bool = True,
     ) -> None:
         super().__init__(venv)
+        self.training = training
         combine_rewards(np.zeros(1), np.zeros(1), mode, weight)
         self.reward_model = reward_model
         self.mode = mode
@@ -154,6 +158,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             np.asarray(out.rewards, dtype=np.float32).reshape(self.num_envs), self.reward_model.name
         )
         rewards = combine_rewards(learned, env_rew, self.mode, self.weight).astype(np.float32)
+        if self.training:
+            self.reward_model.observe(batch, learned)
 
         self._ep_learned += learned
         self._ep_env += env_rew

@@ -1,0 +1,222 @@
+"""Recent experience, kept per episode, from which query segments are drawn.
+
+Segments are windows of consecutive steps inside *one* episode: a window never
+spans an episode end (B-Pref samples fixed offsets into a flat buffer and so
+pairs steps of different episodes when lengths vary). Episodes of any length
+are kept; the in-progress episode of each env is usable up to its last step.
+
+Example:
+    >>> import numpy as np
+    >>> from rewardlearn.preference.buffer import SegmentBuffer
+    >>> buf = SegmentBuffer(n_envs=1, feature_dim=2, capacity=100)
+    >>> for t in range(7):
+    ...     buf.add(np.full((1, 2), t, np.float32), np.array([t], np.float32),
+    ...             terminated=np.array([t == 2]), truncated=np.array([False]))
+    >>> buf.num_windows(3)  # episode [0, 1, 2] has 1 window, the running [3..6] has 2
+    3
+    >>> seg = buf.sample(4, 3, np.random.default_rng(0))
+    >>> bool((np.diff(seg.true_rewards, axis=1) == 1).all())  # never crosses the end
+    True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Segments:
+    """``N`` segments of ``L`` steps: model inputs, true rewards (teacher only) and origin."""
+
+    features: np.ndarray  # (N, L, D) float32 reward-net inputs per step
+    true_rewards: np.ndarray  # (N, L) the env's reward: only synthetic teachers read it
+    terminated: np.ndarray  # (N, L) bool: the step ended the episode by termination
+    episode: np.ndarray  # (N,) episode serial number
+    start: np.ndarray  # (N,) first step index within the episode
+    states: np.ndarray | None = None  # (N, L, S) simulator states, for rendering clips
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def length(self) -> int:
+        return int(self.features.shape[1])
+
+    def take(self, idx: np.ndarray) -> Segments:
+        """The segments at ``idx``."""
+        return Segments(
+            self.features[idx], self.true_rewards[idx], self.terminated[idx], self.episode[idx],
+            self.start[idx], None if self.states is None else self.states[idx],
+        )
+
+
+@dataclass
+class _Episode:
+    serial: int
+    features: np.ndarray
+    true_rewards: np.ndarray
+    terminated: np.ndarray
+    states: np.ndarray | None
+
+
+class _Running:
+    """Rows of one env's current episode, appended step by step."""
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+        self.features: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.terminated: list[bool] = []
+        self.states: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def freeze(self) -> _Episode:
+        return _Episode(
+            self.serial,
+            np.stack(self.features).astype(np.float32),
+            np.asarray(self.rewards, dtype=np.float32),
+            np.asarray(self.terminated, dtype=bool),
+            np.stack(self.states) if self.states else None,
+        )
+
+
+class SegmentBuffer:
+    """The most recent ``capacity`` transitions of ``n_envs`` envs, grouped by episode.
+
+    Args:
+        n_envs: number of parallel envs feeding :meth:`add`.
+        feature_dim: width of the per-step reward-net input.
+        capacity: transitions kept (oldest whole episodes are evicted first).
+    """
+
+    def __init__(self, n_envs: int, feature_dim: int, capacity: int = 100_000) -> None:
+        self.n_envs = n_envs
+        self.feature_dim = feature_dim
+        self.capacity = int(capacity)
+        self._episodes: deque[_Episode] = deque()
+        self._stored = 0
+        self._serial = 0
+        self._running = [self._new_running() for _ in range(n_envs)]
+        self._frozen_running: dict[int, tuple[int, _Episode]] = {}
+        self.total_steps = 0
+
+    def _new_running(self) -> _Running:
+        run = _Running(self._serial)
+        self._serial += 1
+        return run
+
+    def add(
+        self,
+        features: np.ndarray,
+        true_rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        states: np.ndarray | None = None,
+    ) -> None:
+        """Append one step of every env (``(n_envs, ...)`` arrays)."""
+        for i in range(self.n_envs):
+            run = self._running[i]
+            run.features.append(np.asarray(features[i], dtype=np.float32))
+            run.rewards.append(float(true_rewards[i]))
+            run.terminated.append(bool(terminated[i]))
+            if states is not None:
+                run.states.append(np.asarray(states[i]))
+            if terminated[i] or truncated[i]:
+                self._push(run.freeze())
+                self._running[i] = self._new_running()
+        self.total_steps += self.n_envs
+        self._frozen_running.clear()
+
+    def _push(self, ep: _Episode) -> None:
+        self._episodes.append(ep)
+        self._stored += len(ep.true_rewards)
+        while self._stored > self.capacity and len(self._episodes) > 1:
+            old = self._episodes.popleft()
+            self._stored -= len(old.true_rewards)
+
+    def _all_episodes(self) -> list[_Episode]:
+        eps = list(self._episodes)
+        for i, run in enumerate(self._running):
+            if len(run) == 0:
+                continue
+            cached = self._frozen_running.get(i)
+            if cached is None or cached[0] != len(run):
+                cached = (len(run), run.freeze())
+                self._frozen_running[i] = cached
+            eps.append(cached[1])
+        return eps
+
+    def __len__(self) -> int:
+        return self._stored + sum(len(r) for r in self._running)
+
+    def num_windows(self, length: int) -> int:
+        """How many distinct ``length``-step windows lie inside single episodes."""
+        return int(sum(max(0, len(e.true_rewards) - length + 1) for e in self._all_episodes()))
+
+    def longest_feasible(self, length: int, needed: int, min_length: int = 2) -> int:
+        """The largest ``L <= length`` with at least ``needed`` windows (``0`` if none).
+
+        Early in training (agents that fall fast) episodes can be shorter than
+        the configured segment length; shorter segments beat pairing across
+        episode ends.
+        """
+        lengths = np.array([len(e.true_rewards) for e in self._all_episodes()])
+        for cand in range(length, min_length - 1, -1):
+            if int(np.maximum(lengths - cand + 1, 0).sum()) >= needed:
+                return cand
+        return 0
+
+    def sample(self, n: int, length: int, rng: np.random.Generator) -> Segments:
+        """``n`` windows of ``length`` steps, uniform over all valid windows."""
+        eps = self._all_episodes()
+        counts = np.array([max(0, len(e.true_rewards) - length + 1) for e in eps], dtype=np.int64)
+        total = int(counts.sum())
+        if total == 0:
+            raise ValueError(f"no episode has {length} steps yet; cannot sample segments")
+        flat = rng.integers(0, total, size=n)
+        cum = np.cumsum(counts)
+        which = np.searchsorted(cum, flat, side="right")
+        starts = flat - (cum[which] - counts[which])
+        feats = np.empty((n, length, self.feature_dim), np.float32)
+        rews = np.empty((n, length), np.float32)
+        term = np.empty((n, length), bool)
+        has_states = all(e.states is not None for e in eps)
+        states = None
+        for k, (w, s) in enumerate(zip(which, starts, strict=True)):
+            ep = eps[int(w)]
+            sl = slice(int(s), int(s) + length)
+            feats[k] = ep.features[sl]
+            rews[k] = ep.true_rewards[sl]
+            term[k] = ep.terminated[sl]
+            if has_states and ep.states is not None:
+                if states is None:
+                    states = np.empty((n, length, *ep.states.shape[1:]), ep.states.dtype)
+                states[k] = ep.states[sl]
+        serials = np.array([eps[int(w)].serial for w in which], dtype=np.int64)
+        return Segments(feats, rews, term, serials, starts.astype(np.int64), states)
+
+    def recent_true_reward_mean(self, last: int = 10_000) -> float:
+        """Mean true reward per step over the most recent ``last`` stored steps."""
+        vals: list[np.ndarray] = []
+        n = 0
+        for ep in reversed(self._all_episodes()):
+            vals.append(ep.true_rewards)
+            n += len(ep.true_rewards)
+            if n >= last:
+                break
+        return float(np.concatenate(vals)[-last:].mean()) if vals else 0.0
+
+    def features_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(<= n, D)`` stored per-step features drawn uniformly (for entropy and statistics)."""
+        eps = self._all_episodes()
+        if not eps:
+            return np.empty((0, self.feature_dim), np.float32)
+        allf = np.concatenate([e.features for e in eps])
+        if len(allf) <= n:
+            return allf
+        return allf[rng.choice(len(allf), size=n, replace=False)]

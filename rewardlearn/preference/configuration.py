@@ -1,0 +1,101 @@
+"""Settings of preference-based reward learning (``conf/reward/preference.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from rewardlearn.preference.modeling import PREFERENCE_MODELS
+from rewardlearn.preference.query import QUERY_METHODS
+
+SCHEDULES = ("constant", "linear_decay")
+
+
+@dataclass
+class PreferenceConfig:
+    """Every knob of the PEBBLE-style loop, with B-Pref/PEBBLE defaults where they exist.
+
+    Model: ``ensemble_size`` MLPs (``hidden_sizes``, ``activation``,
+    ``output_activation``) over ``r(s, a)`` (``use_action``; ``use_next_obs``
+    adds ``s'``), inputs standardised; ``preference_model`` is
+    ``bradley_terry`` or ``regret``. The reward used by the agent is
+    ``mean - conservative_k * std`` over members.
+
+    Feedback: ``budget`` labels in all, ``queries_per_round`` per round
+    (``schedule``: ``constant`` or ``linear_decay`` over training), rounds every
+    ``interval`` env steps (``None``: spread the budget evenly until
+    ``feedback_until`` of training), the first at ``first_round_at`` steps,
+    before the agent learns from the learned reward. Candidates:
+    ``candidates_factor`` x the queries, picked by ``query_selection``.
+    Segments have ``segment_length`` steps (shorter only while no episode is that long).
+
+    Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to
+    ``max_epochs`` per round, stopping once train accuracy reaches
+    ``early_stop_acc``. Experience: the last ``buffer_capacity`` transitions.
+    Off-policy agents: ``unsup_steps`` of PEBBLE's state-entropy pre-training
+    (k-th nearest neighbour, ``entropy_k``), and the replay buffer relabelled
+    after each reward update.
+    """
+
+    ensemble_size: int = 3
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
+    activation: str = "leaky_relu"
+    output_activation: str | None = "tanh"
+    use_action: bool = True
+    use_next_obs: bool = False
+    preference_model: str = "bradley_terry"
+    conservative_k: float = 0.0
+    segment_length: int = 50
+    budget: int = 1000
+    queries_per_round: int = 100
+    schedule: str = "constant"
+    first_round_at: int = 1000
+    interval: int | None = None
+    feedback_until: float = 0.5
+    query_selection: str = "disagreement"
+    candidates_factor: int = 10
+    hybrid_factor: int = 5
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    max_epochs: int = 200
+    early_stop_acc: float = 0.97
+    buffer_capacity: int = 100_000
+    unsup_steps: int = 0
+    entropy_k: int = 5
+    device: str = "auto"
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+        checks = [
+            (self.preference_model in PREFERENCE_MODELS,
+             f"preference_model must be one of {PREFERENCE_MODELS}"),
+            (self.query_selection in QUERY_METHODS,
+             f"query_selection must be one of {QUERY_METHODS}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.ensemble_size >= 1, "ensemble_size must be >= 1"),
+            (self.segment_length >= 2, "segment_length must be >= 2"),
+            (self.budget >= 0, "budget must be >= 0"),
+            (self.queries_per_round >= 1, "queries_per_round must be >= 1"),
+            (self.interval is None or self.interval >= 1, "interval must be >= 1 or null"),
+            (0 < self.feedback_until <= 1, "feedback_until must be in (0, 1]"),
+            (self.conservative_k >= 0, "conservative_k must be >= 0"),
+            (self.candidates_factor >= 1, "candidates_factor must be >= 1"),
+            (0 < self.early_stop_acc <= 1, "early_stop_acc must be in (0, 1]"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("invalid preference config: " + "; ".join(bad))
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> PreferenceConfig:
+        """Build from keyword arguments, naming any unknown ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"unknown preference settings {unknown}; valid: {sorted(known)}")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

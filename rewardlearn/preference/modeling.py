@@ -1,0 +1,181 @@
+"""Reward ensemble and preference models (Bradley-Terry and regret).
+
+The ensemble holds ``E`` MLPs ``r_e(x)`` over the same per-step features,
+behind one input standardiser. A pair of segments ``(sigma_1, sigma_2)`` is
+compared through logits ``z = score(sigma_1) - score(sigma_2)``:
+
+* Bradley-Terry (Christiano et al. 2017): ``score = sum_t r(x_t)``, so
+  ``P(sigma_1 > sigma_2) = sigmoid(z)``, the two-way softmax of the returns.
+* Regret (Knox et al. 2024): ``score = -regret = sum_t r(x_t) + V(s_end) - V(s_0)``
+  with a learned state value ``V`` per member (``V = 0`` after termination).
+  The true model uses the optimal value; a value head trained jointly on the
+  preferences is the practical approximation, and it is evaluated at the
+  segment's first and last observed states.
+
+Labels are soft targets: ``1`` first preferred, ``0`` second, ``0.5`` equal.
+
+Example:
+    >>> import torch
+    >>> from rewardlearn.preference.modeling import RewardEnsemble, preference_logits
+    >>> ens = RewardEnsemble(in_dim=3, n_members=2, hidden_sizes=(8,), seed=0)
+    >>> x1, x2 = torch.zeros(4, 5, 3), torch.ones(4, 5, 3)
+    >>> preference_logits(ens, x1, x2).shape   # (members, pairs)
+    torch.Size([2, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rewardlearn.rewards.mlp import RunningNorm, build_mlp
+
+PREFERENCE_MODELS = ("bradley_terry", "regret")
+
+
+class RewardEnsemble(nn.Module):
+    """``n_members`` reward MLPs (and, for the regret model, value MLPs) with shared input norm.
+
+    Args:
+        in_dim: per-step feature width.
+        n_members: ensemble size (PEBBLE: 3).
+        hidden_sizes, activation, output_activation: member MLP shape (PEBBLE:
+            3 x 256, LeakyReLU, tanh).
+        value_dim: width of the state part of the features (the first
+            ``value_dim`` columns) for the regret model's value heads; ``0`` = none.
+        seed: initialisation seed.
+    """
+
+    norm: RunningNorm
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_members: int = 3,
+        hidden_sizes: Sequence[int] = (256, 256, 256),
+        activation: str = "leaky_relu",
+        output_activation: str | None = "tanh",
+        value_dim: int = 0,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"ensemble size must be >= 1, got {n_members}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.in_dim = in_dim
+        self.value_dim = value_dim
+        self.norm = RunningNorm(in_dim)
+        self.members = nn.ModuleList(
+            [build_mlp(in_dim, hidden_sizes, activation, output_activation)
+             for _ in range(n_members)]
+        )
+        self.values = nn.ModuleList(
+            [build_mlp(value_dim, hidden_sizes, activation, None) for _ in range(n_members)]
+            if value_dim > 0 else []
+        )
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-member rewards ``(E, *batch)`` for raw features ``(*batch, D)``."""
+        z = self.norm(x)
+        return torch.stack([m(z).squeeze(-1) for m in self.members])
+
+    def member_reward(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """Rewards of member ``e`` only (training one member at a time)."""
+        return self.members[e](self.norm(x)).squeeze(-1)
+
+    def member_value(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        """State value of member ``e`` from the state columns of features ``x``."""
+        z = self.norm(x)[..., : self.value_dim]
+        return self.values[e](z).squeeze(-1)
+
+
+def segment_scores(
+    ens: RewardEnsemble,
+    e: int,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    terminated: torch.Tensor | None = None,
+    model: str = "bradley_terry",
+) -> torch.Tensor:
+    """Score of each segment under member ``e``: return (BT) or negative regret."""
+    r = ens.member_reward(e, x)
+    if mask is not None:
+        r = r * mask
+    score = r.sum(-1)
+    if model == "regret":
+        v = ens.member_value(e, x)  # (N, L)
+        if mask is None:
+            last = torch.full((v.shape[0],), v.shape[1] - 1, dtype=torch.long, device=v.device)
+        else:
+            last = mask.sum(-1).long() - 1
+        v_end = v.gather(1, last[:, None]).squeeze(1)
+        if terminated is not None:
+            ended = terminated.gather(1, last[:, None]).squeeze(1)
+            v_end = torch.where(ended, torch.zeros_like(v_end), v_end)
+        score = score + v_end - v[:, 0]
+    elif model != "bradley_terry":
+        raise ValueError(f"unknown preference model {model!r}; choose from {PREFERENCE_MODELS}")
+    return score
+
+
+def preference_logits(
+    ens: RewardEnsemble,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    model: str = "bradley_terry",
+    mask: torch.Tensor | None = None,
+    term1: torch.Tensor | None = None,
+    term2: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(E, N)`` logits of ``P(first preferred)`` for ``N`` segment pairs ``(N, L, D)``."""
+    return torch.stack([
+        segment_scores(ens, e, x1, mask, term1, model) - segment_scores(ens, e, x2, mask, term2,
+                                                                       model)
+        for e in range(ens.n_members)
+    ])
+
+
+def preference_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``sigmoid(logits)`` against soft labels (0, 0.5 or 1)."""
+    return F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+
+
+def preference_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of non-equal labels whose preferred side has the larger score (ensemble mean)."""
+    decided = labels != 0.5
+    if not bool(decided.any()):
+        return float("nan")
+    pred = (logits.mean(0) > 0).float()
+    return float((pred[decided] == labels[decided]).float().mean())
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation (nan when either side is constant)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as Spearman needs."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), float)
+    ranks[order] = np.arange(len(x), dtype=float)
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    return np.asarray(sums[inv] / counts[inv])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation with average ranks for ties."""
+    return pearson(_ranks(np.asarray(a, float)), _ranks(np.asarray(b, float)))

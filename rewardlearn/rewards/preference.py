@@ -1,0 +1,325 @@
+"""``reward=preference``: a reward learned from segment comparisons while the agent trains.
+
+PEBBLE-style (Lee et al. 2021) for off-policy agents and the same loop for
+on-policy ones: the module stores the experience it is called on, and its SB3
+callback runs feedback rounds on schedule (queries -> teacher labels ->
+ensemble training), then relabels what the agent learns from: the whole
+replay buffer (SAC), or the current rollout before its advantages are used
+(PPO). Teachers come from the ``teacher`` config group; synthetic ones read the
+env's true reward of the queried segments and nothing else.
+
+After every round the module saves itself (ensemble and every label) to
+``<run>/reward_model.pt`` when it knows its run directory, so a crash loses no
+label, and ``reward.model.resume=<path>`` continues from such a file.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from rewardlearn.preference.buffer import SegmentBuffer
+from rewardlearn.preference.configuration import PreferenceConfig
+from rewardlearn.preference.learner import PreferenceDataset, PreferenceLearner
+from rewardlearn.preference.modeling import RewardEnsemble
+from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.features import TransitionFeatures, flat_dim
+from rewardlearn.utils import resolve_device
+from rewardlearn.wrappers.vec import find_reward_wrapper
+
+log = logging.getLogger("rewardlearn")
+
+
+class PreferenceReward(RewardModel):
+    """Ensemble reward ``mean - k * std`` learned from a teacher's preferences.
+
+    Args:
+        observation_space, action_space: the env's spaces.
+        teacher: labels queries (``conf/teacher``); ``None`` for a model that
+            is only used, not trained (e.g. loaded from a checkpoint).
+        resume: a saved ``reward_model.pt`` of this module to continue from
+            (weights, labels and the budget already spent).
+        **settings: :class:`PreferenceConfig` fields.
+    """
+
+    name = "preference"
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 teacher: Any = None, resume: str | None = None, **settings: Any) -> None:
+        super().__init__(observation_space, action_space)
+        self.cfg = PreferenceConfig.from_kwargs(settings)
+        self.teacher = teacher
+        self.device = resolve_device(self.cfg.device)
+        self.features = TransitionFeatures(observation_space, action_space, True,
+                                           self.cfg.use_action, self.cfg.use_next_obs)
+        value_dim = flat_dim(observation_space) if self.cfg.preference_model == "regret" else 0
+        self.ensemble = RewardEnsemble(
+            self.features.dim, self.cfg.ensemble_size, self.cfg.hidden_sizes,
+            self.cfg.activation, self.cfg.output_activation, value_dim, self.cfg.seed,
+        ).to(self.device)
+        self.ensemble.eval()
+        self.learner = PreferenceLearner(self.cfg, self.ensemble, teacher, self.device)
+        self.buffer: SegmentBuffer | None = None
+        self.history: list[dict[str, float]] = []
+        self.unsupervised = self.cfg.unsup_steps > 0
+        self._entropy_std = _RunningStd()
+        self._rollout_feats: list[np.ndarray] = []
+        self._rollout_rewards: list[np.ndarray] = []
+        if resume:
+            self._resume(resume)
+
+    def _resume(self, path: str) -> None:
+        from rewardlearn.rewards.checkpoint import check_spaces
+
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        check_spaces(payload["observation_space"], payload["action_space"],
+                     self.observation_space, self.action_space, where=f"resume file {path}")
+        self.load_state_dict(payload["state"])
+        self.unsupervised = False
+        log.info("resumed preference reward from %s: %d labels, %d queries asked",
+                 path, self.learner.labels_used, self.learner.queries_asked)
+
+    @torch.no_grad()
+    def member_rewards(self, x: torch.Tensor) -> torch.Tensor:
+        """``(E, N)`` rewards of each member for raw features ``(N, D)``."""
+        return self.ensemble(x.to(self.device))
+
+    @torch.no_grad()
+    def reward_from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Agent reward (``mean - k * std``) and ensemble std for raw features."""
+        r = self.member_rewards(torch.as_tensor(x, dtype=torch.float32))
+        mean, std = r.mean(0), r.std(0) if r.shape[0] > 1 else torch.zeros_like(r[0])
+        return (mean - self.cfg.conservative_k * std).cpu().numpy(), std.cpu().numpy()
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        x = self.features(batch.obs, batch.acts, batch.next_obs, batch.terminated)
+        if self.unsupervised:
+            r = self.entropy_reward(batch)
+            return RewardOutput(r, {"intrinsic": r})
+        rewards, std = self.reward_from_features(x.numpy())
+        return RewardOutput(rewards, {"ensemble_std": std})
+
+    def entropy_reward(self, batch: TransitionBatch) -> np.ndarray:
+        """PEBBLE's state-entropy bonus: k-th nearest stored state's distance, std-normalised."""
+        from rewardlearn.rewards.features import flatten_obs
+
+        s = flatten_obs(self.observation_space, batch.next_obs)
+        if self.buffer is None or len(self.buffer) < self.cfg.entropy_k + 1:
+            return np.zeros(len(s), np.float32)
+        obs_dim = s.shape[1]
+        ref = self.buffer.features_sample(5000, self.learner.rng)[:, :obs_dim]
+        d = np.linalg.norm(s[:, None, :] - ref[None, :, :], axis=-1)
+        k = min(self.cfg.entropy_k, ref.shape[0] - 1)
+        knn = np.partition(d, k, axis=1)[:, k]
+        self._entropy_std.update(knn)
+        return (knn / max(self._entropy_std.std, 1e-8)).astype(np.float32)
+
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        x = self.features(batch.obs, batch.acts, batch.next_obs, batch.terminated).numpy()
+        if self.buffer is None:
+            self.buffer = SegmentBuffer(len(x), self.features.dim, self.cfg.buffer_capacity)
+        if batch.env_rewards is None:
+            raise ValueError("preference learning needs the env reward in the batch (teachers)")
+        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated)
+        self._rollout_feats.append(x)
+        self._rollout_rewards.append(np.asarray(rewards, np.float32))
+
+    def callbacks(self) -> list[Any]:
+        if self.teacher is None:
+            return []
+        return [PreferenceCallback(self)]
+
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "ensemble": {k: v.cpu() for k, v in self.ensemble.state_dict().items()},
+            "dataset": self.learner.dataset.state_dict(),
+            "rounds_done": self.learner.rounds_done,
+            "queries_asked": self.learner.queries_asked,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ensemble.load_state_dict(state["ensemble"])
+        self.learner.dataset = PreferenceDataset.from_state(state["dataset"])
+        self.learner.rounds_done = int(state["rounds_done"])
+        self.learner.queries_asked = int(state["queries_asked"])
+        self.history = list(state.get("history", []))
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {"labels_used": self.learner.labels_used,
+                "queries_asked": self.learner.queries_asked,
+                "feedback_rounds": self.learner.rounds_done,
+                **{k: last[k] for k in ("heldout_acc", "train_acc", "pearson", "spearman")
+                   if k in last}}
+
+    def save_progress(self) -> None:
+        """Checkpoint to ``<run_dir>/reward_model.pt`` (after each round)."""
+        if self.run_dir is None:
+            return
+        from rewardlearn.rewards.checkpoint import save_reward_model
+
+        save_reward_model(self, self.run_dir / "reward_model.pt")
+
+
+class _RunningStd:
+    """Running standard deviation (Welford) of a stream of scalars."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, xs: np.ndarray) -> None:
+        for x in np.asarray(xs, float).reshape(-1):
+            self.n += 1
+            d = x - self.mean
+            self.mean += d / self.n
+            self.m2 += d * (x - self.mean)
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / self.n)) if self.n > 1 else 1.0
+
+
+class PreferenceCallback(BaseCallback):
+    """Runs feedback rounds on schedule and relabels what the agent learns from."""
+
+    def __init__(self, reward: PreferenceReward, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.reward = reward
+        self.next_round_at = 0
+        self.interval = 1
+        self.total = 1
+        self._scale = 1.0
+        self._std_sum = 0.0
+        self._std_n = 0
+
+    def _on_training_start(self) -> None:
+        cfg = self.reward.cfg
+        self.total = int(self.locals.get("total_timesteps", self.model._total_timesteps))
+        first = max(cfg.first_round_at, cfg.unsup_steps)
+        if cfg.interval is not None:
+            self.interval = int(cfg.interval)
+        else:
+            n_rounds = max(1, int(np.ceil(self.reward.learner.budget_left / cfg.queries_per_round)))
+            span = max(1, int(cfg.feedback_until * self.total) - first)
+            self.interval = max(1, span // max(1, n_rounds - 1)) if n_rounds > 1 else span
+        self.next_round_at = self.num_timesteps + first
+        wrapper = find_reward_wrapper(self.training_env)
+        if wrapper is None:
+            raise RuntimeError("PreferenceCallback needs the env wrapped in RewardVecEnvWrapper")
+        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
+        if isinstance(self.model, OffPolicyAlgorithm) and wrapper.mode != "replace":
+            raise ValueError("reward=preference with an off-policy agent needs reward.mode="
+                             "replace (the replay buffer is relabelled with the learned reward)")
+        log.info("preference feedback: budget %d, %d per round, first round at %d steps, "
+                 "then every %d steps", cfg.budget, cfg.queries_per_round, first, self.interval)
+
+    def _on_rollout_start(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self.reward._rollout_feats.clear()
+            self.reward._rollout_rewards.clear()
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            std = info.get("reward_signals", {}).get("ensemble_std")
+            if std is not None:
+                self._std_sum += std
+                self._std_n += 1
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._std_n:
+            self.logger.record("reward/ensemble_std", self._std_sum / self._std_n)
+            self._std_sum, self._std_n = 0.0, 0
+        learner = self.reward.learner
+        due = self.num_timesteps >= self.next_round_at and learner.budget_left > 0
+        if due and self.reward.buffer is not None:
+            n = learner.queries_for_round(self.num_timesteps / max(self.total, 1))
+            metrics = learner.run_round(self.reward.buffer, n)
+            if metrics:
+                self.next_round_at = self.num_timesteps + self.interval
+                self.reward.unsupervised = False
+                metrics["timesteps"] = float(self.num_timesteps)
+                self.reward.history.append(metrics)
+                for k, v in metrics.items():
+                    self.logger.record(f"reward/{k}", v)
+                log.info("feedback round %d at %d steps: %s", learner.rounds_done,
+                         self.num_timesteps, _fmt(metrics))
+                self.relabel(self.model)
+                self.reward.save_progress()
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self.reward._rollout_feats.clear()
+            self.reward._rollout_rewards.clear()
+
+    def relabel(self, agent: BaseAlgorithm) -> None:
+        """Recompute the learned rewards the agent is about to learn from."""
+        if isinstance(agent, OffPolicyAlgorithm):
+            relabel_replay_buffer(agent, self.reward, self._scale)
+        elif isinstance(agent, OnPolicyAlgorithm):
+            self._relabel_rollout(agent)
+
+    def _relabel_rollout(self, agent: OnPolicyAlgorithm) -> None:
+        feats, old = self.reward._rollout_feats, self.reward._rollout_rewards
+        buf = agent.rollout_buffer
+        if len(feats) != buf.buffer_size:
+            return
+        x = np.stack(feats)
+        new, _ = self.reward.reward_from_features(x.reshape(-1, x.shape[-1]))
+        delta = (new.reshape(x.shape[:2]) - np.stack(old)) * self._scale
+        buf.rewards += delta.astype(buf.rewards.dtype)
+        buf.compute_returns_and_advantage(last_values=self.locals["values"],
+                                          dones=self.locals["dones"])
+
+
+def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,
+                          scale: float = 1.0) -> int:
+    """Overwrite every stored reward with the current model's; returns how many.
+
+    Only ``reward.mode=replace``: in add mode the replay buffer does not keep
+    the env's reward apart from the learned one, so it cannot be recombined.
+    """
+    if scale != 1.0:
+        raise ValueError("replay-buffer relabelling supports reward.mode=replace only")
+    rb = agent.replay_buffer
+    if rb is None:
+        return 0
+    n = rb.buffer_size if rb.full else rb.pos
+    if n == 0:
+        return 0
+    if isinstance(rb.observations, dict):
+        flat = n * rb.n_envs
+        nxt_dict: Any = rb.next_observations
+        obs: Any = {k: v[:n].reshape(flat, *v.shape[2:]) for k, v in rb.observations.items()}
+        nxt: Any = {k: v[:n].reshape(flat, *v.shape[2:]) for k, v in nxt_dict.items()}
+    else:
+        obs = rb.observations[:n].reshape(n * rb.n_envs, *rb.observations.shape[2:])
+        nxt_src = rb.next_observations if rb.next_observations is not None else \
+            np.roll(rb.observations, -1, axis=0)
+        nxt = nxt_src[:n].reshape(n * rb.n_envs, *rb.observations.shape[2:])
+    acts = rb.actions[:n].reshape(n * rb.n_envs, -1)
+    term = (rb.dones[:n] * (1 - rb.timeouts[:n])).reshape(-1).astype(bool)
+    out = np.empty(n * rb.n_envs, np.float32)
+    for s in range(0, len(out), 50_000):
+        sl = slice(s, s + 50_000)
+        o = {k: v[sl] for k, v in obs.items()} if isinstance(obs, dict) else obs[sl]
+        no = {k: v[sl] for k, v in nxt.items()} if isinstance(nxt, dict) else nxt[sl]
+        x = reward.features(o, acts[sl], no, term[sl]).numpy()
+        out[sl], _ = reward.reward_from_features(x)
+    rb.rewards[:n] = out.reshape(n, rb.n_envs)
+    return int(n * rb.n_envs)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    keys = ("labels_used", "heldout_acc", "train_acc", "pearson", "spearman", "epochs", "round_s")
+    return ", ".join(f"{k}={metrics[k]:.3g}" for k in keys if k in metrics)

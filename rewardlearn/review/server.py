@@ -1,0 +1,636 @@
+"""HTTP server of the rollout review pages and their JSON API (standard library only).
+
+Pages: ``/`` (browse runs, rollouts and the player with reward curves) and
+``/label`` (preference queue). Files: ``/files/<path>`` serves media under the
+root (mp4 with HTTP Range requests, so browsers can seek), nothing else. API:
+
+=======  ==================================  ===========================================
+method   path                                what
+=======  ==================================  ===========================================
+GET      /api/info                           root, database, label names
+GET      /api/runs                           runs with rollout counts, mean returns,
+                                             success rate, return correlation
+GET      /api/runs/<run>/rollouts            rollout summaries; ``sort`` (episode,
+                                             disagreement, env_return, learned_return,
+                                             length, success, mtime), ``order``
+                                             (asc/desc), ``success`` (true/false),
+                                             ``min_disagreement`` (on its magnitude)
+GET      /api/rollouts/<run>/<rollout>       the full sidecar + ``video_url``
+GET      /api/queue/next?annotator=NAME      lease the next query (``run`` optional)
+POST     /api/queue/release                  ``{query_id, annotator}``: give a lease back
+GET      /api/queue/stats                    pending / answered / leased, per run, label,
+                                             annotator
+POST     /api/labels                         ``{query_id, label, annotator}`` -> 201
+GET      /api/labels?after=SEQ               answers after a sequence number (``run``,
+                                             ``limit`` optional)
+GET      /api/labels/export?fmt=csv|json     every answer as a download
+=======  ==================================  ===========================================
+
+Errors are JSON ``{"error": ...}`` with 400 (malformed), 403 (outside the root
+or not a media file), 404 (unknown), 409 (already answered), 413, 415 (POST
+without ``application/json``: also what keeps other web sites from posting
+labels), 416. When bound to a loopback address, requests whose ``Host`` is not
+a loopback name are refused (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from rewardlearn.review.catalog import Catalog, Mp4Timing, Run, probe_mp4
+from rewardlearn.review.store import (
+    LABELS,
+    AlreadyAnsweredError,
+    ClipRef,
+    InvalidLabelError,
+    LabelStore,
+    Query,
+    UnknownQueryError,
+    check_annotator,
+)
+
+log = logging.getLogger("rewardlearn.review")
+
+DEFAULT_DB_NAME = "labels.sqlite"
+DEFAULT_PORT = 8765
+MAX_BODY = 64 * 1024
+STATIC_DIR = Path(__file__).resolve().with_name("static")
+MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm",
+               ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+               ".gif": "image/gif"}
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
+                ".png": "image/png", ".ico": "image/x-icon"}
+PAGES = {"/": "browse.html", "/browse": "browse.html", "/label": "label.html"}
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+SORT_KEYS = ("episode", "disagreement", "env_return", "learned_return", "length", "success",
+             "mtime")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def default_db_path(root: str | Path) -> Path:
+    """Where the label database lives unless ``--db`` says otherwise: ``<root>/labels.sqlite``."""
+    return Path(root).resolve() / DEFAULT_DB_NAME
+
+
+class HTTPError(Exception):
+    """An error answer: status code and message (sent as JSON)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ReviewApp:
+    """Everything a request needs: the root, its runs and the label store."""
+
+    def __init__(self, root: str | Path, db: str | Path | None = None,
+                 lease_s: float = 120.0) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"review root is not a directory: {root}")
+        self.catalog = Catalog(self.root)
+        self.db_path = Path(db) if db is not None else default_db_path(self.root)
+        self.store = LabelStore(self.db_path)
+        self.lease_s = lease_s
+        self._timing: dict[Path, tuple[tuple[int, int], Mp4Timing | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve_file(self, rel: str) -> Path:
+        """The media file at ``rel`` (already URL-decoded) under the root.
+
+        403 for ``..``/absolute paths, paths (or symlinks) resolving outside the
+        root and non-media files; 404 when nothing is there.
+        """
+        if "\x00" in rel or "\\" in rel:
+            raise HTTPError(403, "forbidden path")
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("..", ".") for p in parts) or \
+                (parts and parts[0].endswith(":")):
+            raise HTTPError(403, "forbidden path")
+        if not rel or any(p == "" for p in parts):
+            raise HTTPError(404, "not found")
+        try:
+            real = self.root.joinpath(*parts).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise HTTPError(404, "not found") from None
+        if not real.is_relative_to(self.root):
+            raise HTTPError(403, "outside the review root")
+        if not real.is_file():
+            raise HTTPError(404, "not found")
+        if real.suffix.lower() not in MEDIA_TYPES:
+            raise HTTPError(403, "only media files are served")
+        return real
+
+    def run(self, run_id: str) -> Run:
+        """A discovered run, or 404."""
+        run = self.catalog.scan().get(run_id)
+        if run is None:
+            raise HTTPError(404, f"unknown run {run_id!r}")
+        return run
+
+    def timing(self, path: Path) -> Mp4Timing | None:
+        """fps and frame count of an mp4 (cached while the file is unchanged)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._timing.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        timing = probe_mp4(path)
+        with self._lock:
+            self._timing[path] = (key, timing)
+        return timing
+
+    def clip_json(self, clip: ClipRef, meta: dict[str, Any]) -> dict[str, Any]:
+        """A clip reference with its URL and the time range to loop, for the label page.
+
+        The path is taken relative to the root; a path that starts with the
+        root's own folder name (``videos/...`` when serving ``videos/``) also works.
+        """
+        out: dict[str, Any] = {"video": clip.video, "start": clip.start, "end": clip.end,
+                               "url": None, "fps": None, "n_frames": None,
+                               "t_start": None, "t_end": None, "error": None}
+        rel = clip.video.replace("\\", "/")
+        candidates = [rel]
+        first, _, rest = rel.partition("/")
+        if rest and first == self.root.name:
+            candidates.append(rest)
+        path: Path | None = None
+        for cand in candidates:
+            try:
+                path = self.resolve_file(cand)
+                break
+            except HTTPError as e:
+                out["error"] = f"{clip.video}: {e.message}"
+        if path is None:
+            return out
+        out["error"] = None
+        out["url"] = "/files/" + "/".join(_quote(p) for p in
+                                          path.relative_to(self.root).parts)
+        timing = self.timing(path)
+        fps = meta.get("fps")
+        if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0):
+            fps = timing.fps if timing else None
+        if fps:
+            out["fps"] = float(fps)
+            out["t_start"] = clip.start / fps
+            end = min(clip.end, timing.n_frames) if timing else clip.end
+            out["t_end"] = max(end, clip.start + 1) / fps
+        if timing:
+            out["n_frames"] = timing.n_frames
+        return out
+
+    def query_json(self, q: Query) -> dict[str, Any]:
+        """A query as the label page needs it."""
+        return {"id": q.id, "run": q.run, "meta": q.meta, "created_at": q.created_at,
+                "lease_annotator": q.lease_annotator, "lease_expires": q.lease_expires,
+                "left": self.clip_json(q.left, q.meta),
+                "right": self.clip_json(q.right, q.meta)}
+
+    def progress(self) -> dict[str, Any]:
+        """Queue counts for the label page's progress line."""
+        s = self.store.stats()
+        return {k: s[k] for k in ("queries", "answered", "pending", "leased")}
+
+
+def _quote(part: str) -> str:
+    return quote(part, safe="")
+
+
+def finite(x: Any) -> Any:
+    """``x`` with NaN/inf floats replaced by None (JSON for browsers has no NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [finite(v) for v in x]
+    return x
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` byte of a single ``bytes=`` range; None to serve the whole file.
+
+    Raises ``HTTPError(416)`` for a range that starts past the end of the file.
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    a, sep, b = spec.strip().partition("-")
+    if not sep:
+        return None
+    try:
+        if a == "":
+            n = int(b)
+            if n <= 0:
+                raise HTTPError(416, "empty suffix range")
+            return max(0, size - n), size - 1
+        first = int(a)
+        last = int(b) if b else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        raise HTTPError(416, "range starts past the end")
+    if first < 0 or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+class ReviewHTTPServer(ThreadingHTTPServer):
+    """Threading HTTP server that carries the :class:`ReviewApp`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: ReviewApp) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.app = app
+        super().__init__(address, ReviewHandler)
+        self.loopback_only = address[0] in LOOPBACK_NAMES or address[0].startswith("127.")
+
+
+class ReviewHandler(BaseHTTPRequestHandler):
+    """Routes a request to a page, a static asset, a media file or the API."""
+
+    server: ReviewHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "rewardlearn-review/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    @property
+    def app(self) -> ReviewApp:
+        return self.server.app
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            self._check_host()
+            body = self._read_body() if method == "POST" else b""
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            self._route(method, url.path, query, body)
+        except HTTPError as e:
+            self._json({"error": e.message}, e.status, head=method == "HEAD")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:
+            log.exception("error handling %s %s", method, self.path)
+            self.close_connection = True
+            self._json({"error": "internal server error"}, 500)
+
+    def _check_host(self) -> None:
+        if not self.server.loopback_only:
+            return
+        host = self.headers.get("Host")
+        if host is None:
+            return
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.strip("[]").lower()
+        if name not in LOOPBACK_NAMES and not name.startswith("127."):
+            self.close_connection = True
+            raise HTTPError(403, "host not allowed (the review server answers loopback only)")
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise HTTPError(400, "bad Content-Length") from None
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            raise HTTPError(413, f"body larger than {MAX_BODY} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        head = method == "HEAD"
+        if method in ("GET", "HEAD"):
+            if path in PAGES:
+                return self._static(PAGES[path], head)
+            if path.startswith("/static/"):
+                return self._static(unquote(path[len("/static/"):]), head)
+            if path.startswith("/files/"):
+                return self._file(self.app.resolve_file(unquote(path[len("/files/"):])), head)
+            if path.startswith("/api/"):
+                return self._json(self._api_get(path, query), head=head)
+            raise HTTPError(404, "not found")
+        if method == "POST":
+            if path == "/api/labels":
+                return self._json(self._post_label(body), 201)
+            if path == "/api/queue/release":
+                return self._json(self._post_release(body))
+            raise HTTPError(404 if not path.startswith("/api/") else 405,
+                            f"no POST handler for {path}")
+        raise HTTPError(405, f"method {method} not allowed")
+
+    def _api_get(self, path: str, q: dict[str, str]) -> Any:
+        app = self.app
+        if path == "/api/info":
+            return {"root": str(app.root), "db": str(app.db_path), "labels": list(LABELS),
+                    "runs": len(app.catalog.scan())}
+        if path == "/api/runs":
+            runs = [app.catalog.run_summary(r) for r in app.catalog.scan().values()]
+            runs.sort(key=lambda r: (r["updated"] or 0, r["id"]), reverse=True)
+            return {"runs": runs}
+        if path.startswith("/api/runs/") and path.endswith("/rollouts"):
+            run = app.run(unquote(path[len("/api/runs/"):-len("/rollouts")]))
+            return {"run": run.id, **self._rollouts(run, q)}
+        if path.startswith("/api/rollouts/"):
+            run_part, _, rollout = path[len("/api/rollouts/"):].rpartition("/")
+            return self._rollout(app.run(unquote(run_part)), unquote(rollout))
+        if path == "/api/queue/next":
+            annotator = _annotator(q.get("annotator"))
+            claimed = app.store.claim(annotator, app.lease_s, run=q.get("run") or None)
+            return {"query": app.query_json(claimed) if claimed else None,
+                    "progress": app.progress()}
+        if path == "/api/queue/stats":
+            return app.store.stats()
+        if path == "/api/labels":
+            after = _int(q.get("after", "0"), "after", 0)
+            limit = _int(q.get("limit", "1000"), "limit", 1, 10_000)
+            answers = app.store.answers_after(after, q.get("run") or None, limit=limit)
+            return {"answers": [a.to_dict() for a in answers],
+                    "last_seq": answers[-1].seq if answers else after}
+        if path == "/api/labels/export":
+            fmt = q.get("fmt", "json")
+            if fmt not in ("csv", "json"):
+                raise HTTPError(400, "fmt must be csv or json")
+            text = app.store.export_text("csv" if fmt == "csv" else "json",
+                                         q.get("run") or None)
+            ctype = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+            return Download(text.encode(), ctype, f"labels.{fmt}")
+        raise HTTPError(404, f"no API endpoint {path}")
+
+    def _rollouts(self, run: Run, q: dict[str, str]) -> dict[str, Any]:
+        rows = self.app.catalog.rollouts(run)
+        sort = q.get("sort", "episode")
+        if sort not in SORT_KEYS:
+            raise HTTPError(400, f"sort must be one of {', '.join(SORT_KEYS)}")
+        order = q.get("order", "desc" if sort == "disagreement" else "asc")
+        if order not in ("asc", "desc"):
+            raise HTTPError(400, "order must be asc or desc")
+        success = q.get("success", "")
+        if success not in ("", "any", "true", "false"):
+            raise HTTPError(400, "success must be true, false or any")
+        if success in ("true", "false"):
+            rows = [r for r in rows if r.get("success") is (success == "true")]
+        if q.get("min_disagreement"):
+            try:
+                lo = float(q["min_disagreement"])
+            except ValueError:
+                raise HTTPError(400, "min_disagreement must be a number") from None
+            if not math.isfinite(lo):
+                raise HTTPError(400, "min_disagreement must be finite")
+            rows = [r for r in rows if r["disagreement"] is not None
+                    and abs(r["disagreement"]) >= lo]
+
+        def key(r: dict[str, Any]) -> tuple[bool, float, str]:
+            v = r.get(sort)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                return (order == "asc", 0.0, r["id"])
+            x = abs(float(v)) if sort == "disagreement" else float(v)
+            return (order != "asc", x, r["id"])
+
+        rows.sort(key=key, reverse=order == "desc")
+        return {"sort": sort, "order": order, "rollouts": finite(rows)}
+
+    def _rollout(self, run: Run, rollout: str) -> dict[str, Any]:
+        path = next((p for p in run.sidecars if p.stem == rollout), None)
+        data = self.app.catalog.sidecar(path) if path is not None else None
+        if data is None:
+            raise HTTPError(404, f"unknown rollout {rollout!r} in run {run.id!r}")
+        rows = {r["id"]: r for r in self.app.catalog.rollouts(run)}
+        out = dict(data)
+        out["id"] = rollout
+        out["run_id"] = run.id
+        out["video_url"] = self.app.catalog.video_url(run, data)
+        out["disagreement"] = rows.get(rollout, {}).get("disagreement")
+        if not out.get("fps") and out["video_url"]:
+            timing = self.app.timing(run.path / str(data.get("video")))
+            out["fps"] = timing.fps if timing else None
+        return dict(finite(out))
+
+    def _body_json(self, body: bytes) -> dict[str, Any]:
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HTTPError(415, "Content-Type must be application/json")
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPError(400, "body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPError(400, "body must be a JSON object")
+        return data
+
+    def _post_label(self, body: bytes) -> dict[str, Any]:
+        data = self._body_json(body)
+        missing = [k for k in ("query_id", "label", "annotator") if k not in data]
+        if missing:
+            raise HTTPError(400, f"missing field(s): {', '.join(missing)}")
+        qid, label = data["query_id"], data["label"]
+        if not isinstance(qid, int) or isinstance(qid, bool) or qid < 1:
+            raise HTTPError(400, "query_id must be a positive integer")
+        if label not in LABELS:
+            raise HTTPError(400, f"label must be one of {', '.join(LABELS)}")
+        annotator = _annotator(data["annotator"])
+        try:
+            seq = self.app.store.answer(qid, label, annotator)
+        except UnknownQueryError as e:
+            raise HTTPError(404, str(e)) from None
+        except AlreadyAnsweredError as e:
+            raise HTTPError(409, str(e)) from None
+        except InvalidLabelError as e:
+            raise HTTPError(400, str(e)) from None
+        return {"seq": seq, "query_id": qid, "label": label, "annotator": annotator,
+                "progress": self.app.progress()}
+
+    def _post_release(self, body: bytes) -> dict[str, Any]:
+        data = self._body_json(body)
+        qid = data.get("query_id")
+        if not isinstance(qid, int) or isinstance(qid, bool):
+            raise HTTPError(400, "query_id must be an integer")
+        return {"released": self.app.store.release(qid, _annotator(data.get("annotator")))}
+
+    def _send(self, status: int, body: bytes, ctype: str, head: bool = False,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _json(self, obj: Any, status: int = 200, head: bool = False) -> None:
+        if isinstance(obj, Download):
+            self._send(status, obj.body, obj.ctype, head,
+                       {"Content-Disposition": f'attachment; filename="{obj.filename}"'})
+            return
+        body = json.dumps(obj, allow_nan=False).encode()
+        self._send(status, body, "application/json", head)
+
+    def _static(self, name: str, head: bool) -> None:
+        path = STATIC_DIR / name
+        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file() \
+                or path.suffix not in STATIC_TYPES:
+            raise HTTPError(404, "not found")
+        self._send(200, path.read_bytes(), STATIC_TYPES[path.suffix], head,
+                   {"Content-Security-Policy": CSP})
+
+    def _file(self, path: Path, head: bool) -> None:
+        """Send a media file, honouring a single-range ``Range`` header."""
+        st = path.stat()
+        size = st.st_size
+        first, last, status = 0, size - 1, 200
+        headers = {"Accept-Ranges": "bytes",
+                   "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True)}
+        rng = self.headers.get("Range")
+        if rng:
+            try:
+                parsed = parse_range(rng, size)
+            except HTTPError:
+                headers["Content-Range"] = f"bytes */{size}"
+                self._send(416, b"", "text/plain", head, headers)
+                return
+            if parsed is not None:
+                first, last = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        length = max(0, last - first + 1)
+        self.send_response(status)
+        self.send_header("Content-Type", MEDIA_TYPES[path.suffix.lower()])
+        self.send_header("Content-Length", str(length))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-cache")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if head:
+            return
+        with open(path, "rb") as f:
+            f.seek(first)
+            left = length
+            while left > 0:
+                chunk = f.read(min(256 * 1024, left))
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                left -= len(chunk)
+
+
+@dataclass
+class Download:
+    """A non-JSON API answer (the label export), sent as an attachment."""
+
+    body: bytes
+    ctype: str
+    filename: str
+
+
+def _annotator(value: Any) -> str:
+    if value is None:
+        raise HTTPError(400, "annotator is required")
+    try:
+        return check_annotator(value)
+    except InvalidLabelError as e:
+        raise HTTPError(400, str(e)) from None
+
+
+def _int(value: str, name: str, lo: int, hi: int | None = None) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise HTTPError(400, f"{name} must be an integer") from None
+    if n < lo or (hi is not None and n > hi):
+        raise HTTPError(400, f"{name} out of range")
+    return n
+
+
+class ReviewServer:
+    """The review server, run in a background thread (``start``) or in the foreground.
+
+    ``port=0`` picks a free port; ``url`` says which. Usable as a context manager.
+    """
+
+    def __init__(self, root: str | Path, db: str | Path | None = None,
+                 host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                 lease_s: float = 120.0) -> None:
+        self.app = ReviewApp(root, db, lease_s)
+        self.httpd = ReviewHTTPServer((host, port), self.app)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def store(self) -> LabelStore:
+        return self.app.store
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = str(self.httpd.server_address[0])
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> ReviewServer:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="rewardlearn-review", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
+        self.httpd.serve_forever(poll_interval=0.5)
+
+    def close(self) -> None:
+        """Stop serving and release the socket."""
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.httpd.server_close()
+
+    def __enter__(self) -> ReviewServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

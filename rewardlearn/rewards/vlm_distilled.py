@@ -1,0 +1,508 @@
+"""``reward=vlm_distilled``: the VLM-RM reward distilled into a cheap state-based model.
+
+ONI-style (2024) asynchronous labelling: during training a random
+``label_fraction`` of the transitions is handed to a background thread that
+scores their frames with the VLM (:class:`AsyncLabeler`); the agent's step
+never waits for it (when the VLM falls behind, the oldest queued frames are
+dropped and counted). A small MLP ``r(s')`` on the next observation's state
+features is fitted to those scores every ``train_every`` steps and gives the
+reward on *every* step. A ``heldout_fraction`` of the labels is kept out of
+training to report the Spearman correlation between the distilled and the
+VLM reward.
+
+What the agent gets: 0 until ``min_labels`` labels have been fitted, then the
+distilled reward. After each fit the rewards the agent learns from are
+recomputed with the new model: PPO's current rollout (before its advantages)
+or SAC's whole replay buffer (``reward.mode=replace`` only).
+
+Example (random-weight CLIP; labels arrive in the background):
+    >>> import gymnasium as gym
+    >>> from rewardlearn.rewards.vlm_distilled import VLMDistilledReward
+    >>> env = gym.make("Pendulum-v1")
+    >>> r = VLMDistilledReward(env.observation_space, env.action_space, goal="a pendulum upright",
+    ...                        alpha=0.0, clip_model="ViT-B-32", pretrained=None, device="cpu")
+    >>> r.frame_size
+    (224, 224)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from torch import nn
+
+from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.features import flat_dim, flatten_obs
+from rewardlearn.rewards.mlp import build_mlp
+from rewardlearn.rewards.vlm import load_vlm as _load_vlm
+from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
+from rewardlearn.wrappers.vec import find_reward_wrapper
+
+log = logging.getLogger("rewardlearn")
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if len(a) != len(b):
+        raise ValueError(f"spearman of {len(a)} vs {len(b)} values")
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = _ranks(a), _ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.zeros(len(counts))
+    np.add.at(sums, inv, ranks)
+    return sums[inv] / counts[inv]
+
+
+class AsyncLabeler:
+    """Scores queued frames with the VLM in a background thread; :meth:`offer` never blocks.
+
+    Args:
+        scorer: frames -> VLM scores.
+        batch_size: frames per VLM call.
+        max_pending: queue bound; beyond it the oldest queued frames are dropped.
+        threads: torch CPU threads of the labelling thread (``None``: leave as is).
+    """
+
+    def __init__(self, scorer: FrameScorer, batch_size: int = 32, max_pending: int = 512,
+                 threads: int | None = 1) -> None:
+        self.scorer = scorer
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self._queue: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self.max_pending = int(max_pending)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._x: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+        self.offered = 0
+        self.dropped = 0
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the labelling thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="vlm-labeler", daemon=True)
+            self._thread.start()
+
+    def offer(self, features: np.ndarray, frames: np.ndarray) -> None:
+        """Queue ``(features, frame)`` pairs for labelling; returns at once."""
+        with self._lock:
+            for x, f in zip(features, frames, strict=True):
+                self._queue.append((np.array(x, np.float32), np.array(f, copy=True)))
+            self.offered += len(features)
+            while len(self._queue) > self.max_pending:
+                self._queue.popleft()
+                self.dropped += 1
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _label_one_batch(self) -> bool:
+        with self._lock:
+            items = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+        if not items:
+            return False
+        scores = self.scorer(np.stack([f for _, f in items]))
+        with self._lock:
+            self._x.append(np.stack([x for x, _ in items]))
+            self._y.append(scores)
+        return True
+
+    def _run(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(max(1, int(self.threads)))
+        try:
+            while not self._stop.is_set():
+                if not self._label_one_batch():
+                    self._wake.wait(timeout=0.1)
+                    self._wake.clear()
+        except BaseException as e:
+            self.error = e
+            log.exception("VLM labelling thread failed")
+
+    def drain(self) -> None:
+        """Label everything queued, in the calling thread (tests, benchmarks)."""
+        while self._label_one_batch():
+            pass
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """Labels that arrived since the last call: features ``(n, D)`` and scores ``(n,)``."""
+        with self._lock:
+            xs, ys = self._x, self._y
+            self._x, self._y = [], []
+        if not xs:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def stop(self) -> None:
+        """Stop the thread (what is still queued is discarded)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            self._queue.clear()
+
+
+class DistilledNet(nn.Module):
+    """MLP on standardised state features, predicting standardised VLM scores."""
+
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
+    def __init__(self, dim: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.net = build_mlp(dim, hidden_sizes, "silu", None)
+        self.register_buffer("x_mean", torch.zeros(dim))
+        self.register_buffer("x_std", torch.ones(dim))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+
+    def standardised(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.x_mean) / self.x_std).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.standardised(x) * self.y_std + self.y_mean
+
+
+class VLMDistilledReward(RewardModel):
+    """VLM-RM labels from a background thread, distilled into a state-based MLP.
+
+    Args:
+        observation_space, action_space: the env's spaces (state observations).
+        goal, baseline, alpha: the VLM-RM prompts and projection (see :class:`VLMReward`).
+        clip_model, pretrained, device, precision, cache_dir, quick_gelu: the VLM.
+        vlm_threads: CPU threads of the labelling thread.
+        vlm_batch_size: frames per VLM call.
+        label_fraction: share of training transitions sent for labelling.
+        max_pending: labelling queue bound (oldest dropped beyond it).
+        hidden_sizes: the distilled MLP's hidden layers.
+        lr, train_steps, train_batch_size: each fit: Adam steps on minibatches.
+        train_every: env steps between fits.
+        min_labels: training labels needed before the first fit (reward 0 until then).
+        heldout_fraction: labels kept out of training for the Spearman check.
+        load_vlm: ``False`` uses the saved distilled model only (no VLM, no labelling).
+        seed: sampling and initialisation seed.
+    """
+
+    name = "vlm_distilled"
+    needs_frames = True
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        goal: str | Sequence[str],
+        baseline: str | Sequence[str] | None = None,
+        alpha: float = 0.5,
+        clip_model: str = "ViT-bigG-14",
+        pretrained: str | None = "laion2b_s39b_b160k",
+        device: str = "auto",
+        precision: str = "auto",
+        cache_dir: str | None = None,
+        quick_gelu: bool | None = None,
+        vlm_threads: int | None = 1,
+        vlm_batch_size: int = 16,
+        label_fraction: float = 0.1,
+        max_pending: int = 512,
+        hidden_sizes: Sequence[int] = (256, 256),
+        lr: float = 1e-3,
+        train_every: int = 2000,
+        train_steps: int = 300,
+        train_batch_size: int = 256,
+        min_labels: int = 200,
+        heldout_fraction: float = 0.1,
+        load_vlm: bool = True,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(observation_space, action_space)
+        if not 0.0 < label_fraction <= 1.0:
+            raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+        if not 0.0 <= heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+        goals, bases = as_prompts(goal), as_prompts(baseline)
+        self._config: dict[str, Any] = dict(
+            goal=goals, baseline=bases, alpha=float(alpha), clip_model=clip_model,
+            pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
+            quick_gelu=quick_gelu, vlm_threads=vlm_threads, vlm_batch_size=int(vlm_batch_size),
+            label_fraction=float(label_fraction), max_pending=int(max_pending),
+            hidden_sizes=[int(h) for h in hidden_sizes], lr=float(lr),
+            train_every=int(train_every), train_steps=int(train_steps),
+            train_batch_size=int(train_batch_size), min_labels=int(min_labels),
+            heldout_fraction=float(heldout_fraction), load_vlm=load_vlm, seed=seed)
+        self.dim = flat_dim(observation_space)
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.net = DistilledNet(self.dim, hidden_sizes)
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.fitted = False
+        self.labeler: AsyncLabeler | None = None
+        if load_vlm:
+            if not goals:
+                raise ValueError("reward=vlm_distilled needs a goal prompt (reward.goal=...)")
+            if alpha > 0 and not bases:
+                raise ValueError(f"alpha={alpha} needs baseline prompts (reward.baseline=...), "
+                                 "or set reward.alpha=0")
+            bundle = _load_vlm(clip_model, pretrained, device, precision, cache_dir, quick_gelu,
+                              self.name)
+            self.frame_size = bundle.image_size
+            scorer = FrameScorer(bundle, VLMRMScorer.from_prompts(bundle, goals, bases, alpha),
+                                 batch_size=vlm_batch_size, threads=vlm_threads)
+            self.labeler = AsyncLabeler(scorer, vlm_batch_size, max_pending, vlm_threads)
+        else:
+            self.needs_frames = False
+        self.train_x: list[np.ndarray] = []
+        self.train_y: list[np.ndarray] = []
+        self.held_x: list[np.ndarray] = []
+        self.held_y: list[np.ndarray] = []
+        self.steps_seen = 0
+        self.history: list[dict[str, float]] = []
+        self._rollout_x: list[np.ndarray] = []
+        self._rollout_r: list[np.ndarray] = []
+
+    # -- reward --------------------------------------------------------------------------
+
+    def features(self, next_obs: Obs) -> np.ndarray:
+        """``(B, D)`` float32 state features of the next observations."""
+        return flatten_obs(self.observation_space, next_obs)
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Distilled rewards for features ``(N, D)`` (0 before the first fit)."""
+        if not self.fitted:
+            return np.zeros(len(x), np.float32)
+        return self.net(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float32)
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        r = self.predict(self.features(batch.next_obs))
+        return RewardOutput(r, {"vlm_score_distilled": r})
+
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        x = self.features(batch.next_obs)
+        self.steps_seen += len(batch)
+        self._rollout_x.append(x)
+        self._rollout_r.append(np.asarray(rewards, np.float32))
+        if self.labeler is None or batch.frames is None:
+            return
+        if self.labeler.error is not None:
+            raise RuntimeError("the VLM labelling thread failed") from self.labeler.error
+        self.labeler.start()
+        pick = np.flatnonzero(self.rng.random(len(batch)) < self._config["label_fraction"])
+        if len(pick):
+            self.labeler.offer(x[pick], batch.frames[pick])
+
+    # -- distillation --------------------------------------------------------------------
+
+    def collect_labels(self) -> int:
+        """Move labels from the labeller into the training and held-out sets; returns how many."""
+        if self.labeler is None:
+            return 0
+        x, y = self.labeler.take()
+        if len(y) == 0:
+            return 0
+        held = self.rng.random(len(y)) < self._config["heldout_fraction"]
+        self.train_x.append(x[~held])
+        self.train_y.append(y[~held])
+        self.held_x.append(x[held])
+        self.held_y.append(y[held])
+        return len(y)
+
+    @property
+    def n_train(self) -> int:
+        return int(sum(len(y) for y in self.train_y))
+
+    def fit(self) -> dict[str, float] | None:
+        """One fit on all training labels so far; ``None`` below ``min_labels``."""
+        self.collect_labels()
+        if self.n_train < max(2, self._config["min_labels"]):
+            return None
+        x = torch.as_tensor(np.concatenate(self.train_x))
+        y = torch.as_tensor(np.concatenate(self.train_y))
+        net = self.net
+        net.x_mean.copy_(x.mean(0))
+        net.x_std.copy_(x.std(0).clamp_min(1e-6))
+        net.y_mean.copy_(y.mean())
+        net.y_std.copy_(y.std().clamp_min(1e-8))
+        target = (y - net.y_mean) / net.y_std
+        bs = min(self._config["train_batch_size"], len(y))
+        gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
+        loss = torch.zeros(())
+        for _ in range(self._config["train_steps"]):
+            idx = torch.randint(len(y), (bs,), generator=gen)
+            loss = torch.mean((net.standardised(x[idx]) - target[idx]) ** 2)
+            self.optim.zero_grad()
+            loss.backward()
+            self.optim.step()
+        self.fitted = True
+        metrics = {"labels_train": float(len(y)), "loss": loss.item(),
+                   **self.heldout_metrics(), **self.call_metrics()}
+        self.history.append(metrics)
+        return metrics
+
+    def heldout_metrics(self) -> dict[str, float]:
+        """Spearman (and size) of distilled vs VLM scores on the held-out labels."""
+        if not self.held_y or sum(len(y) for y in self.held_y) < 3:
+            return {}
+        y = np.concatenate(self.held_y)
+        pred = self.predict(np.concatenate(self.held_x))
+        return {"heldout_spearman": spearman(pred, y), "heldout_labels": float(len(y))}
+
+    def call_metrics(self) -> dict[str, float]:
+        """VLM calls made against transitions seen."""
+        calls = self.labeler.scorer.frames_scored if self.labeler is not None else 0
+        return {"vlm_calls": float(calls), "steps_seen": float(self.steps_seen),
+                "vlm_calls_saved": 1.0 - calls / self.steps_seen if self.steps_seen else 0.0,
+                "labels_dropped": float(self.labeler.dropped if self.labeler else 0)}
+
+    def relabel(self, x: np.ndarray) -> np.ndarray:
+        """Current distilled rewards for stored features (chunked)."""
+        out = np.empty(len(x), np.float32)
+        for s in range(0, len(x), 65536):
+            out[s:s + 65536] = self.predict(x[s:s + 65536])
+        return out
+
+    def callbacks(self) -> list[Any]:
+        return [DistillCallback(self)] if self.labeler is not None else []
+
+    def stop(self) -> None:
+        """Stop the labelling thread."""
+        if self.labeler is not None:
+            self.labeler.stop()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {**self.call_metrics(), "fits": len(self.history),
+                "labels_train": self.n_train,
+                "heldout_spearman": last.get("heldout_spearman"),
+                "heldout_labels": last.get("heldout_labels")}
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                "fitted": self.fitted, "history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.fitted = bool(state.get("fitted", True))
+        self.history = list(state.get("history", []))
+
+
+class DistillCallback(BaseCallback):
+    """Fits the distilled model on schedule and refreshes the rewards the agent learns from."""
+
+    def __init__(self, reward: VLMDistilledReward, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.reward = reward
+        self.next_fit_at = 0
+        self._scale = 1.0
+        self._can_relabel_buffer = True
+
+    def _on_training_start(self) -> None:
+        wrapper = find_reward_wrapper(self.training_env)
+        if wrapper is None:
+            raise RuntimeError("reward=vlm_distilled needs the env wrapped in RewardVecEnvWrapper")
+        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
+        self._can_relabel_buffer = wrapper.mode == "replace"
+        if isinstance(self.model, OffPolicyAlgorithm) and not self._can_relabel_buffer:
+            log.warning("reward=vlm_distilled with mode=add: SAC's replay buffer keeps the "
+                        "rewards of the model version at each step (no relabelling)")
+        self.next_fit_at = self.num_timesteps + self.reward._config["train_every"]
+        if self.reward.labeler is not None:
+            self.reward.labeler.start()
+
+    def _on_rollout_start(self) -> None:
+        self.reward._rollout_x.clear()
+        self.reward._rollout_r.clear()
+
+    def _fit_due(self) -> bool:
+        if self.num_timesteps < self.next_fit_at:
+            return False
+        self.next_fit_at = self.num_timesteps + self.reward._config["train_every"]
+        metrics = self.reward.fit()
+        if metrics is None:
+            return False
+        for k, v in metrics.items():
+            self.logger.record(f"reward/{k}", v)
+        log.info("distilled VLM reward: %d labels, held-out spearman %.3f, VLM calls saved %.1f%%",
+                 int(metrics["labels_train"]), metrics.get("heldout_spearman", float("nan")),
+                 100 * metrics["vlm_calls_saved"])
+        return True
+
+    def _on_step(self) -> bool:
+        if isinstance(self.model, OffPolicyAlgorithm) and self._fit_due() \
+                and self._can_relabel_buffer:
+            self._relabel_replay_buffer(self.model)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm) and self._fit_due():
+            self._relabel_rollout(self.model)
+
+    def _relabel_rollout(self, agent: OnPolicyAlgorithm) -> None:
+        xs, old = self.reward._rollout_x, self.reward._rollout_r
+        buf = agent.rollout_buffer
+        if len(xs) != buf.buffer_size:
+            return
+        x = np.stack(xs)
+        new = self.reward.relabel(x.reshape(-1, x.shape[-1])).reshape(x.shape[:2])
+        buf.rewards += ((new - np.stack(old)) * self._scale).astype(buf.rewards.dtype)
+        buf.compute_returns_and_advantage(last_values=self.locals["values"],
+                                          dones=self.locals["dones"])
+
+    def _relabel_replay_buffer(self, agent: OffPolicyAlgorithm) -> None:
+        rb = agent.replay_buffer
+        if rb is None:
+            return
+        n = rb.buffer_size if rb.full else rb.pos
+        if n == 0:
+            return
+        nxt: Any = rb.next_observations
+        if nxt is None:
+            return
+        if isinstance(nxt, dict):
+            flat: Any = {k: v[:n].reshape(n * rb.n_envs, *v.shape[2:]) for k, v in nxt.items()}
+        else:
+            flat = nxt[:n].reshape(n * rb.n_envs, *nxt.shape[2:])
+        x = self.reward.features(flat)
+        rb.rewards[:n] = self.reward.relabel(x).reshape(n, rb.n_envs)
+
+    def _on_training_end(self) -> None:
+        self.reward.stop()
+        self.reward.fit()
+
+
+__all__ = ["AsyncLabeler", "DistillCallback", "DistilledNet", "VLMDistilledReward", "spearman"]

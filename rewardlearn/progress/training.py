@@ -1,0 +1,321 @@
+"""Train and evaluate a stage-aware progress model on annotated demos.
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> from rewardlearn.collect import Episode
+    >>> from rewardlearn.progress import ProgressConfig, train_progress_model
+    >>> rng = np.random.default_rng(0)
+    >>> def demo(i):   # a 1-D state moving 0 -> 1 (success at the end); stage 1 from halfway
+    ...     x = np.linspace(0, 1, 21)[:, None] + rng.normal(0, 0.01, (21, 1))
+    ...     stages = (np.arange(21) >= 10).astype(int)
+    ...     done = np.arange(20) == 19
+    ...     return Episode(x.astype(np.float32), np.zeros((20, 1)), np.zeros(20), done,
+    ...                    np.zeros(20, bool), stages, ("a", "b"), id=i)
+    >>> space = gym.spaces.Box(-2, 2, (1,))
+    >>> model, report = train_progress_model([demo(i) for i in range(6)], space, space,
+    ...                                      ProgressConfig(epochs=150, window=1, heldout=0.34))
+    >>> report["heldout"]["voc"] > 0.9
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rewardlearn.collect import Episode
+from rewardlearn.progress.configuration import ProgressConfig
+from rewardlearn.progress.encoders import build_encoder
+from rewardlearn.progress.modeling import ProgressModel
+from rewardlearn.progress.processor import (
+    frame_windows,
+    progress_labels,
+    rewind_windows,
+    spans_from_stages,
+    stage_priors,
+    validate_spans,
+)
+from rewardlearn.rewards.features import flat_dim
+
+log = logging.getLogger("rewardlearn")
+
+
+@dataclass
+class LabelledDemo:
+    """One demo's per-frame features and SARM labels."""
+
+    id: int
+    features: np.ndarray
+    spans: np.ndarray
+    stage: np.ndarray
+    tau: np.ndarray
+    progress: np.ndarray
+    success: bool = True
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); 0 if either side is constant."""
+    def ranks(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        order = np.argsort(a, kind="mergesort")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a))
+        _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=r)
+        return (sums / counts)[inverse]
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def demo_features(episodes: Sequence[Episode], observation_space: gym.Space,
+                  encoder_spec: dict[str, Any] | None = None,
+                  embeddings: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per-episode ``(T + 1, D)`` features: state, then frame embeddings if an encoder is set.
+
+    ``embeddings`` (episode id -> ``(T + 1, E)``) replaces running the encoder on
+    the demo frames (precomputed embeddings).
+    """
+    encoder = build_encoder(encoder_spec)
+    out = []
+    for ep in episodes:
+        state = np.asarray(ep.observations, dtype=np.float32).reshape(len(ep.observations), -1)
+        feats = [state]
+        if encoder is not None:
+            if embeddings is not None:
+                if ep.id not in embeddings:
+                    raise ValueError(f"no precomputed embeddings for episode {ep.id}")
+                emb = np.asarray(embeddings[ep.id], dtype=np.float32)
+            elif ep.frames is not None:
+                emb = np.asarray(encoder(ep.frames), dtype=np.float32)
+            else:
+                raise ValueError(f"episode {ep.id} has no frames for the frame encoder; collect "
+                                 "with frames=true or pass precomputed embeddings")
+            if emb.shape != (len(state), encoder.dim):
+                raise ValueError(f"episode {ep.id}: embeddings of shape {emb.shape}, expected "
+                                 f"{(len(state), encoder.dim)}")
+            feats.append(emb)
+        out.append(np.concatenate(feats, axis=1))
+    expected = flat_dim(observation_space)
+    if out and out[0].shape[1] - (encoder.dim if encoder else 0) != expected:
+        raise ValueError(f"the demos have {out[0].shape[1] - (encoder.dim if encoder else 0)} "
+                         f"state features but the env's observation space {observation_space} "
+                         f"has {expected}; collect the demos on the same env and obs_mode")
+    return out
+
+
+def demo_spans(episodes: Sequence[Episode], num_stages: int,
+               annotations: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
+    """Subtask spans per episode: from an annotation file, else from per-frame stages."""
+    spans = []
+    for ep in episodes:
+        n = len(ep.observations)
+        if annotations is not None:
+            if ep.id not in annotations:
+                raise ValueError(f"the annotation file has no spans for episode {ep.id}")
+            s = validate_spans(annotations[ep.id], n, where=f"annotation of episode {ep.id}")
+            if len(s) != num_stages:
+                raise ValueError(f"annotation of episode {ep.id} has {len(s)} subtasks, "
+                                 f"expected {num_stages}")
+            spans.append(s)
+        else:
+            spans.append(spans_from_stages(ep.stages, num_stages))
+    return spans
+
+
+def label_demos(episodes: Sequence[Episode], features: Sequence[np.ndarray],
+                spans: Sequence[np.ndarray], alpha: np.ndarray) -> list[LabelledDemo]:
+    """Attach SARM labels (with priors ``alpha``) to each demo."""
+    out = []
+    for ep, f, s in zip(episodes, features, spans, strict=True):
+        stage, tau, prog = progress_labels(s, len(f), alpha)
+        out.append(LabelledDemo(ep.id, f, s, stage, tau, prog, ep.success))
+    return out
+
+
+def predict_demo(model: ProgressModel, features: np.ndarray) -> Any:
+    """Model predictions for every frame of one demo (windows as at rollout time)."""
+    idx = frame_windows(len(features), model.config.window, model.config.stride)
+    return model.predict(features[idx])
+
+
+def evaluate_progress(model: ProgressModel, demos: Sequence[LabelledDemo]) -> dict[str, Any]:
+    """VOC (Spearman of predicted progress vs time) and stage accuracy.
+
+    VOC averages over the *successful* demos only (nan if there are none); stage
+    accuracy and progress MAE over every frame of every demo.
+    """
+    vocs, correct, total, errors = [], 0, 0, []
+    per_episode = []
+    for d in demos:
+        pred = predict_demo(model, d.features)
+        voc = spearman(pred.progress, np.arange(len(d)))
+        acc = float(np.mean(pred.stage == d.stage))
+        if d.success:
+            vocs.append(voc)
+        correct += int(np.sum(pred.stage == d.stage))
+        total += len(d)
+        errors.append(np.abs(pred.progress - d.progress))
+        per_episode.append({"id": d.id, "voc": round(voc, 4), "stage_acc": round(acc, 4),
+                            "frames": len(d)})
+    err = np.concatenate(errors) if errors else np.zeros(0)
+    return {
+        "episodes": len(demos),
+        "voc": float(np.mean(vocs)) if vocs else float("nan"),
+        "voc_min": float(np.min(vocs)) if vocs else float("nan"),
+        "stage_acc": correct / max(total, 1),
+        "progress_mae": float(err.mean()) if len(err) else float("nan"),
+        "per_episode": per_episode,
+    }
+
+
+def _split(n: int, heldout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_held = round(heldout * n)
+    if heldout > 0 and n >= 2:
+        n_held = min(max(n_held, 1), n - 1)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def train_progress_model(
+    episodes: Sequence[Episode],
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    config: ProgressConfig | None = None,
+    annotations: dict[int, np.ndarray] | None = None,
+    subtask_names: Sequence[str] | None = None,
+    encoder: dict[str, Any] | None = None,
+    embeddings: dict[int, np.ndarray] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[ProgressModel, dict[str, Any]]:
+    """Train on ``episodes`` (held-out split by episode); returns the model and a report.
+
+    Args:
+        episodes: demos (``rewardlearn.collect.load_demos``), with per-frame
+            ``stages`` unless ``annotations`` gives subtask spans per episode id.
+        observation_space, action_space: the env's spaces (stored in the model).
+        config: model/training settings.
+        annotations: episode id -> ``(K, 2)`` subtask ``[start, end]`` frames.
+        subtask_names: names of the subtasks (default: the demos').
+        encoder: frozen frame encoder spec ``{"target": ..., "kwargs": ...}``.
+        embeddings: precomputed frame embeddings per episode id (with ``encoder``).
+        on_epoch: called with ``(epoch, losses)`` after each epoch.
+    """
+    cfg = config or ProgressConfig()
+    if not episodes:
+        raise ValueError("no demos to train the progress model on")
+    names = tuple(subtask_names or episodes[0].subtask_names)
+    if annotations is not None:
+        num_stages = len(next(iter(annotations.values())))
+    elif names:
+        num_stages = len(names)
+    else:
+        num_stages = int(max(int(np.max(ep.stages)) for ep in episodes)) + 1
+    if num_stages < 1:
+        raise ValueError("the demos have no stages")
+    t0 = time.perf_counter()
+    feats = demo_features(episodes, observation_space, encoder, embeddings)
+    spans = demo_spans(episodes, num_stages, annotations)
+    train_idx, held_idx = _split(len(episodes), cfg.heldout, cfg.seed)
+    alpha = stage_priors([spans[i] for i in train_idx],
+                         [len(feats[i]) for i in train_idx])
+    demos = label_demos(episodes, feats, spans, alpha)
+    train = [demos[i] for i in train_idx]
+    held = [demos[i] for i in held_idx]
+
+    all_train = np.concatenate([d.features for d in train])
+    mean = all_train.mean(0)
+    std = all_train.std(0)
+    std = np.where(std < 1e-6, 1.0, std)
+    model = ProgressModel(observation_space, action_space, num_stages, alpha, cfg, mean, std,
+                          names or tuple(f"stage_{k}" for k in range(num_stages)), encoder)
+
+    nat_x = np.concatenate([d.features[frame_windows(len(d), cfg.window, cfg.stride)]
+                            for d in train])
+    nat_stage = np.concatenate([d.stage for d in train])
+    nat_tau = np.concatenate([d.tau for d in train])
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history = []
+    for epoch in range(cfg.epochs):
+        xs, stages, taus = [nat_x], [nat_stage], [nat_tau]
+        for d in train:
+            count = round(cfg.rewind_fraction * len(d))
+            idx, label = rewind_windows(len(d), count, cfg.window, cfg.stride, cfg.rewind_max,
+                                        rng)
+            if len(idx):
+                xs.append(d.features[idx])
+                stages.append(d.stage[label])
+                taus.append(d.tau[label])
+        x_all = model.to_tensor(np.concatenate(xs))
+        s_all = torch.as_tensor(np.concatenate(stages), device=model.device)
+        t_all = torch.as_tensor(np.concatenate(taus), dtype=torch.float32, device=model.device)
+        perm = torch.randperm(len(x_all), generator=gen).to(model.device)
+        model.net.train()
+        sums = {"loss": 0.0, "stage_ce": 0.0, "tau_mse": 0.0}
+        batches = 0
+        for b in range(0, len(perm), cfg.batch_size):
+            rows = perm[b:b + cfg.batch_size]
+            x, s, t = x_all[rows], s_all[rows], t_all[rows]
+            h = model.net.encode(x)
+            logits = model.net.stage_head(h)
+            use_true = torch.rand(len(rows), generator=gen).to(model.device) < cfg.true_stage_prob
+            cond = torch.where(use_true, s, logits.argmax(1).detach())
+            tau = model.net.tau(h, cond)
+            ce = F.cross_entropy(logits, s)
+            mse = F.mse_loss(tau, t)
+            loss = ce + cfg.tau_weight * mse
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sums["loss"] += loss.item()
+            sums["stage_ce"] += ce.item()
+            sums["tau_mse"] += mse.item()
+            batches += 1
+        losses = {k: v / max(batches, 1) for k, v in sums.items()}
+        history.append(losses)
+        if on_epoch is not None:
+            on_epoch(epoch, losses)
+
+    report: dict[str, Any] = {
+        "num_stages": num_stages,
+        "subtask_names": list(model.subtask_names),
+        "alpha": [round(float(a), 4) for a in alpha],
+        "train_episodes": [int(episodes[i].id) for i in train_idx],
+        "heldout_episodes": [int(episodes[i].id) for i in held_idx],
+        "train_frames": len(nat_x),
+        "train": {k: v for k, v in evaluate_progress(model, train).items()
+                  if k != "per_episode"},
+        "heldout": evaluate_progress(model, held) if held else None,
+        "final_losses": history[-1],
+        "train_s": round(time.perf_counter() - t0, 2),
+        "config": cfg.to_dict(),
+    }
+    model.metrics = {k: v for k, v in report.items() if k != "config"}
+    return model, report
+
+
+__all__ = [
+    "LabelledDemo",
+    "demo_features",
+    "demo_spans",
+    "evaluate_progress",
+    "label_demos",
+    "predict_demo",
+    "spearman",
+    "train_progress_model",
+]

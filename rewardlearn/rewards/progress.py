@@ -1,0 +1,146 @@
+"""``reward=progress``: a stage-aware progress model (SARM) used the policy-invariant way.
+
+``mode="potential"`` (default, Robo-Dopamine's scheme): a success bonus when the
+predicted progress of ``s'`` reaches ``1 - delta`` (``delta = 0.05``; once per
+episode by default), plus potential-based shaping with ``Phi = scale * progress``:
+``r = bonus + gamma * Phi(s') - Phi(s)``, ``Phi = 0`` at terminal states, the
+agent's ``gamma``, and each ``Phi(s)`` as computed when ``s`` was entered
+(:class:`rewardlearn.shaping.ShapingTerm`). Using progress itself, or its
+difference, as the reward invites the "semantic trap" (REFERENCE section 4);
+``mode="delta"`` gives the raw ``progress(s') - progress(s)`` for comparison only.
+
+Signals per step: ``stage`` and ``progress`` predicted for ``s'`` (they land in
+the rollout sidecars), ``success_pred``, and in potential mode ``potential`` and
+``shaping``.
+
+Example:
+    python -m rewardlearn.train_progress demos=data/pick_place-expert-v0 \\
+        out=runs/progress/pick_place/progress_model.pt
+    python train.py env=pick_place agent=ppo reward=progress \\
+        reward.model.path=runs/progress/pick_place/progress_model.pt
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rewardlearn.progress.modeling import ProgressModel
+from rewardlearn.progress.potential import ProgressScorer, check_model_spaces
+from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.shaping.shaped import ShapingTerm
+
+MODES = ("potential", "delta")
+
+
+class ProgressReward(RewardModel):
+    """Reward from a trained progress model.
+
+    Args:
+        observation_space, action_space: the env's spaces (the model must match them).
+        path: ``progress_model.pt`` from ``python -m rewardlearn.train_progress``
+            (``None`` when restored from a saved reward module's state).
+        mode: ``potential`` (success bonus + shaping) or ``delta`` (raw progress delta).
+        success_bonus: reward when progress reaches ``1 - delta``.
+        delta: success threshold margin (0.05).
+        bonus_once: pay the bonus at most once per episode.
+        scale: ``Phi = scale * progress``.
+        gamma: shaping discount; ``None``: the agent's (set by train.py).
+        device: torch device of the model.
+    """
+
+    name = "progress"
+    uses_shaping_gamma = True
+    shapes_with_progress = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 path: str | None = None, mode: str = "potential", success_bonus: float = 1.0,
+                 delta: float = 0.05, bonus_once: bool = True, scale: float = 1.0,
+                 gamma: float | None = None, device: str = "cpu") -> None:
+        super().__init__(observation_space, action_space)
+        if mode not in MODES:
+            raise ValueError(f"unknown progress reward mode {mode!r}; choose from {MODES}")
+        if not 0.0 <= delta < 1.0:
+            raise ValueError(f"delta must be in [0, 1), got {delta}")
+        self.path = path
+        self.mode = mode
+        self.success_bonus = float(success_bonus)
+        self.delta = float(delta)
+        self.bonus_once = bool(bonus_once)
+        self.scale = float(scale)
+        self.device = device
+        self.uses_shaping_gamma = mode == "potential"
+        self.shapes_with_progress = mode == "potential"
+        self.name = "progress" if mode == "potential" else "progress_delta"
+        self.term = ShapingTerm(gamma)
+        self.scorer: ProgressScorer | None = None
+        self._bonus_paid = np.zeros(0, dtype=bool)
+        if path is not None:
+            self._set_model(ProgressModel.load(path, observation_space, action_space,
+                                               device=device))
+
+    @property
+    def gamma(self) -> float | None:
+        """Discount of the shaping term (potential mode)."""
+        return self.term.gamma
+
+    @gamma.setter
+    def gamma(self, value: float | None) -> None:
+        self.term.gamma = None if value is None else float(value)
+
+    def _set_model(self, model: ProgressModel) -> None:
+        check_model_spaces(model, self.observation_space, self.action_space,
+                           where=f"progress model {self.path or ''}")
+        self.scorer = ProgressScorer(model)
+        self.needs_frames = model.needs_frames
+        self.frame_size = model.frame_size
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        if self.scorer is None:
+            raise RuntimeError("reward=progress has no model: set reward.model.path=<progress "
+                               "model .pt> (python -m rewardlearn.train_progress makes one)")
+        new_episode = self.term.need_obs(batch)
+        pred_s, pred_next = self.scorer.score(batch)
+        reached = pred_next.progress >= 1.0 - self.delta
+        signals: dict[str, np.ndarray] = {"stage": pred_next.stage.astype(np.float64),
+                                          "progress": pred_next.progress,
+                                          "success_pred": reached.astype(np.float64)}
+        if self.mode == "delta":
+            return RewardOutput(pred_next.progress - pred_s.progress, signals)
+
+        n = len(batch)
+        if len(self._bonus_paid) != n:
+            self._bonus_paid = np.zeros(n, dtype=bool)
+        self._bonus_paid[new_episode] = False
+        pay = reached & ~self._bonus_paid if self.bonus_once else reached
+        self._bonus_paid |= pay
+        self._bonus_paid[batch.dones] = False
+        term, _, phi_used = self.term(batch, self.scale * pred_s.progress,
+                                      self.scale * pred_next.progress)
+        bonus = self.success_bonus * pay
+        signals.update(potential=phi_used, shaping=term, bonus=bonus.astype(np.float64))
+        return RewardOutput(bonus + term, signals)
+
+    def summary(self) -> dict[str, Any]:
+        held = (self.scorer.model.metrics.get("heldout") or {}) if self.scorer else {}
+        return {"progress_model": self.path, "mode": self.mode, "gamma": self.gamma,
+                "model_voc": held.get("voc"), "model_stage_acc": held.get("stage_acc")}
+
+    def config(self) -> dict[str, Any]:
+        return {"path": None, "mode": self.mode, "success_bonus": self.success_bonus,
+                "delta": self.delta, "bonus_once": self.bonus_once, "scale": self.scale,
+                "gamma": self.gamma, "device": self.device}
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.scorer is None:
+            return {}
+        return {"model": self.scorer.model.payload()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "model" in state:
+            self._set_model(ProgressModel.from_payload(state["model"], device=self.device))
+
+
+__all__ = ["MODES", "ProgressReward"]

@@ -1,0 +1,259 @@
+"""Train, evaluate and use a stage-aware progress model (SARM) from demos.
+
+Usage::
+
+    python -m rewardlearn.collect env=pick_place n_episodes=50
+    python -m rewardlearn.train_progress demos=data/pick_place-expert-v0
+    python -m rewardlearn.train_progress eval model=runs/progress/pick_place/progress_model.pt \\
+        demos=data/pick_place-noisy-v0
+    python -m rewardlearn.train_progress rabc model=runs/progress/pick_place/progress_model.pt \\
+        demos=data/pick_place-expert-v0 horizon=10 out=runs/progress/pick_place/rabc.npz
+
+Commands: ``train`` (default), ``eval``, ``rabc``. Options (``key=value``):
+
+* ``demos``: one or more demo datasets (comma-separated) written by
+  ``rewardlearn.collect`` (Minari); stage labels come from the per-step
+  ``info["stage"]`` unless ``annotations=<file.json>`` gives subtask start/end
+  frames per episode id (see :mod:`rewardlearn.progress.processor`).
+* ``env`` (``conf/env`` name, default ``pick_place``) and ``obs_mode``: the env the
+  model will score, whose spaces are stored in the model and checked on use.
+* ``out``: where ``train`` writes the model (default
+  ``runs/progress/<env>/progress_model.pt``, metrics in ``progress_model.json``
+  beside it) and ``rabc`` its weights (``.npz``, one array ``ep_<id>`` per demo).
+* ``encoder`` (dotted path of a frozen frame encoder, e.g.
+  ``rewardlearn.progress.encoders:DownsampleEncoder``), ``encoder_kwargs`` (JSON),
+  ``embeddings`` (``.npz`` of precomputed frame embeddings, one ``ep_<id>``
+  array per demo): frame features next to the state.
+* any :class:`~rewardlearn.progress.ProgressConfig` field: ``window``, ``stride``,
+  ``epochs``, ``heldout``, ``rewind_fraction``, ``seed``...
+* ``rabc``: ``model``, ``horizon`` (``d``, default 1), ``kappa`` (0.01).
+* ``torch_threads`` (default 1: the small network trains fastest on one thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlearn.collect import Episode, load_demos
+from rewardlearn.progress.configuration import ProgressConfig
+from rewardlearn.progress.modeling import ProgressModel
+from rewardlearn.progress.rabc import rabc_weights
+from rewardlearn.progress.training import (
+    demo_features,
+    demo_spans,
+    evaluate_progress,
+    label_demos,
+    predict_demo,
+    train_progress_model,
+)
+from rewardlearn.utils import set_torch_threads
+
+COMMANDS = ("train", "eval", "rabc")
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _int_list(value: str) -> list[int]:
+    return [int(v) for v in value.strip("[]").split(",") if v.strip()]
+
+
+def _option_types() -> dict[str, Callable[[str], Any]]:
+    types: dict[str, Callable[[str], Any]] = {
+        "demos": str, "env": str, "obs_mode": str, "out": str, "annotations": str,
+        "encoder": str, "encoder_kwargs": json.loads, "embeddings": str, "model": str,
+        "horizon": int, "kappa": float, "torch_threads": int,
+    }
+    casts: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str,
+                                              "bool": _bool, "list[int]": _int_list}
+    for f in dataclasses.fields(ProgressConfig):
+        types[f.name] = casts[str(f.type)]
+    return types
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """``(command, options)`` from ``[command] key=value ...``."""
+    args = list(argv)
+    command = "train"
+    if args and "=" not in args[0]:
+        command = args.pop(0)
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
+    types = _option_types()
+    values: dict[str, Any] = {}
+    for token in args:
+        key, sep, raw = token.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected key=value, got {token!r}")
+        if key not in types:
+            raise ValueError(f"unknown option {key!r}; options: {', '.join(sorted(types))}")
+        try:
+            values[key] = types[key](raw)
+        except ValueError as err:
+            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    return command, values
+
+
+def _load(opts: dict[str, Any]) -> list[Episode]:
+    if "demos" not in opts:
+        raise ValueError("give the demos: demos=data/pick_place-expert-v0 (comma-separate several)")
+    episodes: list[Episode] = []
+    for path in str(opts["demos"]).split(","):
+        for ep in load_demos(path.strip()):
+            ep.id = len(episodes)
+            episodes.append(ep)
+    return episodes
+
+
+def _spaces(opts: dict[str, Any]) -> tuple[Any, Any]:
+    from rewardlearn.env_factory import env_config, make_env
+
+    cfg = env_config(str(opts.get("env", "pick_place")))
+    if "obs_mode" in opts:
+        cfg.kwargs = {**(cfg.get("kwargs") or {}), "obs_mode": opts["obs_mode"]}
+    env = make_env(cfg)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def _embeddings(opts: dict[str, Any]) -> dict[int, np.ndarray] | None:
+    if "embeddings" not in opts:
+        return None
+    with np.load(opts["embeddings"]) as data:
+        return {int(k.removeprefix("ep_")): np.asarray(data[k]) for k in data.files}
+
+
+def _brief(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "n/a"
+    return (f"VOC {metrics['voc']:.4f} (min {metrics['voc_min']:.4f}), stage accuracy "
+            f"{metrics['stage_acc']:.2%}, progress MAE {metrics['progress_mae']:.4f} "
+            f"over {metrics['episodes']} demos")
+
+
+def _print_epoch(epochs: int) -> Callable[[int, dict[str, float]], None]:
+    def show(epoch: int, losses: dict[str, float]) -> None:
+        if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
+            print(f"epoch {epoch + 1}/{epochs}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+
+    return show
+
+
+def cmd_train(opts: dict[str, Any]) -> dict[str, Any]:
+    """Train, evaluate on held-out demos, save; returns the report."""
+    from rewardlearn.progress.processor import load_annotations
+
+    cfg = ProgressConfig.from_kwargs({k: v for k, v in opts.items()
+                                      if k in {f.name for f in dataclasses.fields(ProgressConfig)}})
+    episodes = _load(opts)
+    obs_space, act_space = _spaces(opts)
+    annotations = names = None
+    if "annotations" in opts:
+        names, annotations = load_annotations(opts["annotations"])
+    encoder = {"target": opts["encoder"], "kwargs": opts.get("encoder_kwargs", {})} \
+        if "encoder" in opts else None
+    print(f"training on {len(episodes)} demos ({sum(len(e) for e in episodes)} steps), "
+          f"held out {cfg.heldout:.0%}")
+    model, report = train_progress_model(
+        episodes, obs_space, act_space, cfg, annotations=annotations, subtask_names=names,
+        encoder=encoder, embeddings=_embeddings(opts),
+        on_epoch=_print_epoch(cfg.epochs))
+    env_name = str(opts.get("env", "pick_place"))
+    out = Path(opts.get("out") or f"runs/progress/{env_name}/progress_model.pt")
+    model.save(out)
+    report["model"] = str(out)
+    report["demos"] = str(opts["demos"])
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    print(f"stage priors {report['alpha']} for {report['subtask_names']}")
+    print(f"train:    {_brief(report['train'])}")
+    print(f"held-out: {_brief(report['heldout'])}")
+    print(f"model written to {out} (metrics {out.with_suffix('.json')}); "
+          f"use it with reward=progress reward.model.path={out} or shaping=progress "
+          f"shaping.potential.path={out}")
+    return report
+
+
+def _labelled(model: ProgressModel, opts: dict[str, Any]) -> tuple[list[Episode], list[Any]]:
+    episodes = _load(opts)
+    feats = demo_features(episodes, model.observation_space, model.encoder_spec,
+                          _embeddings(opts))
+    annotations = None
+    if "annotations" in opts:
+        from rewardlearn.progress.processor import load_annotations
+
+        _, annotations = load_annotations(opts["annotations"])
+    spans = demo_spans(episodes, model.num_stages, annotations)
+    return episodes, label_demos(episodes, feats, spans, model.alpha)
+
+
+def cmd_eval(opts: dict[str, Any]) -> dict[str, Any]:
+    """VOC and stage accuracy of a saved model on demos."""
+    if "model" not in opts:
+        raise ValueError("give the model: model=runs/progress/<env>/progress_model.pt")
+    model = ProgressModel.load(opts["model"])
+    _, demos = _labelled(model, opts)
+    metrics = evaluate_progress(model, demos)
+    print(_brief(metrics))
+    return metrics
+
+
+def cmd_rabc(opts: dict[str, Any]) -> dict[str, Any]:
+    """RA-BC weights for every sample of the demos, saved as ``.npz``."""
+    if "model" not in opts:
+        raise ValueError("give the model: model=runs/progress/<env>/progress_model.pt")
+    model = ProgressModel.load(opts["model"])
+    episodes, demos = _labelled(model, opts)
+    progress = [predict_demo(model, d.features).progress for d in demos]
+    weights = rabc_weights(progress, horizon=int(opts.get("horizon", 1)),
+                           kappa=float(opts.get("kappa", 0.01)))
+    out = Path(opts.get("out") or Path(opts["model"]).with_name("rabc_weights.npz"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {f"ep_{ep.id}": w for ep, w in zip(episodes, weights, strict=True)}
+    np.savez(out, **arrays)
+    flat = np.concatenate(weights)
+    summary = {"samples": len(flat), "mean_weight": float(flat.mean()),
+               "full_weight": float(np.mean(flat == 1.0)), "zero_weight": float(np.mean(flat == 0)),
+               "out": str(out)}
+    print(f"RA-BC weights for {summary['samples']} samples: mean {summary['mean_weight']:.3f}, "
+          f"{summary['full_weight']:.1%} at 1, {summary['zero_weight']:.1%} at 0 -> {out}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the command line and run the command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(__doc__)
+        raise SystemExit(0)
+    command, opts = parse_args(args)
+    set_torch_threads(int(opts.pop("torch_threads", 1)))
+    return {"train": cmd_train, "eval": cmd_eval, "rabc": cmd_rabc}[command](opts)
+
+
+def cli() -> None:
+    """Entry point; input errors exit with a message, no trace."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    cli()

@@ -30,6 +30,7 @@ from rewardlearn.env_factory import CONF_DIR, make_vec_env, to_dict
 from rewardlearn.evaluation import evaluate
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.checkpoint import save_reward_model
+from rewardlearn.shaping import build_shaping
 from rewardlearn.utils import resolve_device, set_torch_threads
 from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
 
@@ -89,14 +90,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     set_torch_threads(cfg.get("torch_threads"))
-    if cfg.shaping.name != "none":
-        raise ValueError(f"shaping={cfg.shaping.name} is not available; valid choices: none")
 
     probe = make_vec_env(cfg.env, n_envs=1, seed=int(cfg.seed))
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
     reward_model = build_reward_model(cfg, obs_space, act_space)
     reward_model.run_dir = run_dir
+    reward_model = build_shaping(cfg.shaping, reward_model, obs_space, act_space,
+                                 float(cfg.agent.gamma))
     learned = not getattr(reward_model, "is_ground_truth", False)
 
     frame_size = reward_model.frame_size if reward_model.needs_frames else None

@@ -3,7 +3,7 @@
 :class:`ProgressScorer` turns a batch of transitions into model predictions
 for ``s`` and ``s'``, keeping each env's recent frames so the model sees the
 same windows as in training. :class:`ProgressPotential` is ``shaping=progress``:
-``Phi(s) = scale * progress(s)``.
+``Phi(s) = scale * (progress(s) - offset)``.
 """
 
 from __future__ import annotations
@@ -56,12 +56,18 @@ def check_model_spaces(model: ProgressModel, observation_space: gym.Space,
 
 
 class ProgressPotential(Potential):
-    """``Phi(s) = scale * progress(s)`` from a trained progress model (``shaping=progress``).
+    """``Phi(s) = scale * (progress(s) - offset)`` from a progress model (``shaping=progress``).
+
+    With the default ``offset=1`` the potential is minus the remaining progress:
+    0 at completion, so the step into a terminal success state (where ``Phi`` must
+    be 0) does not lose the potential built up on the way; any offset is
+    policy-invariant, this one keeps the early learning signal pointing at the goal.
 
     Args:
         path: a ``progress_model.pt`` (from ``python -m rewardlearn.train_progress``);
             ``None`` when the model comes from a saved shaped reward's state.
         scale: multiplies the progress (in [0, 1]).
+        offset: subtracted from the progress before scaling.
         device: torch device for the model.
 
     Signals: ``stage`` and ``progress`` predicted for ``s'``.
@@ -69,10 +75,11 @@ class ProgressPotential(Potential):
 
     name = "progress"
 
-    def __init__(self, path: str | None = None, scale: float = 1.0, device: str = "cpu",
-                 model: ProgressModel | None = None) -> None:
+    def __init__(self, path: str | None = None, scale: float = 1.0, offset: float = 1.0,
+                 device: str = "cpu", model: ProgressModel | None = None) -> None:
         self.path = path
         self.scale = float(scale)
+        self.offset = float(offset)
         self.device = device
         self._spaces: tuple[gym.Space, gym.Space] | None = None
         self.scorer: ProgressScorer | None = None
@@ -100,16 +107,20 @@ class ProgressPotential(Potential):
                                where=f"progress model {self.path}")
 
     def __call__(self, obs: Obs, frames: np.ndarray | None = None) -> np.ndarray:
-        return self.scale * self._scorer().single(obs, frames).progress
+        return self.phi(self._scorer().single(obs, frames).progress)
+
+    def phi(self, progress: np.ndarray) -> np.ndarray:
+        """The potential of a progress value."""
+        return self.scale * (np.asarray(progress, dtype=np.float64) - self.offset)
 
     def transition(self, batch: TransitionBatch, need_obs: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         pred_s, pred_next = self._scorer().score(batch)
         signals = {"stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress}
-        return self.scale * pred_s.progress, self.scale * pred_next.progress, signals
+        return self.phi(pred_s.progress), self.phi(pred_next.progress), signals
 
     def config(self) -> dict[str, Any]:
-        return {"path": None, "scale": self.scale, "device": self.device}
+        return {"path": None, "scale": self.scale, "offset": self.offset, "device": self.device}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self._scorer().model.payload()}

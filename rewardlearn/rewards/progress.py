@@ -2,7 +2,8 @@
 
 ``mode="potential"`` (default, Robo-Dopamine's scheme): a success bonus when the
 predicted progress of ``s'`` reaches ``1 - delta`` (``delta = 0.05``; once per
-episode by default), plus potential-based shaping with ``Phi = scale * progress``:
+episode by default), plus potential-based shaping with
+``Phi = scale * (progress - offset)`` (``offset = 1``: minus the remaining progress):
 ``r = bonus + gamma * Phi(s') - Phi(s)``, ``Phi = 0`` at terminal states, the
 agent's ``gamma``, and each ``Phi(s)`` as computed when ``s`` was entered
 (:class:`rewardlearn.shaping.ShapingTerm`). Using progress itself, or its
@@ -46,7 +47,9 @@ class ProgressReward(RewardModel):
         success_bonus: reward when progress reaches ``1 - delta``.
         delta: success threshold margin (0.05).
         bonus_once: pay the bonus at most once per episode.
-        scale: ``Phi = scale * progress``.
+        scale, offset: ``Phi = scale * (progress - offset)``; the default offset 1
+            makes ``Phi`` 0 at completion, so entering the terminal success state
+            (``Phi = 0`` there by the shaping rule) costs nothing.
         gamma: shaping discount; ``None``: the agent's (set by train.py).
         device: torch device of the model.
     """
@@ -58,7 +61,7 @@ class ProgressReward(RewardModel):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  path: str | None = None, mode: str = "potential", success_bonus: float = 1.0,
                  delta: float = 0.05, bonus_once: bool = True, scale: float = 1.0,
-                 gamma: float | None = None, device: str = "cpu") -> None:
+                 offset: float = 1.0, gamma: float | None = None, device: str = "cpu") -> None:
         super().__init__(observation_space, action_space)
         if mode not in MODES:
             raise ValueError(f"unknown progress reward mode {mode!r}; choose from {MODES}")
@@ -70,6 +73,7 @@ class ProgressReward(RewardModel):
         self.delta = float(delta)
         self.bonus_once = bool(bonus_once)
         self.scale = float(scale)
+        self.offset = float(offset)
         self.device = device
         self.uses_shaping_gamma = mode == "potential"
         self.shapes_with_progress = mode == "potential"
@@ -117,8 +121,8 @@ class ProgressReward(RewardModel):
         pay = reached & ~self._bonus_paid if self.bonus_once else reached
         self._bonus_paid |= pay
         self._bonus_paid[batch.dones] = False
-        term, _, phi_used = self.term(batch, self.scale * pred_s.progress,
-                                      self.scale * pred_next.progress)
+        term, _, phi_used = self.term(batch, self.scale * (pred_s.progress - self.offset),
+                                      self.scale * (pred_next.progress - self.offset))
         bonus = self.success_bonus * pay
         signals.update(potential=phi_used, shaping=term, bonus=bonus.astype(np.float64))
         return RewardOutput(bonus + term, signals)
@@ -131,6 +135,7 @@ class ProgressReward(RewardModel):
     def config(self) -> dict[str, Any]:
         return {"path": None, "mode": self.mode, "success_bonus": self.success_bonus,
                 "delta": self.delta, "bonus_once": self.bonus_once, "scale": self.scale,
+                "offset": self.offset,
                 "gamma": self.gamma, "device": self.device}
 
     def state_dict(self) -> dict[str, Any]:

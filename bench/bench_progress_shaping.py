@@ -1,0 +1,206 @@
+"""PPO on pick_place with the sparse reward: sparse vs progress shaping vs raw progress delta.
+
+Usage::
+
+    python bench/bench_progress_shaping.py                      # 300k steps, seeds 0 1 2, 2 jobs
+    python bench/bench_progress_shaping.py --timesteps 100000 --seeds 0 --jobs 1
+
+Steps: collect 50 scripted-expert demos, train a progress model with the default
+settings (held-out VOC and stage accuracy reported), then train PPO on
+``pick_place`` with ``reward_type=sparse`` under each condition and seed (one
+``python train.py`` process each, ``torch_threads=1``, ``--jobs`` at a time; a run
+whose ``summary.json`` exists is reused). Conditions:
+
+* ``sparse``: the env's sparse reward (1 at success);
+* ``shaping``: the sparse reward + ``shaping=progress`` (``Phi = progress``);
+* ``delta``: ``reward=progress_delta`` (raw ``progress(s') - progress(s)``, comparison only);
+* ``progress``: ``reward=progress`` (model success bonus + progress shaping, no env reward);
+* ``dense``: the env's hand-written staged reward (reference, not learned).
+
+Reported: evaluation success rate (deterministic policy, 50 held-out seeds), the
+training success rate over the last 100 episodes, and the env steps to the first
+successful training episode (from SB3's ``rollout/success_rate``, so to the rollout:
+``n_envs * n_steps`` = 2048 steps). Writes ``bench/results/progress_shaping.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PPO = ["agent=ppo", "n_envs=8", "agent.normalize_obs=true", "+agent.kwargs.batch_size=256",
+       "+agent.kwargs.gae_lambda=0.95"]
+"""PPO settings on top of conf/env/pick_place.yaml (n_steps 256, 10 epochs, lr 3e-4, gamma 0.99)."""
+
+CONDITIONS: dict[str, list[str]] = {
+    "sparse": ["env.kwargs.reward_type=sparse", "reward=env"],
+    "shaping": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
+                "shaping.potential.path={model}"],
+    "delta": ["env.kwargs.reward_type=sparse", "reward=progress_delta",
+              "reward.model.path={model}"],
+    "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
+    "dense": ["env.kwargs.reward_type=dense", "reward=env"],
+}
+LABELS = {
+    "sparse": "sparse env reward",
+    "shaping": "sparse env reward + `shaping=progress`",
+    "delta": "raw progress delta (`reward=progress_delta`)",
+    "progress": "`reward=progress` (model success bonus + progress shaping, no env reward)",
+    "dense": "env's hand-written dense reward (reference)",
+}
+
+
+def prepare_model(work: Path) -> tuple[Path, dict[str, Any]]:
+    """Collect demos and train the progress model (reused if present)."""
+    import torch
+
+    from rewardlearn.collect import CollectConfig, collect, load_demos
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.progress import ProgressConfig, train_progress_model
+
+    model_path = work / "progress_model.pt"
+    report_path = work / "progress_model.json"
+    if model_path.is_file() and report_path.is_file():
+        return model_path, json.loads(report_path.read_text())
+    demos = work / "demos"
+    if not demos.exists():
+        collect(CollectConfig(env="pick_place", n_episodes=50, out=str(demos)), verbose=False)
+    torch.set_num_threads(1)
+    env = make_env("pick_place")
+    model, report = train_progress_model(load_demos(demos), env.observation_space,
+                                         env.action_space, ProgressConfig())
+    model.save(model_path)
+    report_path.write_text(json.dumps(report, indent=2))
+    return model_path, report
+
+
+def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> dict[str, Any]:
+    """One ``train.py`` run; returns its summary plus training-curve figures."""
+    run_dir = work / "runs" / f"{cond}_s{seed}"
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        overrides = [o.format(model=model) for o in CONDITIONS[cond]]
+        cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
+               f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
+               "video.enabled=false", "progress_bar=false", "eval.n_episodes=50", "~teacher",
+               f"hydra.run.dir={run_dir}"]
+        log = work / "logs" / f"{cond}_s{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as f:
+            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+    summary = json.loads(summary_file.read_text())
+    summary.update(training_curve(run_dir))
+    return summary
+
+
+def training_curve(run_dir: Path) -> dict[str, Any]:
+    """First step with a successful training episode, and the final training success rate."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = glob.glob(str(run_dir / "tb" / "**" / "events*"), recursive=True)
+    if not files:
+        return {"first_success_step": None, "train_success_final": None}
+    acc = EventAccumulator(files[0])
+    acc.Reload()
+    if "rollout/success_rate" not in acc.Tags()["scalars"]:
+        return {"first_success_step": None, "train_success_final": None}
+    events = acc.Scalars("rollout/success_rate")
+    first = next((e.step for e in events if e.value > 0), None)
+    return {"first_success_step": first, "train_success_final": float(events[-1].value)}
+
+
+def _fmt_steps(steps: list[int | None]) -> str:
+    return ", ".join("never" if s is None else f"{s / 1000:.0f}k" for s in steps)
+
+
+def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: dict[str, Any],
+                 args: argparse.Namespace, wall: float) -> None:
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    held = report["heldout"]
+    lines = [
+        "## Progress shaping on pick_place (sparse reward), PPO",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch "
+        f"{torch.__version__} CPU; commit {commit}; command: `python "
+        f"bench/bench_progress_shaping.py --timesteps {args.timesteps} --seeds "
+        f"{' '.join(map(str, args.seeds))} --jobs {args.jobs}`; wall {wall / 60:.1f} min.",
+        "",
+        f"Progress model: 50 expert demos (40 train / 10 held out), default settings "
+        f"(window {report['config']['window']}, stride {report['config']['stride']}, "
+        f"{report['config']['epochs']} epochs, rewind augmentation), trained in "
+        f"{report['train_s']:.0f} s: held-out **VOC {held['voc']:.4f}** (min "
+        f"{held['voc_min']:.4f}), **stage accuracy {held['stage_acc']:.1%}**, progress MAE "
+        f"{held['progress_mae']:.4f}; stage priors {report['alpha']}.",
+        "",
+        f"PPO: `{' '.join(PPO)}` on top of `conf/env/pick_place.yaml` (n_steps 256, "
+        f"10 epochs, lr 3e-4, gamma 0.99), {args.timesteps} env steps per run, "
+        f"seeds {', '.join(map(str, args.seeds))}. Eval: deterministic policy, 50 held-out "
+        "seeds. Training success: last 100 training episodes. First success: env steps to "
+        "the first successful training episode (to the 2048-step rollout).",
+        "",
+        "| reward | eval success per seed | eval success mean | training success (last 100 ep.) "
+        "| steps to first success | train steps/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cond, runs in results.items():
+        succ = [r["success_rate"] for r in runs]
+        train = [r["train_success_final"] or 0.0 for r in runs]
+        sps = np.mean([r["train_steps_per_s"] for r in runs])
+        lines.append(
+            f"| {LABELS[cond]} | {', '.join(f'{s:.0%}' for s in succ)} | "
+            f"**{np.mean(succ):.0%}** | {np.mean(train):.0%} | "
+            f"{_fmt_steps([r['first_success_step'] for r in runs])} | {sps:.0f} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timesteps", type=int, default=300_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS),
+                        default=["sparse", "shaping", "delta", "progress"])
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "progress_shaping")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
+                        "progress_shaping.md")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    work = args.work / f"t{args.timesteps}"
+    work.mkdir(parents=True, exist_ok=True)
+    model, report = prepare_model(args.work)
+    print(f"progress model: held-out VOC {report['heldout']['voc']:.4f}, stage accuracy "
+          f"{report['heldout']['stage_acc']:.1%}")
+    jobs = [(c, s) for c in args.conditions for s in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {job: pool.submit(run_one, *job, args.timesteps, model, work) for job in jobs}
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.conditions}
+        for (cond, seed), fut in futures.items():
+            summary = fut.result()
+            results[cond].append(summary)
+            print(f"{cond} seed {seed}: eval success {summary['success_rate']:.0%}, first "
+                  f"training success at {summary['first_success_step']}")
+    write_report(args.out, results, report, args, time.perf_counter() - t0)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

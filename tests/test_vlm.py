@@ -24,10 +24,16 @@ from rewardlearn._compat import import_open_clip
 from rewardlearn.recording import read_sidecar
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.vlm import StrideSchedule, VLMReward
-from rewardlearn.rewards.vlm_distilled import AsyncLabeler, VLMDistilledReward, spearman
+from rewardlearn.rewards.vlm_distilled import (
+    AsyncLabeler,
+    VLMDistilledReward,
+    downsample_frames,
+    spearman,
+)
 from rewardlearn.train import run
 from rewardlearn.vlm.loading import (
     ClipWeightsError,
+    ThreadTuner,
     _auto_quick_gelu,
     encode_images,
     encode_texts,
@@ -43,6 +49,15 @@ TINY_CFG = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 SPACE = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Any:
+    """Tiny models on a shared 2-core machine: 2 OpenMP threads only add contention."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +245,31 @@ def test_missing_weights_stop_train_before_training(compose_cfg: Callable[..., D
     assert not (tmp_path / "run" / "agent_interrupted.zip").exists()
 
 
+def test_thread_tuner_measures_and_follows_the_faster_count() -> None:
+    tuner = ThreadTuner(candidates=(1, 2), explore_every=5)
+    rate = {1: 10.0, 2: 4.0}  # images/s: one thread is faster (a loaded machine)
+    chosen = []
+    for _ in range(20):
+        n = tuner.choose(8)
+        chosen.append(n)
+        tuner.record(8, n, 8 / rate[n])
+    assert chosen[:3] == [2, 1, 2]  # warm-up (not recorded), then each candidate once
+    assert chosen[3:].count(1) > chosen[3:].count(2) > 0  # exploits 1, still re-tries 2
+    rate.update({1: 5.0, 2: 20.0})  # the load went away
+    for _ in range(30):
+        n = tuner.choose(8)
+        tuner.record(8, n, 8 / rate[n])
+    assert tuner.choose(8) == 2 or tuner.choose(8) == 2
+    assert ThreadTuner.bucket(1) == 1 and ThreadTuner.bucket(5) == 8 and ThreadTuner.bucket(8) == 8
+
+
 def test_precision_and_quick_gelu_choices() -> None:
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == torch.float32
     assert resolve_precision("fp16", torch.device("cuda")) == torch.float16
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", cpu)
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("int8", cpu)
     assert _auto_quick_gelu("ViT-B-32", "openai")
@@ -364,9 +398,9 @@ def test_labeler_never_blocks_and_drops_the_oldest() -> None:
     np.testing.assert_allclose(x[:, 0], y)  # features and scores stay paired
 
 
-def test_distilled_model_fits_and_reports_heldout_spearman() -> None:
-    r = VLMDistilledReward(SPACE, SPACE, goal="x", load_vlm=False, min_labels=50,
-                           train_steps=400, heldout_fraction=0.2, hidden_sizes=(64, 64))
+def test_distilled_state_model_fits_and_reports_heldout_spearman() -> None:
+    r = VLMDistilledReward(SPACE, SPACE, goal="x", load_vlm=False, inputs="state",
+                           min_labels=50, train_steps=400, hidden_sizes=(64, 64))
     assert not r.needs_frames and not r.callbacks()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1000, 4)).astype(np.float32)
@@ -379,6 +413,23 @@ def test_distilled_model_fits_and_reports_heldout_spearman() -> None:
     assert metrics is not None and metrics["heldout_spearman"] > 0.9
     out = r.compute(_batch(_frames(2), x[:2], x[:2]))
     np.testing.assert_array_equal(out.rewards, out.signals["vlm_score_distilled"])
+
+
+def test_distilled_pixel_model_fits_frames() -> None:
+    r = VLMDistilledReward(SPACE, SPACE, goal="x", load_vlm=False, pixel_size=16,
+                           min_labels=50, train_steps=150, train_batch_size=64,
+                           hidden_sizes=(32,))
+    assert r.needs_frames and r.pixels
+    frames = _frames(600, seed=3)
+    frames[:, :16] //= np.arange(1, 601, dtype=np.uint8).reshape(-1, 1, 1, 1) % 7 + 1
+    y = frames[:, :16].reshape(600, -1).mean(1).astype(np.float32)  # brightness of the top half
+    x = downsample_frames(frames, 16)
+    assert x.shape == (600, 3, 16, 16) and x.dtype == np.uint8
+    r.train_x, r.train_y, r.held_x, r.held_y = [x[:500]], [y[:500]], [x[500:]], [y[500:]]
+    metrics = r.fit()
+    assert metrics is not None and metrics["heldout_spearman"] > 0.9
+    out = r.compute(_batch(frames[:3]))
+    assert out.rewards.shape == (3,) and np.isfinite(out.rewards).all()
 
 
 # -- train.py end to end ----------------------------------------------------------------
@@ -420,6 +471,7 @@ def test_vlm_distilled_trains_end_to_end(compose_cfg: Callable[..., DictConfig],
     info = summary["reward_training"]
     assert 0 < info["vlm_calls"] < info["steps_seen"] == 256
     assert info["fits"] >= 1 and 0.0 < info["vlm_calls_saved"] < 1.0
+    assert info["inputs"] == "pixels"
     [video] = summary["videos"]
     side = read_sidecar(Path(video).with_suffix(".json"))
     assert len(side["signals"]["vlm_score_distilled"]) == side["length"]

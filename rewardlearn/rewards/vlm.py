@@ -138,7 +138,8 @@ class VLMReward(RewardModel):
         pretrained: open_clip tag, weights file, or ``None`` (random weights).
         device: ``auto``, ``cpu``, ``cuda``...
         precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
-        threads: CPU threads for encoding; ``None`` picks by batch size.
+        threads: CPU threads for encoding; ``None`` measures 1 thread vs all cores per
+            batch size and uses the faster (:class:`~rewardlearn.vlm.loading.ThreadTuner`).
         frame_stride: score every ``k``-th step and hold the score in between.
         batch_size: images per forward pass (and per flush with ``defer=rollout``).
         defer: ``none`` (score every step) or ``rollout`` (on-policy agents).

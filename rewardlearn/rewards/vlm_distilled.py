@@ -1,19 +1,22 @@
-"""``reward=vlm_distilled``: the VLM-RM reward distilled into a cheap state-based model.
+"""``reward=vlm_distilled``: the VLM-RM reward distilled into a cheap reward model.
 
 ONI-style (2024) asynchronous labelling: during training a random
 ``label_fraction`` of the transitions is handed to a background thread that
 scores their frames with the VLM (:class:`AsyncLabeler`); the agent's step
 never waits for it (when the VLM falls behind, the oldest queued frames are
-dropped and counted). A small MLP ``r(s')`` on the next observation's state
-features is fitted to those scores every ``train_every`` steps and gives the
-reward on *every* step. A ``heldout_fraction`` of the labels is kept out of
-training to report the Spearman correlation between the distilled and the
-VLM reward.
+dropped and counted). A cheap model is fitted to those scores every
+``train_every`` steps (in the training loop, a few hundred Adam steps) and
+gives the reward on *every* step: by default a small CNN on the frame
+downsampled to ``pixel_size`` (``inputs=pixels``; it sees what the VLM sees),
+or an MLP on the next observation's state (``inputs=state``). A
+``heldout_fraction`` of the labels is kept out of training to report the
+Spearman correlation between the distilled and the VLM reward.
 
 What the agent gets: 0 until ``min_labels`` labels have been fitted, then the
 distilled reward. After each fit the rewards the agent learns from are
-recomputed with the new model: PPO's current rollout (before its advantages)
-or SAC's whole replay buffer (``reward.mode=replace`` only).
+recomputed with the new model: PPO's current rollout (before its advantages),
+or SAC's whole replay buffer (``inputs=state`` and ``reward.mode=replace``
+only; otherwise SAC keeps the reward of the model version at each step).
 
 Example (random-weight CLIP; labels arrive in the background):
     >>> import gymnasium as gym
@@ -36,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -171,21 +175,67 @@ class AsyncLabeler:
             self._queue.clear()
 
 
+def downsample_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` frames -> uint8 ``(N, 3, size, size)`` by area averaging."""
+    x = torch.as_tensor(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 class DistilledNet(nn.Module):
-    """MLP on standardised state features, predicting standardised VLM scores."""
+    """Predicts standardised VLM scores from standardised inputs.
+
+    ``pixel_size=None``: an MLP on state features ``(N, dim)``; otherwise a
+    small CNN (three strided convolutions, 4x4 pooling, MLP head) on uint8
+    frames ``(N, 3, pixel_size, pixel_size)``. Input and target statistics
+    are buffers, set by :meth:`set_stats`, so a checkpoint is self-contained.
+    """
 
     x_mean: torch.Tensor
     x_std: torch.Tensor
     y_mean: torch.Tensor
     y_std: torch.Tensor
 
-    def __init__(self, dim: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, dim: int, hidden_sizes: Sequence[int], pixel_size: int | None = None
+                 ) -> None:
         super().__init__()
-        self.net = build_mlp(dim, hidden_sizes, "silu", None)
-        self.register_buffer("x_mean", torch.zeros(dim))
-        self.register_buffer("x_std", torch.ones(dim))
+        self.pixels = pixel_size is not None
+        if self.pixel_size_ok(pixel_size):
+            self.net: nn.Module = nn.Sequential(
+                nn.Conv2d(3, 32, 5, 2, 2), nn.SiLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.SiLU(),
+                nn.Conv2d(64, 64, 3, 2, 1), nn.SiLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                build_mlp(64 * 16, hidden_sizes, "silu", None))
+            shape: tuple[int, ...] = (3, 1, 1)
+        else:
+            self.net = build_mlp(dim, hidden_sizes, "silu", None)
+            shape = (dim,)
+        self.register_buffer("x_mean", torch.zeros(shape))
+        self.register_buffer("x_std", torch.ones(shape))
         self.register_buffer("y_mean", torch.zeros(()))
         self.register_buffer("y_std", torch.ones(()))
+
+    @staticmethod
+    def pixel_size_ok(pixel_size: int | None) -> bool:
+        if pixel_size is None:
+            return False
+        if pixel_size < 16:
+            raise ValueError(f"pixel_size must be >= 16, got {pixel_size}")
+        return True
+
+    def as_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Float tensor of raw inputs (uint8 frames scaled to [0, 1])."""
+        t = torch.as_tensor(x)
+        return t.float() / 255.0 if self.pixels else t.float()
+
+    @torch.no_grad()
+    def set_stats(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Input (per feature or per channel) and target standardisation from training data."""
+        dims = (0, 2, 3) if self.pixels else (0,)
+        self.x_mean.copy_(x.mean(dims).reshape(self.x_mean.shape))
+        self.x_std.copy_(x.std(dims).clamp_min(1e-6).reshape(self.x_std.shape))
+        self.y_mean.copy_(y.mean())
+        self.y_std.copy_(y.std().clamp_min(1e-8))
 
     def standardised(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.x_mean) / self.x_std).squeeze(-1)
@@ -194,21 +244,28 @@ class DistilledNet(nn.Module):
         return self.standardised(x) * self.y_std + self.y_mean
 
 
+INPUTS = ("pixels", "state")
+
+
 class VLMDistilledReward(RewardModel):
-    """VLM-RM labels from a background thread, distilled into a state-based MLP.
+    """VLM-RM labels from a background thread, distilled into a cheap reward model.
 
     Args:
-        observation_space, action_space: the env's spaces (state observations).
+        observation_space, action_space: the env's spaces.
         goal, baseline, alpha: the VLM-RM prompts and projection (see :class:`VLMReward`).
         clip_model, pretrained, device, precision, cache_dir, quick_gelu: the VLM.
         vlm_threads: CPU threads of the labelling thread.
         vlm_batch_size: frames per VLM call.
         label_fraction: share of training transitions sent for labelling.
         max_pending: labelling queue bound (oldest dropped beyond it).
-        hidden_sizes: the distilled MLP's hidden layers.
+        inputs: ``pixels`` (a small CNN on the frame at ``pixel_size``) or
+            ``state`` (an MLP on the next observation's state features).
+        pixel_size: side of the low-resolution frames the CNN reads.
+        hidden_sizes: hidden layers of the MLP (``state``) or of the CNN's head.
         lr, train_steps, train_batch_size: each fit: Adam steps on minibatches.
         train_every: env steps between fits.
         min_labels: training labels needed before the first fit (reward 0 until then).
+        max_labels: training labels kept (the oldest are dropped beyond it).
         heldout_fraction: labels kept out of training for the Spearman check.
         load_vlm: ``False`` uses the saved distilled model only (no VLM, no labelling).
         seed: sampling and initialisation seed.
@@ -234,12 +291,15 @@ class VLMDistilledReward(RewardModel):
         vlm_batch_size: int = 16,
         label_fraction: float = 0.1,
         max_pending: int = 512,
-        hidden_sizes: Sequence[int] = (256, 256),
+        inputs: str = "pixels",
+        pixel_size: int = 56,
+        hidden_sizes: Sequence[int] = (256,),
         lr: float = 1e-3,
         train_every: int = 2000,
-        train_steps: int = 300,
-        train_batch_size: int = 256,
+        train_steps: int = 200,
+        train_batch_size: int = 128,
         min_labels: int = 200,
+        max_labels: int = 50_000,
         heldout_fraction: float = 0.1,
         load_vlm: bool = True,
         seed: int | None = 0,
@@ -249,21 +309,26 @@ class VLMDistilledReward(RewardModel):
             raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
         if not 0.0 <= heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+        if inputs not in INPUTS:
+            raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUTS)}")
         goals, bases = as_prompts(goal), as_prompts(baseline)
         self._config: dict[str, Any] = dict(
             goal=goals, baseline=bases, alpha=float(alpha), clip_model=clip_model,
             pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
             quick_gelu=quick_gelu, vlm_threads=vlm_threads, vlm_batch_size=int(vlm_batch_size),
-            label_fraction=float(label_fraction), max_pending=int(max_pending),
-            hidden_sizes=[int(h) for h in hidden_sizes], lr=float(lr),
+            label_fraction=float(label_fraction), max_pending=int(max_pending), inputs=inputs,
+            pixel_size=int(pixel_size), hidden_sizes=[int(h) for h in hidden_sizes], lr=float(lr),
             train_every=int(train_every), train_steps=int(train_steps),
             train_batch_size=int(train_batch_size), min_labels=int(min_labels),
-            heldout_fraction=float(heldout_fraction), load_vlm=load_vlm, seed=seed)
-        self.dim = flat_dim(observation_space)
+            max_labels=int(max_labels), heldout_fraction=float(heldout_fraction),
+            load_vlm=load_vlm, seed=seed)
+        self.pixels = inputs == "pixels"
+        self.pixel_size = int(pixel_size)
         if seed is not None:
             torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.net = DistilledNet(self.dim, hidden_sizes)
+        self.net = DistilledNet(0 if self.pixels else flat_dim(observation_space), hidden_sizes,
+                                self.pixel_size if self.pixels else None)
         self.optim = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.fitted = False
         self.labeler: AsyncLabeler | None = None
@@ -274,12 +339,12 @@ class VLMDistilledReward(RewardModel):
                 raise ValueError(f"alpha={alpha} needs baseline prompts (reward.baseline=...), "
                                  "or set reward.alpha=0")
             bundle = _load_vlm(clip_model, pretrained, device, precision, cache_dir, quick_gelu,
-                              self.name)
+                               self.name)
             self.frame_size = bundle.image_size
             scorer = FrameScorer(bundle, VLMRMScorer.from_prompts(bundle, goals, bases, alpha),
                                  batch_size=vlm_batch_size, threads=vlm_threads)
             self.labeler = AsyncLabeler(scorer, vlm_batch_size, max_pending, vlm_threads)
-        else:
+        elif not self.pixels:
             self.needs_frames = False
         self.train_x: list[np.ndarray] = []
         self.train_y: list[np.ndarray] = []
@@ -292,23 +357,35 @@ class VLMDistilledReward(RewardModel):
 
     # -- reward --------------------------------------------------------------------------
 
-    def features(self, next_obs: Obs) -> np.ndarray:
+    def state_features(self, next_obs: Obs) -> np.ndarray:
         """``(B, D)`` float32 state features of the next observations."""
         return flatten_obs(self.observation_space, next_obs)
 
+    def features(self, batch: TransitionBatch) -> np.ndarray:
+        """The distilled model's inputs: low-res uint8 frames or state features."""
+        if not self.pixels:
+            return self.state_features(batch.next_obs)
+        if batch.frames is None:
+            raise RuntimeError("reward=vlm_distilled with inputs=pixels needs frames; wrap the "
+                               "envs in FrameCapture (make_vec_env(..., frame_size=...))")
+        return downsample_frames(batch.frames, self.pixel_size)
+
     @torch.no_grad()
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Distilled rewards for features ``(N, D)`` (0 before the first fit)."""
+        """Distilled rewards for model inputs (0 before the first fit)."""
         if not self.fitted:
             return np.zeros(len(x), np.float32)
-        return self.net(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(np.float32)
+        out = np.empty(len(x), np.float32)
+        for s in range(0, len(x), 4096):
+            out[s:s + 4096] = self.net(self.net.as_input(x[s:s + 4096])).numpy()
+        return out
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
-        r = self.predict(self.features(batch.next_obs))
+        r = self.predict(self.features(batch))
         return RewardOutput(r, {"vlm_score_distilled": r})
 
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
-        x = self.features(batch.next_obs)
+        x = self.features(batch)
         self.steps_seen += len(batch)
         self._rollout_x.append(x)
         self._rollout_r.append(np.asarray(rewards, np.float32))
@@ -335,6 +412,10 @@ class VLMDistilledReward(RewardModel):
         self.train_y.append(y[~held])
         self.held_x.append(x[held])
         self.held_y.append(y[held])
+        cap = self._config["max_labels"]
+        if self.n_train > cap:
+            self.train_x = [np.concatenate(self.train_x)[-cap:]]
+            self.train_y = [np.concatenate(self.train_y)[-cap:]]
         return len(y)
 
     @property
@@ -346,13 +427,10 @@ class VLMDistilledReward(RewardModel):
         self.collect_labels()
         if self.n_train < max(2, self._config["min_labels"]):
             return None
-        x = torch.as_tensor(np.concatenate(self.train_x))
+        x = self.net.as_input(np.concatenate(self.train_x))
         y = torch.as_tensor(np.concatenate(self.train_y))
         net = self.net
-        net.x_mean.copy_(x.mean(0))
-        net.x_std.copy_(x.std(0).clamp_min(1e-6))
-        net.y_mean.copy_(y.mean())
-        net.y_std.copy_(y.std().clamp_min(1e-8))
+        net.set_stats(x, y)
         target = (y - net.y_mean) / net.y_std
         bs = min(self._config["train_batch_size"], len(y))
         gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
@@ -384,13 +462,6 @@ class VLMDistilledReward(RewardModel):
                 "vlm_calls_saved": 1.0 - calls / self.steps_seen if self.steps_seen else 0.0,
                 "labels_dropped": float(self.labeler.dropped if self.labeler else 0)}
 
-    def relabel(self, x: np.ndarray) -> np.ndarray:
-        """Current distilled rewards for stored features (chunked)."""
-        out = np.empty(len(x), np.float32)
-        for s in range(0, len(x), 65536):
-            out[s:s + 65536] = self.predict(x[s:s + 65536])
-        return out
-
     def callbacks(self) -> list[Any]:
         return [DistillCallback(self)] if self.labeler is not None else []
 
@@ -403,8 +474,8 @@ class VLMDistilledReward(RewardModel):
 
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
-        return {**self.call_metrics(), "fits": len(self.history),
-                "labels_train": self.n_train,
+        return {**self.call_metrics(), "inputs": self._config["inputs"],
+                "fits": len(self.history), "labels_train": self.n_train,
                 "heldout_spearman": last.get("heldout_spearman"),
                 "heldout_labels": last.get("heldout_labels")}
 
@@ -436,10 +507,12 @@ class DistillCallback(BaseCallback):
         if wrapper is None:
             raise RuntimeError("reward=vlm_distilled needs the env wrapped in RewardVecEnvWrapper")
         self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
-        self._can_relabel_buffer = wrapper.mode == "replace"
+        self._can_relabel_buffer = wrapper.mode == "replace" and not self.reward.pixels
         if isinstance(self.model, OffPolicyAlgorithm) and not self._can_relabel_buffer:
-            log.warning("reward=vlm_distilled with mode=add: SAC's replay buffer keeps the "
-                        "rewards of the model version at each step (no relabelling)")
+            log.warning("reward=vlm_distilled with an off-policy agent and %s: the replay buffer "
+                        "keeps the reward of the model version at each step (no relabelling; "
+                        "that needs inputs=state and mode=replace)",
+                        "inputs=pixels" if self.reward.pixels else "mode=add")
         self.next_fit_at = self.num_timesteps + self.reward._config["train_every"]
         if self.reward.labeler is not None:
             self.reward.labeler.start()
@@ -478,7 +551,7 @@ class DistillCallback(BaseCallback):
         if len(xs) != buf.buffer_size:
             return
         x = np.stack(xs)
-        new = self.reward.relabel(x.reshape(-1, x.shape[-1])).reshape(x.shape[:2])
+        new = self.reward.predict(x.reshape(-1, *x.shape[2:])).reshape(x.shape[:2])
         buf.rewards += ((new - np.stack(old)) * self._scale).astype(buf.rewards.dtype)
         buf.compute_returns_and_advantage(last_values=self.locals["values"],
                                           dones=self.locals["dones"])
@@ -497,12 +570,13 @@ class DistillCallback(BaseCallback):
             flat: Any = {k: v[:n].reshape(n * rb.n_envs, *v.shape[2:]) for k, v in nxt.items()}
         else:
             flat = nxt[:n].reshape(n * rb.n_envs, *nxt.shape[2:])
-        x = self.reward.features(flat)
-        rb.rewards[:n] = self.reward.relabel(x).reshape(n, rb.n_envs)
+        x = self.reward.state_features(flat)
+        rb.rewards[:n] = self.reward.predict(x).reshape(n, rb.n_envs)
 
     def _on_training_end(self) -> None:
         self.reward.stop()
         self.reward.fit()
 
 
-__all__ = ["AsyncLabeler", "DistillCallback", "DistilledNet", "VLMDistilledReward", "spearman"]
+__all__ = ["AsyncLabeler", "DistillCallback", "DistilledNet", "VLMDistilledReward",
+           "downsample_frames", "spearman"]

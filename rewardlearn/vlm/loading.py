@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,10 +62,11 @@ class ClipBundle:
         mean, std: per-channel normalisation, ``(3,)`` tensors on ``device``.
         tokenizer: open_clip tokenizer (list of strings -> token tensor).
         device: where the model runs.
-        dtype: compute dtype; ``float16``/``bfloat16`` mean CUDA autocast.
+        dtype: compute dtype; ``float16``/``bfloat16`` mean autocast (bf16 also on CPU).
         name, pretrained: what was loaded (for logs and checkpoints).
         resize_mode: ``shortest`` (resize the short side, centre crop) or ``squash``.
         text_cache: prompt -> normalised embedding, filled by :func:`encode_texts`.
+        tuner: picks CPU thread counts for :func:`encode_images` by measuring.
     """
 
     model: torch.nn.Module
@@ -78,6 +80,7 @@ class ClipBundle:
     pretrained: str | None = None
     resize_mode: str = "shortest"
     text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+    tuner: ThreadTuner = field(default_factory=lambda: ThreadTuner())
 
     @property
     def embed_dim(self) -> int:
@@ -88,17 +91,18 @@ class ClipBundle:
         return int(encode_texts(self, ["a photo"]).shape[-1])
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """CUDA autocast at ``dtype`` (a no-op for fp32)."""
-        if self.dtype == torch.float32 or self.device.type != "cuda":
+        """Autocast at ``dtype`` on the bundle's device (a no-op for fp32)."""
+        if self.dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """Compute dtype for a precision name: ``auto`` is fp16 on CUDA (as VLM-RM) and fp32 on CPU.
 
-    fp16/bf16 are CUDA autocast; on CPU they are refused (bf16 autocast was
-    1.8x slower than fp32 for ViT-B-32 on our 2-core CPU).
+    fp16/bf16 are autocast. On CPU only bf16 is allowed, as an opt-in: its speed
+    depends on the CPU (on our 2-core AVX512-BF16 CPU it measured from 0.6x to
+    1.5x of fp32, depending on load) and its scores differ slightly from fp32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -106,9 +110,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" else torch.float32
     if precision == "fp32":
         return torch.float32
-    if device.type != "cuda":
-        raise ValueError(f"precision={precision} is autocast on CUDA; on {device.type} use "
-                         "precision=fp32 (or auto)")
+    if device.type != "cuda" and precision == "fp16":
+        raise ValueError(f"precision=fp16 is autocast on CUDA; on {device.type} use "
+                         "precision=fp32 (or auto, or bf16)")
     return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
@@ -294,14 +298,60 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def auto_threads(n_images: int) -> int:
-    """Threads for a CPU batch: 1 below 16 images, then one per 8 images, up to the cores.
-
-    With small batches the default thread pool made ViT-B-32 several times
-    slower on a 2-core CPU (REFERENCE section 2).
-    """
+def available_cores() -> int:
+    """CPU cores this process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(int(cores or 1), n_images // 8))
+    return max(1, int(cores or 1))
+
+
+class ThreadTuner:
+    """Chooses the CPU thread count for encoding by measuring, per batch-size bucket.
+
+    The best count depends on the batch and on what else runs on the machine:
+    on our shared 2-core CPU, ViT-B-32 at batch 1 ran at 13 images/s with 2
+    threads when the machine was idle but collapsed to 0.4 images/s with 2
+    threads (5 with 1) under load. So each bucket (batch size rounded up to a
+    power of two) tries 1 thread and all cores, then uses the faster one
+    (exponential average of images/s), re-trying the other every
+    ``explore_every`` calls so that it follows changes in load.
+    """
+
+    def __init__(self, candidates: Sequence[int] | None = None, explore_every: int = 25,
+                 smoothing: float = 0.3) -> None:
+        self.candidates = sorted(set(candidates or (1, available_cores())))
+        self.explore_every = int(explore_every)
+        self.smoothing = float(smoothing)
+        self.rates: dict[tuple[int, int], float] = {}
+        self.calls: dict[int, int] = {}
+
+    @staticmethod
+    def bucket(n_images: int) -> int:
+        return 1 << max(0, int(n_images) - 1).bit_length()
+
+    def choose(self, n_images: int) -> int:
+        """Thread count for a batch of ``n_images``."""
+        b = self.bucket(n_images)
+        self.calls[b] = self.calls.get(b, 0) + 1
+        if self.calls[b] == 1:
+            return self.candidates[-1]  # warm-up call, not recorded
+        untried = [c for c in self.candidates if (b, c) not in self.rates]
+        if untried:
+            return untried[0]
+        best = max(self.candidates, key=lambda c: self.rates[(b, c)])
+        if len(self.candidates) > 1 and self.calls[b] % self.explore_every == 0:
+            others = [c for c in self.candidates if c != best]
+            return others[(self.calls[b] // self.explore_every) % len(others)]
+        return best
+
+    def record(self, n_images: int, threads: int, seconds: float) -> None:
+        """Fold a measured call into the rate of ``(bucket, threads)``."""
+        b = self.bucket(n_images)
+        if self.calls.get(b, 0) <= 1 or seconds <= 0:
+            return
+        rate = n_images / seconds
+        old = self.rates.get((b, threads))
+        self.rates[(b, threads)] = rate if old is None else \
+            (1 - self.smoothing) * old + self.smoothing * rate
 
 
 def preprocess_frames(bundle: ClipBundle, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -346,19 +396,24 @@ def encode_images(
         frames: uint8 ``(N, H, W, 3)`` (numpy or torch), any size; render them at
             ``bundle.image_size`` to skip the resize.
         batch_size: images per forward pass (bounds memory).
-        threads: CPU threads for this call (``None``: :func:`auto_threads`); ignored on CUDA.
+        threads: CPU threads for this call (``None``: chosen by ``bundle.tuner``);
+            ignored on CUDA.
     """
     n = len(frames)
     if n == 0:
         return torch.zeros(0, bundle.embed_dim, device=bundle.device)
-    n_threads = (threads or auto_threads(min(n, batch_size))) if bundle.device.type == "cpu" \
-        else None
+    cpu = bundle.device.type == "cpu"
     out = []
-    with cpu_threads(n_threads), torch.no_grad(), bundle.autocast():
-        for s in range(0, n, batch_size):
-            x = preprocess_frames(bundle, frames[s:s + batch_size])
+    for s in range(0, n, batch_size):
+        chunk = frames[s:s + batch_size]
+        n_threads = (threads or bundle.tuner.choose(len(chunk))) if cpu else None
+        t = time.perf_counter()
+        with cpu_threads(n_threads), torch.no_grad(), bundle.autocast():
+            x = preprocess_frames(bundle, chunk)
             emb = bundle.model.encode_image(x)  # type: ignore[operator]
             out.append(F.normalize(emb.float(), dim=-1))
+        if cpu and threads is None and n_threads is not None:
+            bundle.tuner.record(len(chunk), n_threads, time.perf_counter() - t)
     return torch.cat(out)
 
 
@@ -384,7 +439,8 @@ def encode_texts(bundle: ClipBundle, prompts: Sequence[str]) -> torch.Tensor:
 __all__ = [
     "ClipBundle",
     "ClipWeightsError",
-    "auto_threads",
+    "ThreadTuner",
+    "available_cores",
     "cpu_threads",
     "encode_images",
     "encode_texts",

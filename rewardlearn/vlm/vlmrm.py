@@ -111,8 +111,8 @@ class FrameScorer:
         bundle: the CLIP model (:func:`rewardlearn.vlm.loading.load_clip`).
         scorer: the prompt-specific :class:`VLMRMScorer`.
         batch_size: images per forward pass.
-        threads: CPU threads per call; ``None`` picks by batch size
-            (:func:`rewardlearn.vlm.loading.auto_threads`).
+        threads: CPU threads per call; ``None`` lets the bundle's
+            :class:`~rewardlearn.vlm.loading.ThreadTuner` choose by measuring.
     """
 
     def __init__(self, bundle: ClipBundle, scorer: VLMRMScorer, batch_size: int = 64,

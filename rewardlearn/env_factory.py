@@ -27,6 +27,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from rewardlearn.wrappers.frames import FrameCapture
+from rewardlearn.wrappers.state import SimStateCapture
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -74,6 +75,7 @@ def make_env(
     render_mode: str | None = None,
     frame_size: tuple[int, int] | None = None,
     monitor: bool = False,
+    sim_state: bool = False,
 ) -> gym.Env:
     """Make one env from a config.
 
@@ -85,6 +87,8 @@ def make_env(
         frame_size: ``(height, width)``: add :class:`FrameCapture` so every
             step's info carries the frame (reward modules that read pixels).
         monitor: wrap in SB3's ``Monitor`` (episode stats in ``info``).
+        sim_state: add :class:`SimStateCapture` (``info["sim_state"]`` each step),
+            so steps can be re-rendered later (clips for human labellers).
     """
     cfg = env_config(cfg)
     kwargs = to_dict(cfg.get("kwargs"))
@@ -104,6 +108,8 @@ def make_env(
         env.action_space.seed(seed)
     if monitor:
         env = Monitor(env, info_keywords=tuple(k for k in [cfg.get("success_key")] if k))
+    if sim_state:
+        env = SimStateCapture(env)
     if frame_size is not None:
         height, width = frame_size
         env = FrameCapture(env, width=width, height=height, camera=camera_config(cfg))
@@ -133,6 +139,7 @@ def make_vec_env(
     seed: int = 0,
     frame_size: tuple[int, int] | None = None,
     vec_env: str = "dummy",
+    sim_state: bool = False,
 ) -> VecEnv:
     """``n_envs`` Monitor-wrapped copies of the env in an SB3 vector env.
 
@@ -145,7 +152,8 @@ def make_vec_env(
         raise ValueError(f"unknown vec_env {vec_env!r}; choose 'dummy' or 'subproc'")
 
     def thunk(i: int) -> Callable[[], gym.Env]:
-        return lambda: make_env(cfg, seed=seed + i, frame_size=frame_size, monitor=True)
+        return lambda: make_env(cfg, seed=seed + i, frame_size=frame_size, monitor=True,
+                                sim_state=sim_state)
 
     fns = [thunk(i) for i in range(n_envs)]
     venv: VecEnv = SubprocVecEnv(fns) if vec_env == "subproc" else DummyVecEnv(fns)

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlearn.env_factory import CONF_DIR, make_vec_env, to_dict
 from rewardlearn.evaluation import evaluate
@@ -66,14 +66,62 @@ def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
     return model
 
 
+class NormalizedPolicy:
+    """An agent trained under ``VecNormalize``, acting on raw observations."""
+
+    def __init__(self, agent: BaseAlgorithm, normalizer: VecNormalize) -> None:
+        self.agent = agent
+        self.normalizer = normalizer
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[Any, Any]:
+        return self.agent.predict(self.normalizer.normalize_obs(observation), state,
+                                  episode_start, deterministic)
+
+
+def agent_gamma(cfg: DictConfig) -> float:
+    """The discount: ``agent.gamma``, else the env's recommendation for the algo, else 0.99."""
+    if cfg.agent.get("gamma") is not None:
+        return float(cfg.agent.gamma)
+    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(str(cfg.agent.algo), {})
+    return float(recommended.get("gamma", 0.99))
+
+
+def normalize_obs_enabled(cfg: DictConfig) -> bool:
+    """``agent.normalize_obs``, or the env's recommendation when that is null."""
+    flag = cfg.agent.get("normalize_obs")
+    return bool(cfg.env.get("normalize_obs", False) if flag is None else flag)
+
+
+_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "leaky_relu": "LeakyReLU",
+                "silu": "SiLU", "gelu": "GELU"}
+
+
+def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Config-friendly policy kwargs: ``activation_fn: relu`` becomes ``torch.nn.ReLU``."""
+    import torch.nn
+
+    act = kwargs.get("activation_fn")
+    if isinstance(act, str):
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation_fn {act!r}; choose from {sorted(_ACTIVATIONS)}")
+        kwargs["activation_fn"] = getattr(torch.nn, _ACTIVATIONS[act])
+    return kwargs
+
+
 def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     """The SB3 agent: env's recommended settings, then ``agent.kwargs`` on top."""
     algo = str(cfg.agent.algo)
     if algo not in ALGOS:
         raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
     recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {})
-    kwargs: dict[str, Any] = {"gamma": float(cfg.agent.gamma), **recommended,
-                              **to_dict(cfg.agent.kwargs)}
+    user = to_dict(cfg.agent.kwargs)
+    if "gamma" in user:
+        raise ValueError("set the discount with agent.gamma=..., not agent.kwargs.gamma "
+                         "(shaping and evaluation read agent.gamma)")
+    kwargs: dict[str, Any] = {**recommended, **user, "gamma": agent_gamma(cfg)}
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
     return ALGOS[algo](
         policy_for(venv.observation_space, str(cfg.agent.policy)),
         venv,
@@ -96,18 +144,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     probe.close()
     reward_model = build_reward_model(cfg, obs_space, act_space)
     reward_model.run_dir = run_dir
-    reward_model = build_shaping(cfg.shaping, reward_model, obs_space, act_space,
-                                 float(cfg.agent.gamma))
+    reward_model = build_shaping(cfg.shaping, reward_model, obs_space, act_space, agent_gamma(cfg))
     learned = not getattr(reward_model, "is_ground_truth", False)
 
     frame_size = reward_model.frame_size if reward_model.needs_frames else None
     venv: VecEnv = make_vec_env(cfg.env, n_envs=int(cfg.n_envs), seed=int(cfg.seed),
-                                frame_size=frame_size, vec_env=str(cfg.vec_env))
+                                frame_size=frame_size, vec_env=str(cfg.vec_env),
+                                sim_state=bool(getattr(reward_model, "needs_sim_states", False)))
     callbacks: list[Any] = []
     if learned:
         venv = RewardVecEnvWrapper(venv, reward_model, mode=str(cfg.reward.mode),
                                    weight=float(cfg.reward.weight))
         callbacks = [RewardLoggingCallback(), *reward_model.callbacks()]
+    normalizer: VecNormalize | None = None
+    if normalize_obs_enabled(cfg):
+        normalizer = VecNormalize(venv, norm_obs=True, norm_reward=False,
+                                  gamma=agent_gamma(cfg))
+        venv = normalizer
 
     agent = build_agent(cfg, venv, run_dir)
     log.info("training %s on %s with reward=%s for %d steps (%d envs) -> %s", cfg.agent.name,
@@ -118,6 +171,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     progress_bar=bool(cfg.progress_bar), tb_log_name="train")
     except BaseException:
         agent.save(run_dir / "agent_interrupted")
+        if normalizer is not None:
+            normalizer.save(str(run_dir / "vecnormalize_interrupted.pkl"))
         if learned:
             save_reward_model(reward_model, run_dir / "reward_model_interrupted.pt")
         log.error("training stopped; agent and reward model saved in %s (*_interrupted)", run_dir)
@@ -126,6 +181,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         venv.close()
     train_s = time.perf_counter() - t_train
     agent.save(run_dir / "agent")
+    if normalizer is not None:
+        normalizer.save(str(run_dir / "vecnormalize.pkl"))
+        normalizer.training = False
     if learned:
         save_reward_model(reward_model, run_dir / "reward_model.pt",
                           extra={"env": cfg.env.name, "seed": int(cfg.seed)})
@@ -133,7 +191,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     video_dir = Path(cfg.video.dir) / run_dir.name
     n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
     result = evaluate(
-        agent,
+        agent if normalizer is None else NormalizedPolicy(agent, normalizer),
         cfg.env,
         n_episodes=int(cfg.eval.n_episodes),
         reward_model=reward_model if learned else None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,14 +33,6 @@ from rewardlearn.preference.query import select_queries
 from rewardlearn.preference.teachers import PreferenceLabels
 
 
-class SegmentTeacher(Protocol):
-    """A teacher that needs the segments themselves (e.g. a human watching clips)."""
-
-    name: str
-
-    def label_segments(self, first: Segments, second: Segments) -> PreferenceLabels: ...
-
-
 @dataclass
 class PreferenceDataset:
     """All labelled pairs so far; segments of different rounds may differ in length."""
@@ -56,13 +48,19 @@ class PreferenceDataset:
         return len(self.labels)
 
     def add(self, first: Segments, second: Segments, labels: np.ndarray, round_: int) -> None:
-        for k in range(len(labels)):
-            self.x1.append(first.features[k])
-            self.x2.append(second.features[k])
-            self.term1.append(first.terminated[k])
-            self.term2.append(second.terminated[k])
-            self.labels.append(float(labels[k]))
-            self.rounds.append(round_)
+        """Add labelled segment pairs (``labels[k]`` for ``first[k]`` vs ``second[k]``)."""
+        self.add_pairs(list(first.features), list(second.features), list(first.terminated),
+                       list(second.terminated), list(labels), round_)
+
+    def add_pairs(self, x1: list[np.ndarray], x2: list[np.ndarray], term1: list[np.ndarray],
+                  term2: list[np.ndarray], labels: list[float], round_: int) -> None:
+        """Add pairs given as per-pair arrays (segments may differ in length between pairs)."""
+        self.x1 += [np.asarray(x, np.float32) for x in x1]
+        self.x2 += [np.asarray(x, np.float32) for x in x2]
+        self.term1 += [np.asarray(t, bool) for t in term1]
+        self.term2 += [np.asarray(t, bool) for t in term2]
+        self.labels += [float(v) for v in labels]
+        self.rounds += [round_] * len(labels)
 
     def tensors(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """Padded batch of pairs ``idx``: x1, x2 ``(B, L, D)``, mask ``(B, L)``, terms, labels."""
@@ -147,10 +145,28 @@ class PreferenceLearner:
         norm.update(torch.as_tensor(feats, device=self.device))
 
     def _label(self, first: Segments, second: Segments) -> PreferenceLabels:
-        if hasattr(self.teacher, "label_segments"):
-            labels: PreferenceLabels = self.teacher.label_segments(first, second)
-            return labels
-        return self.teacher.label(first.true_rewards, second.true_rewards)
+        labels: PreferenceLabels = self.teacher.label(first.true_rewards, second.true_rewards)
+        return labels
+
+    def _run_async_round(self, a: Segments, b: Segments, metrics: dict[str, float]) -> None:
+        """Teachers that answer later (people): ask, then fold in whatever answers arrived."""
+        self.queries_asked += self.teacher.ask(a, b, self.rounds_done)
+        pairs = self.teacher.collect(expected=len(a))
+        metrics["kept"] = float(len(pairs))
+        if pairs:
+            start = len(self.dataset)
+            self.dataset.add_pairs([p.x1 for p in pairs], [p.x2 for p in pairs],
+                                   [p.term1 for p in pairs], [p.term2 for p in pairs],
+                                   [p.label for p in pairs], self.rounds_done)
+            metrics["heldout_acc"] = self.accuracy_on(np.arange(start, len(self.dataset)))
+
+    @torch.no_grad()
+    def accuracy_on(self, idx: np.ndarray) -> float:
+        """Ensemble-mean accuracy on the dataset pairs ``idx`` (non-equal labels)."""
+        batch = self.dataset.tensors(idx, self.device)
+        logits = torch.stack([_member_logits(self.ensemble, e, batch, self.cfg.preference_model)
+                              for e in range(self.ensemble.n_members)])
+        return preference_accuracy(logits, batch["labels"])
 
     def run_round(self, buffer: SegmentBuffer, n_queries: int) -> dict[str, float]:
         """One round of at most ``n_queries`` queries; returns its metrics."""
@@ -175,6 +191,10 @@ class PreferenceLearner:
         idx = select_queries(method, n_queries, n_cand, probs=probs, pair_features=feats,
                              labelled_features=labelled, hybrid_factor=self.cfg.hybrid_factor)
         a, b = a.take(idx), b.take(idx)
+        metrics: dict[str, float] = {"queries": float(len(idx)), "segment_length": float(length)}
+        if hasattr(self.teacher, "ask"):
+            self._run_async_round(a, b, metrics)
+            return self._finish_round(buffer, length, metrics, t0)
         if hasattr(self.teacher, "update_thresholds") and getattr(
                 self.teacher, "needs_thresholds", False):
             self.teacher.update_thresholds(buffer.recent_true_reward_mean(), length)
@@ -182,13 +202,15 @@ class PreferenceLearner:
         self.queries_asked += len(idx)
         keep = answer.kept_indices
         new_labels = answer.labels[keep]
-        metrics: dict[str, float] = {"queries": float(len(idx)), "kept": float(len(keep)),
-                                     "segment_length": float(length)}
+        metrics["kept"] = float(len(keep))
         if len(keep):
-            ka, kb = a.take(keep), b.take(keep)
-            logits = torch.logit(torch.as_tensor(self.member_probs(ka, kb)).clamp(1e-6, 1 - 1e-6))
-            metrics["heldout_acc"] = preference_accuracy(logits, torch.as_tensor(new_labels))
-            self.dataset.add(ka, kb, new_labels, self.rounds_done)
+            start = len(self.dataset)
+            self.dataset.add(a.take(keep), b.take(keep), new_labels, self.rounds_done)
+            metrics["heldout_acc"] = self.accuracy_on(np.arange(start, len(self.dataset)))
+        return self._finish_round(buffer, length, metrics, t0)
+
+    def _finish_round(self, buffer: SegmentBuffer, length: int, metrics: dict[str, float],
+                      t0: float) -> dict[str, float]:
         self.rounds_done += 1
         if len(self.dataset):
             metrics.update(self.train())

@@ -57,6 +57,7 @@ class PreferenceReward(RewardModel):
         super().__init__(observation_space, action_space)
         self.cfg = PreferenceConfig.from_kwargs(settings)
         self.teacher = teacher
+        self.needs_sim_states = bool(getattr(teacher, "needs_sim_states", False))
         self.device = resolve_device(self.cfg.device)
         self.features = TransitionFeatures(observation_space, action_space, True,
                                            self.cfg.use_action, self.cfg.use_next_obs)
@@ -128,7 +129,15 @@ class PreferenceReward(RewardModel):
             self.buffer = SegmentBuffer(len(x), self.features.dim, self.cfg.buffer_capacity)
         if batch.env_rewards is None:
             raise ValueError("preference learning needs the env reward in the batch (teachers)")
-        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated)
+        states = None
+        if self.needs_sim_states:
+            from rewardlearn.wrappers.state import STATE_KEY
+
+            if not batch.infos or STATE_KEY not in batch.infos[0]:
+                raise RuntimeError(f"teacher {self.teacher.name} needs simulator states; make "
+                                   "the envs with make_vec_env(..., sim_state=True)")
+            states = np.stack([info[STATE_KEY] for info in batch.infos])
+        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated, states)
         self._rollout_feats.append(x)
         self._rollout_rewards.append(np.asarray(rewards, np.float32))
 
@@ -147,6 +156,7 @@ class PreferenceReward(RewardModel):
             "rounds_done": self.learner.rounds_done,
             "queries_asked": self.learner.queries_asked,
             "history": self.history,
+            "teacher": self.teacher.state_dict() if hasattr(self.teacher, "state_dict") else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -155,6 +165,8 @@ class PreferenceReward(RewardModel):
         self.learner.rounds_done = int(state["rounds_done"])
         self.learner.queries_asked = int(state["queries_asked"])
         self.history = list(state.get("history", []))
+        if state.get("teacher") is not None and hasattr(self.teacher, "load_state_dict"):
+            self.teacher.load_state_dict(state["teacher"])
 
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -215,6 +227,8 @@ class PreferenceCallback(BaseCallback):
             span = max(1, int(cfg.feedback_until * self.total) - first)
             self.interval = max(1, span // max(1, n_rounds - 1)) if n_rounds > 1 else span
         self.next_round_at = self.num_timesteps + first
+        if self.reward.run_dir is not None and hasattr(self.reward.teacher, "bind"):
+            self.reward.teacher.bind(self.reward.run_dir)
         wrapper = find_reward_wrapper(self.training_env)
         if wrapper is None:
             raise RuntimeError("PreferenceCallback needs the env wrapped in RewardVecEnvWrapper")

@@ -137,7 +137,7 @@ def _toy_buffer(n_steps: int = 3000, seed: int = 0) -> tuple[SegmentBuffer, np.n
 
 
 def test_learns_toy_reward_fast_with_oracle() -> None:
-    buf, w = _toy_buffer()
+    buf, _ = _toy_buffer()
     cfg = PreferenceConfig(segment_length=10, budget=150, queries_per_round=50,
                            hidden_sizes=[32, 32], max_epochs=100, device="cpu", seed=0,
                            query_selection="disagreement", output_activation=None)

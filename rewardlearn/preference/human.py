@@ -67,9 +67,10 @@ class HumanTeacher:
 
     def __init__(self, env: Any, root: str = "videos", db: str | None = None,
                  wait: str = "block", timeout_s: float | None = None, clip_size: int = 192,
-                 fps: float | None = None, poll_s: float = 0.5) -> None:
+                 fps: float | None = None, poll_s: float = 0.5, name: str = "human") -> None:
         if wait not in WAIT_MODES:
             raise ValueError(f"wait must be one of {WAIT_MODES}, got {wait!r}")
+        self.name = name
         self.env_cfg = env
         self.root = Path(root)
         self.db_path = Path(db) if db else self.root / "labels.sqlite"

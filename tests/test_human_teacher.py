@@ -1,0 +1,69 @@
+"""teacher=human end to end: training asks, a scripted annotator answers over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rewardlearn.review.server import ReviewServer
+from rewardlearn.review.store import LabelStore
+from rewardlearn.rewards import load_reward_model
+from rewardlearn.rewards.preference import PreferenceReward
+from rewardlearn.train import run
+
+
+def _annotate(url: str, stop: threading.Event, answered: list[int]) -> None:
+    """Claim the next query and prefer the left clip, until told to stop."""
+    while not stop.is_set():
+        with urllib.request.urlopen(f"{url}/api/queue/next?annotator=bot", timeout=5) as r:
+            body = json.loads(r.read())
+        query = body.get("query") if isinstance(body, dict) else None
+        if not query:
+            stop.wait(0.1)
+            continue
+        data = json.dumps({"query_id": query["id"], "label": "left",
+                           "annotator": "bot"}).encode()
+        req = urllib.request.Request(f"{url}/api/labels", data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 201
+        answered.append(int(query["id"]))
+
+
+def test_human_teacher_training_receives_posted_labels(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    cfg = compose_cfg(
+        "env=hopper", "agent=ppo", "reward=preference", "teacher=human",
+        f"video.dir={videos}", "total_timesteps=400", "+agent.kwargs.n_steps=100",
+        "+agent.kwargs.batch_size=50", "+agent.kwargs.n_epochs=1",
+        "reward.model.budget=4", "reward.model.queries_per_round=2",
+        "reward.model.first_round_at=100", "reward.model.interval=100",
+        "reward.model.segment_length=5", "reward.model.hidden_sizes=[16]",
+        "teacher.clip_size=32", "teacher.timeout_s=60", "eval.n_episodes=1",
+        "video.n_episodes=0", "progress_bar=false")
+    stop = threading.Event()
+    answered: list[int] = []
+    with ReviewServer(videos, port=0) as server:
+        worker = threading.Thread(target=_annotate, args=(server.url, stop, answered))
+        worker.start()
+        try:
+            summary = run(cfg, tmp_path / "run")
+        finally:
+            stop.set()
+            worker.join(10)
+    assert summary["reward_training"]["labels_used"] == 4
+    assert sorted(answered) == [1, 2, 3, 4]
+    store = LabelStore(videos / "labels.sqlite")
+    rows = store.answers_after(0)
+    assert [a.label for a in rows] == ["left"] * 4 and {a.annotator for a in rows} == {"bot"}
+    assert all((videos / a.left.video).is_file() for a in rows)
+    saved = load_reward_model(tmp_path / "run" / "reward_model.pt")
+    assert isinstance(saved, PreferenceReward)
+    assert saved.learner.dataset.labels == [1.0] * 4

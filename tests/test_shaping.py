@@ -350,3 +350,24 @@ def test_train_value_shaping_online(compose_cfg: Callable[..., DictConfig],
     cfg = compose_cfg(*_short(tmp_path, "reward=env", "shaping=value"))
     summary = run(cfg, tmp_path / "run")
     assert summary["reward_training"]["shaping"]["potential"] == "value"
+
+
+def test_value_potential_from_saved_agent(tmp_path: Path) -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    from rewardlearn.shaping import ValuePotential
+
+    env = gym.make("Pendulum-v1")
+    agent = PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")
+    agent.save(tmp_path / "agent")
+    potential = ValuePotential(path=str(tmp_path / "agent.zip"), scale=2.0)
+    obs = np.stack([env.observation_space.sample() for _ in range(4)])
+    with torch.no_grad():
+        expected = agent.policy.predict_values(torch.as_tensor(obs)).numpy().reshape(-1)
+    np.testing.assert_allclose(potential(obs), 2.0 * expected, rtol=1e-5)
+    potential.bind(env.observation_space, env.action_space)
+    with pytest.raises(SpaceMismatchError, match="value agent"):
+        potential.bind(gym.spaces.Box(-1, 1, (5,)), env.action_space)
+    with pytest.raises(FileNotFoundError, match=r"agent\.zip"):
+        ValuePotential(path=str(tmp_path / "missing.zip"))

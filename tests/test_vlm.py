@@ -415,7 +415,7 @@ def test_distilled_state_model_fits_and_reports_heldout_spearman() -> None:
     np.testing.assert_array_equal(out.rewards, out.signals["vlm_score_distilled"])
 
 
-def test_distilled_pixel_model_fits_frames() -> None:
+def test_distilled_pixel_model_fits_frames(tmp_path: Path) -> None:
     r = VLMDistilledReward(SPACE, SPACE, goal="x", load_vlm=False, pixel_size=16,
                            min_labels=50, train_steps=150, train_batch_size=64,
                            hidden_sizes=(32,))
@@ -430,6 +430,12 @@ def test_distilled_pixel_model_fits_frames() -> None:
     assert metrics is not None and metrics["heldout_spearman"] > 0.9
     out = r.compute(_batch(frames[:3]))
     assert out.rewards.shape == (3,) and np.isfinite(out.rewards).all()
+    r.frame_size = (32, 32)
+    from rewardlearn.rewards import load_reward_model, save_reward_model
+
+    loaded = load_reward_model(save_reward_model(r, tmp_path / "d.pt"), SPACE, SPACE)
+    assert isinstance(loaded, VLMDistilledReward) and loaded.frame_size == (32, 32)
+    np.testing.assert_allclose(loaded.compute(_batch(frames[:3])).rewards, out.rewards, atol=1e-6)
 
 
 # -- train.py end to end ----------------------------------------------------------------

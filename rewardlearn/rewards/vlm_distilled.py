@@ -484,12 +484,16 @@ class VLMDistilledReward(RewardModel):
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()},
-                "fitted": self.fitted, "history": list(self.history)}
+                "fitted": self.fitted, "history": list(self.history),
+                "frame_size": list(self.frame_size)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.fitted = bool(state.get("fitted", True))
         self.history = list(state.get("history", []))
+        if "frame_size" in state:  # frames at the size the model was trained on
+            h, w = state["frame_size"]
+            self.frame_size = (int(h), int(w))
 
 
 class DistillCallback(BaseCallback):

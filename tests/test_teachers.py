@@ -16,7 +16,8 @@ import rewardlearn.preference.teachers as teachers_module
 from rewardlearn.preference import PRESETS, PreferenceLabels, SyntheticTeacher, Teacher
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "teacher"
-YAMLS = sorted(CONF_DIR.glob("*.yaml"))
+# Synthetic presets only; teacher=human (people, via the review page) is tested in test_human_teacher.py
+YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml") if p.stem != "human")
 
 
 def _pairs(*pairs: tuple[list[float], list[float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import rewardlearn.preference.teachers as teachers_module
 from rewardlearn.preference import PRESETS, PreferenceLabels, SyntheticTeacher, Teacher
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "teacher"
-# Synthetic presets only; teacher=human (people, via the review page) is tested in test_human_teacher.py
+# Synthetic presets only; teacher=human is tested end to end in test_human_teacher.py
 YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml") if p.stem != "human")
 
 

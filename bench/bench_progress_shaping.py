@@ -32,7 +32,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ CONDITIONS: dict[str, list[str]] = {
     "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
     "dense": ["env.kwargs.reward_type=dense", "reward=env"],
 }
+DEFAULT = ["sparse", "shaping", "delta", "progress"]
 LABELS = {
     "sparse": "sparse env reward",
     "shaping": "sparse env reward + `shaping=progress`",
@@ -104,7 +104,37 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> di
             subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
     summary = json.loads(summary_file.read_text())
     summary.update(training_curve(run_dir))
+    summary.update(stages_reached(run_dir))
     return summary
+
+
+def stages_reached(run_dir: Path, episodes: int = 20) -> dict[str, Any]:
+    """Furthest stage of each deterministic evaluation episode (how far the policy gets)."""
+    import pickle
+
+    import gymnasium as gym
+    import rewardlearn_envs  # noqa: F401  (registers the env)
+    from stable_baselines3 import PPO as PPOAgent
+
+    agent = PPOAgent.load(run_dir / "agent.zip", device="cpu")
+    norm = None
+    if (run_dir / "vecnormalize.pkl").is_file():
+        with (run_dir / "vecnormalize.pkl").open("rb") as f:
+            norm = pickle.load(f)
+    env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")
+    furthest = []
+    for k in range(episodes):
+        obs, info = env.reset(seed=10_000 + k)
+        stage, done = int(info["stage"]), False
+        while not done:
+            action, _ = agent.predict(norm.normalize_obs(obs) if norm else obs,
+                                      deterministic=True)
+            obs, _, terminated, truncated, info = env.step(action)
+            stage = max(stage, int(info["stage"]))
+            done = terminated or truncated
+        furthest.append(stage)
+    env.close()
+    return {"furthest_stage": furthest}
 
 
 def training_curve(run_dir: Path) -> dict[str, Any]:
@@ -128,9 +158,10 @@ def _fmt_steps(steps: list[int | None]) -> str:
 
 
 def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: dict[str, Any],
-                 args: argparse.Namespace, wall: float) -> None:
+                 args: argparse.Namespace) -> None:
     import torch
 
+    jobs = [r for rs in results.values() for r in rs]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     held = report["heldout"]
@@ -140,7 +171,10 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch "
         f"{torch.__version__} CPU; commit {commit}; command: `python "
         f"bench/bench_progress_shaping.py --timesteps {args.timesteps} --seeds "
-        f"{' '.join(map(str, args.seeds))} --jobs {args.jobs}`; wall {wall / 60:.1f} min.",
+        f"{' '.join(map(str, args.seeds))} --jobs {args.jobs}"
+        f"{' --conditions ' + ' '.join(args.conditions) if args.conditions != DEFAULT else ''}`; "
+        f"{len(jobs)} runs, {sum(r['wall_s'] for rs in results.values() for r in rs) / 60:.0f} "
+        f"min of run time ({args.jobs} at a time).",
         "",
         f"Progress model: 50 expert demos (40 train / 10 held out), default settings "
         f"(window {report['config']['window']}, stride {report['config']['stride']}, "
@@ -156,19 +190,45 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         "the first successful training episode (to the 2048-step rollout).",
         "",
         "| reward | eval success per seed | eval success mean | training success (last 100 ep.) "
-        "| steps to first success | train steps/s |",
+        "| steps to first success | eval episodes reaching grasp / transport / place |",
         "|---|---|---|---|---|---|",
     ]
     for cond, runs in results.items():
         succ = [r["success_rate"] for r in runs]
         train = [r["train_success_final"] or 0.0 for r in runs]
-        sps = np.mean([r["train_steps_per_s"] for r in runs])
+        far = np.concatenate([r["furthest_stage"] for r in runs])
+        reach = " / ".join(f"{np.mean(far >= k):.0%}" for k in (1, 2, 3))
         lines.append(
             f"| {LABELS[cond]} | {', '.join(f'{s:.0%}' for s in succ)} | "
             f"**{np.mean(succ):.0%}** | {np.mean(train):.0%} | "
-            f"{_fmt_steps([r['first_success_step'] for r in runs])} | {sps:.0f} |")
+            f"{_fmt_steps([r['first_success_step'] for r in runs])} | {reach} |")
+    lines += ["", "Stages reached: furthest stage of 20 deterministic evaluation episodes per seed "
+              "(`info[\"stage\"]`: 1 grasp, 2 transport, 3 place)."]
+    replace_section(out, f"t{args.timesteps}", "\n".join(lines))
+
+
+def _section_order(marker: str) -> float:
+    """Step-budget sections in order, hand-written ones (``<!-- section notes -->``) last."""
+    key = marker.split()[2]
+    return float(key[1:]) if key[:1] == "t" and key[1:].isdigit() else float("inf")
+
+
+def replace_section(out: Path, key: str, text: str) -> None:
+    """Put ``text`` in ``out`` as the section ``key`` (one section per step budget)."""
+    marker = f"<!-- section {key} -->"
+    sections: dict[str, str] = {}
+    if out.is_file():
+        current = None
+        for line in out.read_text().splitlines():
+            if line.startswith("<!-- section ") and line.endswith(" -->"):
+                current = line
+                sections[current] = ""
+            elif current is not None:
+                sections[current] += line + "\n"
+    sections[marker] = text.rstrip() + "\n\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    order = sorted(sections, key=_section_order)
+    out.write_text("".join(f"{m}\n{sections[m]}" for m in order).rstrip() + "\n")
 
 
 def main() -> None:
@@ -178,12 +238,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS),
-                        default=["sparse", "shaping", "delta", "progress"])
+                        default=DEFAULT)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "progress_shaping")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "progress_shaping.md")
     args = parser.parse_args()
-    t0 = time.perf_counter()
     work = args.work / f"t{args.timesteps}"
     work.mkdir(parents=True, exist_ok=True)
     model, report = prepare_model(args.work)
@@ -198,7 +257,7 @@ def main() -> None:
             results[cond].append(summary)
             print(f"{cond} seed {seed}: eval success {summary['success_rate']:.0%}, first "
                   f"training success at {summary['first_success_step']}")
-    write_report(args.out, results, report, args, time.perf_counter() - t0)
+    write_report(args.out, results, report, args)
     print(f"written {args.out}")
 
 

@@ -233,6 +233,10 @@ class PreferenceCallback(BaseCallback):
         if wrapper is None:
             raise RuntimeError("PreferenceCallback needs the env wrapped in RewardVecEnvWrapper")
         self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
+        if isinstance(self.model, OffPolicyAlgorithm) and wrapper.reward_model is not self.reward:
+            raise ValueError("reward=preference with an off-policy agent cannot be combined with "
+                             "shaping yet (replay relabelling would drop the shaping term); use "
+                             "agent=ppo or shaping=none")
         if isinstance(self.model, OffPolicyAlgorithm) and wrapper.mode != "replace":
             raise ValueError("reward=preference with an off-policy agent needs reward.mode="
                              "replace (the replay buffer is relabelled with the learned reward)")

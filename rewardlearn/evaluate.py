@@ -1,0 +1,278 @@
+"""Compare saved reward models before spending compute on RL.
+
+Usage::
+
+    python -m rewardlearn.evaluate reward=runs/<run>/reward_model.pt env=pendulum
+    python -m rewardlearn.evaluate reward=a/reward_model.pt,b/reward_model.pt env=hopper \\
+        reference=env n_steps=5000 labels=a/reward_model.pt out=eval.json
+    python -m rewardlearn.evaluate reward=runs/progress/pick_place/progress_model.pt \\
+        env=pick_place demos=data/pick_place-noisy-v0 metrics=voc
+
+Each reward (comma-separated checkpoints; ``name:path`` names a column) is scored
+against a reference reward over transitions of ``n_steps`` steps in the env
+(random actions, or ``agent=<agent.zip>``):
+
+* ``epic``, ``starc``: distances to the reference in [0, 1] (see
+  :mod:`rewardlearn.metrics.epic`, :mod:`rewardlearn.metrics.starc`); ``n_eval``
+  evaluation transitions, ``n_samples`` coverage samples (``actions=uniform|rollout``),
+  discount ``gamma``.
+* ``pref``: accuracy on labelled segment pairs: ``labels=<reward_model.pt of a
+  reward=preference run>`` (its saved labels; ``label_rounds=3,4`` keeps some
+  rounds), else ``n_pairs`` oracle-labelled pairs of ``segment_length`` steps.
+* ``returns``: Pearson and Spearman of learned vs true episode returns.
+* ``voc``: for progress models with ``demos=<dataset>``: VOC and stage accuracy.
+
+``reference=env`` (default) is the env's reward as a function of (s, a, s')
+(exact for Pendulum, else an MLP regression whose held-out R^2 is reported);
+``reference=<checkpoint>`` compares with another saved model. Other options:
+``obs_mode``, ``seed``, ``max_episode_steps``, ``metrics=epic,starc,pref,returns,voc``,
+``regression_epochs``, ``out=<file.json>``, ``torch_threads`` (default 1).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import rewardlearn.metrics as M
+from rewardlearn.metrics.epic import RewardFn
+from rewardlearn.metrics.sampling import Policy
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.utils import set_torch_threads
+
+METRICS = ("epic", "starc", "pref", "returns", "voc")
+
+
+def _int_list(value: str) -> list[int]:
+    return [int(v) for v in value.strip("[]").split(",") if v.strip()]
+
+
+def _str_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+OPTIONS: dict[str, Callable[[str], Any]] = {
+    "reward": _str_list, "env": str, "obs_mode": str, "reference": str, "gamma": float,
+    "n_steps": int, "n_eval": int, "n_samples": int, "actions": str, "seed": int,
+    "max_episode_steps": int, "agent": str, "labels": str, "label_rounds": _int_list,
+    "n_pairs": int, "segment_length": int, "demos": str, "metrics": _str_list,
+    "regression_epochs": int, "out": str, "torch_threads": int,
+}
+DEFAULTS: dict[str, Any] = {
+    "env": "pendulum", "reference": "env", "gamma": 0.99, "n_steps": 4000, "n_eval": 1000,
+    "n_samples": 256, "actions": "uniform", "seed": 0, "n_pairs": 500, "segment_length": 25,
+    "metrics": list(METRICS), "regression_epochs": 100, "torch_threads": 1,
+}
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """Options from ``key=value`` tokens, defaults filled in; unknown keys list the valid ones."""
+    opts = dict(DEFAULTS)
+    for token in argv:
+        key, sep, raw = token.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected key=value, got {token!r}")
+        if key not in OPTIONS:
+            raise ValueError(f"unknown option {key!r}; options: {', '.join(sorted(OPTIONS))}")
+        try:
+            opts[key] = OPTIONS[key](raw)
+        except ValueError as err:
+            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    bad = [m for m in opts["metrics"] if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
+    if not opts.get("reward"):
+        raise ValueError("give the reward model(s): reward=runs/<run>/reward_model.pt[,...]")
+    return opts
+
+
+def _named(specs: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition(":")
+        if not sep or len(name) <= 1:  # no name, or a Windows drive letter
+            name, path = Path(spec).parent.name or Path(spec).stem, spec
+        out.append((name, path))
+    return out
+
+
+def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -> RewardModel:
+    """A saved reward module, or a progress model file (wrapped as ``reward=progress_delta``)."""
+    import torch
+
+    from rewardlearn.rewards.checkpoint import FORMAT, load_reward_model
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"reward model {path!r} not found")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return load_reward_model(path, observation_space, action_space)
+    from rewardlearn.rewards.progress import ProgressReward
+
+    try:
+        return ProgressReward(observation_space, action_space, path=path, mode="delta")
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is neither a reward checkpoint nor a progress model: {err}") \
+            from None
+
+
+def _agent_policy(path: str) -> Policy:
+    from stable_baselines3 import PPO, SAC
+
+    last: Exception | None = None
+    for algo in (SAC, PPO):
+        try:
+            agent = algo.load(path, device="cpu")
+        except Exception as err:
+            last = err
+            continue
+        return lambda obs: agent.predict(obs, deterministic=False)[0]
+    raise ValueError(f"could not load agent {path} as SAC or PPO: {last}")
+
+
+def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,
+                    reference: RewardFn | None = None, gamma: float = 0.99, n_steps: int = 4000,
+                    n_eval: int = 1000, n_samples: int = 256, actions: str = "uniform",
+                    seed: int = 0, policy: Policy | None = None,
+                    max_episode_steps: int | None = None, pairs: M.LabelledPairs | None = None,
+                    n_pairs: int = 500, segment_length: int = 25,
+                    metrics: Sequence[str] = ("epic", "starc", "pref", "returns"),
+                    regression_epochs: int = 100) -> dict[str, Any]:
+    """Score reward functions against a reference in ``env`` (library entry point).
+
+    Returns ``{"setup": {...}, "reference": {...}, "rewards": {name: {metric: value}}}``.
+    ``reference=None`` uses the env's reward (:func:`~rewardlearn.metrics.reference_reward`).
+    """
+    t0 = time.perf_counter()
+    rollouts = M.collect_rollouts(env, n_steps, seed=seed, policy=policy,
+                                max_episode_steps=max_episode_steps)
+    ref_info: dict[str, Any] = {"kind": "given"}
+    if reference is None and any(m in metrics for m in ("epic", "starc")):
+        reference, ref_info = M.reference_reward(env_id, rollouts, env.observation_space,
+                                               env.action_space, regression_epochs, seed)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(rollouts), size=min(n_eval, len(rollouts)), replace=False)
+    trans = M.Transitions(rollouts.obs[idx], rollouts.acts[idx], rollouts.next_obs[idx])
+    cov = M.coverage_samples(rollouts, env.action_space, n_samples, actions, seed)
+    ref_canon = (M.epic_canonicalize(reference, trans, cov, gamma)
+                 if reference is not None and {"epic", "starc"} & set(metrics) else None)
+    if "pref" in metrics and pairs is None:
+        pairs = M.oracle_pairs(rollouts, n_pairs, segment_length, seed)
+    results: dict[str, dict[str, Any]] = {}
+    for name, reward in rewards.items():
+        row: dict[str, Any] = {}
+        if ref_canon is not None:
+            canon = M.epic_canonicalize(reward, trans, cov, gamma)
+            if "epic" in metrics:
+                row["epic"] = M.pearson_distance(canon, ref_canon)
+            if "starc" in metrics:
+                row["starc"] = M.starc_from_canonical(canon, ref_canon)
+        if "pref" in metrics and pairs is not None:
+            acc = M.preference_accuracy(reward, pairs)
+            row["pref_acc"], row["pref_pairs"] = acc["accuracy"], acc["pairs"]
+        if "returns" in metrics:
+            corr = M.return_correlation(reward, rollouts)
+            row["return_pearson"], row["return_spearman"] = corr["pearson"], corr["spearman"]
+            row["episodes"] = corr["episodes"]
+        results[name] = row
+    setup = {"env": env_id, "gamma": gamma, "n_steps": n_steps, "episodes": rollouts.n_episodes,
+             "n_eval": len(idx), "n_samples": n_samples, "actions": actions, "seed": seed,
+             "policy": "agent" if policy is not None else "random",
+             "wall_s": round(time.perf_counter() - t0, 2)}
+    return {"setup": setup, "reference": ref_info, "rewards": results}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown table of :func:`evaluate_reward`'s (or :func:`main`'s) result."""
+    cols = sorted({k for row in result["rewards"].values() for k in row},
+                  key=lambda k: list(_ORDER).index(k) if k in _ORDER else 99)
+    lines = ["| reward | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in result["rewards"].items():
+        cells = [_fmt(row.get(c)) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_ORDER = ("epic", "starc", "pref_acc", "pref_pairs", "return_pearson", "return_spearman",
+          "episodes", "voc", "voc_min", "stage_acc", "progress_mae")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if np.isnan(v) else f"{v:.4f}"
+    return str(v)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``key=value`` arguments, evaluate, print a table, optionally write JSON."""
+    from rewardlearn.env_factory import env_config, make_env
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(__doc__)
+        raise SystemExit(0)
+    opts = parse_args(args)
+    set_torch_threads(int(opts["torch_threads"]))
+    cfg = env_config(str(opts["env"]))
+    if "obs_mode" in opts:
+        cfg.kwargs = {**(cfg.get("kwargs") or {}), "obs_mode": opts["obs_mode"]}
+    env = make_env(cfg, seed=int(opts["seed"]))
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        named = _named(opts["reward"])
+        models = {name: load_any(path, obs_space, act_space) for name, path in named}
+        reference = (None if opts["reference"] == "env"
+                     else load_any(opts["reference"], obs_space, act_space))
+        pairs = None
+        if "labels" in opts and "pref" in opts["metrics"]:
+            pairs = M.pairs_from_preference_checkpoint(opts["labels"], obs_space, act_space,
+                                                     opts.get("label_rounds"))
+        policy = _agent_policy(opts["agent"]) if "agent" in opts else None
+        metrics = [m for m in opts["metrics"] if m != "voc"]
+        result = evaluate_reward(
+            models, env, str(cfg.id), reference, float(opts["gamma"]), int(opts["n_steps"]),
+            int(opts["n_eval"]), int(opts["n_samples"]), str(opts["actions"]),
+            int(opts["seed"]), policy, opts.get("max_episode_steps"), pairs,
+            int(opts["n_pairs"]), int(opts["segment_length"]), metrics,
+            int(opts["regression_epochs"]))
+    finally:
+        env.close()
+    result["setup"]["labels"] = opts.get("labels", "oracle pairs from the rollouts")
+    result["setup"]["reference"] = opts["reference"]
+    if "voc" in opts["metrics"] and "demos" in opts:
+        for name, path in named:
+            if getattr(models[name], "scorer", None) is not None:
+                result["rewards"][name].update(M.progress_voc(path, str(opts["demos"])))
+    print(f"env {result['setup']['env']}, {result['setup']['episodes']} episodes "
+          f"({result['setup']['policy']} policy), reference {opts['reference']} "
+          f"({result['reference'].get('kind')}"
+          + (f", held-out R^2 {result['reference']['heldout_r2']:.3f}"
+             if "heldout_r2" in result["reference"] else "") + ")")
+    print(table(result))
+    if "out" in opts:
+        Path(opts["out"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(opts["out"]).write_text(json.dumps(result, indent=2, default=float))
+        print(f"written to {opts['out']}")
+    return result
+
+
+def cli() -> None:
+    """Entry point; input errors exit with a message, no trace."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    cli()

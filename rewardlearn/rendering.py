@@ -43,7 +43,9 @@ class CameraConfig:
 
     ``name`` selects a camera defined in the model; otherwise a free camera is
     placed by ``distance``/``azimuth``/``elevation``/``lookat`` and, when
-    ``track_body`` is set, follows that body (by id or name).
+    ``track_body`` is set, follows that body (by id or name). ``skybox`` draws
+    the model's skybox (off by default: it costs render time and most scenes
+    need no sky; realistic-look envs for VLM rewards turn it on).
     """
 
     name: str | None = None
@@ -52,6 +54,7 @@ class CameraConfig:
     elevation: float | None = None
     lookat: tuple[float, float, float] | None = None
     track_body: int | str | None = None
+    skybox: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +81,8 @@ class CameraConfig:
 
 class FastRenderer:
     """Offscreen MuJoCo renderer with shadows, reflections and skybox off.
+
+    The skybox stays on where the camera config asks for it (``skybox: true``).
 
     Args:
         model: the ``mujoco.MjModel`` to draw.
@@ -172,7 +177,8 @@ class FastRenderer:
         if self.fast:
             flags = self._renderer.scene.flags
             for flag in _SLOW_FLAGS:
-                flags[flag] = 0
+                if not (flag == mujoco.mjtRndFlag.mjRND_SKYBOX and self.camera_config.skybox):
+                    flags[flag] = 0
         return self._renderer.render().copy()
 
     def close(self) -> None:

@@ -1,0 +1,109 @@
+"""Sweeps: launcher configs, multirun through joblib and submitit's local executor, aggregation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rewardlearn import aggregate as agg
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+LAUNCHERS = sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml"))
+TINY = ["env=pendulum", "agent=sac", "reward=env", "total_timesteps=800", "video.enabled=false",
+        "eval.n_episodes=1", "progress_bar=false", "torch_threads=1"]
+
+
+def test_iqm() -> None:
+    assert agg.iqm([1, 2, 3, 4]) == 2.5  # floor(4/4)=1 cut from each end
+    assert agg.iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(3.5)
+    assert agg.iqm([5.0]) == 5.0 and np.isnan(agg.iqm([]))
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_launcher_configs_compose(launcher: str) -> None:
+    assert {"joblib_local", "slurm", "slurm_local"} <= set(LAUNCHERS)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"],
+                      return_hydra_config=True)
+    target = cfg.hydra.launcher._target_
+    assert target.startswith("hydra_plugins."), target
+    if launcher == "slurm":
+        assert target.endswith("SlurmLauncher") and cfg.hydra.launcher.timeout_min > 0
+
+
+def _fake_run(root: Path, name: str, overrides: list[str], summary: dict[str, object],
+              curve: list[tuple[int, float]]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (run / "summary.json").write_text(json.dumps(summary))
+    writer = SummaryWriter(str(run / "tb" / "train_1"))
+    for step, value in curve:
+        writer.add_scalar("rollout/ep_rew_mean", value, step)
+    writer.close()
+
+
+def test_aggregate_groups_seeds_and_plots(tmp_path: Path) -> None:
+    returns = {("env", 0): 10.0, ("env", 1): 20.0, ("env", 2): 60.0, ("mlp", 0): -1.0,
+               ("mlp", 1): -3.0}
+    for (reward, seed), ret in returns.items():
+        _fake_run(tmp_path, f"{reward}_{seed}", [f"reward={reward}", f"seed={seed}", "n_envs=1"],
+                  {"env_return_mean": ret, "success_rate": None, "seed": seed},
+                  [(100, ret / 2), (200, ret)])
+    result = agg.main([str(tmp_path)])
+    assert result["keys"] == ["reward"] and result["runs"] == 5 and result["curves"] == 2
+    rows = {r["reward"]: r for r in result["rows"]}
+    assert rows["env"]["n"] == 3 and rows["env"]["seeds"] == "0 1 2"
+    assert rows["env"]["env_return_mean_mean"] == pytest.approx(30.0)
+    assert rows["env"]["env_return_mean_std"] == pytest.approx(np.std([10, 20, 60], ddof=1))
+    assert rows["mlp"]["env_return_mean_iqm"] == pytest.approx(-2.0)
+    assert "success_rate_mean" not in rows["env"]  # null in every run: left out
+    png = tmp_path / "learning_curves.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "| env | 3 | 0 1 2 | 30.00 +- 26.46 (30.00) |" in (tmp_path / "aggregate.md").read_text()
+    assert "reward,n,seeds" in (tmp_path / "aggregate.csv").read_text()
+    steps, values = agg.read_curve(tmp_path / "env_0")
+    assert steps.tolist() == [100, 200] and values.tolist() == [5.0, 10.0]
+
+
+def test_aggregate_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        agg.main([str(tmp_path / "missing")])
+    with pytest.raises(ValueError, match="no finished runs"):
+        agg.main([str(tmp_path)])
+    with pytest.raises(ValueError, match="unknown option"):
+        agg.main([str(tmp_path), "bogus=1"])
+
+
+def _multirun(launcher: str, sweep_dir: Path, *extra: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", "seed=0,1",
+           f"hydra.sweep.dir={sweep_dir}", f"video.dir={sweep_dir}/videos", *TINY, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("launcher", ["joblib_local", "slurm_local"])
+def test_multirun_two_seeds_then_aggregate(launcher: str, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib_local" else []
+    _multirun(launcher, sweep, *extra)
+    summaries = sorted(sweep.glob("*/summary.json"))
+    assert len(summaries) == 2
+    assert {json.loads(p.read_text())["seed"] for p in summaries} == {0, 1}
+    result = agg.run_aggregate(sweep)
+    assert result["runs"] == 2 and len(result["rows"]) == 1 and result["rows"][0]["n"] == 2
+    assert result["curves"] == 1  # SAC logs ep_rew_mean after 4 episodes (800 steps)
+    assert f"hydra/launcher={launcher}" in result["markdown"]
+    if launcher == "slurm_local":
+        assert (sweep / ".submitit").is_dir()

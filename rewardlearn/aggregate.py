@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from rewardlearn.utils import run_cli
+
 METRICS = ("env_return_mean", "success_rate", "learned_return_mean", "train_steps_per_s")
 DEFAULT_TAG = "rollout/ep_rew_mean"
 
@@ -264,10 +266,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def cli() -> None:
     """Entry point; input errors exit with a message, no trace."""
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import rewardlearn.metrics as M
 from rewardlearn.metrics.epic import RewardFn
 from rewardlearn.metrics.sampling import Policy
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.utils import set_torch_threads
+from rewardlearn.utils import run_cli, set_torch_threads
 
 METRICS = ("epic", "starc", "pref", "returns", "voc")
 
@@ -268,10 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def cli() -> None:
     """Entry point; input errors exit with a message, no trace."""
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -27,3 +29,11 @@ def set_torch_threads(n: int | None = None) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, int(n or 1)))
     return torch.get_num_threads()
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a command's ``main``; input errors exit with ``error: <message>``, no trace."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None

@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["foundation", "preference", "vlm", "progress_shaping"]
 
 
-def main() -> None:
-    results = ROOT / "bench" / "results"
+def main(results: Path = ROOT / "bench" / "results", out: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Concatenate ``results/*.md`` (in ORDER, then by name) into ``out``."""
     files = sorted(results.glob("*.md"),
                    key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
     parts = ["# Benchmarks\n",
@@ -18,7 +18,7 @@ def main() -> None:
              "ratios within one run. Regenerate this file with "
              "`python bench/make_benchmarks_md.py` after running the scripts.\n"]
     parts += [p.read_text() for p in files]
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
+    out.write_text("\n".join(parts))
 
 
 if __name__ == "__main__":

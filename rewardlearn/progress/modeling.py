@@ -32,6 +32,7 @@ from rewardlearn.rewards.checkpoint import (
     space_from_description,
 )
 from rewardlearn.rewards.features import flat_dim, flatten_obs
+from rewardlearn.utils import resolve_device
 
 FORMAT = "rewardlearn.progress_model/1"
 
@@ -122,7 +123,7 @@ class ProgressModel:
             else np.asarray(feature_mean, np.float32)
         self.feature_std = np.ones(self.in_dim, np.float32) if feature_std is None \
             else np.asarray(feature_std, np.float32)
-        self.device = torch.device(config.device)
+        self.device = resolve_device(config.device)  # "auto": CUDA when present
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.net = StageProgressNet(self.in_dim, config.window, self.num_stages,

@@ -1,0 +1,204 @@
+"""Run every benchmark script (quick or full) and regenerate the benchmark tables.
+
+Usage::
+
+    python bench/run_all.py --quick                 # smoke numbers, < 15 min on 2 cores
+    python bench/run_all.py --full                  # the published tables (hours)
+    python bench/run_all.py --quick --only foundation progress_shaping
+    python bench/run_all.py --full --dry-run        # print the commands only
+
+Scripts are discovered as ``bench/bench_*.py``; :data:`SCRIPTS` gives each known
+script's quick and full arguments (a script not listed runs with ``--quick`` in
+quick mode if its source has that flag, else it is skipped there; full mode runs
+it without arguments). A listed script that does not exist is reported and skipped.
+
+``--full`` writes the tables to ``bench/results/`` and regenerates ``BENCHMARKS.md``.
+``--quick`` must not overwrite published numbers: its tables go to
+``bench/_work/quick/results/`` and ``bench/_work/quick/BENCHMARKS.md`` (a script
+without an output option writes ``bench/results/<name>.md``; that file is moved
+to the quick folder and the published one restored). Every table produced gets
+a provenance line: machine, GPU, commit, seeds, the command and wall time. A
+failing script is reported and the others still run (exit status 1 at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+QUICK = BENCH / "_work" / "quick"
+
+
+@dataclass
+class Spec:
+    """How to run one ``bench/bench_<name>.py``."""
+
+    quick: list[str] | None
+    full: list[str] = field(default_factory=list)
+    seeds: str = "script default"
+    out_flag: str | None = None  # the script's option for its output .md, if it has one
+    note: str = ""
+
+
+SCRIPTS: dict[str, Spec] = {
+    "foundation": Spec(["--quick"], [], seeds="0"),
+    "preference": Spec(["--quick", "--seeds", "0"], [], seeds="quick: 0; full: 0 1 2",
+                       note="quick: Pendulum SAC 12k steps, 200 oracle comparisons"),
+    "vlm": Spec(["--quick"], [], seeds="0", out_flag="--out"),
+    "progress_shaping": Spec(
+        ["--timesteps", "4096", "--seeds", "0", "--jobs", "2", "--conditions", "sparse",
+         "shaping"], [], seeds="quick: 0; full: 0 1 2", out_flag="--out",
+        note="quick: 4096 PPO steps, sparse vs shaping"),
+    "perceptual": Spec(["--quick"], [], seeds="script default"),
+}
+
+
+def discover() -> dict[str, Path]:
+    """``{name: path}`` of ``bench/bench_<name>.py`` scripts present."""
+    return {p.stem.removeprefix("bench_"): p for p in sorted(BENCH.glob("bench_*.py"))}
+
+
+def spec_for(name: str, path: Path) -> Spec:
+    """The listed spec, or a default one for a script not in :data:`SCRIPTS`."""
+    if name in SCRIPTS:
+        return SCRIPTS[name]
+    has_quick = "--quick" in path.read_text()
+    has_out = re.search(r"add_argument\(\s*[\"']--out[\"']", path.read_text()) is not None
+    return Spec(["--quick"] if has_quick else None, [], out_flag="--out" if has_out else None)
+
+
+def machine() -> str:
+    """CPU, cores and GPU, in words."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f"GPU {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {cores} cores, {gpu}"
+
+
+def commit() -> str:
+    """Short HEAD commit, ``+dirty`` if tracked files differ from it."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return sha + ("+dirty" if dirty else "")
+
+
+def provenance(mode: str, cmd: list[str], spec: Spec, wall_s: float) -> str:
+    """The line appended to each table this run produced."""
+    shown = " ".join(["python", *cmd[1:]])
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    note = f" ({spec.note})" if spec.note else ""
+    return (f"\n_Produced by `python bench/run_all.py --{mode}`{note}: `{shown}`; machine "
+            f"{machine()}; commit {commit()}; seeds {spec.seeds}; {when}; {wall_s:.0f} s._\n")
+
+
+def run_script(name: str, path: Path, spec: Spec, mode: str, dry_run: bool) -> dict[str, object]:
+    """Run one script; returns its record (status, wall time, table path)."""
+    args = spec.quick if mode == "quick" else spec.full
+    if args is None:
+        return {"name": name, "status": "skipped (no quick mode)"}
+    out_dir = QUICK / "results" if mode == "quick" else RESULTS
+    table = out_dir / f"{name}.md"
+    default_table = RESULTS / f"{name}.md"
+    cmd = [sys.executable, str(path.relative_to(ROOT)), *args]
+    if spec.out_flag:
+        cmd += [spec.out_flag, str(table.relative_to(ROOT))]
+    if dry_run:
+        print(" ".join(cmd[1:]))
+        return {"name": name, "status": "dry-run", "command": " ".join(cmd[1:])}
+    published = default_table.read_bytes() if default_table.is_file() else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if mode == "quick" and not spec.out_flag and default_table.is_file():
+        produced = default_table.read_bytes()
+        if produced != published:  # move the quick table aside, restore the published one
+            table.write_bytes(produced)
+            if published is None:
+                default_table.unlink()
+            else:
+                default_table.write_bytes(published)
+    record: dict[str, object] = {"name": name, "command": " ".join(cmd[1:]),
+                                 "wall_s": round(wall, 1), "returncode": proc.returncode}
+    if proc.returncode == 0 and table.is_file():
+        with table.open("a") as f:
+            f.write(provenance(mode, cmd, spec, wall))
+        record.update(status="ok", table=str(table.relative_to(ROOT)))
+    else:
+        record["status"] = "failed" if proc.returncode else "ok (no table written)"
+    print(f"== {name}: {record['status']} in {wall:.0f} s", flush=True)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true", help="smoke numbers (< 15 min)")
+    mode.add_argument("--full", action="store_true", help="the published tables (hours)")
+    ap.add_argument("--only", nargs="+", default=None, help="script names (e.g. foundation)")
+    ap.add_argument("--skip", nargs="+", default=[], help="script names to leave out")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = ap.parse_args(argv)
+    kind = "quick" if args.quick else "full"
+    present = discover()
+    wanted = args.only or sorted(set(present) | set(SCRIPTS),
+                                 key=lambda n: (list(SCRIPTS).index(n) if n in SCRIPTS
+                                                else len(SCRIPTS), n))
+    unknown = [n for n in (args.only or []) if n not in present and n not in SCRIPTS]
+    if unknown:
+        known = ", ".join(sorted(set(present) | set(SCRIPTS)))
+        ap.error(f"unknown script(s) {unknown}; known: {known}")
+    records = []
+    for name in wanted:
+        if name in args.skip:
+            continue
+        if name not in present:
+            print(f"== {name}: bench/bench_{name}.py not found, skipped")
+            records.append({"name": name, "status": "missing"})
+            continue
+        records.append(run_script(name, present[name], spec_for(name, present[name]), kind,
+                                  args.dry_run))
+    if args.dry_run:
+        return 0
+    sys.path.insert(0, str(BENCH))
+    import make_benchmarks_md
+
+    if kind == "full":
+        make_benchmarks_md.main()
+        out_md = ROOT / "BENCHMARKS.md"
+    else:
+        out_md = QUICK / "BENCHMARKS.md"
+        make_benchmarks_md.main(QUICK / "results", out_md)
+    log = (QUICK if kind == "quick" else BENCH / "_work") / f"run_all_{kind}.json"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(json.dumps(records, indent=2))
+    print(f"\n{'script':<18} {'status':<24} wall")
+    for r in records:
+        print(f"{r['name']:<18} {r['status']!s:<24} {r.get('wall_s', '-')}")
+    print(f"tables collected in {out_md.relative_to(ROOT)}; timings in {log.relative_to(ROOT)}")
+    return int(any(r["status"] == "failed" for r in records))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

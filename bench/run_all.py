@@ -96,7 +96,9 @@ def machine() -> str:
 def commit() -> str:
     """Short HEAD commit, ``+dirty`` if tracked files differ from it."""
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip() or "unknown"
+                         text=True).stdout.strip()
+    if not sha:
+        return "unknown (not a git checkout)"
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
     return sha + ("+dirty" if dirty else "")
 

@@ -1,0 +1,71 @@
+"""bench/run_all.py: discovery, quick tables kept apart from the published ones, provenance."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE = '''import argparse, pathlib
+ap = argparse.ArgumentParser()
+ap.add_argument("--quick", action="store_true")
+args = ap.parse_args()
+out = pathlib.Path(__file__).parent / "results" / "{name}.md"
+out.write_text("## {name} " + ("quick" if args.quick else "full") + "\\n")
+'''
+
+
+def _load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_all_under_test",
+                                                  ROOT / "bench" / "run_all.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_all_under_test", mod)  # dataclasses look it up
+    spec.loader.exec_module(mod)
+    bench = tmp_path / "bench"
+    (bench / "results").mkdir(parents=True)
+    (bench / "make_benchmarks_md.py").write_text((ROOT / "bench" / "make_benchmarks_md.py")
+                                                  .read_text())
+    for name in ("alpha", "foundation"):
+        (bench / f"bench_{name}.py").write_text(FAKE.format(name=name))
+    (bench / "bench_noquick.py").write_text("print('no quick flag here')\n")
+    (bench / "results" / "foundation.md").write_text("## foundation published\n")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "BENCH", bench)
+    monkeypatch.setattr(mod, "RESULTS", bench / "results")
+    monkeypatch.setattr(mod, "QUICK", bench / "_work" / "quick")
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    monkeypatch.delitem(sys.modules, "make_benchmarks_md", raising=False)
+    return mod
+
+
+def test_quick_keeps_published_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    mod = _load(tmp_path, monkeypatch)
+    assert mod.main(["--quick", "--skip", "vlm", "preference", "progress_shaping"]) == 0
+    bench = tmp_path / "bench"
+    quick = bench / "_work" / "quick"
+    # the published table is restored; the quick one is collected apart, with provenance
+    assert (bench / "results" / "foundation.md").read_text() == "## foundation published\n"
+    assert not (bench / "results" / "alpha.md").exists()
+    text = (quick / "results" / "alpha.md").read_text()
+    assert text.startswith("## alpha quick") and "run_all.py --quick" in text
+    assert "commit" in text and "seeds" in text and "machine" in text
+    assert "## foundation quick" in (quick / "BENCHMARKS.md").read_text()
+    out = capsys.readouterr().out
+    assert "perceptual: bench/bench_perceptual.py not found, skipped" in out
+    assert "skipped (no quick mode)" in out  # bench_noquick.py has no --quick flag
+
+
+def test_full_regenerates_benchmarks_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = _load(tmp_path, monkeypatch)
+    assert mod.main(["--full", "--only", "alpha", "noquick"]) == 0
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "## alpha full" in md and "## foundation published" in md
+    with pytest.raises(SystemExit):
+        mod.main(["--full", "--only", "nope"])

@@ -61,6 +61,7 @@ SCRIPTS: dict[str, Spec] = {
         ["--timesteps", "4096", "--seeds", "0", "--jobs", "2", "--conditions", "sparse",
          "shaping"], [], seeds="quick: 0; full: 0 1 2", out_flag="--out",
         note="quick: 4096 PPO steps, sparse vs shaping"),
+    "evaluate": Spec(["--quick"], [], seeds="quick: 0; full: 0 1 2", out_flag="--out"),
     "perceptual": Spec(["--quick"], [], seeds="script default"),
 }
 

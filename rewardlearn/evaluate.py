@@ -113,15 +113,22 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
     if not Path(path).is_file():
         raise FileNotFoundError(f"reward model {path!r} not found")
     payload = torch.load(path, map_location="cpu", weights_only=False)
+    model: RewardModel
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return load_reward_model(path, observation_space, action_space)
-    from rewardlearn.rewards.progress import ProgressReward
+        model = load_reward_model(path, observation_space, action_space)
+    else:
+        from rewardlearn.rewards.progress import ProgressReward
 
-    try:
-        return ProgressReward(observation_space, action_space, path=path, mode="delta")
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is neither a reward checkpoint nor a progress model: {err}") \
-            from None
+        try:
+            model = ProgressReward(observation_space, action_space, path=path, mode="delta")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is neither a reward checkpoint nor a progress model: "
+                             f"{err}") from None
+    if model.needs_frames:
+        raise ValueError(f"{path} ({model.name}) reads rendered frames; reward evaluation "
+                         "queries rewards at sampled (s, a, s') without frames, so it supports "
+                         "state-based reward models only")
+    return model
 
 
 def _agent_policy(path: str) -> Policy:
@@ -202,7 +209,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 _ORDER = ("epic", "starc", "pref_acc", "pref_pairs", "return_pearson", "return_spearman",
-          "episodes", "voc", "voc_min", "stage_acc", "progress_mae")
+          "episodes", "voc", "voc_min", "stage_acc", "progress_mae", "voc_demos")
 
 
 def _fmt(v: Any) -> str:

@@ -179,3 +179,43 @@ def test_evaluate_cli_errors(tmp_path: Path) -> None:
                                          hidden_sizes=(4,), device="cpu"), tmp_path / "h.pt")
     with pytest.raises(ValueError, match="observation space differs"):
         evaluate_cli.main([f"reward={hopper}", "env=pendulum"])
+
+
+class FrameReward(MLPReward):
+    """A module that reads frames (the evaluator must refuse it)."""
+
+    needs_frames = True
+
+
+def test_evaluate_refuses_frame_models(tmp_path: Path) -> None:
+    env = gym.make("Pendulum-v1")
+    path = save_reward_model(FrameReward(env.observation_space, env.action_space,
+                                         hidden_sizes=(4,), device="cpu"), tmp_path / "f.pt")
+    with pytest.raises(ValueError, match="reads rendered frames"):
+        evaluate_cli.main([f"reward={path}"])
+
+
+def test_evaluate_progress_model_voc_and_distances(tmp_path: Path) -> None:
+    import torch
+
+    from rewardlearn.collect import CollectConfig, collect, load_demos
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.progress import ProgressConfig, train_progress_model
+
+    demos = tmp_path / "demos"
+    collect(CollectConfig(env="pick_place", n_episodes=6, noise=0.1, out=str(demos)),
+            verbose=False)
+    torch.set_num_threads(1)
+    env = make_env("pick_place")
+    model, _ = train_progress_model(load_demos(demos), env.observation_space, env.action_space,
+                                    ProgressConfig(epochs=5, hidden_sizes=[32], heldout=0.34))
+    path = model.save(tmp_path / "progress_model.pt")
+    result = evaluate_cli.main([f"reward=progress:{path}", "env=pick_place", f"demos={demos}",
+                                "n_steps=300", "n_eval=50", "n_samples=8", "n_pairs=20",
+                                "segment_length=10", "regression_epochs=5",
+                                "metrics=epic,starc,returns,voc"])
+    row = result["rewards"]["progress"]
+    assert 0 <= row["epic"] <= 1 and 0 <= row["starc"] <= 1
+    assert -1 <= row["voc"] <= 1 and 0 <= row["stage_acc"] <= 1
+    assert row["voc_demos"] == 6 and row["episodes"] >= 2  # returns over rollout episodes
+    assert result["reference"]["kind"] == "regression" and "heldout_r2" in result["reference"]

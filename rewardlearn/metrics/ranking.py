@@ -150,7 +150,9 @@ def progress_voc(model_path: str | Path, demos: str) -> dict[str, Any]:
     from rewardlearn.train_progress import cmd_eval
 
     metrics = cmd_eval({"model": str(model_path), "demos": demos})
-    return {k: v for k, v in metrics.items() if k != "per_episode"}
+    return {"voc": metrics["voc"], "voc_min": metrics["voc_min"],
+            "stage_acc": metrics["stage_acc"], "progress_mae": metrics["progress_mae"],
+            "voc_demos": metrics["episodes"]}
 
 
 __all__ = ["LabelledPairs", "episode_returns", "oracle_pairs", "pairs_from_preference_checkpoint",

@@ -49,6 +49,8 @@ LIFT_HEIGHT = 0.01
 """Cube bottom height above the table (m) from which a grasped cube counts as lifted."""
 CARRY_HEIGHT = 0.08
 """Reference carrying height of the cube bottom (m), used by the dense reward."""
+MAX_CUBE_HEIGHT = 0.26
+"""Highest the bottom of a held cube gets (pad at the workspace ceiling, cube below it)."""
 REST_HEIGHT = 0.005
 """A cube whose bottom is lower than this (m) and that barely moves rests on the table."""
 REST_SPEED = 0.05
@@ -112,7 +114,8 @@ class PickPlaceEnv(gym.Env[Any, np.ndarray]):
     0. ``reach``: the pad is farther than :data:`NEAR_DIST` from the cube's top face.
     1. ``grasp``: the pad is near the cube (or holds it) but has not lifted it.
     2. ``transport``: the cube is held by suction and lifted more than :data:`LIFT_HEIGHT`.
-    3. ``place``: the held cube is above the target disc (or was just released there).
+    3. ``place``: the held cube is above the target disc, or the lifted cube was let go
+       within the disc's radius (falling onto it or resting there).
 
     Success (``terminated=True``): the cube, which has been carried during the episode,
     rests on the table within :data:`TARGET_RADIUS` of the target centre with suction off.
@@ -121,7 +124,7 @@ class PickPlaceEnv(gym.Env[Any, np.ndarray]):
 
     **Rewards**: ``progress = (stage + p) / 4`` with ``p`` in [0, 0.99] the within-stage
     progress (reach distance; nearness + grasp + lift; carry height + distance to target;
-    centring + lowering), and 1 at success. ``"dense"`` (default) returns
+    centring + lowering from any height), and 1 at success. ``"dense"`` (default) returns
     ``progress - 1`` in [-1, 0]: later stages always pay more, and as every non-final
     step is negative, finishing sooner is always better (no incentive to stall before the
     terminating success). ``"sparse"`` returns 1 on the success step, else 0. Both values
@@ -361,8 +364,11 @@ class PickPlaceEnv(gym.Env[Any, np.ndarray]):
         carry = min(max(height, 0.0) / CARRY_HEIGHT, 1.0)
         if success:
             stage, p = self.num_stages - 1, 1.0
-        elif in_zone and self._was_lifted and (grasped or near):
-            stage, p = 3, 0.6 * (1.0 - carry) + 0.4 * (1.0 - np.tanh(10.0 * d_xy))
+        elif in_zone and self._was_lifted and (grasped or near or not contact):
+            # held over the target, or let go there (falling onto or resting on the disc):
+            # dropping the cube onto the target is a valid way to place it
+            low = 1.0 - min(max(height, 0.0) / MAX_CUBE_HEIGHT, 1.0)  # every cm down counts
+            stage, p = 3, 0.6 * low + 0.4 * (1.0 - np.tanh(10.0 * d_xy))
         elif grasped and lifted:
             stage, p = 2, 0.2 * carry + 0.8 * (1.0 - np.tanh(5.0 * d_xy))
         elif near or grasped:

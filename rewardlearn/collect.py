@@ -63,10 +63,49 @@ INFO_KEYS: dict[str, type] = {
 
 
 def _env_choices() -> dict[str, str]:
-    """Short env names with a scripted expert, mapped to gymnasium ids."""
+    """Short env names with a scripted expert, mapped to gymnasium ids.
+
+    Besides ``rewardlearn_envs.SUPPORTED_ENVS``, every ``conf/env`` Meta-World config
+    whose task has a scripted policy in ``rewardlearn_envs.metaworld_expert``.
+    """
     from rewardlearn_envs import SUPPORTED_ENVS
 
-    return dict(SUPPORTED_ENVS)
+    return {**SUPPORTED_ENVS, **{k: v[0] for k, v in _metaworld_choices().items()}}
+
+
+def _metaworld_choices() -> dict[str, tuple[str, str]]:
+    """``conf/env`` name -> (gymnasium id, Meta-World task) for tasks with a scripted expert."""
+    from rewardlearn_envs.metaworld_expert import METAWORLD_TASKS
+
+    from rewardlearn.env_factory import available_envs, env_config
+
+    out: dict[str, tuple[str, str]] = {}
+    for name in available_envs():
+        cfg = env_config(name)
+        task = (cfg.get("kwargs") or {}).get("env_name")
+        if str(cfg.id).startswith("Meta-World/") and task in METAWORLD_TASKS:
+            out[name] = (str(cfg.id), str(task))
+    return out
+
+
+def _make_env(short: str, env_id: str, cfg: CollectConfig) -> gym.Env:
+    """The env to collect in: frames in a dict observation when ``cfg.frames``."""
+    metaworld = _metaworld_choices()
+    if short in metaworld:
+        from rewardlearn_envs.metaworld_expert import MetaWorldStages
+
+        from rewardlearn.env_factory import env_config, make_env
+
+        env_cfg = env_config(short)
+        env_cfg.kwargs.terminate_on_success = True  # a demo ends at success
+        size = (cfg.frame_size, cfg.frame_size) if cfg.frames else None
+        inner = make_env(env_cfg, frame_size=size)
+        return MetaWorldStages(inner, metaworld[short][1],
+                               obs_mode="state_pixels" if cfg.frames else "state")
+    kwargs: dict[str, Any] = {}
+    if cfg.frames:
+        kwargs = {"obs_mode": "state_pixels", "width": cfg.frame_size, "height": cfg.frame_size}
+    return gym.make(env_id, **kwargs)
 
 
 def resolve_env(name: str) -> tuple[str, str]:
@@ -225,13 +264,20 @@ def _datasets_root(root: Path) -> Iterator[None]:
 
 
 def _stack_infos(infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    return {k: np.asarray([info[k] for info in infos], dtype=dt) for k, dt in INFO_KEYS.items()}
+    """The :data:`INFO_KEYS` entries present in every info, stacked."""
+    return {k: np.asarray([info[k] for info in infos], dtype=dt) for k, dt in INFO_KEYS.items()
+            if all(k in info for info in infos)}
 
 
 def _stack_obs(obs: list[Any]) -> Any:
     if isinstance(obs[0], dict):
         return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
     return np.stack(obs)
+
+
+def _serialisable_spec(env: gym.Env) -> bool:
+    """Whether Minari can store the env's spec (Meta-World registers callables: it cannot)."""
+    return env.spec is not None and isinstance(env.spec.entry_point, str)
 
 
 def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
@@ -249,11 +295,9 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
             raise FileExistsError(f"{out} exists; pass overwrite=true or another out=...")
         shutil.rmtree(out)
 
-    kwargs: dict[str, Any] = {}
-    if cfg.frames:
-        kwargs = {"obs_mode": "state_pixels", "width": cfg.frame_size, "height": cfg.frame_size}
-    env = gym.make(env_id, **kwargs)
-    subtasks = tuple(getattr(env.unwrapped, "SUBTASKS", ()))
+    short, _ = resolve_env(cfg.env)
+    env = _make_env(short, env_id, cfg)
+    subtasks = tuple(getattr(env, "SUBTASKS", ()) or getattr(env.unwrapped, "SUBTASKS", ()))
 
     start = time.perf_counter()
     buffers: list[EpisodeBuffer] = []
@@ -317,8 +361,10 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 dataset = minari.create_dataset_from_buffers(
                     dataset_id=cfg.dataset_id,
                     buffer=buffers,
-                    env=env,
-                    eval_env=env.spec,
+                    env=env if _serialisable_spec(env) else None,
+                    eval_env=env.spec if _serialisable_spec(env) else None,
+                    observation_space=env.observation_space,
+                    action_space=env.action_space,
                     algorithm_name="scripted-expert",
                     author="rewardlearn",
                     description=(

@@ -37,3 +37,14 @@ def run_cli(main: Callable[[], Any]) -> None:
         main()
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def dataclass_from_kwargs(cls: Any, kwargs: dict[str, Any], what: str) -> Any:
+    """``cls(**kwargs)`` for a dataclass, naming unknown keys and listing the valid ones."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; valid: {sorted(names)}")
+    return cls(**kwargs)

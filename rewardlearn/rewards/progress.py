@@ -31,12 +31,12 @@ import numpy as np
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.potential import ProgressScorer, check_model_spaces
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
-from rewardlearn.shaping.shaped import ShapingTerm
+from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
 
 MODES = ("potential", "delta")
 
 
-class ProgressReward(RewardModel):
+class ProgressReward(ShapingGamma, RewardModel):
     """Reward from a trained progress model.
 
     Args:
@@ -84,15 +84,6 @@ class ProgressReward(RewardModel):
         if path is not None:
             self._set_model(ProgressModel.load(path, observation_space, action_space,
                                                device=device))
-
-    @property
-    def gamma(self) -> float | None:
-        """Discount of the shaping term (potential mode)."""
-        return self.term.gamma
-
-    @gamma.setter
-    def gamma(self, value: float | None) -> None:
-        self.term.gamma = None if value is None else float(value)
 
     def _set_model(self, model: ProgressModel) -> None:
         check_model_spaces(model, self.observation_space, self.action_space,

@@ -127,6 +127,21 @@ class ShapingTerm:
         return term, phi_s, phi_next_used
 
 
+class ShapingGamma:
+    """Mixin: a ``gamma`` attribute kept in ``self.term`` (a :class:`ShapingTerm`)."""
+
+    term: ShapingTerm
+
+    @property
+    def gamma(self) -> float | None:
+        """The discount used in the shaping term (``None``: not bound yet)."""
+        return self.term.gamma
+
+    @gamma.setter
+    def gamma(self, value: float | None) -> None:
+        self.term.gamma = None if value is None else float(value)
+
+
 def _spec(obj: Any) -> dict[str, Any]:
     cls = type(obj)
     return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": obj.config()}
@@ -140,7 +155,7 @@ def _from_spec(spec: dict[str, Any], *args: Any) -> Any:
     return obj(*args, **spec.get("config", {}))
 
 
-class ShapedReward(RewardModel):
+class ShapedReward(ShapingGamma, RewardModel):
     """A reward module plus potential-based shaping: ``r + gamma * Phi(s') - Phi(s)``.
 
     Args:
@@ -170,6 +185,12 @@ class ShapedReward(RewardModel):
         self.potential.bind(observation_space, action_space)
         self.term = ShapingTerm(gamma)
         self.name = f"{self.base.name}+shaping[{self.potential.name}]"
+        self._frames_from_parts()
+        self._last_base: np.ndarray | None = None
+
+    def _frames_from_parts(self) -> None:
+        """``needs_frames``/``frame_size`` from the base and the potential (they may change
+        when a saved model's state is loaded into them)."""
         wants = [m for m in (self.base, self.potential) if m.needs_frames]
         self.needs_frames = bool(wants)
         if wants:
@@ -178,16 +199,6 @@ class ShapedReward(RewardModel):
                 raise ValueError(f"the base reward and the potential want frames of different "
                                  f"sizes {sorted(sizes)}; give them the same frame_size")
             self.frame_size = wants[0].frame_size
-        self._last_base: np.ndarray | None = None
-
-    @property
-    def gamma(self) -> float | None:
-        """The discount used in the shaping term."""
-        return self.term.gamma
-
-    @gamma.setter
-    def gamma(self, value: float | None) -> None:
-        self.term.gamma = None if value is None else float(value)
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         base_out = self.base.compute(batch)
@@ -222,6 +233,7 @@ class ShapedReward(RewardModel):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.base.load_state_dict(state.get("base", {}))
         self.potential.load_state_dict(state.get("potential", {}))
+        self._frames_from_parts()
 
 
-__all__ = ["PotentialCache", "ShapedReward", "ShapingTerm"]
+__all__ = ["PotentialCache", "ShapedReward", "ShapingGamma", "ShapingTerm"]

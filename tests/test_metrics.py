@@ -219,3 +219,21 @@ def test_evaluate_progress_model_voc_and_distances(tmp_path: Path) -> None:
     assert -1 <= row["voc"] <= 1 and 0 <= row["stage_acc"] <= 1
     assert row["voc_demos"] == 6 and row["episodes"] >= 2  # returns over rollout episodes
     assert result["reference"]["kind"] == "regression" and "heldout_r2" in result["reference"]
+
+
+def test_evaluate_with_a_saved_agent_and_its_normaliser(tmp_path: Path) -> None:
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), norm_reward=False)
+    SAC("MlpPolicy", venv, policy_kwargs={"net_arch": [8]}, device="cpu").save(
+        tmp_path / "agent.zip")
+    venv.save(str(tmp_path / "vecnormalize.pkl"))
+    env = gym.make("Pendulum-v1")
+    reward = save_reward_model(MLPReward(env.observation_space, env.action_space,
+                                         hidden_sizes=(4,), device="cpu"), tmp_path / "r.pt")
+    result = evaluate_cli.main([f"reward={reward}", f"agent={tmp_path / 'agent.zip'}",
+                                "n_steps=120", "max_episode_steps=40", "metrics=returns"])
+    assert result["setup"]["policy"] == "agent" and result["setup"]["episodes"] == 3
+    with pytest.raises(FileNotFoundError, match="agent"):
+        evaluate_cli.main([f"reward={reward}", f"agent={tmp_path / 'nope.zip'}"])

@@ -15,7 +15,12 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``shaping``: the sparse reward + ``shaping=progress`` (``Phi = progress``);
 * ``delta``: ``reward=progress_delta`` (raw ``progress(s') - progress(s)``, comparison only);
 * ``progress``: ``reward=progress`` (model success bonus + progress shaping, no env reward);
-* ``dense``: the env's hand-written staged reward (reference, not learned).
+* ``dense``: the env's hand-written staged reward (reference, not learned);
+* ``perceptual``: ``reward=perceptual`` fitted on the same demos (state features), no
+  env reward (issue #5's PPO comparison).
+
+``--existing`` reports only the runs already in ``--work`` (to build one table from
+runs made by several invocations).
 
 Reported: evaluation success rate (deterministic policy, 50 held-out seeds), the
 training success rate over the last 100 episodes, and the env steps to the first
@@ -53,6 +58,8 @@ CONDITIONS: dict[str, list[str]] = {
               "reward.model.path={model}"],
     "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
     "dense": ["env.kwargs.reward_type=dense", "reward=env"],
+    "perceptual": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.demos={demos}",
+                   "reward.model.encoder.target=state"],
 }
 DEFAULT = ["sparse", "shaping", "delta", "progress"]
 LABELS = {
@@ -61,6 +68,8 @@ LABELS = {
     "delta": "raw progress delta (`reward=progress_delta`)",
     "progress": "`reward=progress` (model success bonus + progress shaping, no env reward)",
     "dense": "env's hand-written dense reward (reference)",
+    "perceptual": "`reward=perceptual` (Sermanet et al., state features, same demos, no env "
+                  "reward)",
 }
 
 
@@ -93,7 +102,8 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> di
     run_dir = work / "runs" / f"{cond}_s{seed}"
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
-        overrides = [o.format(model=model) for o in CONDITIONS[cond]]
+        overrides = [o.format(model=model, demos=model.parent / "demos")
+                     for o in CONDITIONS[cond]]
         cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
                f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
                "video.enabled=false", "progress_bar=false", "eval.n_episodes=50", "~teacher",
@@ -172,7 +182,8 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         f"{torch.__version__} CPU; commit {commit}; command: `python "
         f"bench/bench_progress_shaping.py --timesteps {args.timesteps} --seeds "
         f"{' '.join(map(str, args.seeds))} --jobs {args.jobs}"
-        f"{' --conditions ' + ' '.join(args.conditions) if args.conditions != DEFAULT else ''}`; "
+        f"{' --conditions ' + ' '.join(args.conditions) if args.conditions != DEFAULT else ''}"
+        f"{' --existing' if args.existing else ''}`; "
         f"{len(jobs)} runs, {sum(r['wall_s'] for rs in results.values() for r in rs) / 60:.0f} "
         f"min of run time ({args.jobs} at a time).",
         "",
@@ -190,9 +201,9 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         "seeds. Training success: last 100 training episodes. First success: env steps to "
         "the first successful training episode (to the 2048-step rollout).",
         "",
-        "| reward | eval success per seed | eval success mean | training success (last 100 ep.) "
-        "| steps to first success | eval episodes reaching grasp / transport / place |",
-        "|---|---|---|---|---|---|",
+        "| reward | seeds | eval success per seed | eval success mean | training success (last "
+        "100 ep.) | steps to first success | eval episodes reaching grasp / transport / place |",
+        "|---|---|---|---|---|---|---|",
     ]
     for cond, runs in results.items():
         succ = [r["success_rate"] for r in runs]
@@ -200,7 +211,8 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         far = np.concatenate([r["furthest_stage"] for r in runs])
         reach = " / ".join(f"{np.mean(far >= k):.0%}" for k in (1, 2, 3))
         lines.append(
-            f"| {LABELS[cond]} | {', '.join(f'{s:.0%}' for s in succ)} | "
+            f"| {LABELS[cond]} | {', '.join(str(r['seed']) for r in runs)} | "
+            f"{', '.join(f'{s:.0%}' for s in succ)} | "
             f"**{np.mean(succ):.0%}** | {np.mean(train):.0%} | "
             f"{_fmt_steps([r['first_success_step'] for r in runs])} | {reach} |")
     lines += ["", "Stages reached: furthest stage of 20 deterministic evaluation episodes per seed "
@@ -241,6 +253,8 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS),
                         default=DEFAULT)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "progress_shaping")
+    parser.add_argument("--existing", action="store_true",
+                        help="report only the (condition, seed) runs already in --work")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "progress_shaping.md")
     args = parser.parse_args()
@@ -250,9 +264,12 @@ def main() -> None:
     print(f"progress model: held-out VOC {report['heldout']['voc']:.4f}, stage accuracy "
           f"{report['heldout']['stage_acc']:.1%}")
     jobs = [(c, s) for c in args.conditions for s in args.seeds]
+    if args.existing:
+        jobs = [(c, s) for c, s in jobs
+                if (work / "runs" / f"{c}_s{s}" / "summary.json").is_file()]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {job: pool.submit(run_one, *job, args.timesteps, model, work) for job in jobs}
-        results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.conditions}
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c, _ in jobs}
         for (cond, seed), fut in futures.items():
             summary = fut.result()
             results[cond].append(summary)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from rewardlearn.progress.training import (
     predict_demo,
     train_progress_model,
 )
-from rewardlearn.utils import set_torch_threads
+from rewardlearn.utils import cli_args, set_torch_threads
 
 COMMANDS = ("train", "eval", "rabc")
 
@@ -238,11 +237,7 @@ def cmd_rabc(opts: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse the command line and run the command."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__)
-        raise SystemExit(0)
-    command, opts = parse_args(args)
+    command, opts = parse_args(cli_args(argv, __doc__))
     set_torch_threads(int(opts.pop("torch_threads", 1)))
     return {"train": cmd_train, "eval": cmd_eval, "rabc": cmd_rabc}[command](opts)
 

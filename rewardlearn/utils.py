@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -48,3 +48,15 @@ def dataclass_from_kwargs(cls: Any, kwargs: dict[str, Any], what: str) -> Any:
     if unknown:
         raise ValueError(f"unknown {what} setting(s) {unknown}; valid: {sorted(names)}")
     return cls(**kwargs)
+
+
+def cli_args(argv: Sequence[str] | None, doc: str | None) -> list[str]:
+    """The command-line tokens (``sys.argv[1:]`` by default); ``-h``/``help`` prints ``doc``
+    and exits."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(doc)
+        raise SystemExit(0)
+    return args

@@ -403,3 +403,53 @@ def test_metaworld_expert_demos_have_stage_labels(tmp_path: Path) -> None:
     with pytest.raises(SpaceMismatchError):
         model.check_spaces(make_env("pick_place").observation_space,
                            gym.spaces.Box(-1, 1, (4,)))
+
+
+def test_goal_image_and_potential_mode(pick_place_demos: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from rewardlearn.shaping import bind_gamma
+
+    eps = load_demos(pick_place_demos)
+    ep = eps[-1]
+    assert ep.frames is not None
+    Image.fromarray(ep.frames[5]).save(tmp_path / "goal.png")
+    venv = make_vec_env("pick_place", n_envs=1, seed=0, frame_size=(32, 32))
+    space, act = venv.observation_space, venv.action_space
+    enc = {"target": "downsample", "kwargs": {"grid": 4}}
+    goal = PerceptualReward(space, act, demos=str(pick_place_demos), encoder=enc, mode="goal",
+                            goal=str(tmp_path / "goal.png"), settings={"n_steps": 3})
+    batch = TransitionBatch.from_arrays(ep.observations[:-1], ep.actions, ep.observations[1:],
+                                        frames=ep.frames[1:])
+    sim = goal.compute(batch).rewards
+    assert int(np.argmax(sim)) == 4 and sim[4] == pytest.approx(0.0, abs=1e-9)  # frame 5 is s'
+    with pytest.raises(FileNotFoundError, match="goal image"):
+        PerceptualReward(space, act, demos=str(pick_place_demos), encoder=enc, mode="goal",
+                         goal=str(tmp_path / "missing.png"))
+    pot = PerceptualReward(space, act, demos=str(pick_place_demos), encoder=enc,
+                           mode="potential", settings={"n_steps": 3})
+    bind_gamma(pot, 0.9)
+    assert pot.gamma == 0.9
+    batch.obs_frames = ep.frames[:-1]
+    out = pot.compute(batch)
+    model = pot.model
+    assert model is not None
+    phi = model.predict(None, ep.frames).reward - 1.0
+    np.testing.assert_allclose(out.rewards[0], 0.9 * phi[1] - phi[0], rtol=1e-6)
+    np.testing.assert_allclose(out.signals["shaping"][1:], 0.9 * phi[2:] - phi[1:-1], rtol=1e-6)
+
+
+def test_train_perceptual_command(pick_place_demos: Path, tmp_path: Path) -> None:
+    from rewardlearn.train_perceptual import main, parse_args
+
+    assert parse_args(["n_steps=auto", "aggregate=sum", "demos=1"])[1] == {
+        "n_steps": "auto", "aggregate": "sum", "demos": "1"}
+    out = tmp_path / "m.pt"
+    metrics = main([f"demos={pick_place_demos}", "encoder=state", "n_steps=4", f"out={out}"])
+    assert metrics["k"] == 4 and out.is_file() and out.with_suffix(".json").is_file()
+    ev = main(["eval", f"model={out}", f"demos={pick_place_demos}"])
+    assert ev["spearman"] > 0.8
+    with pytest.raises(ValueError, match="unknown command"):
+        main(["train"])
+    with pytest.raises(ValueError, match="unknown perceptual setting"):
+        main([f"demos={pick_place_demos}", "encoder=state", "steps=4"])

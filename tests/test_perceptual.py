@@ -453,3 +453,28 @@ def test_train_perceptual_command(pick_place_demos: Path, tmp_path: Path) -> Non
         main(["train"])
     with pytest.raises(ValueError, match="unknown perceptual setting"):
         main([f"demos={pick_place_demos}", "encoder=state", "steps=4"])
+
+
+def test_train_py_runs_with_perceptual_reward(compose_cfg: Callable[..., DictConfig],
+                                              pick_place_demos: Path, tmp_path: Path) -> None:
+    from rewardlearn.recording import read_sidecar
+    from rewardlearn.train import run
+
+    short = ["env=pick_place", "agent=ppo", "total_timesteps=128", "eval.n_episodes=1",
+             "video.n_episodes=1", "video.width=32", "video.height=32", "progress_bar=false",
+             f"video.dir={tmp_path / 'videos'}", "+agent.kwargs.n_steps=64",
+             "+agent.kwargs.batch_size=32", "+agent.kwargs.n_epochs=1", "torch_threads=1"]
+    saved = tmp_path / "perceptual.pt"
+    cfg = compose_cfg(*short, "reward=perceptual", f"reward.demos={pick_place_demos}",
+                      "reward.model.encoder.target=downsample", "reward.model.settings.n_steps=3",
+                      f"reward.model.save={saved}")
+    summary = run(cfg, tmp_path / "run")
+    assert summary["reward_training"]["perceptual_steps"] == 3 and saved.is_file()
+    side = read_sidecar(Path(summary["videos"][0]).with_suffix(".json"))
+    assert {"perceptual_step", "step_score_2"} <= set(side["signals"])
+    # the saved model as a goal potential on the sparse reward, no demos needed
+    cfg = compose_cfg(*short, "env.kwargs.reward_type=sparse", "reward=env",
+                      "shaping=perceptual", "shaping.potential.demos=null",
+                      f"shaping.potential.path={saved}", "shaping.potential.kind=goal")
+    summary = run(cfg, tmp_path / "run2")
+    assert summary["reward_training"]["shaping"]["potential"] == "perceptual_goal"

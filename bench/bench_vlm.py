@@ -283,8 +283,8 @@ def main() -> None:
         224, is_train=False, mean=bundle.mean.tolist(), std=bundle.std.tolist())
     scorer = VLMRMScorer.from_prompts(bundle, GOAL, BASELINE, ALPHA)
 
-    n_list = [1, 4, 16]
-    n_frames, reps = (16, 1) if q else (32, 2)
+    n_list = [1, 4] if q else [1, 4, 16]
+    n_frames, reps = (8, 1) if q else (32, 2)
     tput: dict[int, dict[str, list[float]]] = {n: {"ours": [], "naive": [], "naive1": []}
                                                for n in n_list}
     for _ in range(reps):
@@ -295,20 +295,21 @@ def main() -> None:
             tput[n]["naive1"].append(naive_fps(n, n_frames // 2, bundle, oc_preprocess, scorer,
                                                1))
     r_fast, r_slow = render_fps(True, 40 if q else 150), render_fps(False, 40 if q else 150)
-    enc = {(b, th, "fp32"): encode_fps(bundle, b, th, 16 if q else 48)
+    enc = {(b, th, "fp32"): encode_fps(bundle, b, th, 8 if q else 48)
            for b, th in [(1, CORES), (1, 1), (4, 1), (16, 1), (16, CORES), (64, CORES)]}
     bf16 = load_clip("ViT-B-32", None, device="cpu", precision="bf16")
     bf16.model.load_state_dict(bundle.model.state_dict())
-    enc[(64, CORES, "bf16 autocast")] = encode_fps(bf16, 64, CORES, 16 if q else 48)
+    enc[(64, CORES, "bf16 autocast")] = encode_fps(bf16, 64, CORES, 8 if q else 48)
 
     fractions = [10, 20, 50]
-    d_rows, d_info = distill_rows(2000 if q else 20000, 100 if q else 500, fractions,
-                                  300 if q else 2000, bundle)
+    d_rows, d_info = distill_rows(1000 if q else 20000, 60 if q else 500, fractions,
+                                  200 if q else 2000, bundle)
     torch.set_num_threads(1)  # PPO's small MLPs: one thread; the VLM picks its own
 
     agent_rows = [(kind, *ppo_steps_per_s(kind, steps)) for kind, steps in
                   [("env", 1024 if q else 4096), ("env_frames", 256 if q else 1024),
-                   ("vlm", 256), ("vlm_defer", 256), ("vlm_distilled", 1024 if q else 2048)]]
+                   ("vlm", 128 if q else 256), ("vlm_defer", 128 if q else 256),
+                   ("vlm_distilled", 512 if q else 2048)]]
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()

@@ -98,6 +98,7 @@ def _make_env(short: str, env_id: str, cfg: CollectConfig) -> gym.Env:
 
         env_cfg = env_config(short)
         env_cfg.kwargs.terminate_on_success = True  # a demo ends at success
+        env_cfg.kwargs.seed = cfg.seed  # MT1 draws its task layouts at make time
         size = (cfg.frame_size, cfg.frame_size) if cfg.frames else None
         inner = make_env(env_cfg, frame_size=size)
         return MetaWorldStages(inner, metaworld[short][1],

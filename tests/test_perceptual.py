@@ -386,6 +386,8 @@ def test_metaworld_expert_demos_have_stage_labels(tmp_path: Path) -> None:
     assert resolve_env("metaworld_pick_place")[0] == "metaworld_pick_place"
     assert metaworld_stage({"near_object": 1.0, "grasp_success": 0.0}, 3) == 1
     assert metaworld_stage({"near_object": 1.0, "grasp_success": 1.0}, 3) == 2
+    assert metaworld_stage({"near_object": 1.0, "grasp_success": 0.0, "success": 1.0}, 3) == 2
+    assert metaworld_stage({"near_object": 1.0}, 1) == 0
     assert "reach-v3" in METAWORLD_TASKS
     out = tmp_path / "mw"
     res = collect(CollectConfig(env="metaworld_pick_place", n_episodes=2, frames=True,

@@ -303,6 +303,9 @@ def test_reward_module_signals_checkpoint_and_space_check(pick_place_demos: Path
     assert set(out.signals) >= {"perceptual_step", "perceptual_reward", "goal_similarity",
                                 "step_score_0", "step_score_3"}
     assert out.rewards[-5:].mean() > out.rewards[:5].mean()
+    # offset 1 (default): every step before completion costs; the signal keeps the raw score
+    np.testing.assert_allclose(out.rewards, out.signals["perceptual_reward"] - 1.0)
+    assert np.all(out.rewards <= 1e-9)
     path = save_reward_model(reward, tmp_path / "r.pt")
     loaded = load_reward_model(path, env.observation_space, env.action_space)
     np.testing.assert_allclose(loaded(batch), reward(batch))

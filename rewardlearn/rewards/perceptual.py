@@ -8,7 +8,10 @@ its discriminative features. Or from a saved model (``path``).
 
 ``mode``:
 
-- ``perceptual``: ``r = scale * reward(s')``, the step-weighted score in [0, 1];
+- ``perceptual``: ``r = scale * (reward(s') - offset)``, the step-weighted score in
+  [0, 1] shifted by ``offset`` (1 by default: every step before the task is done costs,
+  so on tasks that terminate at success finishing sooner pays; with ``offset=0`` the
+  reward is positive and ending the episode by succeeding would forfeit it);
 - ``goal``: ``r = scale * similarity(e(s'), goal)`` (goal: the demos' final frames or
   ``goal=<image>``);
 - ``potential``: ``r = gamma * Phi(s') - Phi(s)`` with ``Phi = scale * (reward - 1)``
@@ -51,6 +54,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
             (``n_steps``, ``n_features``, ``aggregate``...).
         mode: ``perceptual``, ``goal`` or ``potential``.
         scale: multiplies the reward (or the potential).
+        offset: subtracted from the score in ``perceptual`` mode (see above).
         goal: goal image (or ``.npy`` of frames/states) for ``goal`` mode; default: the
             demos' final frames.
         save: write the fitted model there (reusable as ``path``).
@@ -63,13 +67,14 @@ class PerceptualReward(ShapingGamma, RewardModel):
                  demos: str | None = None, path: str | None = None,
                  encoder: dict[str, Any] | str | None = None,
                  settings: dict[str, Any] | None = None, mode: str = "perceptual",
-                 scale: float = 1.0, goal: str | None = None, save: str | None = None,
-                 gamma: float | None = None) -> None:
+                 scale: float = 1.0, offset: float = 1.0, goal: str | None = None,
+                 save: str | None = None, gamma: float | None = None) -> None:
         super().__init__(observation_space, action_space)
         if mode not in MODES:
             raise ValueError(f"unknown perceptual reward mode {mode!r}; choose from {MODES}")
         self.mode = mode
         self.scale = float(scale)
+        self.offset = float(offset)
         self.demos, self.path = demos, path
         self.encoder_spec = encoder
         self.settings = dict(settings or {})
@@ -100,7 +105,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
         for i in range(nxt.scores.shape[1]):
             signals[f"step_score_{i}"] = nxt.scores[:, i]
         if self.mode == "perceptual":
-            return RewardOutput(self.scale * nxt.reward, signals)
+            return RewardOutput(self.scale * (nxt.reward - self.offset), signals)
         if self.mode == "goal":
             return RewardOutput(self.scale * nxt.goal_similarity, signals)
         need = self.term.need_obs(batch)
@@ -125,7 +130,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
     def config(self) -> dict[str, Any]:
         return {"demos": None, "path": None, "encoder": self.encoder_spec,
                 "settings": self.settings, "mode": self.mode, "scale": self.scale,
-                "gamma": self.gamma}
+                "offset": self.offset, "gamma": self.gamma}
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.model is None else {"model": self.model.payload()}

@@ -119,7 +119,7 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()
     cmd = "python bench/bench_perceptual.py " + " ".join(sys.argv[1:])
     lines = [
-        "# Perceptual rewards from a few demos (Sermanet et al. 2016)",
+        "## Perceptual rewards from a few demos (Sermanet et al. 2016)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch "
         f"{torch.__version__}, 1 torch thread. Commit {commit}. Command: `{cmd.strip()}` "

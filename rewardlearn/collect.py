@@ -235,18 +235,9 @@ def parse_overrides(argv: Sequence[str]) -> CollectConfig:
         "jpeg": _parse_bool,
         "overwrite": _parse_bool,
     }
-    values: dict[str, Any] = {}
-    for token in argv:
-        key, sep, raw = token.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise ValueError(f"expected key=value, got {token!r}")
-        if key not in types:
-            raise ValueError(f"unknown option {key!r}; options: {', '.join(types)}")
-        try:
-            values[key] = types[key](raw)
-        except ValueError as err:
-            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    from rewardlearn.utils import parse_key_values
+
+    values = parse_key_values(argv, types)
     return CollectConfig(**values)
 
 

@@ -45,7 +45,7 @@ import rewardlearn.metrics as M
 from rewardlearn.metrics.epic import RewardFn
 from rewardlearn.metrics.sampling import Policy
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.utils import run_cli, set_torch_threads
+from rewardlearn.utils import parse_key_values, run_cli, set_torch_threads
 
 METRICS = ("epic", "starc", "pref", "returns", "voc")
 
@@ -75,17 +75,7 @@ DEFAULTS: dict[str, Any] = {
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     """Options from ``key=value`` tokens, defaults filled in; unknown keys list the valid ones."""
     opts = dict(DEFAULTS)
-    for token in argv:
-        key, sep, raw = token.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise ValueError(f"expected key=value, got {token!r}")
-        if key not in OPTIONS:
-            raise ValueError(f"unknown option {key!r}; options: {', '.join(sorted(OPTIONS))}")
-        try:
-            opts[key] = OPTIONS[key](raw)
-        except ValueError as err:
-            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    opts.update(parse_key_values(argv, OPTIONS))
     bad = [m for m in opts["metrics"] if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")

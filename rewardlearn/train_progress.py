@@ -52,7 +52,7 @@ from rewardlearn.progress.training import (
     predict_demo,
     train_progress_model,
 )
-from rewardlearn.utils import cli_args, set_torch_threads
+from rewardlearn.utils import cli_args, parse_key_values, set_torch_threads
 
 COMMANDS = ("train", "eval", "rabc")
 
@@ -92,18 +92,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
         if command not in COMMANDS:
             raise ValueError(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
     types = _option_types()
-    values: dict[str, Any] = {}
-    for token in args:
-        key, sep, raw = token.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise ValueError(f"expected key=value, got {token!r}")
-        if key not in types:
-            raise ValueError(f"unknown option {key!r}; options: {', '.join(sorted(types))}")
-        try:
-            values[key] = types[key](raw)
-        except ValueError as err:
-            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    values = parse_key_values(args, types)
     return command, values
 
 

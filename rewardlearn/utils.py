@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -60,3 +60,22 @@ def cli_args(argv: Sequence[str] | None, doc: str | None) -> list[str]:
         print(doc)
         raise SystemExit(0)
     return args
+
+
+def parse_key_values(tokens: Sequence[str], types: Mapping[str, Callable[[str], Any]]
+                     ) -> dict[str, Any]:
+    """``key=value`` tokens parsed by ``types[key]``; unknown keys and bad values say so."""
+    values: dict[str, Any] = {}
+    for token in tokens:
+        key, sep, raw = token.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected key=value, got {token!r}")
+        if key not in types:
+            raise ValueError(f"unknown option {key!r}; options: {', '.join(sorted(types))}")
+        try:
+            values[key] = types[key](raw)
+        except ValueError as err:
+            raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
+    return values
+

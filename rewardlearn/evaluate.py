@@ -27,6 +27,22 @@ against a reference reward over transitions of ``n_steps`` steps in the env
 ``reference=<checkpoint>`` compares with another saved model. Other options:
 ``obs_mode``, ``seed``, ``max_episode_steps``, ``metrics=epic,starc,pref,returns,voc``,
 ``regression_epochs``, ``out=<file.json>``, ``torch_threads`` (default 1).
+
+Rewards that read rendered frames (``reward=vlm``, ``vlm_distilled`` with pixel
+inputs, ``perceptual`` with a frame encoder) are evaluated on frames rendered as
+in training (the env config's camera, at each reward's ``frame_size``): every
+distinct state of the rollouts is rendered once, the sampled transitions keep
+their states' indices, and each reward call gets the frames of its rows with
+their frame ids, so each distinct frame is encoded once per evaluation
+(``cost`` in the result: ``queries`` answered vs ``frames_encoded``).
+Pixel-observation envs (``obs_mode=pixels``) are evaluated on their uint8
+images (EPIC/STARC then need ``reference=<checkpoint>``: the env-reward
+regression reads state vectors). Labels from a
+preference checkpoint hold states only, so frame-reading rewards are scored on
+oracle pairs. Example::
+
+    python -m rewardlearn.evaluate reward=runs/<vlm run>/reward_model.pt env=pendulum \
+        metrics=epic,returns n_steps=1000 n_eval=300 n_samples=64
 """
 
 from __future__ import annotations
@@ -44,7 +60,8 @@ import numpy as np
 import rewardlearn.metrics as M
 from rewardlearn.metrics.epic import RewardFn
 from rewardlearn.metrics.sampling import Policy
-from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rendering import CameraConfig
+from rewardlearn.rewards.base import FrameCache, RewardModel, TransitionBatch
 from rewardlearn.utils import parse_key_values, run_cli, set_torch_threads
 
 METRICS = ("epic", "starc", "pref", "returns", "voc")
@@ -114,10 +131,6 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is neither a reward checkpoint nor a progress model: "
                              f"{err}") from None
-    if model.needs_frames:
-        raise ValueError(f"{path} ({model.name}) reads rendered frames; reward evaluation "
-                         "queries rewards at sampled (s, a, s') without frames, so it supports "
-                         "state-based reward models only")
     return model
 
 
@@ -154,6 +167,32 @@ def _agent_policy(path: str) -> Policy:
     return act
 
 
+class _Counted:
+    """A reward that counts the rows it answers (reads frames exactly when the reward does)."""
+
+    def __init__(self, reward: RewardFn) -> None:
+        self.reward = reward
+        self.rows = 0
+        self.needs_frames = M.reads_frames(reward)
+        self.frame_size = M.frame_size_of(reward)
+        self.name = str(getattr(reward, "name", type(reward).__name__))
+
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        self.rows += len(batch)
+        return np.asarray(self.reward(batch))
+
+
+def _clear_frame_cache(reward: RewardFn | None) -> None:
+    clear = getattr(reward, "clear_frame_cache", None)
+    if callable(clear):
+        clear()
+
+
+def _cache_misses(reward: RewardFn) -> int | None:
+    cache = getattr(reward, "frame_cache", None)
+    return int(cache.misses) if isinstance(cache, FrameCache) else None
+
+
 def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,
                     reference: RewardFn | None = None, gamma: float = 0.99, n_steps: int = 4000,
                     n_eval: int = 1000, n_samples: int = 256, actions: str = "uniform",
@@ -161,49 +200,86 @@ def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,
                     max_episode_steps: int | None = None, pairs: M.LabelledPairs | None = None,
                     n_pairs: int = 500, segment_length: int = 25,
                     metrics: Sequence[str] = ("epic", "starc", "pref", "returns"),
-                    regression_epochs: int = 100) -> dict[str, Any]:
+                    regression_epochs: int = 100,
+                    camera: CameraConfig | dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Score reward functions against a reference in ``env`` (library entry point).
 
-    Returns ``{"setup": {...}, "reference": {...}, "rewards": {name: {metric: value}}}``.
+    Returns ``{"setup": {...}, "reference": {...}, "rewards": {name: {metric: value}},
+    "cost": {name: {"queries", "frames_encoded", "wall_s"}}}``.
     ``reference=None`` uses the env's reward (:func:`~rewardlearn.metrics.reference_reward`).
+    Rewards that read frames get frames rendered from ``env`` (``camera``: the env
+    config's, see :func:`rewardlearn.env_factory.camera_config`; non-MuJoCo envs must
+    be made with ``render_mode="rgb_array"``); ``frames_encoded`` counts the distinct
+    frames a cached module encoded.
     """
     t0 = time.perf_counter()
+    everyone = [*rewards.values(), *([reference] if reference is not None else [])]
+    sizes = sorted({M.frame_size_of(r) for r in everyone if M.reads_frames(r)})
+    if ("pref" in metrics and pairs is not None and sizes
+            and (pairs.first_ids is None or pairs.second_ids is None)):
+        raise ValueError("labelled pairs from a preference checkpoint hold states only, so "
+                         "rewards that read frames cannot be scored on them; drop labels= to use "
+                         "oracle pairs from the rollouts, or leave pref out of metrics")
+    if reference is None and {"epic", "starc"} & set(metrics) and env_id not in M.ANALYTIC:
+        M.check_regressable(env.observation_space)
     rollouts = M.collect_rollouts(env, n_steps, seed=seed, policy=policy,
-                                max_episode_steps=max_episode_steps)
+                                max_episode_steps=max_episode_steps, frames=sizes, camera=camera)
     ref_info: dict[str, Any] = {"kind": "given"}
     if reference is None and any(m in metrics for m in ("epic", "starc")):
         reference, ref_info = M.reference_reward(env_id, rollouts, env.observation_space,
                                                env.action_space, regression_epochs, seed)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(rollouts), size=min(n_eval, len(rollouts)), replace=False)
-    trans = M.Transitions(rollouts.obs[idx], rollouts.acts[idx], rollouts.next_obs[idx])
+    trans = M.Transitions(rollouts.obs[idx], rollouts.acts[idx], rollouts.next_obs[idx],
+                          None if rollouts.obs_ids is None else rollouts.obs_ids[idx],
+                          None if rollouts.next_ids is None else rollouts.next_ids[idx],
+                          rollouts.frames)
     cov = M.coverage_samples(rollouts, env.action_space, n_samples, actions, seed)
-    ref_canon = (M.epic_canonicalize(reference, trans, cov, gamma)
-                 if reference is not None and {"epic", "starc"} & set(metrics) else None)
+    ref_canon = None
+    if reference is not None and {"epic", "starc"} & set(metrics):
+        _clear_frame_cache(reference)
+        try:
+            ref_canon = M.epic_canonicalize(reference, trans, cov, gamma)
+        finally:
+            _clear_frame_cache(reference)
     if "pref" in metrics and pairs is None:
         pairs = M.oracle_pairs(rollouts, n_pairs, segment_length, seed)
     results: dict[str, dict[str, Any]] = {}
-    for name, reward in rewards.items():
+    cost: dict[str, dict[str, Any]] = {}
+    for name, model in rewards.items():
+        t_reward = time.perf_counter()
+        reward = _Counted(model)
+        misses = _cache_misses(model)
+        _clear_frame_cache(model)
         row: dict[str, Any] = {}
-        if ref_canon is not None:
-            canon = M.epic_canonicalize(reward, trans, cov, gamma)
-            if "epic" in metrics:
-                row["epic"] = M.pearson_distance(canon, ref_canon)
-            if "starc" in metrics:
-                row["starc"] = M.starc_from_canonical(canon, ref_canon)
-        if "pref" in metrics and pairs is not None:
-            acc = M.preference_accuracy(reward, pairs)
-            row["pref_acc"], row["pref_pairs"] = acc["accuracy"], acc["pairs"]
-        if "returns" in metrics:
-            corr = M.return_correlation(reward, rollouts)
-            row["return_pearson"], row["return_spearman"] = corr["pearson"], corr["spearman"]
-            row["episodes"] = corr["episodes"]
+        try:
+            if ref_canon is not None:
+                canon = M.epic_canonicalize(reward, trans, cov, gamma)
+                if "epic" in metrics:
+                    row["epic"] = M.pearson_distance(canon, ref_canon)
+                if "starc" in metrics:
+                    row["starc"] = M.starc_from_canonical(canon, ref_canon)
+            if "pref" in metrics and pairs is not None:
+                acc = M.preference_accuracy(reward, pairs)
+                row["pref_acc"], row["pref_pairs"] = acc["accuracy"], acc["pairs"]
+            if "returns" in metrics:
+                corr = M.return_correlation(reward, rollouts)
+                row["return_pearson"], row["return_spearman"] = corr["pearson"], corr["spearman"]
+                row["episodes"] = corr["episodes"]
+        finally:
+            _clear_frame_cache(model)
+        after = _cache_misses(model)
         results[name] = row
+        cost[name] = {"queries": reward.rows,
+                      "frames_encoded": None if misses is None or after is None
+                      else after - misses,
+                      "wall_s": round(time.perf_counter() - t_reward, 2)}
     setup = {"env": env_id, "gamma": gamma, "n_steps": n_steps, "episodes": rollouts.n_episodes,
              "n_eval": len(idx), "n_samples": n_samples, "actions": actions, "seed": seed,
              "policy": "agent" if policy is not None else "random",
+             "states": rollouts.n_states, "frame_sizes": [list(sz) for sz in sizes],
              "wall_s": round(time.perf_counter() - t0, 2)}
-    return {"setup": setup, "reference": ref_info, "rewards": results}
+    return {"setup": setup, "reference": ref_info, "rewards": results, "cost": cost}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -231,7 +307,7 @@ def _fmt(v: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse ``key=value`` arguments, evaluate, print a table, optionally write JSON."""
-    from rewardlearn.env_factory import env_config, make_env
+    from rewardlearn.env_factory import camera_config, env_config, make_env
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "help") for a in args):
@@ -249,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         models = {name: load_any(path, obs_space, act_space) for name, path in named}
         reference = (None if opts["reference"] == "env"
                      else load_any(opts["reference"], obs_space, act_space))
+        loaded = [*models.values(), *([reference] if reference is not None else [])]
+        if any(m.needs_frames for m in loaded):
+            env.close()  # frames: non-MuJoCo envs render only when made for it
+            env = make_env(cfg, seed=int(opts["seed"]), render_mode="rgb_array")
         pairs = None
         if "labels" in opts and "pref" in opts["metrics"]:
             pairs = M.pairs_from_preference_checkpoint(opts["labels"], obs_space, act_space,
@@ -260,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             int(opts["n_eval"]), int(opts["n_samples"]), str(opts["actions"]),
             int(opts["seed"]), policy, opts.get("max_episode_steps"), pairs,
             int(opts["n_pairs"]), int(opts["segment_length"]), metrics,
-            int(opts["regression_epochs"]))
+            int(opts["regression_epochs"]), camera_config(cfg))
     finally:
         env.close()
     result["setup"]["labels"] = opts.get("labels", "oracle pairs from the rollouts")
@@ -275,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           + (f", held-out R^2 {result['reference']['heldout_r2']:.3f}"
              if "heldout_r2" in result["reference"] else "") + ")")
     print(table(result))
+    for name, c in result["cost"].items():
+        if c["frames_encoded"] is not None:
+            print(f"{name}: {c['queries']} reward queries, {c['frames_encoded']} distinct frames "
+                  f"encoded ({result['setup']['states']} states rendered), {c['wall_s']} s")
     if "out" in opts:
         Path(opts["out"]).parent.mkdir(parents=True, exist_ok=True)
         Path(opts["out"]).write_text(json.dumps(result, indent=2, default=float))

@@ -181,20 +181,6 @@ def test_evaluate_cli_errors(tmp_path: Path) -> None:
         evaluate_cli.main([f"reward={hopper}", "env=pendulum"])
 
 
-class FrameReward(MLPReward):
-    """A module that reads frames (the evaluator must refuse it)."""
-
-    needs_frames = True
-
-
-def test_evaluate_refuses_frame_models(tmp_path: Path) -> None:
-    env = gym.make("Pendulum-v1")
-    path = save_reward_model(FrameReward(env.observation_space, env.action_space,
-                                         hidden_sizes=(4,), device="cpu"), tmp_path / "f.pt")
-    with pytest.raises(ValueError, match="reads rendered frames"):
-        evaluate_cli.main([f"reward={path}"])
-
-
 def test_evaluate_progress_model_voc_and_distances(tmp_path: Path) -> None:
     import torch
 

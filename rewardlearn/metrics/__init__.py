@@ -18,26 +18,43 @@ from rewardlearn.metrics.ranking import (
     progress_voc,
     return_correlation,
 )
-from rewardlearn.metrics.reference import reference_reward
-from rewardlearn.metrics.sampling import Coverage, Rollouts, collect_rollouts, coverage_samples
+from rewardlearn.metrics.reference import ANALYTIC, check_regressable, reference_reward
+from rewardlearn.metrics.sampling import (
+    Coverage,
+    FrameTable,
+    Rollouts,
+    collect_rollouts,
+    coverage_samples,
+    frame_size_of,
+    frame_table,
+    reads_frames,
+    reward_on,
+)
 from rewardlearn.metrics.starc import starc_distance, starc_from_canonical
 
 __all__ = [
+    "ANALYTIC",
     "Coverage",
+    "FrameTable",
     "LabelledPairs",
     "Rollouts",
     "Transitions",
+    "check_regressable",
     "collect_rollouts",
     "coverage_samples",
     "epic_canonicalize",
     "epic_distance",
+    "frame_size_of",
+    "frame_table",
     "oracle_pairs",
     "pairs_from_preference_checkpoint",
     "pearson_distance",
     "preference_accuracy",
     "progress_voc",
+    "reads_frames",
     "reference_reward",
     "return_correlation",
+    "reward_on",
     "starc_distance",
     "starc_from_canonical",
 ]

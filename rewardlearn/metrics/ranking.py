@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from rewardlearn.metrics.epic import RewardFn
-from rewardlearn.metrics.sampling import Rollouts, reward_on
+from rewardlearn.metrics.sampling import (
+    FrameSize,
+    FrameTable,
+    FrameTables,
+    Rollouts,
+    reads_frames,
+    reward_on,
+)
 from rewardlearn.preference.modeling import pearson, spearman
 
 
@@ -35,15 +42,25 @@ class LabelledPairs:
     first: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     second: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     labels: np.ndarray
+    first_ids: list[tuple[np.ndarray, np.ndarray]] | None = None
+    """Rollout state indices ``(obs_ids, next_ids)`` of each first segment's steps."""
+    second_ids: list[tuple[np.ndarray, np.ndarray]] | None = None
+    """The same for the second segments."""
+    frames: dict[FrameSize, FrameTable] = field(default_factory=dict)
+    """The rollouts' frame tables the ids index (rewards that read frames)."""
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def segment_return(reward: RewardFn, segment: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
-    """Sum of ``reward`` over one segment's transitions."""
+def segment_return(reward: RewardFn, segment: tuple[np.ndarray, np.ndarray, np.ndarray],
+                   ids: tuple[np.ndarray, np.ndarray] | None = None,
+                   frames: FrameTables | None = None) -> float:
+    """Sum of ``reward`` over one segment's transitions (``ids``/``frames``: see ``reward_on``)."""
     obs, acts, nxt = segment
-    return float(reward_on(reward, obs, acts, nxt).sum())
+    obs_ids, next_ids = ids if ids is not None else (None, None)
+    return float(reward_on(reward, obs, acts, nxt, obs_ids=obs_ids, next_ids=next_ids,
+                           frames=frames).sum())
 
 
 def preference_accuracy(reward: RewardFn, pairs: LabelledPairs) -> dict[str, Any]:
@@ -51,9 +68,16 @@ def preference_accuracy(reward: RewardFn, pairs: LabelledPairs) -> dict[str, Any
     strict = np.flatnonzero(np.isin(pairs.labels, (0.0, 1.0)))
     if len(strict) == 0:
         return {"pairs": 0, "accuracy": float("nan")}
+    if reads_frames(reward) and (pairs.first_ids is None or pairs.second_ids is None):
+        raise ValueError(f"{getattr(reward, 'name', 'this reward')} reads frames, but these "
+                         "labelled pairs have no rendered frames (labels from a preference "
+                         "checkpoint hold states only); use oracle pairs from the rollouts")
     right = 0.0
     for i in strict:
-        r1, r2 = segment_return(reward, pairs.first[i]), segment_return(reward, pairs.second[i])
+        ids1 = pairs.first_ids[i] if pairs.first_ids is not None else None
+        ids2 = pairs.second_ids[i] if pairs.second_ids is not None else None
+        r1 = segment_return(reward, pairs.first[i], ids1, pairs.frames)
+        r2 = segment_return(reward, pairs.second[i], ids2, pairs.frames)
         if r1 == r2:
             right += 0.5
         else:
@@ -74,14 +98,21 @@ def oracle_pairs(rollouts: Rollouts, n_pairs: int, length: int, seed: int = 0) -
         raise ValueError(f"no two segments of {length} steps in {len(rollouts)} transitions; "
                          "collect more steps or use a shorter segment_length")
     first, second, labels = [], [], []
+    first_ids: list[tuple[np.ndarray, np.ndarray]] = []
+    second_ids: list[tuple[np.ndarray, np.ndarray]] = []
+    has_ids = rollouts.obs_ids is not None and rollouts.next_ids is not None
     for _ in range(n_pairs):
         a, b = rng.choice(starts, size=2, replace=False)
         seg_a, seg_b = slice(a, a + length), slice(b, b + length)
         first.append((rollouts.obs[seg_a], rollouts.acts[seg_a], rollouts.next_obs[seg_a]))
         second.append((rollouts.obs[seg_b], rollouts.acts[seg_b], rollouts.next_obs[seg_b]))
+        if rollouts.obs_ids is not None and rollouts.next_ids is not None:
+            first_ids.append((rollouts.obs_ids[seg_a], rollouts.next_ids[seg_a]))
+            second_ids.append((rollouts.obs_ids[seg_b], rollouts.next_ids[seg_b]))
         ra, rb = rollouts.env_rewards[seg_a].sum(), rollouts.env_rewards[seg_b].sum()
         labels.append(0.5 if ra == rb else float(ra > rb))
-    return LabelledPairs(first, second, np.asarray(labels))
+    return LabelledPairs(first, second, np.asarray(labels), first_ids if has_ids else None,
+                         second_ids if has_ids else None, dict(rollouts.frames))
 
 
 def pairs_from_preference_checkpoint(path: str | Path, observation_space: gym.Space,
@@ -131,7 +162,9 @@ def pairs_from_preference_checkpoint(path: str | Path, observation_space: gym.Sp
 
 def episode_returns(reward: RewardFn, rollouts: Rollouts) -> tuple[np.ndarray, np.ndarray]:
     """``(learned, true)`` return of every episode in the rollouts."""
-    learned = reward_on(reward, rollouts.obs, rollouts.acts, rollouts.next_obs, rollouts.terminated)
+    learned = reward_on(reward, rollouts.obs, rollouts.acts, rollouts.next_obs, rollouts.terminated,
+                        truncated=rollouts.truncated, obs_ids=rollouts.obs_ids,
+                        next_ids=rollouts.next_ids, frames=rollouts.frames)
     eps = np.unique(rollouts.episode)
     idx = np.searchsorted(eps, rollouts.episode)
     return (np.bincount(idx, weights=learned, minlength=len(eps)),

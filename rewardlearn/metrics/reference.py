@@ -76,28 +76,59 @@ def fit_reward_regression(rollouts: Rollouts, observation_space: gym.Space,
     return model, {"kind": "regression", "heldout_r2": r2, "train_transitions": len(train)}
 
 
+def check_regressable(observation_space: gym.Space) -> None:
+    """Refuse image observations for the env-reward regression, naming the alternatives."""
+    if isinstance(observation_space, gym.spaces.Box) and observation_space.dtype == np.uint8:
+        raise ValueError(
+            f"reference=env fits the env's reward on state observations, but this env observes "
+            f"images {observation_space}; compare with a saved reward instead "
+            "(reference=<reward_model.pt>), or evaluate with obs_mode=state")
+
+
 def reference_reward(env_id: str, rollouts: Rollouts, observation_space: gym.Space,
                      action_space: gym.Space, regression_epochs: int = 200,
                      seed: int = 0) -> tuple[RewardModel, dict[str, Any]]:
-    """The env's reward as a function of ``(s, a, s')`` (see the module doc) and how it was got."""
+    """The env's reward as a function of ``(s, a, s')`` (see the module doc) and how it was got.
+
+    Image observations (pixel-observation envs) are refused: the regression is an
+    MLP on state vectors.
+    """
     if env_id in ANALYTIC:
         return ANALYTIC[env_id](observation_space, action_space), {"kind": "analytic"}
+    check_regressable(observation_space)
     return fit_reward_regression(rollouts, observation_space, action_space,
                                  regression_epochs, seed)
 
 
+class Shaped:
+    """``scale * (R + gamma Phi(s') - Phi(s)) + shift`` of a reward ``R`` (see :func:`shaped`).
+
+    Reads frames exactly when ``R`` does (``needs_frames``/``frame_size`` are ``R``'s),
+    so the metrics pass it the same frames.
+    """
+
+    def __init__(self, reward: Callable[[TransitionBatch], np.ndarray],
+                 potential: Callable[[Any], np.ndarray], gamma: float, scale: float = 1.0,
+                 shift: float = 0.0) -> None:
+        self.reward, self.potential = reward, potential
+        self.gamma, self.scale, self.shift = float(gamma), float(scale), float(shift)
+        self.needs_frames = bool(getattr(reward, "needs_frames", False))
+        self.frame_size = getattr(reward, "frame_size", (224, 224))
+        self.name = f"shaped({getattr(reward, 'name', 'reward')})"
+
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        base = np.asarray(self.reward(batch), np.float64)
+        term = (self.gamma * np.asarray(self.potential(batch.next_obs), np.float64)
+                - np.asarray(self.potential(batch.obs), np.float64))
+        return self.scale * (base + term) + self.shift
+
+
 def shaped(reward: Callable[[TransitionBatch], np.ndarray], potential: Callable[[Any], np.ndarray],
-           gamma: float, scale: float = 1.0, shift: float = 0.0) -> Callable[[TransitionBatch],
-                                                                               np.ndarray]:
+           gamma: float, scale: float = 1.0, shift: float = 0.0) -> Shaped:
     """``scale * (R + gamma Phi(s') - Phi(s)) + shift``: equivalent to ``R`` for ``scale > 0``
     up to the constant ``shift`` (which EPIC/STARC also remove)."""
-
-    def fn(batch: TransitionBatch) -> np.ndarray:
-        base = np.asarray(reward(batch), np.float64)
-        term = gamma * potential(batch.next_obs) - potential(batch.obs)
-        return scale * (base + term) + shift
-
-    return fn
+    return Shaped(reward, potential, gamma, scale, shift)
 
 
-__all__ = ["ANALYTIC", "PendulumReward", "fit_reward_regression", "reference_reward", "shaped"]
+__all__ = ["ANALYTIC", "PendulumReward", "Shaped", "check_regressable", "fit_reward_regression",
+           "reference_reward", "shaped"]

@@ -22,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import abc
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -47,6 +49,14 @@ class TransitionBatch:
     when the module sets ``needs_frames``. ``env_rewards`` is the env's own
     reward for the transition (used by ``reward=env`` and by shaping on top of
     it; learned modules must not read it).
+
+    ``frame_ids``/``obs_frame_ids`` (``(B,)`` int, optional) name the frames of
+    ``frames``/``obs_frames``: rows with the same id have identical frames, so a
+    module may cache per-frame work by id (:class:`FrameCache`). The evaluator
+    (:mod:`rewardlearn.evaluate`) sets them, and its rows are then independent
+    ``(s, a, s')`` queries, not consecutive steps of parallel envs; the training
+    wrappers leave them ``None``. Ids are unique within a process (one id is never
+    reused for another frame), and modules that ignore them give the same rewards.
     """
 
     obs: Obs
@@ -58,13 +68,20 @@ class TransitionBatch:
     obs_frames: np.ndarray | None = None
     env_rewards: np.ndarray | None = None
     infos: list[dict[str, Any]] | None = None
+    frame_ids: np.ndarray | None = None
+    obs_frame_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.acts)
         self.terminated = np.asarray(self.terminated, dtype=bool).reshape(n)
         self.truncated = np.asarray(self.truncated, dtype=bool).reshape(n)
-        if self.frames is not None and len(self.frames) != n:
-            raise ValueError(f"{len(self.frames)} frames for {n} transitions")
+        for name in ("frames", "obs_frames", "frame_ids", "obs_frame_ids"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{len(value)} {name} for {n} transitions")
+        for ids, frames in ((self.frame_ids, self.frames), (self.obs_frame_ids, self.obs_frames)):
+            if ids is not None and frames is None:
+                raise ValueError("frame ids given without the frames they name")
 
     @classmethod
     def from_arrays(
@@ -75,6 +92,9 @@ class TransitionBatch:
         terminated: np.ndarray | None = None,
         truncated: np.ndarray | None = None,
         frames: np.ndarray | None = None,
+        obs_frames: np.ndarray | None = None,
+        frame_ids: np.ndarray | None = None,
+        obs_frame_ids: np.ndarray | None = None,
     ) -> TransitionBatch:
         """Batch with all-false flags unless given."""
         n = len(acts)
@@ -85,6 +105,9 @@ class TransitionBatch:
             np.zeros(n, bool) if terminated is None else terminated,
             np.zeros(n, bool) if truncated is None else truncated,
             frames,
+            obs_frames,
+            frame_ids=frame_ids,
+            obs_frame_ids=obs_frame_ids,
         )
 
     def __len__(self) -> int:
@@ -107,6 +130,70 @@ class RewardOutput:
 
     rewards: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class FrameCache:
+    """Per-frame results keyed by :attr:`TransitionBatch.frame_ids` (bounded).
+
+    :meth:`rows` computes ``fn`` once per id not seen before and returns the
+    cached rows for the rest. At most ``max_items`` ids are kept (the oldest are
+    dropped first); :meth:`clear` forgets all (the evaluator calls
+    :meth:`RewardModel.clear_frame_cache` before and after each evaluation, and
+    modules call it when their model changes).
+
+    Example:
+        >>> import numpy as np
+        >>> cache = FrameCache()
+        >>> frames = np.arange(3)[:, None, None, None] * np.ones((3, 2, 2, 3), np.uint8)
+        >>> cache.rows(np.array([7, 8, 7]), frames[[0, 1, 0]], lambda f: f.mean((1, 2, 3)))
+        array([0., 1., 0.])
+        >>> cache.misses, cache.hits
+        (2, 1)
+    """
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.max_items = int(max_items)
+        self._memo: dict[int, np.ndarray] = {}
+        self.hits = 0
+        """Rows answered from the cache."""
+        self.misses = 0
+        """Distinct ids computed (frames passed to ``fn``)."""
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def clear(self) -> None:
+        """Forget every cached row (the counters are kept)."""
+        self._memo.clear()
+
+    def rows(self, ids: np.ndarray, frames: np.ndarray,
+             fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``fn(frames)`` (``(N, ...)`` per-frame results) computed once per distinct new id."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(ids) != len(frames):
+            raise ValueError(f"{len(ids)} frame ids for {len(frames)} frames")
+        if len(ids) == 0:
+            return np.asarray(fn(frames[:0]))
+        uniq, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+        keys = uniq.tolist()
+        missing = [k for k, u in enumerate(keys) if u not in self._memo]
+        if missing:
+            new = np.asarray(fn(frames[first[missing]]))
+            if len(new) != len(missing):
+                raise ValueError(f"per-frame function returned {len(new)} rows for "
+                                 f"{len(missing)} frames")
+            for k, value in zip(missing, new, strict=True):
+                self._memo[keys[k]] = value
+        self.misses += len(missing)
+        self.hits += len(ids) - len(missing)
+        out = np.stack([self._memo[u] for u in keys])[inv.reshape(-1)]
+        excess = len(self._memo) - self.max_items
+        if excess > 0:
+            for key in list(itertools.islice(self._memo, excess)):
+                del self._memo[key]
+        return out
 
 
 def check_finite(rewards: np.ndarray, name: str) -> np.ndarray:
@@ -138,6 +225,8 @@ class RewardModel(abc.ABC):
     needs_frames: bool = False
     frame_size: tuple[int, int] = (224, 224)
     name: str = "reward"
+    frame_cache: FrameCache | None = None
+    """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         self.observation_space = observation_space
@@ -153,6 +242,11 @@ class RewardModel(abc.ABC):
         out = self.compute(batch)
         rewards = np.asarray(out.rewards, dtype=np.float32).reshape(len(batch))
         return check_finite(rewards, self.name)
+
+    def clear_frame_cache(self) -> None:
+        """Forget per-frame results cached by frame id (see :class:`FrameCache`)."""
+        if self.frame_cache is not None:
+            self.frame_cache.clear()
 
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:  # noqa: B027
         """Called by the wrappers after each batched reward call during training.

@@ -18,6 +18,9 @@ its discriminative features. Or from a saved model (``path``).
   (policy-invariant shaping alone; use ``reward=env shaping=perceptual`` to add it
   to the env's reward).
 
+With frame ids in the batch (reward evaluation), each distinct frame is embedded
+once until :meth:`~PerceptualReward.clear_frame_cache`.
+
 Signals per step (rollout sidecars): ``perceptual_step`` (current step of ``s'``),
 ``step_score_<i>`` (score of each step), ``perceptual_reward`` and ``goal_similarity``.
 
@@ -34,9 +37,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardlearn.perceptual.modeling import PerceptualModel
+from rewardlearn.perceptual.modeling import PerceptualModel, PerceptualPrediction
 from rewardlearn.perceptual.potential import build_perceptual_model, perceptual_summary
-from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.base import FrameCache, Obs, RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
 
 MODES = ("perceptual", "goal", "potential")
@@ -62,6 +65,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
     """
 
     name = "perceptual"
+    frame_cache: FrameCache
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  demos: str | None = None, path: str | None = None,
@@ -81,6 +85,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
         self.uses_shaping_gamma = mode == "potential"
         self.term = ShapingTerm(gamma)
         self.model: PerceptualModel | None = None
+        self.frame_cache = FrameCache()
         if demos is not None or path is not None:
             self._set_model(build_perceptual_model(
                 observation_space, action_space, demos, path, encoder, self.settings, save,
@@ -92,13 +97,22 @@ class PerceptualReward(ShapingGamma, RewardModel):
         self.model = model
         self.needs_frames = model.needs_frames
         self.frame_size = model.frame_size
+        self.frame_cache.clear()
+
+    def _predict(self, m: PerceptualModel, obs: Obs, frames: np.ndarray | None,
+                 ids: np.ndarray | None) -> PerceptualPrediction:
+        """``m.predict``; with frame ids, each distinct frame is embedded once (cached)."""
+        if ids is None or frames is None or not m.needs_frames:
+            return m.predict(obs, frames)
+        emb = self.frame_cache.rows(ids, frames, lambda f: m.embed(None, f))
+        return m.predict_embedded(np.asarray(emb, np.float64))
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         if self.model is None:
             raise RuntimeError("reward=perceptual has no model: set reward.demos=<dataset> "
                                "(python -m rewardlearn.collect env=... frames=true)")
         m = self.model
-        nxt = m.predict(batch.next_obs, batch.frames)
+        nxt = self._predict(m, batch.next_obs, batch.frames, batch.frame_ids)
         signals: dict[str, np.ndarray] = {"perceptual_step": nxt.step.astype(np.float64),
                                           "perceptual_reward": nxt.reward,
                                           "goal_similarity": nxt.goal_similarity}
@@ -115,8 +129,9 @@ class PerceptualReward(ShapingGamma, RewardModel):
 
             rows = np.flatnonzero(need)
             frames = None if batch.obs_frames is None else batch.obs_frames[rows]
-            phi_obs[rows] = self.scale * (m.predict(take_rows(batch.obs, rows), frames).reward
-                                          - 1.0)
+            ids = None if batch.obs_frame_ids is None else batch.obs_frame_ids[rows]
+            pred = self._predict(m, take_rows(batch.obs, rows), frames, ids)
+            phi_obs[rows] = self.scale * (pred.reward - 1.0)
         term, _, phi_used = self.term(batch, phi_obs, self.scale * (nxt.reward - 1.0))
         signals.update(potential=phi_used, shaping=term)
         return RewardOutput(term, signals)

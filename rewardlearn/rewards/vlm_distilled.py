@@ -18,6 +18,10 @@ recomputed with the new model: PPO's current rollout (before its advantages),
 or SAC's whole replay buffer (``inputs=state`` and ``reward.mode=replace``
 only; otherwise SAC keeps the reward of the model version at each step).
 
+With frame ids in the batch (reward evaluation), the pixel model's reward of
+each distinct frame is computed once until
+:meth:`~VLMDistilledReward.clear_frame_cache` (and after each fit).
+
 Example (random-weight CLIP; labels arrive in the background):
     >>> import gymnasium as gym
     >>> from rewardlearn.rewards.vlm_distilled import VLMDistilledReward
@@ -45,7 +49,13 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch import nn
 
-from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.base import (
+    FrameCache,
+    Obs,
+    RewardModel,
+    RewardOutput,
+    TransitionBatch,
+)
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.rewards.mlp import build_mlp
 from rewardlearn.rewards.vlm import load_vlm as _load_vlm
@@ -273,6 +283,7 @@ class VLMDistilledReward(RewardModel):
 
     name = "vlm_distilled"
     needs_frames = True
+    frame_cache: FrameCache
 
     def __init__(
         self,
@@ -331,6 +342,7 @@ class VLMDistilledReward(RewardModel):
                                 self.pixel_size if self.pixels else None)
         self.optim = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.fitted = False
+        self.frame_cache = FrameCache()
         self.labeler: AsyncLabeler | None = None
         if load_vlm:
             if not goals:
@@ -381,8 +393,15 @@ class VLMDistilledReward(RewardModel):
         return out
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
-        r = self.predict(self.features(batch))
+        if self.pixels and batch.frames is not None and batch.frame_ids is not None:
+            r = self.frame_cache.rows(batch.frame_ids, batch.frames, self._predict_frames)
+        else:
+            r = self.predict(self.features(batch))
         return RewardOutput(r, {"vlm_score_distilled": r})
+
+    def _predict_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Distilled rewards of full-size frames (downsampled first)."""
+        return self.predict(downsample_frames(frames, self.pixel_size))
 
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
         x = self.features(batch)
@@ -442,6 +461,7 @@ class VLMDistilledReward(RewardModel):
             loss.backward()
             self.optim.step()
         self.fitted = True
+        self.frame_cache.clear()  # cached rewards came from the previous weights
         metrics = {"labels_train": float(len(y)), "loss": loss.item(),
                    **self.heldout_metrics(), **self.call_metrics()}
         self.history.append(metrics)
@@ -490,6 +510,7 @@ class VLMDistilledReward(RewardModel):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.fitted = bool(state.get("fitted", True))
+        self.frame_cache.clear()
         self.history = list(state.get("history", []))
         if "frame_size" in state:  # frames at the size the model was trained on
             h, w = state["frame_size"]

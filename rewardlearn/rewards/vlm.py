@@ -23,6 +23,10 @@ Options:
 The per-step score is in ``info["reward_signals"]["vlm_score"]`` and in every
 recorded rollout's sidecar.
 
+Batches with ``frame_ids`` (reward evaluation, :mod:`rewardlearn.evaluate`) are
+independent queries: every row is scored (no stride hold, no deferral), and each
+distinct frame id is encoded once until :meth:`~VLMReward.clear_frame_cache`.
+
 Example (random weights: runs anywhere, scores are not meaningful):
     >>> import numpy as np, gymnasium as gym
     >>> from rewardlearn.rewards.vlm import VLMReward
@@ -49,7 +53,13 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.base import (
+    FrameCache,
+    Obs,
+    RewardModel,
+    RewardOutput,
+    TransitionBatch,
+)
 from rewardlearn.vlm.loading import ClipBundle, ClipWeightsError, load_clip
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
 from rewardlearn.wrappers.vec import find_reward_wrapper
@@ -149,6 +159,7 @@ class VLMReward(RewardModel):
 
     name = "vlm"
     needs_frames = True
+    frame_cache: FrameCache
 
     def __init__(
         self,
@@ -199,6 +210,7 @@ class VLMReward(RewardModel):
         self._rollout_ids: list[np.ndarray] = []
         self.transitions = 0
         self.encode_s = 0.0
+        self.frame_cache = FrameCache()
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -227,6 +239,8 @@ class VLMReward(RewardModel):
         if batch.frames is None:
             raise RuntimeError("reward=vlm needs frames; wrap the envs in FrameCapture "
                                "(rewardlearn.env_factory.make_vec_env(..., frame_size=...))")
+        if batch.frame_ids is not None:
+            return self._score_by_id(batch.frames, batch.frame_ids)
         n = len(batch)
         score = self.schedule(batch)
         if self._held is None or len(self._held) != n:
@@ -250,6 +264,14 @@ class VLMReward(RewardModel):
         if self.schedule.stride > 1:
             signals["vlm_fresh"] = score.astype(np.float32)
         return RewardOutput(rewards, signals)
+
+    def _score_by_id(self, frames: np.ndarray, ids: np.ndarray) -> RewardOutput:
+        """Every row scored at once, each distinct frame id encoded once (evaluation queries)."""
+        t = time.perf_counter()
+        rewards = self.frame_cache.rows(ids, frames, self.scorer).astype(np.float32)
+        self.encode_s += time.perf_counter() - t
+        self.transitions += len(rewards)
+        return RewardOutput(rewards, {"vlm_score": rewards})
 
     # -- deferred (rollout) scoring --------------------------------------------------------
 

@@ -37,7 +37,9 @@ their frame ids, so each distinct frame is encoded once per evaluation
 (``cost`` in the result: ``queries`` answered vs ``frames_encoded``).
 Pixel-observation envs (``obs_mode=pixels``) are evaluated on their uint8
 images (EPIC/STARC then need ``reference=<checkpoint>``: the env-reward
-regression reads state vectors). Labels from a
+regression reads state vectors). Dict observations (``obs_mode=state_pixels``)
+are kept as structured arrays (images stay uint8) and reach the rewards as
+dicts; ``reference=env`` regresses on their state entries. Labels from a
 preference checkpoint hold states only, so frame-reading rewards are scored on
 oracle pairs. Example::
 

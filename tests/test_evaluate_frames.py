@@ -392,3 +392,56 @@ def test_pick_place_pixels_through_the_cli(tiny_dir: str, tmp_path: Path) -> Non
     assert result["rewards"]["vlm"]["epic"] < 1e-3  # the reference is the same checkpoint
     assert result["cost"]["vlm"]["queries"] == 8 + 2 * 8 * 4 + 4 * 4 + 20
     assert result["cost"]["vlm"]["frames_encoded"] <= result["setup"]["states"] == 21
+
+
+# -- (e) Dict observations (state + image) ----------------------------------------------------
+
+
+class DictEnv(gym.ObservationWrapper):
+    """:class:`PixelEnv` observed as ``{"state": [x], "pixels": image}``."""
+
+    def __init__(self) -> None:
+        super().__init__(PixelEnv())
+        self.observation_space = gym.spaces.Dict({
+            "state": gym.spaces.Box(-1, 1, (1,), np.float32),
+            "pixels": gym.spaces.Box(0, 255, (6, 6, 3), np.uint8)})
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        x = float(self.env.unwrapped.x)  # type: ignore[attr-defined]
+        return {"state": np.array([x], np.float32), "pixels": observation}
+
+
+def test_dict_observation_env_evaluates_with_dicts_and_uint8_images() -> None:
+    env = DictEnv()
+    ro = collect_rollouts(env, 40, seed=1)
+    assert set(ro.obs.dtype.names or ()) == {"state", "pixels"}
+    assert ro.obs["pixels"].dtype == np.uint8 and ro.obs["state"].shape == (40, 1)
+    seen: list[TransitionBatch] = []
+
+    def state_reward(batch: TransitionBatch) -> np.ndarray:
+        seen.append(batch)
+        nxt = batch.next_obs
+        assert isinstance(nxt, dict) and isinstance(batch.obs, dict)
+        return -np.asarray(nxt["state"], np.float64)[:, 0] ** 2
+
+    def phi(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return np.cos(3.0 * np.asarray(obs["state"], np.float64)[:, 0])
+
+    result = evaluate_cli.evaluate_reward(
+        {"same": state_reward, "shaped": shaped(state_reward, phi, 0.9, 3.0, -1.5),
+         "negated": shaped(state_reward, lambda o: np.zeros(len(o["state"])), 0.9, -1.0)},
+        env, "DictEnv", reference=state_reward, gamma=0.9, n_steps=40, n_eval=15, n_samples=6,
+        n_pairs=6, segment_length=4)
+    r = result["rewards"]
+    assert r["same"]["epic"] < 1e-6 and r["shaped"]["epic"] < 1e-6
+    assert r["negated"]["epic"] > 1 - 1e-6
+    # the image entry of every query's observation is the image of its state (x is stored
+    # as float32, so the image level may round one step apart)
+    assert seen
+    for b in seen:
+        assert isinstance(b.obs, dict) and isinstance(b.next_obs, dict)
+        for o in (b.obs, b.next_obs):
+            assert o["pixels"].dtype == np.uint8
+            for row in range(len(b)):
+                want = image_of(float(o["state"][row, 0])).astype(int)
+                assert np.abs(o["pixels"][row].astype(int) - want).max() <= 1

@@ -37,7 +37,7 @@ from rewardlearn.rendering import CameraConfig
 from rewardlearn.rewards.base import RewardModel, TransitionBatch
 from rewardlearn.wrappers.frames import EnvFrameSource
 
-Policy = Callable[[np.ndarray], np.ndarray]
+Policy = Callable[[Any], np.ndarray]
 FrameSize = tuple[int, int]
 
 FRAME_ROWS = 256
@@ -108,15 +108,20 @@ def frame_table(reward: Any, frames: FrameTables | None) -> FrameTable | None:
 
 
 def is_image(obs: Any) -> bool:
-    """uint8 observations (images of a pixel-observation env)."""
-    return isinstance(obs, np.ndarray) and obs.dtype == np.uint8
+    """uint8 observations (images of a pixel-observation env), or dict observations
+    (structured arrays, see :func:`~rewardlearn.rewards.base.as_obs`) holding an image."""
+    if not isinstance(obs, np.ndarray):
+        return False
+    if obs.dtype.names:
+        return any(obs.dtype[name].base == np.uint8 for name in obs.dtype.names)
+    return bool(obs.dtype == np.uint8)
 
 
 def rows_per_call(rows: int, obs: np.ndarray, table: FrameTable | None) -> int:
     """``rows`` cut to :data:`FRAME_ROWS` and :data:`IMAGE_BYTES` when calls carry images."""
     row_bytes = 0
     if is_image(obs):
-        row_bytes += 2 * int(np.prod(obs.shape[1:]))
+        row_bytes += 2 * int(np.prod(obs.shape[1:])) * obs.itemsize
     if table is not None:
         row_bytes += 2 * int(np.prod(table.frames.shape[1:])) * table.frames.itemsize
     if row_bytes == 0:
@@ -165,14 +170,35 @@ class Rollouts:
         return int(max(self.obs_ids.max(), self.next_ids.max())) + 1
 
 
-def _obs_dtype(env: gym.Env) -> type[np.generic]:
-    """float32 for state vectors, uint8 for images; other spaces are refused."""
+def _obs_dtype(env: gym.Env) -> np.dtype[Any]:
+    """float32 for state vectors, uint8 for images, a structured dtype for Dict spaces.
+
+    A Dict of Boxes is stored as one structured array with a field per key (see
+    :func:`~rewardlearn.rewards.base.as_obs`); other spaces are refused.
+    """
     space = env.observation_space
-    if not isinstance(space, gym.spaces.Box):
-        raise ValueError(
-            f"reward evaluation samples array observations (state vectors or uint8 images); "
-            f"this env's observation space is {space} (use obs_mode=state or obs_mode=pixels)")
-    return np.uint8 if space.dtype == np.uint8 else np.float32
+
+    def box_dtype(box: gym.Space, what: str) -> np.dtype[Any]:
+        if not isinstance(box, gym.spaces.Box):
+            raise ValueError(
+                f"reward evaluation samples array observations (state vectors, uint8 images, "
+                f"or a Dict of them); {what} is {box} (use obs_mode=state or obs_mode=pixels)")
+        return np.dtype(np.uint8 if box.dtype == np.uint8 else np.float32)
+
+    if isinstance(space, gym.spaces.Dict):
+        return np.dtype([(str(k), box_dtype(sub, f"entry {k!r} of this env's observations"),
+                          tuple(sub.shape or ())) for k, sub in space.spaces.items()])
+    return box_dtype(space, "this env's observation space")
+
+
+def _stack_obs(items: list[Any], dtype: np.dtype[Any]) -> np.ndarray:
+    """Observations (arrays, or dicts for a structured ``dtype``) as one array of ``dtype``."""
+    if not dtype.names:
+        return np.asarray(items, dtype)
+    out = np.empty(len(items), dtype)
+    for name in dtype.names:
+        out[name] = np.stack([np.asarray(o[name]) for o in items]) if items else out[name]
+    return out
 
 
 def _frame_sizes(frames: FrameSize | Sequence[FrameSize] | None) -> list[FrameSize]:
@@ -225,7 +251,8 @@ def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: Policy |
         cur = new_state()
         ep, t = 0, 0
         for step in range(int(n_steps)):
-            act = env.action_space.sample() if policy is None else policy(np.asarray(obs))
+            act = env.action_space.sample() if policy is None else policy(
+                obs if isinstance(obs, dict) else np.asarray(obs))
             nxt, rew, term, trunc, _ = env.step(act)
             t += 1
             nxt_id = new_state()
@@ -245,8 +272,8 @@ def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: Policy |
     tables = {size: FrameTable(np.stack(rendered[size]).astype(np.uint8, copy=False),
                                reserve_frame_ids(n_states)) for size in sizes}
     return Rollouts(
-        np.asarray(rows["obs"], obs_dtype), np.asarray(rows["acts"], np.float32),
-        np.asarray(rows["next_obs"], obs_dtype), np.asarray(rows["term"], bool),
+        _stack_obs(rows["obs"], obs_dtype), np.asarray(rows["acts"], np.float32),
+        _stack_obs(rows["next_obs"], obs_dtype), np.asarray(rows["term"], bool),
         np.asarray(rows["trunc"], bool), np.asarray(rows["rew"], np.float64),
         np.asarray(rows["ep"], np.int64), np.asarray(rows["obs_id"], np.int64),
         np.asarray(rows["next_id"], np.int64), tables,

@@ -34,6 +34,18 @@ import numpy as np
 Obs: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
 
 
+def as_obs(obs: Obs) -> Obs:
+    """Dict observations stored as one numpy structured array (one field per key) -> a dict.
+
+    Reward evaluation keeps Dict observations as structured arrays so that
+    indexing, repeating and tiling work as for plain arrays (images stay uint8);
+    reward modules always see the dict.
+    """
+    if isinstance(obs, np.ndarray) and obs.dtype.names:
+        return {name: obs[name] for name in obs.dtype.names}
+    return obs
+
+
 class NonFiniteRewardError(RuntimeError):
     """A reward module produced NaN or inf."""
 
@@ -73,6 +85,7 @@ class TransitionBatch:
 
     def __post_init__(self) -> None:
         n = len(self.acts)
+        self.obs, self.next_obs = as_obs(self.obs), as_obs(self.next_obs)
         self.terminated = np.asarray(self.terminated, dtype=bool).reshape(n)
         self.truncated = np.asarray(self.truncated, dtype=bool).reshape(n)
         for name in ("frames", "obs_frames", "frame_ids", "obs_frame_ids"):

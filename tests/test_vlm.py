@@ -35,6 +35,7 @@ from rewardlearn.vlm.loading import (
     ClipWeightsError,
     ThreadTuner,
     _auto_quick_gelu,
+    cpu_has_native_bf16,
     encode_images,
     encode_texts,
     load_clip,
@@ -158,7 +159,7 @@ def test_projection_needs_a_baseline_and_distinct_prompts() -> None:
 
 
 def test_local_dir_model_encodes_batches_identically(tiny_dir: str) -> None:
-    clip = load_clip(tiny_dir, device="cpu")
+    clip = load_clip(tiny_dir, device="cpu", precision="fp32")
     assert clip.image_size == (32, 32) and clip.embed_dim == 16
     frames = _frames(6)
     all_at_once = encode_images(clip, frames)
@@ -167,6 +168,20 @@ def test_local_dir_model_encodes_batches_identically(tiny_dir: str) -> None:
     torch.testing.assert_close(all_at_once, in_pairs, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(all_at_once, one_by_one, atol=1e-5, rtol=1e-5)
     assert torch.allclose(all_at_once.norm(dim=-1), torch.ones(6))
+
+
+def test_cpu_bf16_casts_the_weights_and_stays_close_to_fp32(tiny_dir: str) -> None:
+    fp32 = load_clip(tiny_dir, device="cpu", precision="fp32")
+    bf16 = load_clip(tiny_dir, device="cpu", precision="bf16")
+    assert bf16.weights_cast and not fp32.weights_cast
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    frames = _frames(8)
+    a, b = encode_images(fp32, frames), encode_images(bf16, frames)
+    assert b.dtype == torch.float32 and torch.allclose(b.norm(dim=-1), torch.ones(8))
+    assert float((a * b).sum(-1).min()) > 0.99  # cosine to the fp32 embedding
+    ta, tb = encode_texts(fp32, ["a robot"]), encode_texts(bf16, ["a robot"])
+    assert float((ta * tb).sum()) > 0.99
 
 
 def test_preprocessing_normalises_and_resizes_like_open_clip(tiny_dir: str) -> None:
@@ -265,7 +280,8 @@ def test_thread_tuner_measures_and_follows_the_faster_count() -> None:
 
 def test_precision_and_quick_gelu_choices() -> None:
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == torch.float32
+    native = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert resolve_precision("auto", cpu) == native
     assert resolve_precision("fp16", torch.device("cuda")) == torch.float16
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", cpu)

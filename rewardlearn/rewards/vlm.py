@@ -147,7 +147,8 @@ class VLMReward(RewardModel):
         clip_model: open_clip model name, ``local-dir:/path`` or ``hf-hub:org/repo``.
         pretrained: open_clip tag, weights file, or ``None`` (random weights).
         device: ``auto``, ``cpu``, ``cuda``...
-        precision: ``auto`` (fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``fp16``, ``bf16``.
+        precision: ``auto`` (fp16 autocast on CUDA; bf16 on CPUs with native bf16,
+            else fp32), ``fp32``, ``fp16``, ``bf16``.
         threads: CPU threads for encoding; ``None`` measures 1 thread vs all cores per
             batch size and uses the faster (:class:`~rewardlearn.vlm.loading.ThreadTuner`).
         frame_stride: score every ``k``-th step and hold the score in between.

@@ -19,7 +19,13 @@ class PreferenceConfig:
     ``output_activation``) over ``r(s, a)`` (``use_action``; ``use_next_obs``
     adds ``s'``), inputs standardised; ``preference_model`` is
     ``bradley_terry`` or ``regret``. The reward used by the agent is
-    ``mean - conservative_k * std`` over members.
+    ``mean - conservative_k * std`` over members. ``output_activation`` is
+    ``None`` (linear) by default, not PEBBLE's tanh: the Bradley-Terry loss
+    keeps widening the gap between preferred and rejected segments, and a tanh
+    head answers by saturating. On HalfCheetah the tanh reward gave 0.94 at a
+    true step reward of 2.3 and 0.98 at 4.7, so running twice as fast earned
+    almost nothing; the linear head's agent reached a 1.2x-1.6x higher return
+    (``bench/results/preference.md``).
 
     Feedback: ``budget`` labels in all, ``queries_per_round`` per round
     (``schedule``: ``constant`` or ``linear_decay`` over training), rounds every
@@ -40,7 +46,7 @@ class PreferenceConfig:
     ensemble_size: int = 3
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     activation: str = "leaky_relu"
-    output_activation: str | None = "tanh"
+    output_activation: str | None = None
     use_action: bool = True
     use_next_obs: bool = False
     preference_model: str = "bradley_terry"

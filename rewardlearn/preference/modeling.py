@@ -44,7 +44,8 @@ class RewardEnsemble(nn.Module):
         in_dim: per-step feature width.
         n_members: ensemble size (PEBBLE: 3).
         hidden_sizes, activation, output_activation: member MLP shape (PEBBLE:
-            3 x 256, LeakyReLU, tanh).
+            3 x 256, LeakyReLU, tanh; the default output here is linear, see
+            :class:`~rewardlearn.preference.configuration.PreferenceConfig`).
         value_dim: width of the state part of the features (the first
             ``value_dim`` columns) for the regret model's value heads; ``0`` = none.
         seed: initialisation seed.
@@ -58,7 +59,7 @@ class RewardEnsemble(nn.Module):
         n_members: int = 3,
         hidden_sizes: Sequence[int] = (256, 256, 256),
         activation: str = "leaky_relu",
-        output_activation: str | None = "tanh",
+        output_activation: str | None = None,
         value_dim: int = 0,
         seed: int | None = 0,
     ) -> None:

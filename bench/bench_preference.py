@@ -100,7 +100,8 @@ def main() -> None:
                 jobs.append((f"rewardlearn/{t}", seed, pool.submit(
                     rewardlearn_run, f"{env}_pref_{t}_s{seed}",
                     [*base, "reward=preference", f"teacher={t}",
-                     f"reward.model.budget={comps}", f"reward.model.queries_per_round={qpr}"])))
+                     f"reward.model.budget={comps}", f"reward.model.queries_per_round={qpr}",
+                     *([] if args.quick else ["reward.model.first_round_at=4096"])])))
             if use_imitation and env in V4_IDS:
                 jobs.append(("imitation", seed, pool.submit(imitation_run, env, seed, steps,
                                                             comps)))

@@ -152,6 +152,14 @@ def test_reward_is_higher_at_later_steps_on_heldout_demos() -> None:
                            step_weights="exponential")
     s = evaluate_perceptual(paper, held)["reward_by_stage"]
     assert s[0] < s[1] < s[2]
+    # gated: same order on the demos, ~0 far from every step (normalized keeps a late step's
+    # value there)
+    gated = fit_perceptual(train, encoder="state", n_steps=3, aggregate="gated")
+    g = evaluate_perceptual(gated, held)["reward_by_stage"]
+    assert g[0] < g[1] < g[2]
+    far_emb = (model.mean + 50.0 * model.std)[None]  # 50 demo standard deviations off
+    assert float(gated.predict_embedded(far_emb).reward[0]) < 1e-6
+    assert float(model.predict_embedded(far_emb).reward[0]) > 0.3
 
 
 @pytest.fixture(scope="module")

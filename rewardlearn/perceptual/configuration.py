@@ -35,7 +35,10 @@ class PerceptualConfig:
     total ``sum_i w_i score_i / sum_i w_i``; ``"normalized"`` first turns the scores
     into a distribution over steps (``p_i = score_i / sum_j score_j``, the posterior of
     the per-step Gaussians) and gives ``sum_i w_i p_i / max_i w_i``: a frame far from
-    every step no longer scores low everywhere. Both are in [0, 1].
+    every step no longer scores low everywhere. ``"gated"`` multiplies the normalized
+    value by the best step's score, so a frame far from every demo step scores near 0
+    (an out-of-distribution guard against policies that find such frames). All are in
+    [0, 1].
 
     The goal embedding is the mean embedding of the demos' final frames
     (``goal_frames`` of them) unless a goal image is given; ``goal_metric`` is
@@ -79,7 +82,8 @@ class PerceptualConfig:
             (self.step_weight_base >= 1.0, "step_weight_base must be >= 1"),
             (self.step_weights in ("exponential", "linear"),
              "step_weights must be 'exponential' or 'linear'"),
-            (self.aggregate in ("sum", "normalized"), "aggregate must be 'sum' or 'normalized'"),
+            (self.aggregate in ("sum", "normalized", "gated"),
+             "aggregate must be 'sum', 'normalized' or 'gated'"),
             (self.goal_frames >= 1, "goal_frames must be >= 1"),
             (self.goal_metric in ("l2", "cosine"), "goal_metric must be 'l2' or 'cosine'"),
             (0.0 <= self.heldout < 1.0, "heldout must be in [0, 1)"),

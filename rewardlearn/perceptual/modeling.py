@@ -148,13 +148,18 @@ class PerceptualModel:
         return np.exp(self.step_log_scores(z))
 
     def reward_from_log_scores(self, log_scores: np.ndarray) -> np.ndarray:
-        """``sum_i w_i score_i / sum_i w_i`` (sum) or ``sum_i w_i p_i / max w`` (normalized)."""
+        """``sum_i w_i score_i / sum_i w_i`` (sum), ``sum_i w_i p_i / max w`` (normalized),
+        or that times ``max_i score_i`` (gated)."""
         w = self.steps.weights
         if self.config.aggregate == "sum":
             return np.exp(log_scores) @ w / w.sum()
-        p = np.exp(log_scores - log_scores.max(1, keepdims=True))
+        best = log_scores.max(1, keepdims=True)
+        p = np.exp(log_scores - best)
         p /= p.sum(1, keepdims=True)
-        return p @ w / w.max()
+        value = p @ w / w.max()
+        if self.config.aggregate == "gated":
+            value = value * np.exp(best[:, 0])
+        return value
 
     def goal_similarity(self, emb: np.ndarray) -> np.ndarray:
         """``-||z - z_goal|| / sqrt(D)`` (``l2``) or cosine similarity of raw embeddings."""

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from rewardlearn import evaluate as evaluate_cli
-from rewardlearn._compat import import_open_clip
 from rewardlearn.env_factory import make_env
 from rewardlearn.metrics import Transitions, coverage_samples, epic_canonicalize
 from rewardlearn.metrics import epic as epic_module
@@ -28,12 +27,6 @@ from rewardlearn.rewards.base import FrameCache, RewardOutput, TransitionBatch
 from rewardlearn.rewards.vlm import VLMReward
 from rewardlearn.wrappers.frames import EnvFrameSource
 
-TINY_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
 
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> Any:
@@ -42,24 +35,6 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A ``local-dir:`` folder with a tiny random-weight CLIP (config + safetensors)."""
-    from safetensors.torch import save_file
-
-    oc = import_open_clip()
-    torch.manual_seed(0)
-    model = oc.CLIP(**TINY_CFG)
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": TINY_CFG,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
-                           "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
-    return f"local-dir:{folder}"
 
 
 def _vlm(tiny_dir: str, space: gym.Space, action_space: gym.Space) -> VLMReward:

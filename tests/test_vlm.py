@@ -7,7 +7,6 @@ cannot download.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -44,11 +43,6 @@ from rewardlearn.vlm.loading import (
 )
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, projection_matrix
 
-TINY_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 SPACE = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
 
@@ -59,24 +53,6 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A ``local-dir:`` folder with a tiny random-weight CLIP (config + safetensors)."""
-    from safetensors.torch import save_file
-
-    oc = import_open_clip()
-    torch.manual_seed(0)
-    model = oc.CLIP(**TINY_CFG)
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    (folder / "open_clip_config.json").write_text(json.dumps({
-        "model_cfg": TINY_CFG,
-        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
-                           "std": [0.26862954, 0.26130258, 0.27577711]}}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(folder / "open_clip_model.safetensors"))
-    return f"local-dir:{folder}"
 
 
 def _reward(tiny_dir: str, **kw: Any) -> VLMReward:

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,14 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(folder / "open_clip_model.safetensors"))
     return f"local-dir:{folder}"
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for the test (tiny models: on 2 cores a second thread only contends)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

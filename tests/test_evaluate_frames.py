@@ -12,7 +12,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from rewardlearn import evaluate as evaluate_cli
 from rewardlearn.env_factory import make_env
@@ -27,14 +26,7 @@ from rewardlearn.rewards.base import FrameCache, RewardOutput, TransitionBatch
 from rewardlearn.rewards.vlm import VLMReward
 from rewardlearn.wrappers.frames import EnvFrameSource
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Tiny models on a shared 2-core machine: 2 OpenMP threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _vlm(tiny_dir: str, space: gym.Space, action_space: gym.Space) -> VLMReward:

@@ -46,13 +46,7 @@ from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, projection_matrix
 SPACE = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Tiny models on a shared 2-core machine: 2 OpenMP threads only add contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reward(tiny_dir: str, **kw: Any) -> VLMReward:

@@ -95,6 +95,13 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     assert len(load_demos(out)) == 2
 
 
+def test_malformed_dataset_id_refused_before_collecting(tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    with pytest.raises(ValueError, match="Malformed dataset ID"):
+        main(["n_episodes=1", f"out={out}", "dataset_id=a/noisy0.5-v0"])
+    assert not out.exists()
+
+
 def test_overrides_and_errors() -> None:
     cfg = parse_overrides(["env=pick_place", "n_episodes=4", "noise=0.1", "frames=yes"])
     assert cfg == CollectConfig(env="pick_place", n_episodes=4, noise=0.1, frames=True)

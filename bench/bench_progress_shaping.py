@@ -15,6 +15,8 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``shaping``: the sparse reward + ``shaping=progress`` (``Phi = progress``);
 * ``delta``: ``reward=progress_delta`` (raw ``progress(s') - progress(s)``, comparison only);
 * ``progress``: ``reward=progress`` (model success bonus + progress shaping, no env reward);
+* ``level``: ``reward=progress_level`` (``progress(s') - 1`` per step, the form of the env's
+  dense reward with the learned progress; comparison only);
 * ``dense``: the env's hand-written staged reward (reference, not learned);
 * ``perceptual``: ``reward=perceptual`` fitted on the same demos (state features), no
   env reward (issue #5's PPO comparison).
@@ -57,6 +59,8 @@ CONDITIONS: dict[str, list[str]] = {
     "delta": ["env.kwargs.reward_type=sparse", "reward=progress_delta",
               "reward.model.path={model}"],
     "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
+    "level": ["env.kwargs.reward_type=sparse", "reward=progress_level",
+              "reward.model.path={model}"],
     "dense": ["env.kwargs.reward_type=dense", "reward=env"],
     "perceptual": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.demos={demos}",
                    "reward.model.encoder.target=state"],
@@ -67,14 +71,28 @@ LABELS = {
     "shaping": "sparse env reward + `shaping=progress`",
     "delta": "raw progress delta (`reward=progress_delta`)",
     "progress": "`reward=progress` (model success bonus + progress shaping, no env reward)",
+    "level": "predicted progress - 1 per step (`reward=progress_level`, comparison only)",
     "dense": "env's hand-written dense reward (reference)",
     "perceptual": "`reward=perceptual` (Sermanet et al., state features, same demos, no env "
                   "reward)",
 }
 
 
-def prepare_model(work: Path) -> tuple[Path, dict[str, Any]]:
-    """Collect demos and train the progress model (reused if present)."""
+NOISY_DEMOS: tuple[float, ...] = (0.5, 1.0)
+"""Action-noise levels of the extra scripted-expert demos (50 successful ones per level)."""
+
+
+def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
+                  ) -> tuple[Path, dict[str, Any]]:
+    """Collect demos and train the progress model (reused if present).
+
+    The model trains on 50 clean expert demos plus 50 successful demos per level in
+    ``noisy`` (the expert with Gaussian action noise: wider coverage of the states a
+    learning policy visits, still labelled by ``info["stage"]``). It is evaluated on
+    20 separate clean expert demos (VOC, stage accuracy) and, off the demo manifold,
+    on 20 episodes of the expert with action noise 1.0 (Spearman of predicted vs the
+    env's ``info["progress"]``, stage accuracy).
+    """
     import torch
 
     from rewardlearn.collect import CollectConfig, collect, load_demos
@@ -85,16 +103,82 @@ def prepare_model(work: Path) -> tuple[Path, dict[str, Any]]:
     report_path = work / "progress_model.json"
     if model_path.is_file() and report_path.is_file():
         return model_path, json.loads(report_path.read_text())
-    demos = work / "demos"
-    if not demos.exists():
-        collect(CollectConfig(env="pick_place", n_episodes=50, out=str(demos)), verbose=False)
+
+    def demos(name: str, **kw: Any) -> Path:
+        out = work / name
+        if not out.exists():
+            collect(CollectConfig(env="pick_place", out=str(out),
+                                  dataset_id=f"rewardlearn/pick_place/{name}-v0",
+                                  only_success=True, **kw), verbose=False)
+        return out
+
+    sets = [demos("demos", n_episodes=50)]
+    sets += [demos(f"demos-noise{round(n * 100)}", n_episodes=50, noise=n,
+                   seed=5000 + 1000 * i) for i, n in enumerate(noisy)]
     torch.set_num_threads(1)
     env = make_env("pick_place")
-    model, report = train_progress_model(load_demos(demos), env.observation_space,
-                                         env.action_space, ProgressConfig())
+    episodes = [ep for path in sets for ep in load_demos(path)]
+    model, report = train_progress_model(episodes, env.observation_space, env.action_space,
+                                         ProgressConfig())
     model.save(model_path)
+    report["demos"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy}}
+    report["clean_eval"] = _clean_eval(model, demos("demos-eval", n_episodes=20, seed=9000))
+    report["off_manifold"] = off_manifold(model_path)
     report_path.write_text(json.dumps(report, indent=2))
     return model_path, report
+
+
+def _clean_eval(model: Any, path: Path) -> dict[str, Any]:
+    """VOC and stage accuracy on separate clean expert demos."""
+    from rewardlearn.collect import load_demos
+    from rewardlearn.progress.training import (
+        demo_features,
+        demo_spans,
+        evaluate_progress,
+        label_demos,
+    )
+
+    episodes = load_demos(path)
+    feats = demo_features(episodes, model.observation_space, model.encoder_spec)
+    spans = demo_spans(episodes, model.num_stages)
+    out = evaluate_progress(model, label_demos(episodes, feats, spans, model.alpha))
+    out.pop("per_episode")
+    return out
+
+
+def off_manifold(model_path: Path, episodes: int = 20, noise: float = 1.0) -> dict[str, float]:
+    """Predicted vs true progress on noisy-expert episodes (states off the clean demos)."""
+    import gymnasium as gym
+    import rewardlearn_envs  # noqa: F401  (registers the env)
+    from rewardlearn_envs import PickPlaceExpert
+
+    from rewardlearn.progress.modeling import ProgressModel
+    from rewardlearn.progress.potential import ProgressScorer
+    from rewardlearn.progress.training import spearman
+    from rewardlearn.rewards.base import TransitionBatch
+
+    model = ProgressModel.load(str(model_path))
+    true, pred, stage, pred_stage = [], [], [], []
+    env = gym.make("rewardlearn/PickPlace-v0")
+    for k in range(episodes):
+        obs, info = env.reset(seed=20_000 + k)
+        scorer, expert = ProgressScorer(model), PickPlaceExpert(env, noise=noise, seed=k)
+        done = False
+        while not done:
+            action = expert(obs)
+            nxt, _, term, trunc, info = env.step(action)
+            _, p = scorer.score(TransitionBatch(obs=obs[None], acts=action[None],
+                                                next_obs=nxt[None], terminated=[term],
+                                                truncated=[trunc]))
+            true.append(info["progress"])
+            stage.append(info["stage"])
+            pred.append(float(p.progress[0]))
+            pred_stage.append(int(p.stage[0]))
+            obs, done = nxt, term or trunc
+    env.close()
+    return {"spearman": spearman(np.array(pred), np.array(true)),
+            "stage_acc": float(np.mean(np.array(stage) == np.array(pred_stage))),
+            "steps": len(true), "noise": noise}
 
 
 def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> dict[str, Any]:
@@ -167,6 +251,28 @@ def _fmt_steps(steps: list[int | None]) -> str:
     return ", ".join("never" if s is None else f"{s / 1000:.0f}k" for s in steps)
 
 
+def _model_line(report: dict[str, Any]) -> str:
+    """The progress model's data and accuracy, for the report."""
+    cfg, held = report["config"], report["heldout"]
+    demos = report.get("demos", {"expert": 50})
+    text = (f"Progress model: {' + '.join(f'{n} {k}' for k, n in demos.items())} demos "
+            f"(successful episodes; 80/20 train/held-out split), default settings (window "
+            f"{cfg['window']}, stride {cfg['stride']}, {cfg['epochs']} epochs, rewind "
+            f"augmentation), trained in {report['train_s']:.0f} s; stage priors "
+            f"{report['alpha']}. Held-out split: VOC {held['voc']:.4f} (min "
+            f"{held['voc_min']:.4f}), stage accuracy {held['stage_acc']:.1%}")
+    clean, off = report.get("clean_eval"), report.get("off_manifold")
+    if clean:
+        text += (f". On {clean['episodes']} separate clean expert demos: **VOC "
+                 f"{clean['voc']:.4f}** (min {clean['voc_min']:.4f}), **stage accuracy "
+                 f"{clean['stage_acc']:.1%}**, progress MAE {clean['progress_mae']:.4f}")
+    if off:
+        text += (f". Off the demos ({off['steps']} steps of the expert with action noise "
+                 f"{off['noise']}): Spearman of predicted vs true progress "
+                 f"{off['spearman']:.3f}, stage accuracy {off['stage_acc']:.1%}")
+    return text + "."
+
+
 def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: dict[str, Any],
                  args: argparse.Namespace) -> None:
     import torch
@@ -174,7 +280,6 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
     jobs = [r for rs in results.values() for r in rs]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
-    held = report["heldout"]
     lines = [
         "## Progress shaping on pick_place (sparse reward), PPO",
         "",
@@ -187,12 +292,7 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         f"{len(jobs)} runs, {sum(r['wall_s'] for rs in results.values() for r in rs) / 60:.0f} "
         f"min of run time ({args.jobs} at a time).",
         "",
-        f"Progress model: 50 expert demos (40 train / 10 held out), default settings "
-        f"(window {report['config']['window']}, stride {report['config']['stride']}, "
-        f"{report['config']['epochs']} epochs, rewind augmentation), trained in "
-        f"{report['train_s']:.0f} s: held-out **VOC {held['voc']:.4f}** (min "
-        f"{held['voc_min']:.4f}), **stage accuracy {held['stage_acc']:.1%}**, progress MAE "
-        f"{held['progress_mae']:.4f}; stage priors {report['alpha']}.",
+        _model_line(report),
         "",
         f"PPO: `{' '.join(PPO)}` with the settings of `conf/env/pick_place.yaml` (n_steps "
         f"256, batch 256, 10 epochs, lr 3e-4, gae_lambda 0.95, ent_coef 0.01, 256x256 nets, "

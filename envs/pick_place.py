@@ -91,6 +91,48 @@ STATE_LOW = np.concatenate([np.full(f[1], f[2]) for f in _STATE_FIELDS]).astype(
 STATE_HIGH = np.concatenate([np.full(f[1], f[3]) for f in _STATE_FIELDS]).astype(np.float32)
 
 
+def state_progress(state: np.ndarray) -> np.ndarray:
+    """The env's ``info["progress"]`` recomputed from ``"state"`` observations, batched.
+
+    ``state`` is ``(D,)`` or ``(B, D)`` laid out as :data:`STATE_LAYOUT`; returns
+    ``(B,)`` floats in [0, 1], equal to the ``info["progress"]`` the env reported with
+    each observation (the stage rules of :class:`PickPlaceEnv`). An oracle potential
+    for shaping experiments: ``shaping=function
+    shaping.potential.function=rewardlearn_envs.pick_place:state_progress``.
+    """
+    s = np.atleast_2d(np.asarray(state, dtype=np.float64))
+    lay = STATE_LAYOUT
+    grip, cube = s[:, lay["gripper_pos"]], s[:, lay["cube_pos"]]
+    target = s[:, lay["target_pos"]]
+    suction = s[:, lay["suction"]][:, 0] > 0.5
+    contact = s[:, lay["pad_contact"]][:, 0] > 0.5
+    was_lifted = s[:, lay["was_lifted"]][:, 0] > 0.5
+    cube_speed = np.linalg.norm(s[:, lay["cube_linvel"]], axis=1)
+    d_reach = np.linalg.norm(grip - cube - (0.0, 0.0, CUBE_HALF), axis=1)
+    d_xy = np.linalg.norm(cube[:, :2] - target[:, :2], axis=1)
+    height = cube[:, 2] - CUBE_HALF
+    grasped = suction & contact
+    near = d_reach < NEAR_DIST
+    lifted = height > LIFT_HEIGHT
+    in_zone = d_xy < TARGET_RADIUS
+    resting = (height < REST_HEIGHT) & (cube_speed < REST_SPEED)
+    success = was_lifted & in_zone & resting & ~suction
+    h = np.maximum(height, 0.0)
+    place = in_zone & was_lifted & (grasped | near | ~contact) & ~success
+    carry = ~place & ~success & grasped & lifted
+    grasp = ~place & ~success & ~carry & (near | grasped)
+    p_place = 0.6 * (1.0 - np.minimum(h / MAX_CUBE_HEIGHT, 1.0)) + 0.4 * (
+        1.0 - np.tanh(10.0 * d_xy))
+    p_carry = 0.2 * np.minimum(h / CARRY_HEIGHT, 1.0) + 0.8 * (1.0 - np.tanh(5.0 * d_xy))
+    p_grasp = 0.5 * (1.0 - np.minimum(d_reach / NEAR_DIST, 1.0)) + grasped * (
+        0.3 + 0.2 * np.minimum(h / LIFT_HEIGHT, 1.0))
+    p_reach = 1.0 - np.tanh(5.0 * d_reach)
+    stage = np.select([place, carry, grasp], [3, 2, 1], 0)
+    p = np.select([place, carry, grasp], [p_place, p_carry, p_grasp], p_reach)
+    progress = (stage + np.clip(p, 0.0, 0.99)) / 4.0
+    return np.where(success, 1.0, progress)
+
+
 def _model_path() -> str:
     return str(resources.files("rewardlearn_envs").joinpath("assets", "pick_place.xml"))
 

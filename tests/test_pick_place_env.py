@@ -262,6 +262,27 @@ def test_lowering_over_the_target_pays_from_any_height(env: gym.Env[Any, Any]) -
     assert info["stage"] == 3 and np.all(np.diff(rewards) > 0)
 
 
+def test_state_progress_matches_info() -> None:
+    """``state_progress(obs)`` equals the env's ``info["progress"]``, on and off the expert."""
+    env = gym.make(PICK_PLACE_ID)
+    got, want = [], []
+    for k, noise in enumerate((0.0, 1.0, 3.0)):
+        obs, info = env.reset(seed=k)
+        expert = PickPlaceExpert(env, noise=noise, seed=k)
+        got.append(obs)
+        want.append(info["progress"])
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert(obs))
+            got.append(obs)
+            want.append(info["progress"])
+            done = terminated or truncated
+    env.close()
+    assert max(want) == 1.0 and min(want) < 0.25
+    np.testing.assert_allclose(pick_place_module.state_progress(np.array(got)), want, atol=1e-6)
+    assert pick_place_module.state_progress(got[0]).shape == (1,)
+
+
 def test_pixels_and_render() -> None:
     env = gym.make(PICK_PLACE_ID, obs_mode="state_pixels", width=40, height=30)
     env_r = gym.make(PICK_PLACE_ID, render_mode="rgb_array", render_width=64, render_height=48)

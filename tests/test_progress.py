@@ -331,6 +331,19 @@ def test_progress_delta_mode(trained: tuple[ProgressModel, dict[str, Any], Path]
         prev[0] = None if dones[0] else p
 
 
+def test_progress_level_mode(trained: tuple[ProgressModel, dict[str, Any], Path]) -> None:
+    _, _, path = trained
+    env = make_env("pick_place")
+    reward = ProgressReward(env.observation_space, env.action_space, path=str(path),
+                            mode="level", scale=2.0, offset=1.0)
+    assert not reward.uses_shaping_gamma and reward.name == "progress_level"
+    for _, rew, _, infos in _rollout(reward, n_steps=20, n_envs=1):
+        assert rew[0] == pytest.approx(2.0 * (infos[0]["reward_signals"]["progress"] - 1.0),
+                                       abs=1e-5)
+    with pytest.raises(ValueError, match=r"potential.*delta.*level"):
+        ProgressReward(env.observation_space, env.action_space, mode="levels")
+
+
 def test_progress_shaping_and_reward_checkpoints(
         trained: tuple[ProgressModel, dict[str, Any], Path], tmp_path: Path) -> None:
     _, _, path = trained

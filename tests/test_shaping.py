@@ -104,6 +104,15 @@ def _count_venv(n: int = 2, limit: int = 5) -> DummyVecEnv:
                         for _ in range(n)])
 
 
+def test_function_potential_offset_and_config() -> None:
+    pot = FunctionPotential("rewardlearn_envs.pick_place:state_progress", scale=2.0, offset=1.0)
+    env = gym.make("rewardlearn/PickPlace-v0")
+    obs, info = env.reset(seed=0)
+    env.close()
+    assert pot(obs[None])[0] == pytest.approx(2.0 * (info["progress"] - 1.0), abs=1e-6)
+    assert pot.config()["offset"] == 1.0
+
+
 def test_sb3_auto_reset_and_truncation() -> None:
     """CountEnv episodes alternate: terminate at t=3 (even), truncate at t=5 (odd)."""
     gamma = 0.9

@@ -8,7 +8,10 @@ episode by default), plus potential-based shaping with
 agent's ``gamma``, and each ``Phi(s)`` as computed when ``s`` was entered
 (:class:`rewardlearn.shaping.ShapingTerm`). Using progress itself, or its
 difference, as the reward invites the "semantic trap" (REFERENCE section 4);
-``mode="delta"`` gives the raw ``progress(s') - progress(s)`` for comparison only.
+``mode="delta"`` gives the raw ``progress(s') - progress(s)`` and ``mode="level"``
+the per-step ``scale * (progress(s') - offset)`` (with ``offset = 1`` a cost of the
+remaining progress, the form of ``PickPlace``'s hand-written dense reward), both for
+comparison only: neither is policy-invariant.
 
 Signals per step: ``stage`` and ``progress`` predicted for ``s'`` (they land in
 the rollout sidecars), ``success_pred``, and in potential mode ``potential`` and
@@ -33,7 +36,7 @@ from rewardlearn.progress.potential import ProgressScorer, check_model_spaces
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
 
-MODES = ("potential", "delta")
+MODES = ("potential", "delta", "level")
 
 
 class ProgressReward(ShapingGamma, RewardModel):
@@ -43,13 +46,14 @@ class ProgressReward(ShapingGamma, RewardModel):
         observation_space, action_space: the env's spaces (the model must match them).
         path: ``progress_model.pt`` from ``python -m rewardlearn.train_progress``
             (``None`` when restored from a saved reward module's state).
-        mode: ``potential`` (success bonus + shaping) or ``delta`` (raw progress delta).
+        mode: ``potential`` (success bonus + shaping), ``delta`` (raw progress delta)
+            or ``level`` (``scale * (progress(s') - offset)`` per step).
         success_bonus: reward when progress reaches ``1 - delta``.
         delta: success threshold margin (0.05).
         bonus_once: pay the bonus at most once per episode.
-        scale, offset: ``Phi = scale * (progress - offset)``; the default offset 1
-            makes ``Phi`` 0 at completion, so entering the terminal success state
-            (``Phi = 0`` there by the shaping rule) costs nothing.
+        scale, offset: ``Phi = scale * (progress - offset)`` (``level``: the reward);
+            the default offset 1 makes ``Phi`` 0 at completion, so entering the terminal
+            success state (``Phi = 0`` there by the shaping rule) costs nothing.
         gamma: shaping discount; ``None``: the agent's (set by train.py).
         device: torch device of the model.
     """
@@ -77,7 +81,7 @@ class ProgressReward(ShapingGamma, RewardModel):
         self.device = device
         self.uses_shaping_gamma = mode == "potential"
         self.shapes_with_progress = mode == "potential"
-        self.name = "progress" if mode == "potential" else "progress_delta"
+        self.name = "progress" if mode == "potential" else f"progress_{mode}"
         self.term = ShapingTerm(gamma)
         self.scorer: ProgressScorer | None = None
         self._bonus_paid = np.zeros(0, dtype=bool)
@@ -104,6 +108,8 @@ class ProgressReward(ShapingGamma, RewardModel):
                                           "success_pred": reached.astype(np.float64)}
         if self.mode == "delta":
             return RewardOutput(pred_next.progress - pred_s.progress, signals)
+        if self.mode == "level":
+            return RewardOutput(self.scale * (pred_next.progress - self.offset), signals)
 
         n = len(batch)
         if len(self._bonus_paid) != n:

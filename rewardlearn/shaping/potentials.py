@@ -148,6 +148,9 @@ class FunctionPotential(Potential):
             (``(B, ...)`` array or dict of arrays) and must return ``B`` floats.
             With ``batched=False`` it is called once per observation instead.
         scale: multiplies the function's value.
+        offset: subtracted before scaling, ``Phi = scale * (phi(obs) - offset)``; e.g.
+            ``offset=1`` for a progress in [0, 1] gives ``Phi = 0`` at completion, so
+            entering a terminal success state (``Phi = 0`` there) costs nothing.
         batched: whether the function takes a batch.
         needs_frames: the function takes ``(obs, frames)`` and reads the frames.
     """
@@ -155,13 +158,15 @@ class FunctionPotential(Potential):
     name = "function"
 
     def __init__(self, function: str | Callable[..., Any], scale: float = 1.0,
-                 batched: bool = True, needs_frames: bool = False) -> None:
+                 batched: bool = True, needs_frames: bool = False, offset: float = 0.0
+                 ) -> None:
         self.function_path = function if isinstance(function, str) else None
         fn = import_object(function) if isinstance(function, str) else function
         if not callable(fn):
             raise TypeError(f"shaping function {function!r} is not callable")
         self.fn: Callable[..., Any] = fn
         self.scale = float(scale)
+        self.offset = float(offset)
         self.batched = bool(batched)
         self.needs_frames = bool(needs_frames)
 
@@ -182,14 +187,14 @@ class FunctionPotential(Potential):
             raise ValueError(f"shaping function {self.function_path or self.fn!r} returned shape "
                              f"{out.shape} for {n} observations; it must return one float "
                              "per observation")
-        return self.scale * out
+        return self.scale * (out - self.offset)
 
     def config(self) -> dict[str, Any]:
         if self.function_path is None:
             raise ValueError("a FunctionPotential built from a callable cannot be saved; "
                              "pass the function as a dotted path")
-        return {"function": self.function_path, "scale": self.scale, "batched": self.batched,
-                "needs_frames": self.needs_frames}
+        return {"function": self.function_path, "scale": self.scale, "offset": self.offset,
+                "batched": self.batched, "needs_frames": self.needs_frames}
 
 
 def _find_normalizer(venv: VecEnv | None) -> VecNormalize | None:

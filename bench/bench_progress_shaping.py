@@ -2,24 +2,29 @@
 
 Usage::
 
-    python bench/bench_progress_shaping.py                      # 300k steps, seeds 0 1 2, 2 jobs
+    python bench/bench_progress_shaping.py                      # 1M steps, seeds 0 1 2, 2 jobs
     python bench/bench_progress_shaping.py --timesteps 100000 --seeds 0 --jobs 1
 
-Steps: collect 50 scripted-expert demos, train a progress model with the default
-settings (held-out VOC and stage accuracy reported), then train PPO on
+Steps: collect 50 scripted-expert demos plus 50 successful ones per action-noise level
+(0.5, 1.0), train a progress model with the default settings (VOC and stage accuracy on 20
+separate clean demos, and accuracy off the demos reported), then train PPO on
 ``pick_place`` with ``reward_type=sparse`` under each condition and seed (one
 ``python train.py`` process each, ``torch_threads=1``, ``--jobs`` at a time; a run
 whose ``summary.json`` exists is reused). Conditions:
 
 * ``sparse``: the env's sparse reward (1 at success);
-* ``shaping``: the sparse reward + ``shaping=progress`` (``Phi = progress``);
+* ``shaping``: the sparse reward + ``shaping=progress`` (``Phi = progress - 1``);
 * ``delta``: ``reward=progress_delta`` (raw ``progress(s') - progress(s)``, comparison only);
 * ``progress``: ``reward=progress`` (model success bonus + progress shaping, no env reward);
 * ``level``: ``reward=progress_level`` (``progress(s') - 1`` per step, the form of the env's
   dense reward with the learned progress; comparison only);
+* ``oracle``: the sparse reward + shaping with the env's own true progress as the potential
+  (``shaping=function``, :func:`rewardlearn_envs.pick_place.state_progress`, offset 1): the
+  best potential there is, to separate the potential's quality from the method's reach;
 * ``dense``: the env's hand-written staged reward (reference, not learned);
 * ``perceptual``: ``reward=perceptual`` fitted on the same demos (state features), no
-  env reward (issue #5's PPO comparison).
+  env reward (issue #5's PPO comparison);
+* ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``).
 
 ``--existing`` reports only the runs already in ``--work`` (to build one table from
 runs made by several invocations).
@@ -61,20 +66,29 @@ CONDITIONS: dict[str, list[str]] = {
     "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
     "level": ["env.kwargs.reward_type=sparse", "reward=progress_level",
               "reward.model.path={model}"],
+    "oracle": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=function",
+               "shaping.potential.function=rewardlearn_envs.pick_place:state_progress",
+               "shaping.potential.offset=1"],
     "dense": ["env.kwargs.reward_type=dense", "reward=env"],
     "perceptual": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.demos={demos}",
                    "reward.model.encoder.target=state"],
+    "perceptual_add": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.mode=add",
+                       "reward.demos={demos}", "reward.model.encoder.target=state"],
 }
-DEFAULT = ["sparse", "shaping", "delta", "progress"]
+DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
+           "perceptual_add"]
 LABELS = {
     "sparse": "sparse env reward",
     "shaping": "sparse env reward + `shaping=progress`",
     "delta": "raw progress delta (`reward=progress_delta`)",
     "progress": "`reward=progress` (model success bonus + progress shaping, no env reward)",
     "level": "predicted progress - 1 per step (`reward=progress_level`, comparison only)",
+    "oracle": "sparse env reward + shaping with the env's true progress (`shaping=function`, "
+              "oracle potential)",
     "dense": "env's hand-written dense reward (reference)",
     "perceptual": "`reward=perceptual` (Sermanet et al., state features, same demos, no env "
                   "reward)",
+    "perceptual_add": "sparse env reward + `reward=perceptual` (`reward.mode=add`, state features)",
 }
 
 
@@ -347,7 +361,7 @@ def replace_section(out: Path, key: str, text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timesteps", type=int, default=300_000)
+    parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS),

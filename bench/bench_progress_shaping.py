@@ -107,11 +107,9 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
     on 20 episodes of the expert with action noise 1.0 (Spearman of predicted vs the
     env's ``info["progress"]``, stage accuracy).
     """
-    import torch
-
-    from rewardlearn.collect import CollectConfig, collect, load_demos
-    from rewardlearn.env_factory import make_env
-    from rewardlearn.progress import ProgressConfig, train_progress_model
+    from rewardlearn.collect import CollectConfig, collect
+    from rewardlearn.train_progress import cmd_train
+    from rewardlearn.utils import set_torch_threads
 
     model_path = work / "progress_model.pt"
     report_path = work / "progress_model.json"
@@ -129,33 +127,22 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
     sets = [demos("demos", n_episodes=50)]
     sets += [demos(f"demos-noise{round(n * 100)}", n_episodes=50, noise=n,
                    seed=5000 + 1000 * i) for i, n in enumerate(noisy)]
-    torch.set_num_threads(1)
-    env = make_env("pick_place")
-    episodes = [ep for path in sets for ep in load_demos(path)]
-    model, report = train_progress_model(episodes, env.observation_space, env.action_space,
-                                         ProgressConfig())
-    model.save(model_path)
-    report["demos"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy}}
-    report["clean_eval"] = _clean_eval(model, demos("demos-eval", n_episodes=20, seed=9000))
+    set_torch_threads(1)  # the small network trains fastest on one thread
+    report = cmd_train({"demos": ",".join(map(str, sets)), "env": "pick_place",
+                        "out": str(model_path)})  # python -m rewardlearn.train_progress
+    report["demo_counts"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy}}
+    report["clean_eval"] = _clean_eval(model_path, demos("demos-eval", n_episodes=20,
+                                                          seed=9000))
     report["off_manifold"] = off_manifold(model_path)
     report_path.write_text(json.dumps(report, indent=2))
     return model_path, report
 
 
-def _clean_eval(model: Any, path: Path) -> dict[str, Any]:
-    """VOC and stage accuracy on separate clean expert demos."""
-    from rewardlearn.collect import load_demos
-    from rewardlearn.progress.training import (
-        demo_features,
-        demo_spans,
-        evaluate_progress,
-        label_demos,
-    )
+def _clean_eval(model_path: Path, demos: Path) -> dict[str, Any]:
+    """VOC and stage accuracy on separate clean expert demos (``train_progress eval``)."""
+    from rewardlearn.train_progress import cmd_eval
 
-    episodes = load_demos(path)
-    feats = demo_features(episodes, model.observation_space, model.encoder_spec)
-    spans = demo_spans(episodes, model.num_stages)
-    out = evaluate_progress(model, label_demos(episodes, feats, spans, model.alpha))
+    out = cmd_eval({"model": str(model_path), "demos": str(demos)})
     out.pop("per_episode")
     return out
 
@@ -182,8 +169,8 @@ def off_manifold(model_path: Path, episodes: int = 20, noise: float = 1.0) -> di
             action = expert(obs)
             nxt, _, term, trunc, info = env.step(action)
             _, p = scorer.score(TransitionBatch(obs=obs[None], acts=action[None],
-                                                next_obs=nxt[None], terminated=[term],
-                                                truncated=[trunc]))
+                                                next_obs=nxt[None], terminated=np.array([term]),
+                                                truncated=np.array([trunc])))
             true.append(info["progress"])
             stage.append(info["stage"])
             pred.append(float(p.progress[0]))
@@ -268,7 +255,7 @@ def _fmt_steps(steps: list[int | None]) -> str:
 def _model_line(report: dict[str, Any]) -> str:
     """The progress model's data and accuracy, for the report."""
     cfg, held = report["config"], report["heldout"]
-    demos = report.get("demos", {"expert": 50})
+    demos = report.get("demo_counts", {"expert": 50})
     text = (f"Progress model: {' + '.join(f'{n} {k}' for k, n in demos.items())} demos "
             f"(successful episodes; 80/20 train/held-out split), default settings (window "
             f"{cfg['window']}, stride {cfg['stride']}, {cfg['epochs']} epochs, rewind "

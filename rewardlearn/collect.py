@@ -276,13 +276,12 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     """Run the scripted expert and write the episodes as a Minari dataset at ``cfg.out``."""
     import minari
     from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
     from rewardlearn_envs import expert_for
 
     cfg = cfg.resolved()
     assert cfg.out is not None and cfg.dataset_id is not None and cfg.max_tries is not None
     _, env_id = resolve_env(cfg.env)
-    from minari.dataset.minari_dataset import parse_dataset_id
-
     parse_dataset_id(cfg.dataset_id)  # refuse a malformed id before collecting, not after
     out = Path(cfg.out).resolve()
     if out.exists():

@@ -24,7 +24,14 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``dense``: the env's hand-written staged reward (reference, not learned);
 * ``perceptual``: ``reward=perceptual`` fitted on the same demos (state features), no
   env reward (issue #5's PPO comparison);
-* ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``).
+* ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``);
+* ``perceptual_shaping``: the sparse env reward + ``shaping=perceptual`` (the perceptual
+  score of the same demos, state features, as the potential).
+
+``--bc`` starts every condition from the same behaviour-cloned policy (``bc.demos=`` the 50
+clean expert demos, :mod:`rewardlearn.bc`), the setting of Robo-Dopamine, whose shaping
+fine-tunes a pretrained policy; the policy right after cloning is evaluated too
+(``total_timesteps=0``). Its runs go to ``t<steps>_bc`` and their own table section.
 
 ``--existing`` reports only the runs already in ``--work`` (to build one table from
 runs made by several invocations).
@@ -74,6 +81,9 @@ CONDITIONS: dict[str, list[str]] = {
                    "reward.model.encoder.target=state"],
     "perceptual_add": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.mode=add",
                        "reward.demos={demos}", "reward.model.encoder.target=state"],
+    "perceptual_shaping": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
+                           "shaping.potential.demos={demos}",
+                           "shaping.potential.encoder.target=state"],
 }
 DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
            "perceptual_add"]
@@ -89,11 +99,17 @@ LABELS = {
     "perceptual": "`reward=perceptual` (Sermanet et al., state features, same demos, no env "
                   "reward)",
     "perceptual_add": "sparse env reward + `reward=perceptual` (`reward.mode=add`, state features)",
+    "perceptual_shaping": "sparse env reward + `shaping=perceptual` (Sermanet potential, state "
+                          "features, same demos)",
 }
 
 
 NOISY_DEMOS: tuple[float, ...] = (0.5, 1.0)
 """Action-noise levels of the extra scripted-expert demos (50 successful ones per level)."""
+
+FAILURE_DEMOS: tuple[tuple[float, int], ...] = ((1.0, 50), (2.0, 100))
+"""(action noise, episodes) of the expert rollouts kept whether or not they succeed: drops,
+regrasps and stalls, labelled with each frame's own stage (``labels=frames``)."""
 
 
 def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
@@ -102,7 +118,9 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
 
     The model trains on 50 clean expert demos plus 50 successful demos per level in
     ``noisy`` (the expert with Gaussian action noise: wider coverage of the states a
-    learning policy visits, still labelled by ``info["stage"]``). It is evaluated on
+    learning policy visits, still labelled by ``info["stage"]``), plus the noisy expert
+    rollouts of :data:`FAILURE_DEMOS` whatever their outcome, all with per-frame stage
+    labels (``train_progress``'s default ``labels=frames``). It is evaluated on
     20 separate clean expert demos (VOC, stage accuracy) and, off the demo manifold,
     on 20 episodes of the expert with action noise 1.0 (Spearman of predicted vs the
     env's ``info["progress"]``, stage accuracy).
@@ -121,16 +139,19 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
         if not out.exists():
             collect(CollectConfig(env="pick_place", out=str(out),
                                   dataset_id=f"rewardlearn/pick_place/{name}-v0",
-                                  only_success=True, **kw), verbose=False)
+                                  **{"only_success": True, **kw}), verbose=False)
         return out
 
     sets = [demos("demos", n_episodes=50)]
     sets += [demos(f"demos-noise{round(n * 100)}", n_episodes=50, noise=n,
                    seed=5000 + 1000 * i) for i, n in enumerate(noisy)]
+    sets += [demos(f"rollouts-noise{round(n * 100)}", n_episodes=k, noise=n, only_success=False,
+                   seed=7000 + 1000 * i) for i, (n, k) in enumerate(FAILURE_DEMOS)]
     set_torch_threads(1)  # the small network trains fastest on one thread
     report = cmd_train({"demos": ",".join(map(str, sets)), "env": "pick_place",
                         "out": str(model_path)})  # python -m rewardlearn.train_progress
-    report["demo_counts"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy}}
+    report["demo_counts"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy},
+                             **{f"noise {n} (any outcome)": k for n, k in FAILURE_DEMOS}}
     report["clean_eval"] = _clean_eval(model_path, demos("demos-eval", n_episodes=20,
                                                           seed=9000))
     report["off_manifold"] = off_manifold(model_path)
@@ -182,13 +203,19 @@ def off_manifold(model_path: Path, episodes: int = 20, noise: float = 1.0) -> di
             "steps": len(true), "noise": noise}
 
 
-def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> dict[str, Any]:
+BC = ["bc.demos={demos}"]
+"""``--bc``: clone the 50 clean expert demos before RL (defaults of ``conf/config.yaml``'s
+``bc`` block: 50 epochs, log-std -1, VecNormalize statistics fixed at the demos')."""
+
+
+def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
+            bc: bool = False) -> dict[str, Any]:
     """One ``train.py`` run; returns its summary plus training-curve figures."""
     run_dir = work / "runs" / f"{cond}_s{seed}"
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
         overrides = [o.format(model=model, demos=model.parent / "demos")
-                     for o in CONDITIONS[cond]]
+                     for o in CONDITIONS[cond] + (BC if bc else [])]
         cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
                f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
                "video.enabled=false", "progress_bar=false", "eval.n_episodes=50", "~teacher",
@@ -198,7 +225,8 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path) -> di
         with log.open("w") as f:
             subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
     summary = json.loads(summary_file.read_text())
-    summary.update(training_curve(run_dir))
+    if timesteps > 0:
+        summary.update(training_curve(run_dir))
     summary.update(stages_reached(run_dir))
     return summary
 
@@ -233,19 +261,24 @@ def stages_reached(run_dir: Path, episodes: int = 20) -> dict[str, Any]:
 
 
 def training_curve(run_dir: Path) -> dict[str, Any]:
-    """First step with a successful training episode, and the final training success rate."""
+    """First step with a successful training episode, the first with a 50% training success
+    rate (last 100 episodes), and the final training success rate."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     files = glob.glob(str(run_dir / "tb" / "**" / "events*"), recursive=True)
     if not files:
-        return {"first_success_step": None, "train_success_final": None}
+        return {"first_success_step": None, "half_success_step": None,
+                "train_success_final": None}
     acc = EventAccumulator(files[0])
     acc.Reload()
     if "rollout/success_rate" not in acc.Tags()["scalars"]:
-        return {"first_success_step": None, "train_success_final": None}
+        return {"first_success_step": None, "half_success_step": None,
+                "train_success_final": None}
     events = acc.Scalars("rollout/success_rate")
     first = next((e.step for e in events if e.value > 0), None)
-    return {"first_success_step": first, "train_success_final": float(events[-1].value)}
+    half = next((e.step for e in events if e.value >= 0.5), None)
+    return {"first_success_step": first, "half_success_step": half,
+            "train_success_final": float(events[-1].value)}
 
 
 def _fmt_steps(steps: list[int | None]) -> str:
@@ -257,7 +290,8 @@ def _model_line(report: dict[str, Any]) -> str:
     cfg, held = report["config"], report["heldout"]
     demos = report.get("demo_counts", {"expert": 50})
     text = (f"Progress model: {' + '.join(f'{n} {k}' for k, n in demos.items())} demos "
-            f"(successful episodes; 80/20 train/held-out split), default settings (window "
+            f"(80/20 train/held-out split), default settings (labels "
+            f"{cfg.get('labels', 'spans')}, window "
             f"{cfg['window']}, stride {cfg['stride']}, {cfg['epochs']} epochs, rewind "
             f"augmentation), trained in {report['train_s']:.0f} s; stage priors "
             f"{report['alpha']}. Held-out split: VOC {held['voc']:.4f} (min "
@@ -275,21 +309,23 @@ def _model_line(report: dict[str, Any]) -> str:
 
 
 def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: dict[str, Any],
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, bc_only: list[dict[str, Any]] | None = None) -> None:
     import torch
 
     jobs = [r for rs in results.values() for r in rs]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
+    start = ("PPO from a behaviour-cloned policy (`--bc`: `bc.demos=` the 50 clean expert "
+             "demos)" if args.bc else "PPO from scratch")
     lines = [
-        "## Progress shaping on pick_place (sparse reward), PPO",
+        f"## Progress shaping on pick_place (sparse reward), {start}",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch "
         f"{torch.__version__} CPU; commit {commit}; command: `python "
         f"bench/bench_progress_shaping.py --timesteps {args.timesteps} --seeds "
         f"{' '.join(map(str, args.seeds))} --jobs {args.jobs}"
         f"{' --conditions ' + ' '.join(args.conditions) if args.conditions != DEFAULT else ''}"
-        f"{' --existing' if args.existing else ''}`; "
+        f"{' --bc' if args.bc else ''}{' --existing' if args.existing else ''}`; "
         f"{len(jobs)} runs, {sum(r['wall_s'] for rs in results.values() for r in rs) / 60:.0f} "
         f"min of run time ({args.jobs} at a time).",
         "",
@@ -303,9 +339,19 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         "the first successful training episode (to the 2048-step rollout).",
         "",
         "| reward | seeds | eval success per seed | eval success mean | training success (last "
-        "100 ep.) | steps to first success | eval episodes reaching grasp / transport / place |",
-        "|---|---|---|---|---|---|---|",
+        "100 ep.) | steps to first success | steps to 50% training success | eval episodes "
+        "reaching grasp / transport / place |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    if bc_only:
+        far = np.concatenate([r["furthest_stage"] for r in bc_only])
+        rates = ", ".join(f"{r['success_rate']:.0%}" for r in bc_only)
+        seeds = ", ".join(str(r["seed"]) for r in bc_only)
+        reach = " / ".join(f"{np.mean(far >= k):.0%}" for k in (1, 2, 3))
+        lines.insert(-2, f"Cloned policy before RL (`total_timesteps=0`): eval success {rates} "
+                     f"(seeds {seeds}); reaching grasp / transport / place {reach}. "
+                     "Training-time actions are Gaussian around the cloned mean (std "
+                     "e^-1 = 0.37).\n")
     for cond, runs in results.items():
         succ = [r["success_rate"] for r in runs]
         train = [r["train_success_final"] or 0.0 for r in runs]
@@ -315,16 +361,20 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
             f"| {LABELS[cond]} | {', '.join(str(r['seed']) for r in runs)} | "
             f"{', '.join(f'{s:.0%}' for s in succ)} | "
             f"**{np.mean(succ):.0%}** | {np.mean(train):.0%} | "
-            f"{_fmt_steps([r['first_success_step'] for r in runs])} | {reach} |")
+            f"{_fmt_steps([r['first_success_step'] for r in runs])} | "
+            f"{_fmt_steps([r.get('half_success_step') for r in runs])} | {reach} |")
     lines += ["", "Stages reached: furthest stage of 20 deterministic evaluation episodes per seed "
               "(`info[\"stage\"]`: 1 grasp, 2 transport, 3 place)."]
-    replace_section(out, f"t{args.timesteps}", "\n".join(lines))
+    replace_section(out, f"t{args.timesteps}{'_bc' if args.bc else ''}", "\n".join(lines))
 
 
 def _section_order(marker: str) -> float:
     """Step-budget sections in order, hand-written ones (``<!-- section notes -->``) last."""
     key = marker.split()[2]
-    return float(key[1:]) if key[:1] == "t" and key[1:].isdigit() else float("inf")
+    steps, _, bc = key[1:].partition("_")
+    if key[:1] == "t" and steps.isdigit():
+        return float(steps) + (0.5 if bc else 0.0)
+    return float("inf")
 
 
 def replace_section(out: Path, key: str, text: str) -> None:
@@ -354,12 +404,14 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS),
                         default=DEFAULT)
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "progress_shaping")
+    parser.add_argument("--bc", action="store_true",
+                        help="start every run from the policy cloned from the expert demos")
     parser.add_argument("--existing", action="store_true",
                         help="report only the (condition, seed) runs already in --work")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "progress_shaping.md")
     args = parser.parse_args()
-    work = args.work / f"t{args.timesteps}"
+    work = args.work / f"t{args.timesteps}{'_bc' if args.bc else ''}"
     work.mkdir(parents=True, exist_ok=True)
     model, report = prepare_model(args.work)
     print(f"progress model: held-out VOC {report['heldout']['voc']:.4f}, stage accuracy "
@@ -369,14 +421,18 @@ def main() -> None:
         jobs = [(c, s) for c, s in jobs
                 if (work / "runs" / f"{c}_s{s}" / "summary.json").is_file()]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {job: pool.submit(run_one, *job, args.timesteps, model, work) for job in jobs}
+        before_rl = [pool.submit(run_one, "sparse", s, 0, model, work / "bc_only", True)
+                     for s in args.seeds] if args.bc else []
+        futures = {job: pool.submit(run_one, *job, args.timesteps, model, work, args.bc)
+                   for job in jobs}
+        bc_only = [f.result() for f in before_rl]
         results: dict[str, list[dict[str, Any]]] = {c: [] for c, _ in jobs}
         for (cond, seed), fut in futures.items():
             summary = fut.result()
             results[cond].append(summary)
             print(f"{cond} seed {seed}: eval success {summary['success_rate']:.0%}, first "
                   f"training success at {summary['first_success_step']}")
-    write_report(args.out, results, report, args)
+    write_report(args.out, results, report, args, bc_only)
     print(f"written {args.out}")
 
 

@@ -26,12 +26,13 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.env_factory import CONF_DIR, make_vec_env, to_dict
 from rewardlearn.evaluation import evaluate
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.checkpoint import save_reward_model
 from rewardlearn.shaping import build_shaping
-from rewardlearn.utils import resolve_device, set_torch_threads
+from rewardlearn.utils import dataclass_from_kwargs, resolve_device, set_torch_threads
 from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
 
 log = logging.getLogger("rewardlearn")
@@ -163,6 +164,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         venv = normalizer
 
     agent = build_agent(cfg, venv, run_dir)
+    bc_summary = None
+    if cfg.get("bc") is not None and cfg.bc.get("demos"):
+        bc_cfg = dataclass_from_kwargs(BCConfig, to_dict(cfg.bc), "bc")
+        bc_summary = warm_start(agent, bc_cfg, normalizer, seed=int(cfg.seed))
     log.info("training %s on %s with reward=%s for %d steps (%d envs) -> %s", cfg.agent.name,
              cfg.env.name, cfg.reward.name, cfg.total_timesteps, cfg.n_envs, run_dir)
     t_train = time.perf_counter()
@@ -211,6 +216,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
         "videos": result.videos,
         "reward_training": reward_model.summary() if learned else None,
+        "bc": bc_summary,
         "env": cfg.env.name,
         "agent": cfg.agent.name,
         "reward": cfg.reward.name,

@@ -14,7 +14,11 @@ Commands: ``train`` (default), ``eval``, ``rabc``. Options (``key=value``):
 * ``demos``: one or more demo datasets (comma-separated) written by
   ``rewardlearn.collect`` (Minari); stage labels come from the per-step
   ``info["stage"]`` unless ``annotations=<file.json>`` gives subtask start/end
-  frames per episode id (see :mod:`rewardlearn.progress.processor`).
+  frames per episode id (see :mod:`rewardlearn.progress.processor`). Episodes that
+  fail (``collect ... only_success=false``) are welcome: with per-frame labels they
+  teach the model the drops and stalls a learning policy produces.
+* ``labels``: ``frames`` (default; every frame keeps the env's stage, which may go
+  back) or ``spans`` (SARM's subtask spans, the running maximum of the stages).
 * ``env`` (``conf/env`` name, default ``pick_place``) and ``obs_mode``: the env the
   model will score, whose spaces are stored in the model and checked on use.
 * ``out``: where ``train`` writes the model (default
@@ -188,7 +192,8 @@ def _labelled(model: ProgressModel, opts: dict[str, Any]) -> tuple[list[Episode]
 
         _, annotations = load_annotations(opts["annotations"])
     spans = demo_spans(episodes, model.num_stages, annotations)
-    return episodes, label_demos(episodes, feats, spans, model.alpha)
+    per_frame = model.config.labels == "frames" and annotations is None
+    return episodes, label_demos(episodes, feats, spans, model.alpha, per_frame=per_frame)
 
 
 def cmd_eval(opts: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_envs import CountEnv
 
+from rewardlearn.bc import demo_arrays
 from rewardlearn.collect import CollectConfig, Episode, collect, load_demos
 from rewardlearn.env_factory import make_env, make_vec_env
 from rewardlearn.progress import (
@@ -35,7 +36,12 @@ from rewardlearn.progress import (
     stage_priors,
     train_progress_model,
 )
-from rewardlearn.progress.processor import frame_windows, rewind_windows, validate_spans
+from rewardlearn.progress.processor import (
+    frame_stage_labels,
+    frame_windows,
+    rewind_windows,
+    validate_spans,
+)
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.checkpoint import SpaceMismatchError
@@ -73,6 +79,20 @@ def test_progress_labels_exact_formula() -> None:
     # subtask 2 starts at 7 = end of subtask 1 (continuous), then frames after its end stay at 1
     np.testing.assert_allclose(prog[7:13], [0.5, 0.625, 0.75, 0.875, 1.0, 1.0])
     assert stage.tolist() == [0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2]
+
+
+def test_frame_stage_labels_keep_regressions() -> None:
+    alpha = np.array([0.25, 0.25, 0.25, 0.25])
+    monotone = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    for got, want in zip(frame_stage_labels(monotone, alpha),
+                         progress_labels(spans_from_stages(monotone, 4), 10, alpha), strict=True):
+        np.testing.assert_allclose(got, want)
+    dropped = np.array([0, 0, 1, 1, 2, 2, 0, 0, 1, 2, 3])     # the cube falls at frame 6
+    stage, tau, prog = frame_stage_labels(dropped, alpha)
+    assert stage.tolist() == dropped.tolist()                  # spans would say 2 at frames 6-8
+    np.testing.assert_allclose(tau[6:8], [0.0, 0.5])           # run [6, 8) of stage 0
+    np.testing.assert_allclose(prog[6:9], [0.0, 0.125, 0.25])
+    assert prog[-1] == pytest.approx(1.0) and np.all(prog[6:9] < prog[5])
 
 
 def test_stage_priors_mean_fraction_renormalised() -> None:
@@ -393,6 +413,10 @@ def test_train_progress_command(demos: Path, tmp_path: Path,
     with np.load(tmp_path / "w.npz") as w:
         assert len(w.files) == 24 and all(((w[k] >= 0) & (w[k] <= 1)).all() for k in w.files)
     assert summary["samples"] == sum(len(ep) for ep in load_demos(demos))
+    env = make_env("pick_place")
+    _, _, bc_weights = demo_arrays(str(demos), env.observation_space, env.action_space,
+                                   weights=str(tmp_path / "w.npz"))  # train.py bc.weights=
+    assert len(bc_weights) == summary["samples"]
     assert "held-out: VOC" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown option 'windw'"):
         parse_args(["windw=3"])

@@ -25,6 +25,11 @@ class ProgressConfig:
     windows per epoch that play the episode to ``t`` and then back ``r`` frames
     (``r`` up to ``rewind_max``), labelled with the progress of the frame they end
     on. ``heldout`` of the demos (by episode) are kept for evaluation.
+
+    Labels (``labels``): ``spans`` is SARM's subtask-span labelling (per-frame stages
+    become spans through their running maximum); ``frames`` keeps each frame's own
+    stage when the stages come from the env and can go back (a dropped cube), with
+    ``tau`` over each run of equal stages. Annotation files always use spans.
     """
 
     window: int = 4
@@ -42,6 +47,7 @@ class ProgressConfig:
     heldout: float = 0.2
     device: str = "cpu"
     seed: int = 0
+    labels: str = "frames"
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
@@ -55,6 +61,7 @@ class ProgressConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 <= self.heldout < 1.0, "heldout must be in [0, 1)"),
+            (self.labels in ("spans", "frames"), "labels must be 'spans' or 'frames'"),
         ]
         for ok, msg in checks:
             if not ok:

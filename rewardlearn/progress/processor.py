@@ -122,6 +122,31 @@ def progress_labels(spans: np.ndarray, n_frames: int, alpha: np.ndarray
     return stage.astype(np.int64), tau, progress
 
 
+def frame_stage_labels(stages: np.ndarray, alpha: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame ``(stage, tau, progress)`` from per-frame stages that may go back.
+
+    For stages read from the env (``info["stage"]``) rather than annotated spans: a
+    dropped cube sends the stage back, and the running maximum of
+    :func:`spans_from_stages` would label the frames after the drop with the later
+    stage. Here every frame keeps its own stage, and ``tau`` runs from 0 to 1 over
+    each maximal run of equal stages (ending where the next run starts; the last run
+    ends on the final frame). On monotone stages this equals :func:`progress_labels`
+    of :func:`spans_from_stages`.
+    """
+    stage = np.asarray(stages, dtype=np.int64).reshape(-1)
+    alpha = np.asarray(alpha, dtype=np.float64)
+    cum = np.concatenate([[0.0], np.cumsum(alpha)])
+    n = len(stage)
+    starts = np.flatnonzero(np.r_[True, stage[1:] != stage[:-1]])
+    ends = np.r_[starts[1:], n - 1]
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    s, e = starts[run], ends[run]
+    t = np.arange(n)
+    tau = np.where(e > s, (t - s) / np.maximum(e - s, 1), 1.0)
+    return stage, tau, cum[stage] + alpha[stage] * tau
+
+
 def window_positions(end: int, window: int, stride: int) -> np.ndarray:
     """Positions ``end - (window-1-j) * stride`` (``j = 0..window-1``), clipped at 0."""
     return np.maximum(end - (window - 1 - np.arange(window)) * stride, 0)
@@ -213,6 +238,7 @@ class WindowTracker:
 
 __all__ = [
     "WindowTracker",
+    "frame_stage_labels",
     "frame_windows",
     "load_annotations",
     "progress_labels",

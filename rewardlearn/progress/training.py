@@ -36,6 +36,7 @@ from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import build_encoder
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.processor import (
+    frame_stage_labels,
     frame_windows,
     progress_labels,
     rewind_windows,
@@ -137,11 +138,19 @@ def demo_spans(episodes: Sequence[Episode], num_stages: int,
 
 
 def label_demos(episodes: Sequence[Episode], features: Sequence[np.ndarray],
-                spans: Sequence[np.ndarray], alpha: np.ndarray) -> list[LabelledDemo]:
-    """Attach SARM labels (with priors ``alpha``) to each demo."""
+                spans: Sequence[np.ndarray], alpha: np.ndarray,
+                per_frame: bool = False) -> list[LabelledDemo]:
+    """Attach SARM labels (with priors ``alpha``) to each demo.
+
+    ``per_frame``: label from each frame's own stage (:func:`frame_stage_labels`) instead
+    of the subtask spans, for stages read from the env that can go back.
+    """
     out = []
     for ep, f, s in zip(episodes, features, spans, strict=True):
-        stage, tau, prog = progress_labels(s, len(f), alpha)
+        if per_frame:
+            stage, tau, prog = frame_stage_labels(ep.stages, alpha)
+        else:
+            stage, tau, prog = progress_labels(s, len(f), alpha)
         out.append(LabelledDemo(ep.id, f, s, stage, tau, prog, ep.success))
     return out
 
@@ -232,7 +241,8 @@ def train_progress_model(
     train_idx, held_idx = _split(len(episodes), cfg.heldout, cfg.seed)
     alpha = stage_priors([spans[i] for i in train_idx],
                          [len(feats[i]) for i in train_idx])
-    demos = label_demos(episodes, feats, spans, alpha)
+    demos = label_demos(episodes, feats, spans, alpha,
+                        per_frame=cfg.labels == "frames" and annotations is None)
     train = [demos[i] for i in train_idx]
     held = [demos[i] for i in held_idx]
 

@@ -6,7 +6,8 @@ Usage::
     python bench/bench_progress_shaping.py --timesteps 100000 --seeds 0 --jobs 1
 
 Steps: collect 50 scripted-expert demos plus 50 successful ones per action-noise level
-(0.5, 1.0), train a progress model with the default settings (VOC and stage accuracy on 20
+(0.5, 1.0) and 150 noisy expert rollouts of any outcome (noise 1.0 and 2.0), train a
+progress model with the default settings (VOC and stage accuracy on 20
 separate clean demos, and accuracy off the demos reported), then train PPO on
 ``pick_place`` with ``reward_type=sparse`` under each condition and seed (one
 ``python train.py`` process each, ``torch_threads=1``, ``--jobs`` at a time; a run

@@ -67,13 +67,14 @@ class BCConfig:
 def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Space,
                 weights: str | None = None, only_success: bool = False,
                 max_episodes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(observations, actions, sample weights) of a demo dataset, checked against the env.
+    """(observations, actions, sample weights) of demo datasets, checked against the env.
 
+    ``demos`` names one dataset or several, comma-separated (as for ``train_progress``).
     Rows pair each action with the observation it was taken from. ``weights`` is an
     RA-BC ``.npz`` (one array ``ep_<id>`` per demo, as ``train_progress rabc`` writes).
     ``max_episodes`` keeps the first episodes only (few-demo studies).
     """
-    from rewardlearn.collect import load_demos
+    from rewardlearn.collect import load_demo_sets
 
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(
@@ -81,7 +82,7 @@ def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Spac
             "Use an env config with obs_mode: state")
     if not isinstance(action_space, gym.spaces.Box):
         raise ValueError(f"bc.demos needs a continuous (Box) action space, got {action_space}")
-    episodes = load_demos(demos)
+    episodes = load_demo_sets(demos)
     if only_success:
         episodes = [ep for ep in episodes if ep.success]
     if max_episodes is not None:

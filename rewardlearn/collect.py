@@ -452,6 +452,21 @@ def load_demos(path_or_id: str | os.PathLike[str]) -> list[Episode]:
     return episodes
 
 
+def load_demo_sets(paths: str) -> list[Episode]:
+    """The episodes of one or more comma-separated datasets (see :func:`load_demos`).
+
+    Episode ids are renumbered 0, 1, ... in order, so that they stay unique across the
+    datasets: files keyed by episode id (RA-BC weights, embeddings) written by one
+    command for ``demos=a,b`` match another command given the same ``demos=a,b``.
+    """
+    episodes: list[Episode] = []
+    for path in str(paths).split(","):
+        for ep in load_demos(path.strip()):
+            ep.id = len(episodes)
+            episodes.append(ep)
+    return episodes
+
+
 def main(argv: Sequence[str] | None = None) -> CollectResult:
     """Parse ``key=value`` overrides, collect, print a summary."""
     args = list(sys.argv[1:] if argv is None else argv)

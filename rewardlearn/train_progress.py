@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlearn.collect import Episode, load_demos
+from rewardlearn.collect import Episode, load_demo_sets
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.rabc import rabc_weights
@@ -103,12 +103,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 def _load(opts: dict[str, Any]) -> list[Episode]:
     if "demos" not in opts:
         raise ValueError("give the demos: demos=data/pick_place-expert-v0 (comma-separate several)")
-    episodes: list[Episode] = []
-    for path in str(opts["demos"]).split(","):
-        for ep in load_demos(path.strip()):
-            ep.id = len(episodes)
-            episodes.append(ep)
-    return episodes
+    return load_demo_sets(str(opts["demos"]))
 
 
 def _spaces(opts: dict[str, Any]) -> tuple[Any, Any]:

@@ -70,6 +70,8 @@ def test_demo_arrays_pair_actions_with_their_observations(demos: Path) -> None:
     obs2, _, _ = demo_arrays(str(demos), env.observation_space, env.action_space,
                              max_episodes=2)
     assert len(obs2) == len(eps[0]) + len(eps[1])
+    both, _, _ = demo_arrays(f"{demos},{demos}", env.observation_space, env.action_space)
+    np.testing.assert_array_equal(both, np.concatenate([obs, obs]))
 
 
 def test_demos_of_another_env_are_refused(demos: Path) -> None:
@@ -87,7 +89,7 @@ def test_rabc_weights_file_is_checked(demos: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="train_progress rabc"):
         demo_arrays(str(demos), *space, weights=str(tmp_path / "missing.npz"))
     eps = load_demos(demos)
-    good = {f"ep_{ep.id}": np.linspace(0, 1, len(ep)) for ep in eps}
+    good = {f"ep_{i}": np.linspace(0, 1, len(ep)) for i, ep in enumerate(eps)}
     np.savez(tmp_path / "w.npz", **good)
     _, _, w = demo_arrays(str(demos), *space, weights=str(tmp_path / "w.npz"))
     np.testing.assert_allclose(w, np.concatenate(list(good.values())), atol=1e-6)

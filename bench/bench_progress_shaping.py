@@ -27,7 +27,9 @@ whose ``summary.json`` exists is reused). Conditions:
   env reward (issue #5's PPO comparison);
 * ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``);
 * ``perceptual_shaping``: the sparse env reward + ``shaping=perceptual`` (the perceptual
-  score of the same demos, state features, as the potential).
+  score of the same demos, state features, as the potential);
+* ``perceptual_gated``: the same with ``settings.aggregate=gated`` (the score times the
+  best step's match, ~0 away from the demos).
 
 ``--bc`` starts every condition from the same behaviour-cloned policy (``bc.demos=`` the 50
 clean expert demos, :mod:`rewardlearn.bc`), the setting of Robo-Dopamine, whose shaping
@@ -85,6 +87,10 @@ CONDITIONS: dict[str, list[str]] = {
     "perceptual_shaping": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
                            "shaping.potential.demos={demos}",
                            "shaping.potential.encoder.target=state"],
+    "perceptual_gated": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
+                         "shaping.potential.demos={demos}",
+                         "shaping.potential.encoder.target=state",
+                         "+shaping.potential.settings.aggregate=gated"],
 }
 DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
            "perceptual_add"]
@@ -102,6 +108,8 @@ LABELS = {
     "perceptual_add": "sparse env reward + `reward=perceptual` (`reward.mode=add`, state features)",
     "perceptual_shaping": "sparse env reward + `shaping=perceptual` (Sermanet potential, state "
                           "features, same demos)",
+    "perceptual_gated": "sparse env reward + `shaping=perceptual` with `aggregate=gated` (~0 "
+                        "off the demos)",
 }
 
 

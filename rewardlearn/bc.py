@@ -14,9 +14,9 @@ the cloned behaviour instead of drowning it in unit-variance noise. With
 ``obs_norm=demos`` (default), kept fixed: running statistics would drift as soon as RL
 visits states the demos did not (measured on pick_place: a policy cloned from 50 expert
 demos fell from 50% to 6% success in 20k steps with the policy frozen, from the drift
-alone). Each dimension's std is
-floored at ``min_obs_std``, since a quantity the demos never vary (a cube that never
-tumbles) would otherwise be scaled by ~1e4 the first time RL moves it.
+alone). Each dimension's std is floored at ``min_obs_std``, since a quantity the demos
+never vary (a cube that never tumbles) would otherwise be scaled by ~1e4 the first time
+RL moves it.
 
 Example:
     >>> import numpy as np, gymnasium as gym
@@ -91,13 +91,13 @@ def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Spac
         raise ValueError(f"bc.demos={demos} holds no episodes"
                          + (" that succeed (bc.only_success=true)" if only_success else ""))
     obs_shape, act_shape = observation_space.shape, action_space.shape
-    ep0 = episodes[0]
-    if ep0.observations.shape[1:] != obs_shape or ep0.actions.shape[1:] != act_shape:
-        raise ValueError(
-            f"bc.demos={demos} does not match the env: demo observations "
-            f"{ep0.observations.shape[1:]} / actions {ep0.actions.shape[1:]}, env "
-            f"{obs_shape} / {act_shape}. Collect demos on this env with "
-            "python -m rewardlearn.collect env=<env>")
+    for ep in episodes:
+        if ep.observations.shape[1:] != obs_shape or ep.actions.shape[1:] != act_shape:
+            raise ValueError(
+                f"bc.demos={demos} does not match the env: demo observations "
+                f"{ep.observations.shape[1:]} / actions {ep.actions.shape[1:]}, env "
+                f"{obs_shape} / {act_shape}. Collect demos on this env with "
+                "python -m rewardlearn.collect env=<env>")
     rabc: Any = None
     if weights is not None:
         path = Path(weights)

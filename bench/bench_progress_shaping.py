@@ -28,6 +28,9 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``);
 * ``perceptual_shaping``: the sparse env reward + ``shaping=perceptual`` (the perceptual
   score of the same demos, state features, as the potential);
+* ``adapted`` (with ``--bc``): ``shaping=progress`` with a model trained on the same data
+  plus 100 rollouts of the seed-0 cloned policy (``collect policy=``, stages from
+  ``info``, other reset seeds than any evaluation), Robo-Dopamine's adaptation step;
 * ``perceptual_gated``: the same with ``settings.aggregate=gated`` (the score times the
   best step's match, ~0 away from the demos).
 
@@ -87,6 +90,8 @@ CONDITIONS: dict[str, list[str]] = {
     "perceptual_shaping": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
                            "shaping.potential.demos={demos}",
                            "shaping.potential.encoder.target=state"],
+    "adapted": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
+                "shaping.potential.path={adapted}"],
     "perceptual_gated": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
                          "shaping.potential.demos={demos}",
                          "shaping.potential.encoder.target=state",
@@ -110,6 +115,8 @@ LABELS = {
                           "features, same demos)",
     "perceptual_gated": "sparse env reward + `shaping=perceptual` with `aggregate=gated` (~0 "
                         "off the demos)",
+    "adapted": "sparse env reward + `shaping=progress`, model adapted to the cloned policy's "
+               "rollouts",
 }
 
 
@@ -156,6 +163,7 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
                    seed=5000 + 1000 * i) for i, n in enumerate(noisy)]
     sets += [demos(f"rollouts-noise{round(n * 100)}", n_episodes=k, noise=n, only_success=False,
                    seed=7000 + 1000 * i) for i, (n, k) in enumerate(FAILURE_DEMOS)]
+    (work / "demo_sets.txt").write_text(",".join(map(str, sets)))
     set_torch_threads(1)  # the small network trains fastest on one thread
     report = cmd_train({"demos": ",".join(map(str, sets)), "env": "pick_place",
                         "out": str(model_path)})  # python -m rewardlearn.train_progress
@@ -166,6 +174,26 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
     report["off_manifold"] = off_manifold(model_path)
     report_path.write_text(json.dumps(report, indent=2))
     return model_path, report
+
+
+def prepare_adapted(base: Path, work: Path, policy_run: Path) -> Path:
+    """The progress model adapted to a cloned policy: the model's data plus 100 rollouts of
+    the policy in ``policy_run`` (stochastic, any outcome, stages from ``info``)."""
+    from rewardlearn.collect import CollectConfig, collect
+    from rewardlearn.train_progress import cmd_train
+
+    out = work / "adapted" / "progress_model.pt"
+    if out.is_file():
+        return out
+    rollouts = work / "adapted" / "policy-rollouts"
+    if not rollouts.exists():
+        collect(CollectConfig(env="pick_place", policy=str(policy_run / "agent.zip"),
+                              n_episodes=100, seed=30_000, only_success=False, out=str(rollouts),
+                              dataset_id="rewardlearn/pick_place/cloned-policy-v0"),
+                verbose=False)
+    sets = (base / "demo_sets.txt").read_text()
+    cmd_train({"demos": f"{sets},{rollouts}", "env": "pick_place", "out": str(out)})
+    return out
 
 
 def _clean_eval(model_path: Path, demos: Path) -> dict[str, Any]:
@@ -223,7 +251,8 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
     run_dir = work / "runs" / f"{cond}_s{seed}"
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
-        overrides = [o.format(model=model, demos=model.parent / "demos")
+        overrides = [o.format(model=model, demos=model.parent / "demos",
+                              adapted=work / "adapted" / "progress_model.pt")
                      for o in CONDITIONS[cond] + (BC if bc else [])]
         cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
                f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
@@ -429,12 +458,16 @@ def main() -> None:
     if args.existing:
         jobs = [(c, s) for c, s in jobs
                 if (work / "runs" / f"{c}_s{s}" / "summary.json").is_file()]
+    if "adapted" in args.conditions and not args.bc:
+        parser.error("--conditions adapted needs --bc (it adapts to the cloned policy)")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         before_rl = [pool.submit(run_one, "sparse", s, 0, model, work / "bc_only", True)
                      for s in args.seeds] if args.bc else []
+        bc_only = [f.result() for f in before_rl]
+        if "adapted" in args.conditions and not args.existing:
+            prepare_adapted(args.work, work, work / "bc_only" / "runs" / f"sparse_s{args.seeds[0]}")
         futures = {job: pool.submit(run_one, *job, args.timesteps, model, work, args.bc)
                    for job in jobs}
-        bc_only = [f.result() for f in before_rl]
         results: dict[str, list[dict[str, Any]]] = {c: [] for c, _ in jobs}
         for (cond, seed), fut in futures.items():
             summary = fut.result()

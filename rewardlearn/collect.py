@@ -1,17 +1,24 @@
-"""Collect scripted-expert demonstrations into a Minari dataset, and load them back.
+"""Collect scripted-expert demonstrations (or a trained agent's rollouts) into a Minari
+dataset, and load them back.
 
 Usage::
 
     python -m rewardlearn.collect env=pick_place n_episodes=20
     python -m rewardlearn.collect env=pick_place n_episodes=50 noise=0.1 frames=true \\
         frame_size=84 out=data/pick_place-noisy-v0 dataset_id=rewardlearn/pick_place/noisy-v0
+    python -m rewardlearn.collect env=pick_place policy=runs/<run>/agent.zip only_success=false \\
+        n_episodes=100 out=data/pick_place-policy-v0 dataset_id=rewardlearn/pick_place/policy-v0
 
 Options (``key=value``): ``env`` (short name or gymnasium id), ``n_episodes`` (episodes to
 *keep*), ``seed`` (episode ``i`` of the run resets with ``seed + i``), ``noise`` (std of
 the expert's Gaussian action noise), ``frames`` (also store rendered frames),
 ``frame_size``, ``out`` (dataset directory), ``dataset_id``, ``only_success`` (drop failed
 episodes; collection then goes on until ``n_episodes`` are kept or ``max_tries`` episodes
-were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``overwrite``.
+were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``overwrite``,
+``policy`` (a saved SB3 agent, ``runs/<run>/agent.zip``, with its ``vecnormalize.pkl``:
+record its rollouts instead of the scripted expert's, with the same per-step stage
+labels, e.g. to adapt a progress model to the states that policy visits),
+``deterministic`` (the agent's mean action instead of a sample).
 
 Storage: ``out`` is a self-contained Minari (hdf5) dataset directory, laid out exactly as
 Minari keeps ``$MINARI_DATASETS_PATH/<dataset_id>/`` (``out/data/main_data.hdf5`` and
@@ -137,6 +144,8 @@ class CollectConfig:
     max_tries: int | None = None
     jpeg: bool = False
     overwrite: bool = False
+    policy: str | None = None
+    deterministic: bool = False
 
     def resolved(self) -> CollectConfig:
         """Copy with ``out``, ``dataset_id`` and ``max_tries`` defaults filled in."""
@@ -234,6 +243,8 @@ def parse_overrides(argv: Sequence[str]) -> CollectConfig:
         "max_tries": int,
         "jpeg": _parse_bool,
         "overwrite": _parse_bool,
+        "policy": str,
+        "deterministic": _parse_bool,
     }
     from rewardlearn.utils import parse_key_values
 
@@ -273,7 +284,8 @@ def _serialisable_spec(env: gym.Env) -> bool:
 
 
 def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
-    """Run the scripted expert and write the episodes as a Minari dataset at ``cfg.out``."""
+    """Run the scripted expert (or ``cfg.policy``) and write the episodes as a Minari
+    dataset at ``cfg.out``."""
     import minari
     from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_dataset import parse_dataset_id
@@ -289,6 +301,14 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
             raise FileExistsError(f"{out} exists; pass overwrite=true or another out=...")
         shutil.rmtree(out)
 
+    agent = None
+    if cfg.policy is not None:
+        import torch
+
+        from rewardlearn.evaluate import agent_policy
+
+        agent = agent_policy(cfg.policy, deterministic=cfg.deterministic)
+        torch.manual_seed(cfg.seed)
     short, _ = resolve_env(cfg.env)
     env = _make_env(short, env_id, cfg)
     subtasks = tuple(getattr(env, "SUBTASKS", ()) or getattr(env.unwrapped, "SUBTASKS", ()))
@@ -309,7 +329,10 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
             truncs: list[bool] = []
             done = False
             while not done:
-                action = expert(obs)
+                if agent is None:
+                    action = expert(obs)
+                else:
+                    action = agent(obs["state"] if isinstance(obs, dict) else obs)
                 obs, reward, terminated, truncated, info = env.step(action)
                 observations.append(obs)
                 infos.append(info)
@@ -347,6 +370,8 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 stacklevel=2,
             )
 
+        source = (f"Scripted-expert demos of {env_id} (noise={cfg.noise})" if agent is None
+                  else f"Rollouts of {cfg.policy} on {env_id}")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_root = Path(tempfile.mkdtemp(prefix=".minari-", dir=out.parent))
         try:
@@ -359,11 +384,10 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                     eval_env=env.spec if _serialisable_spec(env) else None,
                     observation_space=env.observation_space,
                     action_space=env.action_space,
-                    algorithm_name="scripted-expert",
+                    algorithm_name="scripted-expert" if agent is None else "sb3-agent",
                     author="rewardlearn",
                     description=(
-                        f"Scripted-expert demos of {env_id} (noise={cfg.noise}); "
-                        f"subtasks: {', '.join(subtasks)}. Infos per observation: "
+                        f"{source}; subtasks: {', '.join(subtasks)}. Infos per observation: "
                         f"{', '.join(INFO_KEYS)}."
                     ),
                     jpeg_encoding=cfg.jpeg,
@@ -374,6 +398,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                         "num_stages": len(subtasks),
                         "env_id": env_id,
                         "noise": cfg.noise,
+                        "policy": cfg.policy,
                         "seed": cfg.seed,
                         "episodes_tried": tried,
                         "episodes_succeeded": successes,

@@ -136,8 +136,8 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
     return model
 
 
-def _agent_policy(path: str) -> Policy:
-    """A saved SB3 agent (SAC or PPO) as a stochastic policy on raw observations.
+def agent_policy(path: str, deterministic: bool = False) -> Policy:
+    """A saved SB3 agent (SAC or PPO) as a policy on raw observations (stochastic by default).
 
     An observation normaliser saved beside it (``vecnormalize.pkl``, written by
     ``train.py`` with ``agent.normalize_obs``) is applied first.
@@ -164,7 +164,7 @@ def _agent_policy(path: str) -> Policy:
     def act(obs: np.ndarray) -> np.ndarray:
         if normalizer is not None:
             obs = normalizer.normalize_obs(obs)
-        return np.asarray(agent.predict(obs, deterministic=False)[0])
+        return np.asarray(agent.predict(obs, deterministic=deterministic)[0])
 
     return act
 
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if "labels" in opts and "pref" in opts["metrics"]:
             pairs = M.pairs_from_preference_checkpoint(opts["labels"], obs_space, act_space,
                                                      opts.get("label_rounds"))
-        policy = _agent_policy(opts["agent"]) if "agent" in opts else None
+        policy = agent_policy(opts["agent"]) if "agent" in opts else None
         metrics = [m for m in opts["metrics"] if m != "voc"]
         result = evaluate_reward(
             models, env, str(cfg.id), reference, float(opts["gamma"]), int(opts["n_steps"]),

@@ -130,3 +130,23 @@ def test_cli_unknown_env_exits_with_message() -> None:
     )
     assert proc.returncode != 0
     assert "unknown env 'nope'" in proc.stderr and "pick_place" in proc.stderr
+
+
+def test_collect_rollouts_of_a_saved_agent(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from rewardlearn.env_factory import make_env
+
+    agent = PPO("MlpPolicy", make_env("pick_place"), seed=0)
+    agent.save(tmp_path / "agent.zip")
+    out = tmp_path / "rollouts"
+    result = main(["env=pick_place", "n_episodes=2", "only_success=false", "deterministic=true",
+                   f"policy={tmp_path / 'agent.zip'}", f"out={out}"])
+    assert result.kept == 2
+    [ep, _] = load_demos(out)
+    expected, _ = agent.predict(ep.observations[:-1], deterministic=True)
+    np.testing.assert_allclose(ep.actions, expected, atol=1e-5)
+    assert ep.stages.shape == (len(ep) + 1,)
+    assert open_dataset(out).storage.metadata["policy"] == str(tmp_path / "agent.zip")
+    with pytest.raises(FileNotFoundError, match=r"a run.s agent\.zip"):
+        main(["env=pick_place", f"policy={tmp_path / 'missing.zip'}", f"out={tmp_path / 'x'}"])

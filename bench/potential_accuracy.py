@@ -19,7 +19,6 @@ Writes ``bench/results/potential_accuracy.md``.
 from __future__ import annotations
 
 import argparse
-import pickle
 import shlex
 import subprocess
 import sys
@@ -37,11 +36,10 @@ def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
     import gymnasium as gym
     import rewardlearn_envs  # noqa: F401  (registers the env)
     import torch
-    from stable_baselines3 import PPO
 
-    agent = PPO.load(policy / "agent.zip", device="cpu")
-    with (policy / "vecnormalize.pkl").open("rb") as f:
-        norm = pickle.load(f)
+    from rewardlearn.evaluate import agent_policy
+
+    act = agent_policy(str(policy / "agent.zip"))
     torch.manual_seed(0)
     env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")
     out = []
@@ -49,8 +47,7 @@ def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
         obs, _ = env.reset(seed=20_000 + k)
         seq, done = [obs], False
         while not done:
-            action, _ = agent.predict(norm.normalize_obs(obs), deterministic=False)
-            obs, _, terminated, truncated, _ = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(act(obs))
             seq.append(obs)
             done = terminated or truncated
         out.append(np.asarray(seq))

@@ -18,7 +18,8 @@ were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``ove
 ``policy`` (a saved SB3 agent, ``runs/<run>/agent.zip``, with its ``vecnormalize.pkl``:
 record its rollouts instead of the scripted expert's, with the same per-step stage
 labels, e.g. to adapt a progress model to the states that policy visits),
-``deterministic`` (the agent's mean action instead of a sample).
+``deterministic`` (the agent's mean action instead of a sample; ``noise`` applies to the
+scripted expert only).
 
 Storage: ``out`` is a self-contained Minari (hdf5) dataset directory, laid out exactly as
 Minari keeps ``$MINARI_DATASETS_PATH/<dataset_id>/`` (``out/data/main_data.hdf5`` and
@@ -320,7 +321,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     try:
         while len(buffers) < cfg.n_episodes and tried < cfg.max_tries:
             seed = cfg.seed + tried
-            expert = expert_for(env, noise=cfg.noise, seed=seed)
+            expert = expert_for(env, noise=cfg.noise, seed=seed) if agent is None else None
             obs, info = env.reset(seed=seed)
             observations, infos = [obs], [info]
             actions: list[np.ndarray] = []
@@ -329,9 +330,10 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
             truncs: list[bool] = []
             done = False
             while not done:
-                if agent is None:
+                if expert is not None:
                     action = expert(obs)
                 else:
+                    assert agent is not None
                     action = agent(obs["state"] if isinstance(obs, dict) else obs)
                 obs, reward, terminated, truncated, info = env.step(action)
                 observations.append(obs)

@@ -271,26 +271,19 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
 
 def stages_reached(run_dir: Path, episodes: int = 20) -> dict[str, Any]:
     """Furthest stage of each deterministic evaluation episode (how far the policy gets)."""
-    import pickle
-
     import gymnasium as gym
     import rewardlearn_envs  # noqa: F401  (registers the env)
-    from stable_baselines3 import PPO as PPOAgent
 
-    agent = PPOAgent.load(run_dir / "agent.zip", device="cpu")
-    norm = None
-    if (run_dir / "vecnormalize.pkl").is_file():
-        with (run_dir / "vecnormalize.pkl").open("rb") as f:
-            norm = pickle.load(f)
+    from rewardlearn.evaluate import agent_policy
+
+    act = agent_policy(str(run_dir / "agent.zip"), deterministic=True)
     env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")
     furthest = []
     for k in range(episodes):
         obs, info = env.reset(seed=10_000 + k)
         stage, done = int(info["stage"]), False
         while not done:
-            action, _ = agent.predict(norm.normalize_obs(obs) if norm else obs,
-                                      deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, info = env.step(act(obs))
             stage = max(stage, int(info["stage"]))
             done = terminated or truncated
         furthest.append(stage)

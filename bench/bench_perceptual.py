@@ -99,6 +99,59 @@ def run_task(task: str, seeds: list[int], work: Path, tcn_steps: int, frame_size
     return rows
 
 
+PPO_ROWS: dict[str, str] = {
+    "sparse": "sparse env reward",
+    "perceptual_shaping_k5": "sparse + `shaping=perceptual`, `settings.n_steps=5`",
+    "perceptual_shaping": "sparse + `shaping=perceptual` (k auto: 7)",
+    "perceptual_gated_uncapped": "sparse + `shaping=perceptual`, `aggregate=gated`, no cap",
+    "perceptual_shaping_uncapped": "sparse + `shaping=perceptual`, no cap (before the fix)",
+    "perceptual_add": "sparse + `reward=perceptual` (`reward.mode=add`)",
+    "oracle": "sparse + the env's true progress as potential (ceiling)",
+}
+"""Run-name prefix -> label of the PPO rows read from ``--ppo-runs``."""
+
+
+def ppo_section(runs: Path) -> list[str]:
+    """Eval success per seed of the PPO runs in ``runs`` (``<condition>_s<seed>/summary.json``,
+    as ``bench_progress_shaping.py`` writes them), with a Mann-Whitney U test against sparse."""
+    import json
+
+    from scipy.stats import mannwhitneyu
+
+    found: dict[str, dict[int, float]] = {}
+    for cond in PPO_ROWS:
+        for path in sorted(runs.glob(f"{cond}_s*/summary.json")):
+            seed = path.parent.name.rpartition("_s")[2]
+            if seed.isdigit():
+                found.setdefault(cond, {})[int(seed)] = json.loads(path.read_text())["success_rate"]
+    if "sparse" not in found:
+        return []
+    full = runs.resolve()
+    shown = full.relative_to(ROOT) if full.is_relative_to(ROOT) else runs
+    lines = [
+        "", "### PPO with the perceptual potential vs the sparse reward (pick_place)", "",
+        f"Runs: `{shown}` (made by `python bench/bench_progress_shaping.py --bc --timesteps "
+        "300000 --conditions ...`; the table there has the other columns). PPO from the "
+        "behaviour-cloned policy (`bc.demos=` the 50 clean expert demos), 300k env steps, "
+        "state-feature perceptual model fitted on the same 50 demos. Eval success: "
+        "deterministic policy, 50 held-out seeds. p: one-sided Mann-Whitney U against sparse.",
+        "", "| reward | seeds | eval success per seed | mean | p (> sparse) |",
+        "|---|---|---|---|---|",
+    ]
+    base = list(found["sparse"].values())
+    for cond, label in PPO_ROWS.items():
+        if cond not in found:
+            continue
+        per = found[cond]
+        vals = [per[k] for k in sorted(per)]
+        p = "-" if cond == "sparse" else f"{mannwhitneyu(vals, base, alternative='greater')[1]:.3f}"
+        seeds = f"{min(per)}-{max(per)}" if len(per) > 1 else str(min(per))
+        lines.append(f"| {label} | {seeds} ({len(per)}) | "
+                     f"{' / '.join(f'{100 * v:.0f}' for v in vals)}% | "
+                     f"**{100 * np.mean(vals):.0f}%** | {p} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -107,6 +160,10 @@ def main() -> None:
     ap.add_argument("--frame-size", type=int, default=48)
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench_perceptual"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "perceptual.md"))
+    ap.add_argument("--ppo-runs", type=Path, default=ROOT / "bench" / "_work" /
+                    "progress_shaping3" / "t300000_bc" / "runs",
+                    help="PPO runs of bench_progress_shaping.py --bc to summarise (skipped "
+                         "when absent)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
@@ -154,7 +211,10 @@ def main() -> None:
             f"{stages} | {r['fit_s']:.0f} |")
     lengths = {r["task"]: r["len_train"] for r in rows}
     lines += ["", "Training demo lengths (steps): " + "; ".join(
-        f"{t}: {min(v)}-{max(v)} (mean {np.mean(v):.1f})" for t, v in lengths.items()), ""]
+        f"{t}: {min(v)}-{max(v)} (mean {np.mean(v):.1f})" for t, v in lengths.items())]
+    if args.ppo_runs.is_dir():
+        lines += ppo_section(args.ppo_runs)
+    lines.append("")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))

@@ -32,7 +32,10 @@ whose ``summary.json`` exists is reused). Conditions:
   plus 100 rollouts of the seed-0 cloned policy (``collect policy=``, stages from
   ``info``, other reset seeds than any evaluation), Robo-Dopamine's adaptation step;
 * ``perceptual_gated``: the same with ``settings.aggregate=gated`` (the score times the
-  best step's match, ~0 away from the demos).
+  best step's match, ~0 away from the demos);
+* ``perceptual_shaping_k5``: ``perceptual_shaping`` with 5 steps instead of the automatic k;
+* ``perceptual_shaping_uncapped``, ``perceptual_gated_uncapped``: the same without the
+  per-feature deviation cap (``settings.max_deviation=null``, the model before the cap).
 
 ``--bc`` starts every condition from the same behaviour-cloned policy (``bc.demos=`` the 50
 clean expert demos, :mod:`rewardlearn.bc`), the setting of Robo-Dopamine, whose shaping
@@ -96,6 +99,19 @@ CONDITIONS: dict[str, list[str]] = {
                          "shaping.potential.demos={demos}",
                          "shaping.potential.encoder.target=state",
                          "+shaping.potential.settings.aggregate=gated"],
+    "perceptual_shaping_k5": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
+                              "shaping.potential.demos={demos}",
+                              "shaping.potential.encoder.target=state",
+                              "shaping.potential.settings.n_steps=5"],
+    "perceptual_shaping_uncapped": ["env.kwargs.reward_type=sparse", "reward=env",
+                                    "shaping=perceptual", "shaping.potential.demos={demos}",
+                                    "shaping.potential.encoder.target=state",
+                                    "+shaping.potential.settings.max_deviation=null"],
+    "perceptual_gated_uncapped": ["env.kwargs.reward_type=sparse", "reward=env",
+                                  "shaping=perceptual", "shaping.potential.demos={demos}",
+                                  "shaping.potential.encoder.target=state",
+                                  "+shaping.potential.settings.aggregate=gated",
+                                  "+shaping.potential.settings.max_deviation=null"],
 }
 DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
            "perceptual_add"]
@@ -117,6 +133,12 @@ LABELS = {
                         "off the demos)",
     "adapted": "sparse env reward + `shaping=progress`, model adapted to the cloned policy's "
                "rollouts",
+    "perceptual_shaping_k5": "sparse env reward + `shaping=perceptual` with 5 steps "
+                             "(`settings.n_steps=5`; auto picks 7)",
+    "perceptual_shaping_uncapped": "sparse env reward + `shaping=perceptual` without the "
+                                   "deviation cap (`max_deviation=null`, the model before the fix)",
+    "perceptual_gated_uncapped": "sparse env reward + `shaping=perceptual` with `aggregate=gated`, "
+                                 "without the deviation cap (`max_deviation=null`)",
 }
 
 

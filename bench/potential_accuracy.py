@@ -79,14 +79,28 @@ def progress_values(model_path: str, episodes: list[np.ndarray]) -> list[np.ndar
     return out
 
 
-def perceptual_values(demos: str, episodes: list[np.ndarray]) -> list[np.ndarray]:
+def parse_settings(entry: str) -> tuple[str, dict[str, Any]]:
+    """``name=key:value,key:value`` (values read as YAML) -> name and settings."""
+    import yaml
+
+    name, _, rest = entry.partition("=")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition(":")
+        settings[key.strip()] = yaml.safe_load(value)
+    return name or "defaults", settings
+
+
+def perceptual_values(demos: str, episodes: list[np.ndarray],
+                      settings: dict[str, Any] | None = None) -> list[np.ndarray]:
     """The perceptual potential (state features) fitted on ``demos``, for every state."""
     import gymnasium as gym
 
     from rewardlearn.perceptual.potential import PerceptualPotential
 
     env = gym.make("rewardlearn/PickPlace-v0")
-    potential = PerceptualPotential(demos=demos, encoder={"target": "state", "kwargs": {}})
+    potential = PerceptualPotential(demos=demos, encoder={"target": "state", "kwargs": {}},
+                                    settings=settings)
     potential.bind(env.observation_space, env.action_space)
     return [np.asarray(potential(seq)) for seq in episodes]
 
@@ -115,6 +129,9 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, required=True)
     parser.add_argument("--progress", nargs="*", default=[])
     parser.add_argument("--perceptual-demos", default=None)
+    parser.add_argument("--perceptual-settings", nargs="*", default=["defaults="],
+                        help="perceptual variants, each name=key:value,key:value (settings of "
+                             "PerceptualConfig), e.g. 'uncapped=max_deviation:null'")
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "potential_accuracy.md")
@@ -129,9 +146,12 @@ def main() -> None:
         name, _, path = entry.rpartition("=")
         rows.append((f"progress model: {name or path} (`{path}`)",
                      accuracy(progress_values(path, episodes), truth)))
-    if args.perceptual_demos:
-        rows.append((f"perceptual potential (state features, `{args.perceptual_demos}`)",
-                     accuracy(perceptual_values(args.perceptual_demos, episodes), truth)))
+    for entry in args.perceptual_settings if args.perceptual_demos else []:
+        name, settings = parse_settings(entry)
+        rows.append((f"perceptual potential, {name} (state features, "
+                     f"`{args.perceptual_demos}`)",
+                     accuracy(perceptual_values(args.perceptual_demos, episodes, settings),
+                              truth)))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     lines = [

@@ -3,6 +3,7 @@ on held-out demos, encoders and their cache, the reward module and potential, Me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -158,8 +159,36 @@ def test_reward_is_higher_at_later_steps_on_heldout_demos() -> None:
     g = evaluate_perceptual(gated, held)["reward_by_stage"]
     assert g[0] < g[1] < g[2]
     far_emb = (model.mean + 50.0 * model.std)[None]  # 50 demo standard deviations off
-    assert float(gated.predict_embedded(far_emb).reward[0]) < 1e-6
+    assert float(gated.predict_embedded(far_emb).reward[0]) < 1e-5
     assert float(model.predict_embedded(far_emb).reward[0]) > 0.3
+
+
+def test_deviation_cap_keeps_a_wild_feature_from_deciding_the_step() -> None:
+    # the last feature is nearly constant in the demos (a cube that never tilts), with
+    # step means 1e-4 apart: discriminative by the selection score, and thousands of
+    # sigmas off as soon as a query moves it
+    def with_flat_feature(eps: list[Episode], value: float | None = None) -> list[Episode]:
+        out = []
+        for ep in eps:
+            n = len(ep.observations)
+            flat = 1e-4 * ep.stages[:, None] if value is None else np.full((n, 1), value)
+            out.append(dataclasses.replace(ep, observations=np.concatenate(
+                [ep.observations, flat.astype(np.float32)], 1)))
+        return out
+
+    train = with_flat_feature(synthetic_episodes(8, 0))
+    held = synthetic_episodes(4, 1)
+    clean, tilted = with_flat_feature(held), with_flat_feature(held, value=1.0)
+    capped = fit_perceptual(train, encoder="state", n_steps=3, n_features=7)
+    assert capped.config.max_deviation == 5.0
+    uncapped = fit_perceptual(train, encoder="state", n_steps=3, n_features=7,
+                              max_deviation=None)
+    truth = np.concatenate([capped.predict(ep.observations).step for ep in clean])
+    assert (np.concatenate([ep.stages for ep in clean]) == truth).mean() > 0.9
+    steps_capped = np.concatenate([capped.predict(ep.observations).step for ep in tilted])
+    steps_uncapped = np.concatenate([uncapped.predict(ep.observations).step for ep in tilted])
+    assert (steps_capped == truth).mean() > 0.9
+    assert len(set(steps_uncapped.tolist())) == 1      # the wild feature alone picks the step
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,11 @@ class PerceptualConfig:
 
     Per step, the ``n_features`` features whose in-step vs out-of-step mean gap
     divided by the summed spreads is largest are kept; a frame's step score is
-    ``exp(-0.5 * mean_j ((f_j - mu_j) / sigma_j)^2)`` over them. Later steps weigh
+    ``exp(-0.5 * mean_j min(|f_j - mu_j| / sigma_j, max_deviation)^2)`` over them. The
+    cap (a truncated quadratic, ``None`` for none) keeps one feature far off the demos
+    from deciding the step: a feature the demos held nearly constant (a cube that never
+    tilts) is thousands of sigmas off as soon as a policy tilts it, and without the cap
+    tiny differences of its step means then pick the step. Later steps weigh
     more: ``w_i = step_weight_base ** i`` (``step_weights="exponential"``, base 2 as in
     the paper) or ``w_i = i + 1`` (``"linear"``). ``aggregate="sum"`` is the paper's
     total ``sum_i w_i score_i / sum_i w_i``; ``"normalized"`` first turns the scores
@@ -42,7 +46,8 @@ class PerceptualConfig:
 
     The goal embedding is the mean embedding of the demos' final frames
     (``goal_frames`` of them) unless a goal image is given; ``goal_metric`` is
-    ``l2`` (``-||z - z_goal|| / sqrt(D)`` on standardised features) or ``cosine``.
+    ``l2`` (``-||z - z_goal|| / sqrt(D)`` on standardised features, each feature's gap
+    capped at ``max_deviation``) or ``cosine``.
     ``heldout`` of the demos (by episode, at least one when there are 5 or more)
     are kept out of fitting to report the boundary error and the Spearman
     correlation with time.
@@ -57,6 +62,7 @@ class PerceptualConfig:
     pca_dim: int | None = 64
     n_features: int = 32
     min_sigma: float = 0.05
+    max_deviation: float | None = 5.0
     step_weights: str = "linear"
     step_weight_base: float = 2.0
     aggregate: str = "normalized"
@@ -79,6 +85,8 @@ class PerceptualConfig:
             (self.pca_dim is None or self.pca_dim >= 1, "pca_dim must be >= 1 or null"),
             (self.n_features >= 1, "n_features must be >= 1"),
             (self.min_sigma > 0.0, "min_sigma must be > 0"),
+            (self.max_deviation is None or self.max_deviation > 0.0,
+             "max_deviation must be > 0 or null"),
             (self.step_weight_base >= 1.0, "step_weight_base must be >= 1"),
             (self.step_weights in ("exponential", "linear"),
              "step_weights must be 'exponential' or 'linear'"),

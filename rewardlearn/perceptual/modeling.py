@@ -137,11 +137,14 @@ class PerceptualModel:
 
     # ------------------------------------------------------------------ outputs
     def step_log_scores(self, z: np.ndarray) -> np.ndarray:
-        """``(N, k)`` log of each step's Gaussian-style score on its selected features."""
+        """``(N, k)`` log of each step's Gaussian-style score on its selected features
+        (deviations capped at ``config.max_deviation`` sigmas)."""
         st = self.steps
         sel = z[:, st.features]                                   # (N, k, M)
-        d2 = ((sel - st.mu[None]) / st.sigma[None]) ** 2
-        return -0.5 * d2.mean(-1)
+        dev = np.abs(sel - st.mu[None]) / st.sigma[None]
+        if self.config.max_deviation is not None:
+            dev = np.minimum(dev, self.config.max_deviation)
+        return -0.5 * (dev ** 2).mean(-1)
 
     def step_scores(self, z: np.ndarray) -> np.ndarray:
         """``(N, k)`` Gaussian-style score of each step, in (0, 1]."""
@@ -162,13 +165,18 @@ class PerceptualModel:
         return value
 
     def goal_similarity(self, emb: np.ndarray) -> np.ndarray:
-        """``-||z - z_goal|| / sqrt(D)`` (``l2``) or cosine similarity of raw embeddings."""
+        """``-||z - z_goal|| / sqrt(D)`` (``l2``, each feature's gap capped at
+        ``config.max_deviation`` demo standard deviations) or cosine similarity of raw
+        embeddings."""
         if self.config.goal_metric == "cosine":
             g = self.goal_raw
             norms = np.linalg.norm(emb, axis=1) * np.linalg.norm(g) + 1e-12
             return (emb @ g) / norms
         z = self.standardize(emb)
-        return -np.linalg.norm(z - self.goal_z, axis=1) / np.sqrt(z.shape[1])
+        gap = z - self.goal_z
+        if self.config.max_deviation is not None:
+            gap = np.clip(gap, -self.config.max_deviation, self.config.max_deviation)
+        return -np.linalg.norm(gap, axis=1) / np.sqrt(z.shape[1])
 
     def predict(self, obs: Obs | None, frames: np.ndarray | None = None
                 ) -> PerceptualPrediction:

@@ -134,21 +134,27 @@ def ppo_section(runs: Path) -> list[str]:
         "300000 --conditions ...`; the table there has the other columns). PPO from the "
         "behaviour-cloned policy (`bc.demos=` the 50 clean expert demos), 300k env steps, "
         "state-feature perceptual model fitted on the same 50 demos. Eval success: "
-        "deterministic policy, 50 held-out seeds. p: one-sided Mann-Whitney U against sparse.",
-        "", "| reward | seeds | eval success per seed | mean | p (> sparse) |",
-        "|---|---|---|---|---|",
+        "deterministic policy, 50 held-out seeds. Sparse and p: the sparse runs of the same "
+        "seeds, and a one-sided Mann-Whitney U test of the row against them.",
+        "", "| reward | seeds | eval success per seed | mean | sparse, same seeds | p (> sparse) |",
+        "|---|---|---|---|---|---|",
     ]
-    base = list(found["sparse"].values())
+    sparse = found["sparse"]
     for cond, label in PPO_ROWS.items():
         if cond not in found:
             continue
         per = found[cond]
         vals = [per[k] for k in sorted(per)]
-        p = "-" if cond == "sparse" else f"{mannwhitneyu(vals, base, alternative='greater')[1]:.3f}"
+        base = [sparse[k] for k in sorted(per) if k in sparse]
+        if cond == "sparse" or len(base) < 2:
+            ref, p = "-", "-"
+        else:
+            ref = f"{100 * np.mean(base):.1f}%"
+            p = f"{mannwhitneyu(vals, base, alternative='greater')[1]:.3f}"
         seeds = f"{min(per)}-{max(per)}" if len(per) > 1 else str(min(per))
         lines.append(f"| {label} | {seeds} ({len(per)}) | "
                      f"{' / '.join(f'{100 * v:.0f}' for v in vals)}% | "
-                     f"**{100 * np.mean(vals):.0f}%** | {p} |")
+                     f"**{100 * np.mean(vals):.1f}%** | {ref} | {p} |")
     return lines
 
 

@@ -106,12 +106,12 @@ CONDITIONS: dict[str, list[str]] = {
     "perceptual_shaping_uncapped": ["env.kwargs.reward_type=sparse", "reward=env",
                                     "shaping=perceptual", "shaping.potential.demos={demos}",
                                     "shaping.potential.encoder.target=state",
-                                    "+shaping.potential.settings.max_deviation=null"],
+                                    "shaping.potential.settings.max_deviation=null"],
     "perceptual_gated_uncapped": ["env.kwargs.reward_type=sparse", "reward=env",
                                   "shaping=perceptual", "shaping.potential.demos={demos}",
                                   "shaping.potential.encoder.target=state",
                                   "+shaping.potential.settings.aggregate=gated",
-                                  "+shaping.potential.settings.max_deviation=null"],
+                                  "shaping.potential.settings.max_deviation=null"],
 }
 DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
            "perceptual_add"]

@@ -23,7 +23,10 @@ then report
 Encoders: ``tcn`` (self-supervised on the demos' frames; one fit per seed), ``state``
 (raw state features), and two training-free baselines: ``downsample`` (colour means
 over an 8x8 grid) and ``random resnet18`` (torchvision ResNet-18 with random weights,
-frames resized to 112 px). Writes ``bench/results/perceptual.md``.
+frames resized to 112 px). Writes ``bench/results/perceptual.md``, with a section on PPO
+with the perceptual potential vs the sparse reward when the runs of
+``bench_progress_shaping.py --bc`` are in ``--ppo-runs`` (eval success per seed, and a
+one-sided Mann-Whitney U test against the sparse runs of the same seeds).
 """
 
 from __future__ import annotations

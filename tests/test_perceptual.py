@@ -242,6 +242,8 @@ def test_bad_settings_are_named() -> None:
         PerceptualConfig.from_kwargs({"n_step": 3})
     with pytest.raises(ValueError, match="aggregate"):
         PerceptualConfig(aggregate="max")
+    with pytest.raises(ValueError, match="max_deviation"):
+        PerceptualConfig(max_deviation=0.0)
     with pytest.raises(ValueError, match="unknown encoder"):
         build_encoder("resnet")
 

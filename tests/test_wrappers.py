@@ -171,3 +171,43 @@ def test_subproc_envs_render_frames_in_workers() -> None:
     b = model.batches[-1]
     assert b.frames.shape == (2, 24, 32, 3) and b.frames.dtype == np.uint8
     assert b.frames.std() > 0  # a real image, not a blank buffer
+
+
+class InPlaceCountEnv(gym.Env):
+    """Counts up in one observation array that it mutates in place (as some robot envs do)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self) -> None:
+        self._obs = np.zeros(1, np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        self._obs[:] = 0.0
+        return self._obs, {}
+
+    def step(self, action):  # type: ignore[override]
+        self._obs += 1.0
+        return self._obs, 0.0, False, bool(self._obs[0] >= 5), {}
+
+
+class ReadsS(RewardModel):
+    """r = s[0], the observation *before* the step."""
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        return RewardOutput(np.asarray(batch.obs)[:, 0])
+
+
+def test_gym_wrapper_keeps_s_when_the_env_mutates_its_observation_in_place() -> None:
+    env = InPlaceCountEnv()
+    wrapped = LearnedRewardWrapper(env, ReadsS(env.observation_space, env.action_space))
+    wrapped.reset(seed=0)
+    rewards = [wrapped.step(np.zeros(1, np.float32))[1] for _ in range(5)]
+    assert rewards == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # the vector wrapper agrees
+    venv = RewardVecEnvWrapper(DummyVecEnv([InPlaceCountEnv]),
+                               ReadsS(env.observation_space, env.action_space))
+    venv.reset()
+    vec_rewards = [float(venv.step(np.zeros((1, 1), np.float32))[1][0]) for _ in range(5)]
+    assert vec_rewards == rewards

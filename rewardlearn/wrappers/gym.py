@@ -27,7 +27,7 @@ import numpy as np
 
 from rewardlearn.rewards.base import RewardModel, TransitionBatch, check_finite
 from rewardlearn.wrappers.frames import FRAME_KEY
-from rewardlearn.wrappers.vec import LEARNED_EPISODE_KEY, combine_rewards
+from rewardlearn.wrappers.vec import LEARNED_EPISODE_KEY, copy_obs, combine_rewards
 
 
 def _batch1(x: Any) -> Any:
@@ -65,8 +65,7 @@ class LearnedRewardWrapper(gym.Wrapper):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._last_obs = obs
-        self._last_frame = info.get(FRAME_KEY)
+        self._remember(obs, info)
         self._ep_learned, self._ep_env, self._ep_len = 0.0, 0.0, 0
         return obs, info
 
@@ -108,6 +107,11 @@ class LearnedRewardWrapper(gym.Wrapper):
         if terminated or truncated:
             info[LEARNED_EPISODE_KEY] = {"r": self._ep_learned, "r_env": self._ep_env,
                                          "l": self._ep_len}
-        self._last_obs = obs
-        self._last_frame = info.get(FRAME_KEY)
+        self._remember(obs, info)
         return obs, reward, terminated, truncated, info
+
+    def _remember(self, obs: Any, info: dict[str, Any]) -> None:
+        """Keep ``s`` for the next transition as a copy: an env may mutate its array in place."""
+        self._last_obs = copy_obs(obs)
+        frame = info.get(FRAME_KEY)
+        self._last_frame = None if frame is None else np.array(frame, copy=True)

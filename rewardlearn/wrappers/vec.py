@@ -49,7 +49,8 @@ def combine_rewards(
     raise ValueError(f"unknown reward mode {mode!r}; choose 'replace' or 'add'")
 
 
-def _copy_obs(obs: Any) -> Any:
+def copy_obs(obs: Any) -> Any:
+    """A copy of an observation (array or dict of arrays), safe from in-place env updates."""
     if isinstance(obs, dict):
         return {k: np.array(v, copy=True) for k, v in obs.items()}
     return np.array(obs, copy=True)
@@ -104,7 +105,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
 
     def reset(self) -> Any:
         obs = self.venv.reset()
-        self._last_obs = _copy_obs(obs)
+        self._last_obs = copy_obs(obs)
         if self.reward_model.needs_frames:
             self._last_frames = self._frames_from(self.venv.reset_infos)
         self._ep_learned[:] = 0.0
@@ -130,7 +131,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         if self._last_obs is None or self._actions is None:
             raise RuntimeError("call reset() before step()")
         obs, env_rew, dones, infos = self.venv.step_wait()
-        next_obs = _copy_obs(obs)
+        next_obs = copy_obs(obs)
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         dones = np.asarray(dones, dtype=bool)
         terminated = dones & ~truncated
@@ -177,7 +178,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
                 self._ep_env[i] = 0.0
                 self._ep_len[i] = 0
 
-        self._last_obs = _copy_obs(obs)
+        self._last_obs = copy_obs(obs)
         if frames is not None:
             self._last_frames = frames.copy()
             for j in np.flatnonzero(dones):

@@ -27,7 +27,7 @@ import numpy as np
 
 from rewardlearn.rewards.base import RewardModel, TransitionBatch, check_finite
 from rewardlearn.wrappers.frames import FRAME_KEY
-from rewardlearn.wrappers.vec import LEARNED_EPISODE_KEY, copy_obs, combine_rewards
+from rewardlearn.wrappers.vec import LEARNED_EPISODE_KEY, combine_rewards, copy_obs
 
 
 def _batch1(x: Any) -> Any:

@@ -235,8 +235,8 @@ def off_manifold(model_path: Path, episodes: int = 20, noise: float = 1.0) -> di
 
     from rewardlearn.progress.modeling import ProgressModel
     from rewardlearn.progress.potential import ProgressScorer
-    from rewardlearn.progress.training import spearman
     from rewardlearn.rewards.base import TransitionBatch
+    from rewardlearn.stats import order_correlation as spearman
 
     model = ProgressModel.load(str(model_path))
     true, pred, stage, pred_stage = [], [], [], []

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewardlearn.rewards.base import Obs
-from rewardlearn.shaping.potentials import import_object
+from rewardlearn.utils import import_object
 
 log = logging.getLogger("rewardlearn")
 

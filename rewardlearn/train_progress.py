@@ -49,10 +49,8 @@ from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.rabc import rabc_weights
 from rewardlearn.progress.training import (
-    demo_features,
-    demo_spans,
     evaluate_progress,
-    label_demos,
+    label_for_model,
     predict_demo,
     train_progress_model,
 )
@@ -179,16 +177,12 @@ def cmd_train(opts: dict[str, Any]) -> dict[str, Any]:
 
 def _labelled(model: ProgressModel, opts: dict[str, Any]) -> tuple[list[Episode], list[Any]]:
     episodes = _load(opts)
-    feats = demo_features(episodes, model.observation_space, model.encoder_spec,
-                          _embeddings(opts))
     annotations = None
     if "annotations" in opts:
         from rewardlearn.progress.processor import load_annotations
 
         _, annotations = load_annotations(opts["annotations"])
-    spans = demo_spans(episodes, model.num_stages, annotations)
-    per_frame = model.config.labels == "frames" and annotations is None
-    return episodes, label_demos(episodes, feats, spans, model.alpha, per_frame=per_frame)
+    return episodes, label_for_model(model, episodes, _embeddings(opts), annotations)
 
 
 def cmd_eval(opts: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Small shared helpers: devices, threads, seeding."""
+"""Small shared helpers: devices, threads, command-line settings, import by path."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -79,3 +80,31 @@ def parse_key_values(tokens: Sequence[str], types: Mapping[str, Callable[[str], 
             raise ValueError(f"bad value for {key}: {raw!r} ({err})") from None
     return values
 
+
+
+MOVED_MODULES: dict[str, str] = {}
+"""Old module path -> new one, for classes named in files saved by earlier versions."""
+
+
+def import_object(path: str) -> Any:
+    """The object at ``"package.module:name"`` or ``"package.module.name"``.
+
+    A module that an earlier version of rewardlearn kept elsewhere (:data:`MOVED_MODULES`)
+    resolves to its new home, so specs saved in checkpoints before a move still load.
+    """
+    module, sep, name = path.partition(":")
+    if not sep:
+        module, _, name = path.rpartition(".")
+    module = MOVED_MODULES.get(module, module)
+    if not module or not name:
+        raise ValueError(f"{path!r} is not a dotted path like 'my_pkg.my_module:my_function'")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"cannot import {module!r} (from {path!r}): {e}") from e
+    for part in name.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"{module!r} has no attribute {name!r} (from {path!r})") from None
+    return obj

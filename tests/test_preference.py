@@ -19,12 +19,13 @@ from rewardlearn.preference.modeling import (
     RewardEnsemble,
     preference_logits,
     preference_loss,
-    spearman,
 )
 from rewardlearn.preference.query import kcenter_greedy, select_queries
 from rewardlearn.preference.teachers import SyntheticTeacher
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.preference import PreferenceReward
+from rewardlearn.settings import UnknownSettingError
+from rewardlearn.stats import spearman
 from rewardlearn.train import run
 
 
@@ -237,7 +238,7 @@ def test_replay_buffer_relabelled_with_current_model(compose_cfg: Callable[..., 
 def test_invalid_settings_are_named() -> None:
     with pytest.raises(ValueError, match="query_selection"):
         PreferenceConfig(query_selection="best")
-    with pytest.raises(TypeError, match="unknown preference settings"):
+    with pytest.raises(UnknownSettingError, match="unknown preference setting"):
         PreferenceConfig.from_kwargs({"budjet": 10})
 
 

@@ -32,7 +32,6 @@ from rewardlearn.progress import (
     rabc_weights,
     rewind_sequence,
     spans_from_stages,
-    spearman,
     stage_priors,
     train_progress_model,
 )
@@ -163,16 +162,6 @@ def test_window_tracker_matches_training_windows_across_auto_reset() -> None:
             checked += 1
         obs = nxt
     assert checked == 50
-
-
-def test_spearman_matches_definition() -> None:
-    from scipy.stats import spearmanr
-
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 5, 40).astype(float)
-    y = np.arange(40.0)
-    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
-    assert spearman(np.ones(5), np.arange(5.0)) == 0.0
 
 
 def test_rabc_weights_formula() -> None:

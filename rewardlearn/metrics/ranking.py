@@ -29,7 +29,7 @@ from rewardlearn.metrics.sampling import (
     reads_frames,
     reward_on,
 )
-from rewardlearn.preference.modeling import pearson, spearman
+from rewardlearn.stats import pearson, spearman
 
 
 @dataclass
@@ -179,10 +179,14 @@ def return_correlation(reward: RewardFn, rollouts: Rollouts) -> dict[str, Any]:
 
 
 def progress_voc(model_path: str | Path, demos: str) -> dict[str, Any]:
-    """VOC, stage accuracy and progress MAE of a progress model on demo datasets."""
-    from rewardlearn.train_progress import cmd_eval
+    """VOC, stage accuracy and progress MAE of a progress model on demo datasets
+    (comma-separated paths or Minari ids)."""
+    from rewardlearn.collect import load_demo_sets
+    from rewardlearn.progress.modeling import ProgressModel
+    from rewardlearn.progress.training import evaluate_progress, label_for_model
 
-    metrics = cmd_eval({"model": str(model_path), "demos": demos})
+    model = ProgressModel.load(model_path)
+    metrics = evaluate_progress(model, label_for_model(model, load_demo_sets(demos)))
     return {"voc": metrics["voc"], "voc_min": metrics["voc_min"],
             "stage_acc": metrics["stage_acc"], "progress_mae": metrics["progress_mae"],
             "voc_demos": metrics["episodes"]}

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from rewardlearn.utils import dataclass_from_kwargs
+from rewardlearn.settings import Settings
 
 AUTO = "auto"
 
 
 @dataclass
-class PerceptualConfig:
+class PerceptualConfig(Settings):
     """Step discovery, feature selection and reward knobs.
 
     Step discovery splits every demo into ``n_steps`` ordered segments minimising
@@ -53,6 +52,8 @@ class PerceptualConfig:
     correlation with time.
     """
 
+    what = "perceptual"
+
     n_steps: int | str | None = AUTO
     k_min: int = 2
     k_max: int = 8
@@ -71,12 +72,14 @@ class PerceptualConfig:
     heldout: float = 0.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def normalize(self) -> None:
         if self.n_steps is None:
             self.n_steps = AUTO
         if isinstance(self.n_steps, str) and self.n_steps != AUTO:
             self.n_steps = int(self.n_steps)
-        checks = [
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.n_steps == AUTO or int(self.n_steps) >= 1, "n_steps must be >= 1 or 'auto'"),
             (1 <= self.k_min <= self.k_max, "need 1 <= k_min <= k_max"),
             (self.auto_threshold > 0.0, "auto_threshold must be > 0"),
@@ -96,29 +99,17 @@ class PerceptualConfig:
             (self.goal_metric in ("l2", "cosine"), "goal_metric must be 'l2' or 'cosine'"),
             (0.0 <= self.heldout < 1.0, "heldout must be in [0, 1)"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"perceptual config: {msg}")
 
     @property
     def auto_k(self) -> bool:
         """Whether the number of steps is chosen from the data."""
         return self.n_steps == AUTO
 
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> PerceptualConfig:
-        """Build from a dict, naming unknown keys and listing the valid ones."""
-        config: PerceptualConfig = dataclass_from_kwargs(cls, kwargs, "perceptual")
-        return config
-
     def weights(self, k: int) -> np.ndarray:
         """Per-step weights ``w_0..w_{k-1}`` (increasing)."""
         if self.step_weights == "linear":
             return np.arange(1, k + 1, dtype=np.float64)
         return self.step_weight_base ** np.arange(k, dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 __all__ = ["AUTO", "PerceptualConfig"]

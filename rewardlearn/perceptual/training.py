@@ -37,7 +37,7 @@ from rewardlearn.perceptual.processor import (
     step_labels,
     step_means,
 )
-from rewardlearn.progress.training import spearman
+from rewardlearn.stats import order_correlation
 
 log = logging.getLogger("rewardlearn")
 
@@ -198,8 +198,8 @@ def evaluate_perceptual(model: PerceptualModel, demos: DemoSource) -> dict[str, 
         emb = embed_episode(model, ep)
         pred = model.predict_embedded(emb)
         t = np.arange(len(emb))
-        rho.append(spearman(pred.reward, t))
-        rho_goal.append(spearman(pred.goal_similarity, t))
+        rho.append(order_correlation(pred.reward, t))
+        rho_goal.append(order_correlation(pred.goal_similarity, t))
         cuts = model.segment(emb)
         for i, lab in enumerate(step_labels(cuts, len(emb)) == s for s in range(k)):
             if lab.any():

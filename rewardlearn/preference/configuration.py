@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from rewardlearn.preference.modeling import PREFERENCE_MODELS
 from rewardlearn.preference.query import QUERY_METHODS
+from rewardlearn.settings import Settings
 
 SCHEDULES = ("constant", "linear_decay")
 
 
 @dataclass
-class PreferenceConfig:
+class PreferenceConfig(Settings):
     """Every knob of the PEBBLE-style loop, with B-Pref/PEBBLE defaults where they exist.
 
     Model: ``ensemble_size`` MLPs (``hidden_sizes``, ``activation``,
@@ -43,6 +43,8 @@ class PreferenceConfig:
     after each reward update.
     """
 
+    what = "preference"
+
     ensemble_size: int = 3
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
     activation: str = "leaky_relu"
@@ -72,9 +74,11 @@ class PreferenceConfig:
     device: str = "auto"
     seed: int | None = 0
 
-    def __post_init__(self) -> None:
+    def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-        checks = [
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.preference_model in PREFERENCE_MODELS,
              f"preference_model must be one of {PREFERENCE_MODELS}"),
             (self.query_selection in QUERY_METHODS,
@@ -89,19 +93,16 @@ class PreferenceConfig:
             (self.conservative_k >= 0, "conservative_k must be >= 0"),
             (self.candidates_factor >= 1, "candidates_factor must be >= 1"),
             (0 < self.early_stop_acc <= 1, "early_stop_acc must be in (0, 1]"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.buffer_capacity >= self.segment_length,
+             "buffer_capacity must be >= segment_length"),
+            (self.first_round_at >= 0, "first_round_at must be >= 0"),
+            (self.hybrid_factor >= 1, "hybrid_factor must be >= 1"),
+            (self.unsup_steps >= 0, "unsup_steps must be >= 0"),
+            (self.entropy_k >= 1, "entropy_k must be >= 1"),
         ]
-        bad = [msg for ok, msg in checks if not ok]
-        if bad:
-            raise ValueError("invalid preference config: " + "; ".join(bad))
 
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> PreferenceConfig:
-        """Build from keyword arguments, naming any unknown ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise TypeError(f"unknown preference settings {unknown}; valid: {sorted(known)}")
-        return cls(**kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -22,15 +22,14 @@ from rewardlearn.preference.buffer import SegmentBuffer, Segments
 from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.modeling import (
     RewardEnsemble,
-    pearson,
     preference_accuracy,
     preference_logits,
     preference_loss,
     segment_scores,
-    spearman,
 )
 from rewardlearn.preference.query import select_queries
 from rewardlearn.preference.teachers import PreferenceLabels
+from rewardlearn.stats import pearson, spearman
 
 
 @dataclass

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -159,24 +158,3 @@ def preference_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((pred[decided] == labels[decided]).float().mean())
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation (nan when either side is constant)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as Spearman needs."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), float)
-    ranks[order] = np.arange(len(x), dtype=float)
-    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    return np.asarray(sums[inv] / counts[inv])
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation with average ranks for ties."""
-    return pearson(_ranks(np.asarray(a, float)), _ranks(np.asarray(b, float)))

@@ -25,7 +25,7 @@ from rewardlearn.progress.processor import (
     stage_priors,
 )
 from rewardlearn.progress.rabc import progress_gains, rabc_weights
-from rewardlearn.progress.training import evaluate_progress, spearman, train_progress_model
+from rewardlearn.progress.training import evaluate_progress, train_progress_model
 
 __all__ = [
     "DownsampleEncoder",
@@ -44,7 +44,6 @@ __all__ = [
     "rabc_weights",
     "rewind_sequence",
     "spans_from_stages",
-    "spearman",
     "stage_priors",
     "train_progress_model",
 ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+
+from rewardlearn.settings import Settings
 
 
 @dataclass
-class ProgressConfig:
+class ProgressConfig(Settings):
     """Model and training knobs, with defaults that reach the targets on ``pick_place``.
 
     Model: each of the ``window`` frames (``stride`` frames apart, ending at the
@@ -32,6 +33,8 @@ class ProgressConfig:
     ``tau`` over each run of equal stages. Annotation files always use spans.
     """
 
+    what = "progress"
+
     window: int = 4
     stride: int = 2
     frame_dim: int = 64
@@ -49,9 +52,11 @@ class ProgressConfig:
     seed: int = 0
     labels: str = "frames"
 
-    def __post_init__(self) -> None:
+    def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-        checks = [
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.window >= 1, "window must be >= 1"),
             (self.stride >= 1, "stride must be >= 1"),
             (self.frame_dim >= 1, "frame_dim must be >= 1"),
@@ -62,22 +67,8 @@ class ProgressConfig:
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 <= self.heldout < 1.0, "heldout must be in [0, 1)"),
             (self.labels in ("spans", "frames"), "labels must be 'spans' or 'frames'"),
+            (self.lr > 0, "lr must be > 0"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"progress config: {msg}")
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> ProgressConfig:
-        """Build from a dict, naming unknown keys and listing the valid ones."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise ValueError(f"unknown progress setting(s) {unknown}; valid: {sorted(names)}")
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 __all__ = ["ProgressConfig"]

@@ -45,6 +45,7 @@ from rewardlearn.progress.processor import (
     validate_spans,
 )
 from rewardlearn.rewards.features import flat_dim
+from rewardlearn.stats import order_correlation
 
 log = logging.getLogger("rewardlearn")
 
@@ -63,23 +64,6 @@ class LabelledDemo:
 
     def __len__(self) -> int:
         return len(self.features)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); 0 if either side is constant."""
-    def ranks(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float64)
-        order = np.argsort(a, kind="mergesort")
-        r = np.empty(len(a))
-        r[order] = np.arange(len(a))
-        _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
-        sums = np.bincount(inverse, weights=r)
-        return (sums / counts)[inverse]
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def demo_features(episodes: Sequence[Episode], observation_space: gym.Space,
@@ -161,6 +145,17 @@ def predict_demo(model: ProgressModel, features: np.ndarray) -> Any:
     return model.predict(features[idx])
 
 
+def label_for_model(model: ProgressModel, episodes: Sequence[Episode],
+                    embeddings: dict[int, np.ndarray] | None = None,
+                    annotations: dict[int, Any] | None = None) -> list[LabelledDemo]:
+    """Features and progress labels of ``episodes`` the way ``model`` was trained on them
+    (its encoder, stage count, stage priors and label kind)."""
+    feats = demo_features(episodes, model.observation_space, model.encoder_spec, embeddings)
+    spans = demo_spans(episodes, model.num_stages, annotations)
+    per_frame = model.config.labels == "frames" and annotations is None
+    return label_demos(episodes, feats, spans, model.alpha, per_frame=per_frame)
+
+
 def evaluate_progress(model: ProgressModel, demos: Sequence[LabelledDemo]) -> dict[str, Any]:
     """VOC (Spearman of predicted progress vs time) and stage accuracy.
 
@@ -171,7 +166,7 @@ def evaluate_progress(model: ProgressModel, demos: Sequence[LabelledDemo]) -> di
     per_episode = []
     for d in demos:
         pred = predict_demo(model, d.features)
-        voc = spearman(pred.progress, np.arange(len(d)))
+        voc = order_correlation(pred.progress, np.arange(len(d)))
         acc = float(np.mean(pred.stage == d.stage))
         if d.success:
             vocs.append(voc)
@@ -325,7 +320,7 @@ __all__ = [
     "demo_spans",
     "evaluate_progress",
     "label_demos",
+    "label_for_model",
     "predict_demo",
-    "spearman",
     "train_progress_model",
 ]

@@ -229,15 +229,33 @@ class RewardModel(abc.ABC):
     :meth:`state_dict`/:meth:`load_state_dict` (for checkpoints) and may return
     SB3 callbacks from :meth:`callbacks` to train themselves during ``learn``.
 
+    Capability flags (class attributes with defaults; a module sets the ones that apply,
+    in its class body or in ``__init__``; nothing outside reads them with ``getattr``):
+
     Attributes:
-        needs_frames: the module reads ``batch.frames``; wrappers then render.
-        frame_size: ``(height, width)`` the module wants frames at.
         name: short name used in logs and errors.
+        needs_frames: the module reads ``batch.frames``; the wrappers then render.
+        frame_size: ``(height, width)`` the module wants frames at.
+        is_ground_truth: the module returns the env's own reward (``reward=env``): a run
+            then logs no separate learned return.
+        needs_sim_states: the module (e.g. a teacher that renders or replays) needs each
+            step's simulator state; the training env then records it in ``info``.
+        uses_shaping_gamma: the module shapes with a potential, ``F = gamma * Phi(s') -
+            Phi(s)`` (Ng et al. 1999), so it must be given the agent's discount.
+        gamma: the discount of the module's own shaping when ``uses_shaping_gamma``;
+            ``None`` means "the agent's", filled in by ``shaping.bind_gamma``.
+        shapes_with_progress: the module already adds a progress potential, so
+            ``shaping=progress`` on top of it would shape twice and is refused.
     """
 
+    name: str = "reward"
     needs_frames: bool = False
     frame_size: tuple[int, int] = (224, 224)
-    name: str = "reward"
+    is_ground_truth: bool = False
+    needs_sim_states: bool = False
+    uses_shaping_gamma: bool = False
+    gamma: float | None = None
+    shapes_with_progress: bool = False
     frame_cache: FrameCache | None = None
     """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""
 

@@ -38,6 +38,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -59,33 +60,12 @@ from rewardlearn.rewards.base import (
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.rewards.mlp import build_mlp
 from rewardlearn.rewards.vlm import load_vlm as _load_vlm
+from rewardlearn.settings import Settings
+from rewardlearn.stats import spearman
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
 from rewardlearn.wrappers.vec import find_reward_wrapper
 
 log = logging.getLogger("rewardlearn")
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if len(a) != len(b):
-        raise ValueError(f"spearman of {len(a)} vs {len(b)} values")
-    if len(a) < 3:
-        return float("nan")
-    ra, rb = _ranks(a), _ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.zeros(len(counts))
-    np.add.at(sums, inv, ranks)
-    return sums[inv] / counts[inv]
 
 
 class AsyncLabeler:
@@ -257,6 +237,52 @@ class DistilledNet(nn.Module):
 INPUTS = ("pixels", "state")
 
 
+@dataclass
+class DistillConfig(Settings):
+    """The settings of :class:`VLMDistilledReward` (its constructor's arguments, checked)."""
+
+    what = "vlm_distilled"
+    goal: list[str]
+    baseline: list[str]
+    alpha: float
+    clip_model: str
+    pretrained: str | None
+    device: str
+    precision: str
+    cache_dir: str | None
+    quick_gelu: bool | None
+    vlm_threads: int | None
+    vlm_batch_size: int
+    label_fraction: float
+    max_pending: int
+    inputs: str
+    pixel_size: int
+    hidden_sizes: list[int]
+    lr: float
+    train_every: int
+    train_steps: int
+    train_batch_size: int
+    min_labels: int
+    max_labels: int
+    heldout_fraction: float
+    load_vlm: bool
+    seed: int | None
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (0.0 < self.label_fraction <= 1.0,
+             f"label_fraction must be in (0, 1], got {self.label_fraction}"),
+            (0.0 <= self.heldout_fraction < 1.0,
+             f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}"),
+            (self.inputs in INPUTS,
+             f"unknown inputs {self.inputs!r}; choose from {', '.join(INPUTS)}"),
+            (self.vlm_batch_size >= 1, "vlm_batch_size must be >= 1"),
+            (self.train_batch_size >= 1, "train_batch_size must be >= 1"),
+            (self.train_every >= 1, "train_every must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+        ]
+
+
 class VLMDistilledReward(RewardModel):
     """VLM-RM labels from a background thread, distilled into a cheap reward model.
 
@@ -316,14 +342,8 @@ class VLMDistilledReward(RewardModel):
         seed: int | None = 0,
     ) -> None:
         super().__init__(observation_space, action_space)
-        if not 0.0 < label_fraction <= 1.0:
-            raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
-        if not 0.0 <= heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
-        if inputs not in INPUTS:
-            raise ValueError(f"unknown inputs {inputs!r}; choose from {', '.join(INPUTS)}")
         goals, bases = as_prompts(goal), as_prompts(baseline)
-        self._config: dict[str, Any] = dict(
+        self.settings = DistillConfig(
             goal=goals, baseline=bases, alpha=float(alpha), clip_model=clip_model,
             pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
             quick_gelu=quick_gelu, vlm_threads=vlm_threads, vlm_batch_size=int(vlm_batch_size),
@@ -413,7 +433,7 @@ class VLMDistilledReward(RewardModel):
         if self.labeler.error is not None:
             raise RuntimeError("the VLM labelling thread failed") from self.labeler.error
         self.labeler.start()
-        pick = np.flatnonzero(self.rng.random(len(batch)) < self._config["label_fraction"])
+        pick = np.flatnonzero(self.rng.random(len(batch)) < self.settings.label_fraction)
         if len(pick):
             self.labeler.offer(x[pick], batch.frames[pick])
 
@@ -426,12 +446,12 @@ class VLMDistilledReward(RewardModel):
         x, y = self.labeler.take()
         if len(y) == 0:
             return 0
-        held = self.rng.random(len(y)) < self._config["heldout_fraction"]
+        held = self.rng.random(len(y)) < self.settings.heldout_fraction
         self.train_x.append(x[~held])
         self.train_y.append(y[~held])
         self.held_x.append(x[held])
         self.held_y.append(y[held])
-        cap = self._config["max_labels"]
+        cap = self.settings.max_labels
         if self.n_train > cap:
             self.train_x = [np.concatenate(self.train_x)[-cap:]]
             self.train_y = [np.concatenate(self.train_y)[-cap:]]
@@ -444,17 +464,17 @@ class VLMDistilledReward(RewardModel):
     def fit(self) -> dict[str, float] | None:
         """One fit on all training labels so far; ``None`` below ``min_labels``."""
         self.collect_labels()
-        if self.n_train < max(2, self._config["min_labels"]):
+        if self.n_train < max(2, self.settings.min_labels):
             return None
         x = self.net.as_input(np.concatenate(self.train_x))
         y = torch.as_tensor(np.concatenate(self.train_y))
         net = self.net
         net.set_stats(x, y)
         target = (y - net.y_mean) / net.y_std
-        bs = min(self._config["train_batch_size"], len(y))
+        bs = min(self.settings.train_batch_size, len(y))
         gen = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
         loss = torch.zeros(())
-        for _ in range(self._config["train_steps"]):
+        for _ in range(self.settings.train_steps):
             idx = torch.randint(len(y), (bs,), generator=gen)
             loss = torch.mean((net.standardised(x[idx]) - target[idx]) ** 2)
             self.optim.zero_grad()
@@ -494,13 +514,13 @@ class VLMDistilledReward(RewardModel):
 
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
-        return {**self.call_metrics(), "inputs": self._config["inputs"],
+        return {**self.call_metrics(), "inputs": self.settings.inputs,
                 "fits": len(self.history), "labels_train": self.n_train,
                 "heldout_spearman": last.get("heldout_spearman"),
                 "heldout_labels": last.get("heldout_labels")}
 
     def config(self) -> dict[str, Any]:
-        return dict(self._config)
+        return self.settings.to_dict()
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()},
@@ -538,7 +558,7 @@ class DistillCallback(BaseCallback):
                         "keeps the reward of the model version at each step (no relabelling; "
                         "that needs inputs=state and mode=replace)",
                         "inputs=pixels" if self.reward.pixels else "mode=add")
-        self.next_fit_at = self.num_timesteps + self.reward._config["train_every"]
+        self.next_fit_at = self.num_timesteps + self.reward.settings.train_every
         if self.reward.labeler is not None:
             self.reward.labeler.start()
 
@@ -549,7 +569,7 @@ class DistillCallback(BaseCallback):
     def _fit_due(self) -> bool:
         if self.num_timesteps < self.next_fit_at:
             return False
-        self.next_fit_at = self.num_timesteps + self.reward._config["train_every"]
+        self.next_fit_at = self.num_timesteps + self.reward.settings.train_every
         metrics = self.reward.fit()
         if metrics is None:
             return False
@@ -604,4 +624,4 @@ class DistillCallback(BaseCallback):
 
 
 __all__ = ["AsyncLabeler", "DistillCallback", "DistilledNet", "VLMDistilledReward",
-           "downsample_frames", "spearman"]
+           "downsample_frames"]

@@ -58,14 +58,13 @@ def bind_gamma(model: RewardModel, agent_gamma: float) -> RewardModel:
     """Give every shaping inside ``model`` the agent's discount (warn where one differs).
 
     Modules that shape internally (``ShapedReward``, ``reward=progress``) set
-    ``uses_shaping_gamma = True`` and have a ``gamma`` attribute; ``None`` there
+    :attr:`RewardModel.uses_shaping_gamma`; their :attr:`RewardModel.gamma` ``None``
     means "the agent's".
     """
     if isinstance(model, ShapedReward):
         bind_gamma(model.base, agent_gamma)
-    if getattr(model, "uses_shaping_gamma", False):
-        model.gamma = resolve_gamma(getattr(model, "gamma", None), agent_gamma,  # type: ignore[attr-defined]
-                                    where=f"reward {model.name}")
+    if model.uses_shaping_gamma:
+        model.gamma = resolve_gamma(model.gamma, agent_gamma, where=f"reward {model.name}")
     return model
 
 
@@ -109,7 +108,7 @@ def build_shaping(cfg: Mapping[str, Any] | DictConfig, base: RewardModel,
     bind_gamma(base, agent_gamma)
     if name == "none":
         return base
-    if getattr(base, "shapes_with_progress", False) and name == "progress":
+    if base.shapes_with_progress and name == "progress":
         raise ValueError(f"reward={base.name} already shapes with its progress potential; "
                          "use shaping=none with it, or reward=env shaping=progress")
     gamma = resolve_gamma(_plain(cfg).get("gamma"), agent_gamma, where=f"shaping={name}")

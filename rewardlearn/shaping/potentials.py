@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from rewardlearn.rewards.base import Obs, TransitionBatch
+from rewardlearn.utils import import_object
 
 
 def take_rows(obs: Obs, rows: np.ndarray) -> Obs:
@@ -54,25 +54,6 @@ def _row(obs: Obs, i: int) -> Obs:
     if isinstance(obs, dict):
         return {k: np.asarray(v)[i] for k, v in obs.items()}
     return np.asarray(obs)[i]
-
-
-def import_object(path: str) -> Any:
-    """The object at ``"package.module:name"`` or ``"package.module.name"``."""
-    module, sep, name = path.partition(":")
-    if not sep:
-        module, _, name = path.rpartition(".")
-    if not module or not name:
-        raise ValueError(f"{path!r} is not a dotted path like 'my_pkg.my_module:my_function'")
-    try:
-        obj: Any = importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"cannot import {module!r} (from {path!r}): {e}") from e
-    for part in name.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ImportError(f"{module!r} has no attribute {name!r} (from {path!r})") from None
-    return obj
 
 
 class Potential(abc.ABC):
@@ -366,6 +347,5 @@ __all__ = [
     "GoalEmbeddingPotential",
     "Potential",
     "ValuePotential",
-    "import_object",
     "take_rows",
 ]

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +40,7 @@ import numpy as np
 
 from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.potentials import Potential
+from rewardlearn.utils import import_object
 
 
 def _flat_rows(obs: Obs, n: int) -> np.ndarray:
@@ -148,11 +148,7 @@ def _spec(obj: Any) -> dict[str, Any]:
 
 
 def _from_spec(spec: dict[str, Any], *args: Any) -> Any:
-    module, _, name = str(spec["class"]).partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj(*args, **spec.get("config", {}))
+    return import_object(str(spec["class"]))(*args, **spec.get("config", {}))
 
 
 class ShapedReward(ShapingGamma, RewardModel):

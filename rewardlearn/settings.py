@@ -1,0 +1,80 @@
+"""The one way settings are read: a dataclass per method, built from keyword arguments.
+
+Every settings class subclasses :class:`Settings`. Building one from a dict
+(:meth:`Settings.from_kwargs`, what Hydra configs and the commands' ``key=value``
+arguments go through) refuses an unknown name with :class:`UnknownSettingError`,
+listing the valid ones; values out of range are refused when the object is made,
+all of them in one message, before anything runs.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Demo(Settings):
+    ...     what = "demo"
+    ...     lr: float = 1e-3
+    ...     def checks(self):
+    ...         return [(self.lr > 0, f"lr must be > 0, got {self.lr}")]
+    >>> Demo.from_kwargs({"lr": 0.1}).to_dict()
+    {'lr': 0.1}
+    >>> Demo.from_kwargs({"lr": -1})
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid demo settings: lr must be > 0, got -1
+    >>> Demo.from_kwargs({"rate": 1})
+    Traceback (most recent call last):
+    ...
+    rewardlearn.settings.UnknownSettingError: unknown demo setting(s) ['rate']; valid: ['lr']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+S = TypeVar("S", bound="Settings")
+
+
+class UnknownSettingError(ValueError):
+    """A setting name that the settings class does not have."""
+
+
+@dataclass
+class Settings:
+    """Base of the settings dataclasses; subclasses list their range checks in :meth:`checks`."""
+
+    what: ClassVar[str] = "settings"
+    """The name used in error messages (``"preference"``, ``"bc"``...)."""
+
+    def __post_init__(self) -> None:
+        self.normalize()
+        bad = [msg for ok, msg in self.checks() if not ok]
+        if bad:
+            raise ValueError(f"invalid {self.what} settings: " + "; ".join(bad))
+
+    def normalize(self) -> None:
+        """Coerce values (lists from YAML, aliases) before they are checked."""
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs; every failing message is reported together."""
+        return []
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The valid setting names."""
+        return sorted(f.name for f in fields(cls))
+
+    @classmethod
+    def from_kwargs(cls: type[S], kwargs: dict[str, Any]) -> S:
+        """Build from a dict, refusing unknown names and listing the valid ones."""
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            raise UnknownSettingError(
+                f"unknown {cls.what} setting(s) {unknown}; valid: {cls.names()}")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (JSON-able when the values are)."""
+        return asdict(self)
+
+
+__all__ = ["Settings", "UnknownSettingError"]

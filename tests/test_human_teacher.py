@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rewardlearn.preference.human import HumanTeacher
 from rewardlearn.review.server import ReviewServer
 from rewardlearn.review.store import LabelStore
 from rewardlearn.rewards import load_reward_model
@@ -20,7 +21,10 @@ from rewardlearn.train import run
 def _annotate(url: str, stop: threading.Event, answered: list[int]) -> None:
     """Claim the next query and prefer the left clip, until told to stop."""
     while not stop.is_set():
-        with urllib.request.urlopen(f"{url}/api/queue/next?annotator=bot", timeout=5) as r:
+        lease = urllib.request.Request(f"{url}/api/queue/next", method="POST",
+                                       data=json.dumps({"annotator": "bot"}).encode(),
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(lease, timeout=5) as r:
             body = json.loads(r.read())
         query = body.get("query") if isinstance(body, dict) else None
         if not query:
@@ -67,3 +71,18 @@ def test_human_teacher_training_receives_posted_labels(
     saved = load_reward_model(tmp_path / "run" / "reward_model.pt")
     assert isinstance(saved, PreferenceReward)
     assert saved.learner.dataset.labels == [1.0] * 4
+
+
+def test_clip_paths_follow_the_database_folder(tmp_path: Path) -> None:
+    """Clip paths are relative to the database's folder (where the review server looks first)."""
+    videos = tmp_path / "videos"
+    clip = videos / "run_a" / "queries" / "r000_000_left.mp4"
+    default = HumanTeacher(env=None, root=str(videos))
+    assert default.clip_path(clip) == "run_a/queries/r000_000_left.mp4"
+    assert default.review_command() == f"python -m rewardlearn.review {videos}"
+    above = HumanTeacher(env=None, root=str(videos), db=str(tmp_path / "labels.sqlite"))
+    assert above.clip_path(clip) == "videos/run_a/queries/r000_000_left.mp4"
+    assert above.review_command() == \
+        f"python -m rewardlearn.review {videos} --db {tmp_path / 'labels.sqlite'}"
+    apart = HumanTeacher(env=None, root=str(videos), db=str(tmp_path / "dbs" / "l.sqlite"))
+    assert apart.clip_path(clip) == "run_a/queries/r000_000_left.mp4"

@@ -107,10 +107,21 @@ class Client:
         return json.loads(body)
 
     def post(self, path: str, obj: Any = None, raw: bytes | None = None,
-             ctype: str = "application/json") -> tuple[int, Any]:
+             ctype: str = "application/json",
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
         body = raw if raw is not None else json.dumps(obj).encode()
-        status, _, data = self.request("POST", path, body, {"Content-Type": ctype})
+        status, _, data = self.request("POST", path, body,
+                                       {"Content-Type": ctype, **(headers or {})})
         return status, json.loads(data) if data else None
+
+    def next(self, annotator: str, run: str | None = None, expect: int = 200) -> Any:
+        """Lease the next query (POST /api/queue/next)."""
+        body: dict[str, Any] = {"annotator": annotator}
+        if run is not None:
+            body["run"] = run
+        status, data = self.post("/api/queue/next", body)
+        assert status == expect, data
+        return data
 
 
 @pytest.fixture
@@ -298,23 +309,24 @@ def add_queries(srv: ReviewServer, n: int) -> list[int]:
 
 def test_queue_next_leases_distinct_queries(client: Client, server: ReviewServer) -> None:
     ids = add_queries(server, 3)
-    a = client.json("/api/queue/next?annotator=alice")
-    b = client.json("/api/queue/next?annotator=bob")
+    a = client.next("alice")
+    b = client.next("bob")
     assert a["query"]["id"] == ids[0] and b["query"]["id"] == ids[1]
-    assert client.json("/api/queue/next?annotator=alice")["query"]["id"] == ids[0]
+    assert client.next("alice")["query"]["id"] == ids[0]
     left, right = a["query"]["left"], a["query"]["right"]
     assert left["url"] == "/files/videos/queries/q_left.mp4" and left["error"] is None
     assert (left["fps"], left["n_frames"], left["t_start"], left["t_end"]) == (10.0, 20, 0.0, 2.0)
     assert (right["t_start"], right["t_end"]) == (0.5, 1.5)
     assert a["query"]["meta"] == {"k": 0} and a["progress"]["pending"] == 3
-    assert client.json("/api/queue/next?annotator=carol")["query"]["id"] == ids[2]
-    assert client.json("/api/queue/next?annotator=dave")["query"] is None
+    assert client.next("carol")["query"]["id"] == ids[2]
+    assert client.next("dave")["query"] is None
     status, res = client.post("/api/queue/release", {"query_id": ids[1], "annotator": "bob"})
     assert status == 200 and res == {"released": True}
-    assert client.json("/api/queue/next?annotator=dave")["query"]["id"] == ids[1]
-    assert client.json(f"/api/queue/next?annotator=x&run={RUN}x")["query"] is None
-    for bad in ("", "?annotator=", "?annotator=%20%20", "?annotator=" + "a" * 101):
-        assert client.get(f"/api/queue/next{bad}")[0] == 400, bad
+    assert client.next("dave")["query"]["id"] == ids[1]
+    assert client.next("x", run=f"{RUN}x")["query"] is None
+    for bad in ({}, {"annotator": ""}, {"annotator": "  "}, {"annotator": "a" * 101},
+                {"annotator": 7}, {"annotator": "a", "run": 3}):
+        assert client.post("/api/queue/next", bad)[0] == 400, bad
     assert client.post("/api/queue/release", {"query_id": "1", "annotator": "bob"})[0] == 400
 
 
@@ -322,7 +334,7 @@ def test_clip_paths_resolve_against_the_root(tree: Path, tmp_path: Path) -> None
     with ReviewServer(tree / "videos", db=tmp_path / "l.sqlite", port=0) as srv:
         srv.store.add_query(RUN, ClipRef("videos/queries/q_left.mp4", 0, 20),
                             ClipRef("queries/missing.mp4", 0, 20), {"fps": 5})
-        q = Client(srv).json("/api/queue/next?annotator=a")["query"]
+        q = Client(srv).next("a")["query"]
         assert q["left"]["url"] == "/files/queries/q_left.mp4"
         assert q["left"]["fps"] == 5.0 and q["left"]["t_end"] == 4.0  # meta fps wins
         assert q["right"]["url"] is None and "not found" in q["right"]["error"]

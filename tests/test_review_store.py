@@ -20,6 +20,8 @@ from rewardlearn.review import (
     ClipRef,
     InvalidLabelError,
     LabelStore,
+    LeaseHeldError,
+    StoreUnavailableError,
     UnknownQueryError,
 )
 
@@ -247,3 +249,68 @@ def test_wait_answers_blocks_until_labels_arrive(tmp_path: Path) -> None:
     t0 = time.monotonic()
     assert len(store.wait_answers(after_id=2, timeout_s=0.1, poll_s=0.02)) == 0
     assert time.monotonic() - t0 < 2
+
+
+def test_one_lease_per_annotator_across_runs(tmp_path: Path) -> None:
+    store = LabelStore(tmp_path / "l.sqlite")
+    (a,) = fill(store, 1, run="a")
+    (b,) = fill(store, 1, run="b")
+    qa = store.claim("alice", run="a")
+    assert qa is not None and qa.id == a
+    qb = store.claim("alice", run="b")  # gives the lease on `a` back first
+    assert qb is not None and qb.id == b
+    assert store.stats()["leased"] == 1
+    q = store.claim("bob", run="a")
+    assert q is not None and q.id == a
+
+
+def test_answer_refuses_a_query_leased_to_someone_else(tmp_path: Path) -> None:
+    store = LabelStore(tmp_path / "l.sqlite")
+    (qid,) = fill(store, 1)
+    store.claim("alice")
+    with pytest.raises(LeaseHeldError, match="leased to another annotator"):
+        store.answer(qid, "left", "bob")
+    assert store.pending() == 1
+    assert store.answer(qid, "left", "alice") == 1
+
+
+@pytest.mark.parametrize("lease", [0, -1.0, float("inf"), float("nan")])
+def test_claim_refuses_bad_leases(tmp_path: Path, lease: float) -> None:
+    store = LabelStore(tmp_path / "l.sqlite")
+    fill(store, 1)
+    with pytest.raises(InvalidLabelError, match="finite"):
+        store.claim("alice", lease_s=lease)
+
+
+@pytest.mark.parametrize("bad", [2**63, -(2**63) - 1, 10**30])
+def test_ids_outside_sqlite_range_are_refused(tmp_path: Path, bad: int) -> None:
+    store = LabelStore(tmp_path / "l.sqlite")
+    for call in (lambda: store.answer(bad, "left", "a"), lambda: store.release(bad, "a"),
+                 lambda: store.get_query(bad), lambda: store.answers_after(bad)):
+        with pytest.raises(InvalidLabelError):
+            call()
+
+
+def test_vanished_database_is_not_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    store = LabelStore(path)
+    (qid,) = fill(store, 1)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreUnavailableError, match="missing") as e:
+        store.answer(qid, "left", "alice")
+    assert str(path) in str(e.value) and not path.exists()
+    with pytest.raises(StoreUnavailableError):
+        store.answers_after(0)
+    LabelStore(path)  # a new store (a restart) creates it again
+    assert store.pending() == 0
+
+
+def test_csv_export_quotes_formula_cells(tmp_path: Path) -> None:
+    store = LabelStore(tmp_path / "l.sqlite")
+    qid = store.add_query("@run", ClipRef("=cmd.mp4", 0, 2), ClipRef("q/+x.mp4", 0, 2))
+    store.answer(qid, "left", "-alice")
+    (row,) = csv.DictReader(io.StringIO(store.export_text("csv"), newline=""))
+    assert (row["run"], row["left_video"], row["right_video"], row["annotator"]) == \
+        ("'@run", "'=cmd.mp4", "q/+x.mp4", "'-alice")
+    assert json.loads(store.export_text("json"))[0]["annotator"] == "-alice"

@@ -14,7 +14,12 @@ resumed run neither loses nor repeats a label.
 in at later rounds as they arrive.
 
 Serve the page with ``python -m rewardlearn.review <root>`` (the same root and
-database as here).
+database as here; :meth:`HumanTeacher.review_command` says exactly what to run,
+and the log repeats it with every round). Serving a folder above the root (the
+repo root) also works: the server finds the one trainer database under it. Clip
+paths in the database are relative to the database's folder when the clips lie
+under it (always, with the default database), else to the root; the review
+server looks them up in that order.
 """
 
 from __future__ import annotations
@@ -127,7 +132,25 @@ class HumanTeacher:
             restore_sim_state(env, s)
             frames.append(source.render())
         path = write_video(self.query_dir / name, frames, fps)
-        return ClipRef(str(path.relative_to(self.root)), 0, len(frames))
+        return ClipRef(self.clip_path(path), 0, len(frames))
+
+    def clip_path(self, path: Path) -> str:
+        """How a clip is named in the database: relative to the database's folder when
+        it lies under it (where the review server looks first), else to the root."""
+        real = path.resolve()
+        for base in (self.db_path.parent, self.root):
+            try:
+                return real.relative_to(base.resolve()).as_posix()
+            except ValueError:
+                continue
+        return path.relative_to(self.root).as_posix()
+
+    def review_command(self) -> str:
+        """The command that serves the label page for this teacher's queries."""
+        cmd = f"python -m rewardlearn.review {self.root}"
+        if self.db_path.absolute() != (self.root / "labels.sqlite").absolute():
+            cmd += f" --db {self.db_path}"
+        return cmd
 
     def ask(self, first: Segments, second: Segments, round_: int) -> int:
         """Render and enqueue ``len(first)`` queries; returns how many were asked."""
@@ -145,8 +168,8 @@ class HumanTeacher:
             np.savez(self.query_dir / f"q{qid}.npz", x1=first.features[k],
                      x2=second.features[k], term1=first.terminated[k],
                      term2=second.terminated[k])
-        log.info("asked %d queries (round %d): label them at the review page "
-                 "(python -m rewardlearn.review %s)", len(first), round_, self.root)
+        log.info("asked %d queries (round %d): label them at the review page (%s)",
+                 len(first), round_, self.review_command())
         return len(first)
 
     def collect(self, expected: int) -> list[LabelledPair]:

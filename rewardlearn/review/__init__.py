@@ -13,7 +13,9 @@ from rewardlearn.review.store import (
     InvalidLabelError,
     LabelStore,
     LabelStoreError,
+    LeaseHeldError,
     Query,
+    StoreUnavailableError,
     UnknownQueryError,
 )
 
@@ -25,8 +27,10 @@ __all__ = [
     "InvalidLabelError",
     "LabelStore",
     "LabelStoreError",
+    "LeaseHeldError",
     "Query",
     "ReviewServer",
+    "StoreUnavailableError",
     "UnknownQueryError",
     "default_db_path",
 ]

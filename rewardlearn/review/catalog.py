@@ -12,6 +12,11 @@ run, both returns are z-scored across its rollouts and a rollout's
 ``disagreement`` is ``z(learned_return) - z(env_return)``. Positive means the
 learned reward rates the rollout higher than the env does, relative to the
 run's other rollouts: where reward hacking shows up first.
+
+Containment: :func:`resolve_inside` is the one rule for what may be read under
+the root (a path, symlinks followed, must stay under the resolved root); the
+server's ``/files/`` and the catalog's sidecars and summaries both use it, so a
+symlinked ``episode_*.json`` pointing out of the root is skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import struct
 import threading
 import time
@@ -31,8 +37,81 @@ from urllib.parse import quote
 MAX_DEPTH = 4
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "tb", "wandb", "checkpoints"})
 SIDECAR_RE = re.compile(r"^episode_[A-Za-z0-9_-]+\.json$")
+LABEL_DB_NAME = "labels.sqlite"
 SUMMARY_KEYS = ("run", "env", "agent", "reward", "episode", "seed", "length", "env_return",
                 "learned_return", "success", "terminated", "truncated", "video", "fps")
+
+
+class OutsideRootError(ValueError):
+    """A path that resolves (through ``..`` or symlinks) outside the served root."""
+
+
+def resolve_inside(root: Path, path: Path) -> Path:
+    """``path`` with symlinks resolved, provided it exists and lies under ``root``.
+
+    ``root`` must already be resolved. Raises ``FileNotFoundError`` (an OSError)
+    when nothing is there and :class:`OutsideRootError` when the real path is
+    outside the root: the single containment rule of ``/files/`` and the catalog.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise FileNotFoundError(str(path)) from None
+    if not real.is_relative_to(root):
+        raise OutsideRootError(f"{path} is outside {root}")
+    return real
+
+
+def is_inside(root: Path, path: Path) -> bool:
+    """True when ``path`` exists and resolves to a place under ``root``."""
+    try:
+        resolve_inside(root, path)
+    except (OSError, OutsideRootError):
+        return False
+    return True
+
+
+def find_label_dbs(root: Path, max_depth: int = 3) -> list[Path]:
+    """``labels.sqlite`` files under ``root`` (the root's own included), symlinks not followed."""
+    found: list[Path] = []
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    if depth < max_depth and e.name not in SKIP_DIRS:
+                        stack.append((Path(e.path), depth + 1))
+                elif e.name == LABEL_DB_NAME and e.is_file(follow_symlinks=False):
+                    found.append(Path(e.path))
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def query_counts(db: Path) -> tuple[int, int] | None:
+    """``(queries, pending)`` of a label database, opened read-only; None when it is not one."""
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        total = con.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
+        pending = con.execute("SELECT COUNT(*) FROM queries q WHERE NOT EXISTS"
+                              " (SELECT 1 FROM answers a WHERE a.query_id = q.id)").fetchone()[0]
+        return int(total), int(pending)
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
 
 
 @dataclass
@@ -81,7 +160,8 @@ class Catalog:
                     if e.is_dir(follow_symlinks=False):
                         if depth < MAX_DEPTH and e.name not in SKIP_DIRS:
                             stack.append((Path(e.path), depth + 1))
-                    elif SIDECAR_RE.match(e.name) and e.is_file():
+                    elif SIDECAR_RE.match(e.name) and e.is_file() \
+                            and is_inside(self.root, Path(e.path)):
                         sidecars.append(Path(e.path))
                 except OSError:
                     continue
@@ -95,10 +175,10 @@ class Catalog:
         return runs
 
     def sidecar(self, path: Path) -> dict[str, Any] | None:
-        """Parsed sidecar (cached while the file is unchanged); None if unreadable."""
+        """Parsed sidecar (cached while the file is unchanged); None if unreadable or outside."""
         try:
-            st = path.stat()
-        except OSError:
+            st = resolve_inside(self.root, path).stat()
+        except (OSError, OutsideRootError):
             return None
         key = (st.st_mtime_ns, st.st_size)
         with self._lock:
@@ -106,8 +186,8 @@ class Catalog:
         if hit is not None and hit[0] == key:
             return hit[1]
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(resolve_inside(self.root, path).read_text())
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(data, dict):
             return None
@@ -172,13 +252,14 @@ class Catalog:
         name = run.path.name
         for cand in (run.path / "summary.json", self.root / "runs" / name / "summary.json"):
             try:
-                if cand.resolve().is_relative_to(self.root) and cand.is_file():
-                    data = json.loads(cand.read_text())
+                real = resolve_inside(self.root, cand)
+                if real.is_file():
+                    data = json.loads(real.read_text())
                     if not isinstance(data, dict):
                         return None
                     return {k: v for k, v in data.items() if k != "run_dir"
                             and (v is None or isinstance(v, (str, int, float, bool)))}
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 continue
         return None
 

@@ -16,7 +16,9 @@ GET      /api/runs/<run>/rollouts            rollout summaries; ``sort`` (episod
                                              (asc/desc), ``success`` (true/false),
                                              ``min_disagreement`` (on its magnitude)
 GET      /api/rollouts/<run>/<rollout>       the full sidecar + ``video_url``
-GET      /api/queue/next?annotator=NAME      lease the next query (``run`` optional)
+POST     /api/queue/next                     ``{annotator, run?}``: lease the next query
+                                             (one lease per annotator: asking again
+                                             returns the same one); ``hint`` when empty
 POST     /api/queue/release                  ``{query_id, annotator}``: give a lease back
 GET      /api/queue/stats                    pending / answered / leased, per run, label,
                                              annotator
@@ -26,35 +28,67 @@ GET      /api/labels?after=SEQ               answers after a sequence number (``
 GET      /api/labels/export?fmt=csv|json     every answer as a download
 =======  ==================================  ===========================================
 
-Errors are JSON ``{"error": ...}`` with 400 (malformed), 403 (outside the root
-or not a media file), 404 (unknown), 409 (already answered), 413, 415 (POST
-without ``application/json``: also what keeps other web sites from posting
-labels), 416. When bound to a loopback address, requests whose ``Host`` is not
-a loopback name are refused (DNS rebinding).
+Errors are JSON ``{"error": ...}`` with 400 (malformed: bad JSON, JSON nested
+deeper than :data:`MAX_JSON_DEPTH`, integers outside SQLite's range), 403
+(outside the root, not a media file, foreign ``Host`` or ``Origin``), 404
+(unknown), 405, 409 (already answered, or leased to another annotator), 413
+(body over :data:`MAX_BODY`), 415 (POST without ``application/json``: with the
+``Origin`` check, what keeps other web sites from posting), 416, and 503 when
+the label database is missing, read-only or locked (the message names the file
+and the fix; a label that could not be stored is never answered with 2xx).
+
+When bound to a loopback address, requests whose ``Host`` is not a literal
+loopback address (127.0.0.0/8, ``[::1]``, ``localhost``) or the name the server
+was bound to are refused (DNS rebinding). Every POST whose ``Origin`` differs
+from its ``Host`` is refused. Connections that stall for
+:data:`REQUEST_TIMEOUT_S` are closed.
+
+Clip paths of queries are looked up relative to the label database's folder
+(where ``teacher=human`` writes them), then the root, then the folder of a run
+with the query's run name. When the database in use has no pending queries but
+another one under (or just above) the root does, ``/api/info`` and an empty
+``/api/queue/next`` carry a ``hint`` saying which folder to serve or which
+``--db`` to pass.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import math
+import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from rewardlearn.review.catalog import Catalog, Mp4Timing, Run, probe_mp4
+from rewardlearn.review.catalog import (
+    Catalog,
+    Mp4Timing,
+    OutsideRootError,
+    Run,
+    find_label_dbs,
+    probe_mp4,
+    query_counts,
+    resolve_inside,
+)
 from rewardlearn.review.store import (
     LABELS,
+    SQLITE_MAX_INT,
     AlreadyAnsweredError,
     ClipRef,
     InvalidLabelError,
     LabelStore,
+    LabelStoreError,
+    LeaseHeldError,
     Query,
+    StoreUnavailableError,
     UnknownQueryError,
     check_annotator,
 )
@@ -64,6 +98,9 @@ log = logging.getLogger("rewardlearn.review")
 DEFAULT_DB_NAME = "labels.sqlite"
 DEFAULT_PORT = 8765
 MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 20
+REQUEST_TIMEOUT_S = 30.0
+HINT_TTL_S = 5.0
 STATIC_DIR = Path(__file__).resolve().with_name("static")
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm",
                ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -72,7 +109,7 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
                 ".png": "image/png", ".ico": "image/x-icon"}
 PAGES = {"/": "browse.html", "/browse": "browse.html", "/label": "label.html"}
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+_PORT_RE = re.compile(r"[0-9]{1,5}")
 SORT_KEYS = ("episode", "disagreement", "env_return", "learned_return", "length", "success",
              "mtime")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -84,13 +121,113 @@ def default_db_path(root: str | Path) -> Path:
     return Path(root).resolve() / DEFAULT_DB_NAME
 
 
+def choose_db(root: Path) -> Path:
+    """The label database to use when ``--db`` is not given.
+
+    ``<root>/labels.sqlite`` when it holds queries; otherwise the one trainer
+    database with queries under the root (serving a repo root finds
+    ``videos/labels.sqlite``, where ``teacher=human`` writes); otherwise
+    ``<root>/labels.sqlite`` (and the page shows a hint when several exist).
+    """
+    default = root / DEFAULT_DB_NAME
+    counts = query_counts(default)
+    if counts is not None and counts[0] > 0:
+        return default
+    found = [p for p in find_label_dbs(root) if p != default
+             and (c := query_counts(p)) is not None and c[0] > 0]
+    if len(found) == 1:
+        log.info("using the label database found under the root: %s", found[0])
+        return found[0]
+    return default
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """``(name, port)`` of a ``Host`` value, ``name[:port]`` or ``[ipv6][:port]``.
+
+    The name comes back lower-cased without brackets; None when malformed.
+    """
+    v = value.strip()
+    if not v or any(c in v for c in "/\\@?#, \t"):
+        return None
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            return None
+        name, rest = v[1:end], v[end + 1:]
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        if "[" in v or "]" in v or v.count(":") > 1:
+            return None
+        name, sep, port_text = v.partition(":")
+        rest = ":" + port_text if sep else ""
+    port = None
+    if rest:
+        if not rest.startswith(":") or not _PORT_RE.fullmatch(rest[1:]) \
+                or int(rest[1:]) > 65535:
+            return None
+        port = int(rest[1:])
+    if not name:
+        return None
+    return name.lower(), port
+
+
+def is_loopback(name: str) -> bool:
+    """True for ``localhost`` and literal loopback addresses (127.0.0.0/8, ::1)."""
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def host_allowed(header: str, bound: str | None = None) -> bool:
+    """Whether a ``Host`` header names a literal loopback address or the bound host."""
+    parsed = parse_host(header)
+    if parsed is None:
+        return False
+    name = parsed[0]
+    return is_loopback(name) or (bool(bound) and name == str(bound).strip("[]").lower())
+
+
+def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when JSON ``text`` nests arrays/objects deeper than ``limit`` (checked unparsed)."""
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
 class HTTPError(Exception):
     """An error answer: status code and message (sent as JSON)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 class ReviewApp:
@@ -98,15 +235,34 @@ class ReviewApp:
 
     def __init__(self, root: str | Path, db: str | Path | None = None,
                  lease_s: float = 120.0) -> None:
+        if isinstance(lease_s, bool) or not isinstance(lease_s, (int, float)) \
+                or not math.isfinite(lease_s) or lease_s <= 0:
+            raise ValueError(f"lease must be a finite number of seconds > 0, got {lease_s!r}")
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"review root is not a directory: {root}")
         self.catalog = Catalog(self.root)
-        self.db_path = Path(db) if db is not None else default_db_path(self.root)
+        self.db_path = Path(db).absolute() if db is not None else choose_db(self.root)
         self.store = LabelStore(self.db_path)
-        self.lease_s = lease_s
+        self.lease_s = float(lease_s)
         self._timing: dict[Path, tuple[tuple[int, int], Mp4Timing | None]] = {}
         self._lock = threading.Lock()
+        self._hint: tuple[float, Path, str | None] | None = None
+        self._logged: dict[str, float] = {}
+
+    def media_path(self, path: Path) -> Path:
+        """``path`` resolved, if it is a media file under the root; else HTTPError 403/404."""
+        try:
+            real = resolve_inside(self.root, path)
+        except OutsideRootError:
+            raise HTTPError(403, "outside the review root") from None
+        except OSError:
+            raise HTTPError(404, "not found") from None
+        if not real.is_file():
+            raise HTTPError(404, "not found")
+        if real.suffix.lower() not in MEDIA_TYPES:
+            raise HTTPError(403, "only media files are served")
+        return real
 
     def resolve_file(self, rel: str) -> Path:
         """The media file at ``rel`` (already URL-decoded) under the root.
@@ -122,17 +278,7 @@ class ReviewApp:
             raise HTTPError(403, "forbidden path")
         if not rel or any(p == "" for p in parts):
             raise HTTPError(404, "not found")
-        try:
-            real = self.root.joinpath(*parts).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise HTTPError(404, "not found") from None
-        if not real.is_relative_to(self.root):
-            raise HTTPError(403, "outside the review root")
-        if not real.is_file():
-            raise HTTPError(404, "not found")
-        if real.suffix.lower() not in MEDIA_TYPES:
-            raise HTTPError(403, "only media files are served")
-        return real
+        return self.media_path(self.root.joinpath(*parts))
 
     def run(self, run_id: str) -> Run:
         """A discovered run, or 404."""
@@ -157,35 +303,57 @@ class ReviewApp:
             self._timing[path] = (key, timing)
         return timing
 
-    def clip_json(self, clip: ClipRef, meta: dict[str, Any]) -> dict[str, Any]:
+    def clip_bases(self, run: str | None = None) -> list[Path]:
+        """Folders a clip path may be relative to, in order: the database's folder
+        (``teacher=human`` writes clips there), the root, and the parent of any
+        run folder named like the query's run."""
+        bases = [self.db_path.parent.resolve(), self.root]
+        if run:
+            bases += [r.path.parent for r in self.catalog.scan().values() if r.path.name == run]
+        out: list[Path] = []
+        for b in bases:
+            if b not in out:
+                out.append(b)
+        return out
+
+    def clip_json(self, clip: ClipRef, meta: dict[str, Any],
+                  run: str | None = None) -> dict[str, Any]:
         """A clip reference with its URL and the time range to loop, for the label page.
 
-        The path is taken relative to the root; a path that starts with the
-        root's own folder name (``videos/...`` when serving ``videos/``) also works.
+        The path is looked up under :meth:`clip_bases`; a path that starts with
+        the root's own folder name (``videos/...`` when serving ``videos/``)
+        also works. The file must lie under the root.
         """
         out: dict[str, Any] = {"video": clip.video, "start": clip.start, "end": clip.end,
                                "url": None, "fps": None, "n_frames": None,
                                "t_start": None, "t_end": None, "error": None}
         rel = clip.video.replace("\\", "/")
-        candidates = [rel]
+        bases = self.clip_bases(run)
+        candidates = [b.joinpath(*rel.split("/")) for b in bases]
         first, _, rest = rel.partition("/")
         if rest and first == self.root.name:
-            candidates.append(rest)
+            candidates.append(self.root.joinpath(*rest.split("/")))
         path: Path | None = None
+        refused: str | None = None
         for cand in candidates:
             try:
-                path = self.resolve_file(cand)
+                path = self.media_path(cand)
                 break
             except HTTPError as e:
-                out["error"] = f"{clip.video}: {e.message}"
+                if e.status != 404 and refused is None:
+                    refused = f"{clip.video}: {cand} is {e.message}"
         if path is None:
+            looked = ", ".join(str(b) for b in bases)
+            out["error"] = refused or (
+                f"{clip.video}: not found (looked under {looked}); serve the folder that "
+                f"holds the clips and the label database, or pass --db")
             return out
-        out["error"] = None
         out["url"] = "/files/" + "/".join(_quote(p) for p in
                                           path.relative_to(self.root).parts)
         timing = self.timing(path)
         fps = meta.get("fps")
-        if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0):
+        if not (isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0
+                and math.isfinite(fps)):
             fps = timing.fps if timing else None
         if fps:
             out["fps"] = float(fps)
@@ -200,13 +368,59 @@ class ReviewApp:
         """A query as the label page needs it."""
         return {"id": q.id, "run": q.run, "meta": q.meta, "created_at": q.created_at,
                 "lease_annotator": q.lease_annotator, "lease_expires": q.lease_expires,
-                "left": self.clip_json(q.left, q.meta),
-                "right": self.clip_json(q.right, q.meta)}
+                "left": self.clip_json(q.left, q.meta, q.run),
+                "right": self.clip_json(q.right, q.meta, q.run)}
 
     def progress(self) -> dict[str, Any]:
         """Queue counts for the label page's progress line."""
         s = self.store.stats()
         return {k: s[k] for k in ("queries", "answered", "pending", "leased")}
+
+    def hint(self) -> str | None:
+        """Which folder to serve or ``--db`` to pass, when this database has no pending
+        queries but another label database under (or just above) the root has."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._hint
+        if cached is not None and now - cached[0] < HINT_TTL_S and cached[1] == self.db_path:
+            return cached[2]
+        text = self._compute_hint()
+        with self._lock:
+            self._hint = (now, self.db_path, text)
+        return text
+
+    def _compute_hint(self) -> str | None:
+        own = query_counts(self.db_path)
+        if own is not None and own[1] > 0:
+            return None
+        mine = self.db_path.resolve()
+        cands = find_label_dbs(self.root)
+        cands += [a / DEFAULT_DB_NAME for a in list(self.root.parents)[:2]]
+        others: list[tuple[Path, int]] = []
+        for p in cands:
+            counts = query_counts(p)
+            if counts is not None and counts[1] > 0 and p.resolve() != mine \
+                    and all(p != o for o, _ in others):
+                others.append((p, counts[1]))
+        if not others:
+            return None
+        listed = "; ".join(f"{p} ({n} pending)" for p, n in others[:5])
+        best = others[0][0]
+        fix = f"serve its folder (python -m rewardlearn.review {best.parent})"
+        if best.parent.resolve().is_relative_to(self.root):
+            fix += f" or restart with --db {best}"
+        return (f"No pending queries in the label database in use ({self.db_path}), but "
+                f"other label databases have some: {listed}. To label them, {fix}.")
+
+    def note_store_error(self, err: StoreUnavailableError) -> None:
+        """Log a database problem (each distinct message at most once a minute)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._logged.get(err.message)
+            if last is not None and now - last < 60:
+                return
+            self._logged[err.message] = now
+        log.error("%s", err.message)
 
 
 def _quote(part: str) -> str:
@@ -258,12 +472,17 @@ class ReviewHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: ReviewApp) -> None:
-        if ":" in address[0]:
+    def __init__(self, address: tuple[str, int], app: ReviewApp,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        host = address[0].strip("[]")
+        if ":" in host:
             self.address_family = socket.AF_INET6
         self.app = app
-        super().__init__(address, ReviewHandler)
-        self.loopback_only = address[0] in LOOPBACK_NAMES or address[0].startswith("127.")
+        self.request_timeout_s = request_timeout_s
+        super().__init__((host, address[1]), ReviewHandler)
+        self.bound_host = host.lower()
+        self.loopback_only = is_loopback(self.bound_host) or \
+            is_loopback(str(self.server_address[0]))
 
 
 class ReviewHandler(BaseHTTPRequestHandler):
@@ -272,6 +491,11 @@ class ReviewHandler(BaseHTTPRequestHandler):
     server: ReviewHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "rewardlearn-review/1"
+    timeout = REQUEST_TIMEOUT_S  # socket timeout: stalled connections close
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -296,16 +520,24 @@ class ReviewHandler(BaseHTTPRequestHandler):
         return self.server.app
 
     def _dispatch(self, method: str) -> None:
+        head = method == "HEAD"
         try:
             self._check_host()
+            if method == "POST":
+                self._check_origin()
             body = self._read_body() if method == "POST" else b""
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             self._route(method, url.path, query, body)
         except HTTPError as e:
-            self._json({"error": e.message}, e.status, head=method == "HEAD")
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            self._json({"error": e.message}, e.status, head=head, headers=e.headers)
+        except StoreUnavailableError as e:
+            self.app.note_store_error(e)
+            self._json({"error": e.message, "db": str(e.path)}, 503, head=head)
+        except LabelStoreError as e:
+            self._json({"error": str(e)}, _store_status(e), head=head)
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True  # stalled or gone client: nothing to answer
         except Exception:
             log.exception("error handling %s %s", method, self.path)
             self.close_connection = True
@@ -317,11 +549,36 @@ class ReviewHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host")
         if host is None:
             return
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        name = name.strip("[]").lower()
-        if name not in LOOPBACK_NAMES and not name.startswith("127."):
+        if not host_allowed(host, self.server.bound_host):
             self.close_connection = True
-            raise HTTPError(403, "host not allowed (the review server answers loopback only)")
+            raise HTTPError(403, "host not allowed (the review server answers loopback "
+                                 "addresses and the host it was bound to only)")
+
+    def _check_origin(self) -> None:
+        """Refuse a POST from another origin (browsers send ``Origin`` with every POST)."""
+        if (self.headers.get("Sec-Fetch-Site") or "").lower() == "cross-site":
+            raise HTTPError(403, "cross-site request refused")
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return
+        try:
+            o = urlsplit(origin.strip())
+            oport = o.port
+        except ValueError:
+            raise HTTPError(403, "malformed Origin") from None
+        if o.scheme not in ("http", "https") or not o.hostname:
+            raise HTTPError(403, f"cross-origin request refused (Origin {origin!r})")
+        oport = oport or (443 if o.scheme == "https" else 80)
+        host = self.headers.get("Host")
+        if host is None:
+            if self.server.loopback_only and not is_loopback(o.hostname) \
+                    and o.hostname != self.server.bound_host:
+                raise HTTPError(403, f"cross-origin request refused (Origin {origin!r})")
+            return
+        parsed = parse_host(host)
+        if parsed is None or parsed[0] != o.hostname.lower() or (parsed[1] or 80) != oport:
+            raise HTTPError(403, f"cross-origin request refused (Origin {origin!r} is not "
+                                 f"this server, {host!r})")
 
     def _read_body(self) -> bytes:
         try:
@@ -349,6 +606,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if method == "POST":
             if path == "/api/labels":
                 return self._json(self._post_label(body), 201)
+            if path == "/api/queue/next":
+                return self._json(self._post_next(body))
             if path == "/api/queue/release":
                 return self._json(self._post_release(body))
             raise HTTPError(404 if not path.startswith("/api/") else 405,
@@ -359,7 +618,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         app = self.app
         if path == "/api/info":
             return {"root": str(app.root), "db": str(app.db_path), "labels": list(LABELS),
-                    "runs": len(app.catalog.scan())}
+                    "runs": len(app.catalog.scan()), "hint": app.hint()}
         if path == "/api/runs":
             runs = [app.catalog.run_summary(r) for r in app.catalog.scan().values()]
             runs.sort(key=lambda r: (r["updated"] or 0, r["id"]), reverse=True)
@@ -371,14 +630,13 @@ class ReviewHandler(BaseHTTPRequestHandler):
             run_part, _, rollout = path[len("/api/rollouts/"):].rpartition("/")
             return self._rollout(app.run(unquote(run_part)), unquote(rollout))
         if path == "/api/queue/next":
-            annotator = _annotator(q.get("annotator"))
-            claimed = app.store.claim(annotator, app.lease_s, run=q.get("run") or None)
-            return {"query": app.query_json(claimed) if claimed else None,
-                    "progress": app.progress()}
+            raise HTTPError(405, "leasing a query changes state: POST /api/queue/next with a "
+                                 'JSON body {"annotator": NAME, "run": optional}',
+                            {"Allow": "POST"})
         if path == "/api/queue/stats":
             return app.store.stats()
         if path == "/api/labels":
-            after = _int(q.get("after", "0"), "after", 0)
+            after = _int(q.get("after", "0"), "after", 0, SQLITE_MAX_INT)
             limit = _int(q.get("limit", "1000"), "limit", 1, 10_000)
             answers = app.store.answers_after(after, q.get("run") or None, limit=limit)
             return {"answers": [a.to_dict() for a in answers],
@@ -438,7 +696,11 @@ class ReviewHandler(BaseHTTPRequestHandler):
         out["video_url"] = self.app.catalog.video_url(run, data)
         out["disagreement"] = rows.get(rollout, {}).get("disagreement")
         if not out.get("fps") and out["video_url"]:
-            timing = self.app.timing(run.path / str(data.get("video")))
+            try:
+                video = self.app.media_path(run.path / str(data.get("video")))
+            except HTTPError:
+                video = None
+            timing = self.app.timing(video) if video is not None else None
             out["fps"] = timing.fps if timing else None
         return dict(finite(out))
 
@@ -447,8 +709,14 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if ctype != "application/json":
             raise HTTPError(415, "Content-Type must be application/json")
         try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPError(400, "body is not valid UTF-8 JSON") from None
+        if too_deep(text):
+            raise HTTPError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
             raise HTTPError(400, "body is not valid JSON") from None
         if not isinstance(data, dict):
             raise HTTPError(400, "body must be a JSON object")
@@ -459,28 +727,36 @@ class ReviewHandler(BaseHTTPRequestHandler):
         missing = [k for k in ("query_id", "label", "annotator") if k not in data]
         if missing:
             raise HTTPError(400, f"missing field(s): {', '.join(missing)}")
-        qid, label = data["query_id"], data["label"]
-        if not isinstance(qid, int) or isinstance(qid, bool) or qid < 1:
-            raise HTTPError(400, "query_id must be a positive integer")
-        if label not in LABELS:
+        qid, label = _query_id(data["query_id"]), data["label"]
+        if not isinstance(label, str) or label not in LABELS:
             raise HTTPError(400, f"label must be one of {', '.join(LABELS)}")
         annotator = _annotator(data["annotator"])
+        seq = self.app.store.answer(qid, label, annotator)
         try:
-            seq = self.app.store.answer(qid, label, annotator)
-        except UnknownQueryError as e:
-            raise HTTPError(404, str(e)) from None
-        except AlreadyAnsweredError as e:
-            raise HTTPError(409, str(e)) from None
-        except InvalidLabelError as e:
-            raise HTTPError(400, str(e)) from None
+            progress = self.app.progress()
+        except StoreUnavailableError:
+            progress = None  # the label is stored; only the counts failed
         return {"seq": seq, "query_id": qid, "label": label, "annotator": annotator,
-                "progress": self.app.progress()}
+                "progress": progress}
+
+    def _post_next(self, body: bytes) -> dict[str, Any]:
+        """Lease the next query to ``annotator`` (the one it holds, if any)."""
+        data = self._body_json(body)
+        annotator = _annotator(data.get("annotator"))
+        run = data.get("run")
+        if run is not None and not isinstance(run, str):
+            raise HTTPError(400, "run must be a string")
+        app = self.app
+        claimed = app.store.claim(annotator, app.lease_s, run=run or None)
+        out: dict[str, Any] = {"query": app.query_json(claimed) if claimed else None,
+                               "progress": app.progress()}
+        if claimed is None:
+            out["hint"] = app.hint()
+        return out
 
     def _post_release(self, body: bytes) -> dict[str, Any]:
         data = self._body_json(body)
-        qid = data.get("query_id")
-        if not isinstance(qid, int) or isinstance(qid, bool):
-            raise HTTPError(400, "query_id must be an integer")
+        qid = _query_id(data.get("query_id"))
         return {"released": self.app.store.release(qid, _annotator(data.get("annotator")))}
 
     def _send(self, status: int, body: bytes, ctype: str, head: bool = False,
@@ -496,13 +772,14 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def _json(self, obj: Any, status: int = 200, head: bool = False) -> None:
+    def _json(self, obj: Any, status: int = 200, head: bool = False,
+              headers: dict[str, str] | None = None) -> None:
         if isinstance(obj, Download):
             self._send(status, obj.body, obj.ctype, head,
                        {"Content-Disposition": f'attachment; filename="{obj.filename}"'})
             return
-        body = json.dumps(obj, allow_nan=False).encode()
-        self._send(status, body, "application/json", head)
+        body = json.dumps(finite(obj), allow_nan=False).encode()
+        self._send(status, body, "application/json", head, headers)
 
     def _static(self, name: str, head: bool) -> None:
         path = STATIC_DIR / name
@@ -571,14 +848,35 @@ def _annotator(value: Any) -> str:
         raise HTTPError(400, str(e)) from None
 
 
-def _int(value: str, name: str, lo: int, hi: int | None = None) -> int:
+def _int(value: str, name: str, lo: int, hi: int = SQLITE_MAX_INT) -> int:
     try:
         n = int(value)
     except ValueError:
         raise HTTPError(400, f"{name} must be an integer") from None
-    if n < lo or (hi is not None and n > hi):
-        raise HTTPError(400, f"{name} out of range")
+    if n < lo or n > hi:
+        raise HTTPError(400, f"{name} out of range ({lo}..{hi})")
     return n
+
+
+def _query_id(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise HTTPError(400, "query_id must be an integer")
+    if not 1 <= value <= SQLITE_MAX_INT:
+        raise HTTPError(400, f"query_id out of range (1..{SQLITE_MAX_INT})")
+    return value
+
+
+def _store_status(err: LabelStoreError) -> int:
+    """HTTP status of a store refusal."""
+    if isinstance(err, UnknownQueryError):
+        return 404
+    if isinstance(err, (AlreadyAnsweredError, LeaseHeldError)):
+        return 409
+    if isinstance(err, StoreUnavailableError):
+        return 503
+    if isinstance(err, InvalidLabelError):
+        return 400
+    return 500
 
 
 class ReviewServer:
@@ -589,9 +887,9 @@ class ReviewServer:
 
     def __init__(self, root: str | Path, db: str | Path | None = None,
                  host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 lease_s: float = 120.0) -> None:
+                 lease_s: float = 120.0, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.app = ReviewApp(root, db, lease_s)
-        self.httpd = ReviewHTTPServer((host, port), self.app)
+        self.httpd = ReviewHTTPServer((host, port), self.app, request_timeout_s)
         self._thread: threading.Thread | None = None
 
     @property

@@ -10,18 +10,22 @@ sequence number it consumed and calls :meth:`LabelStore.answers_after` with it
 after a crash neither loses nor repeats a label.
 
 Each call opens its own short-lived connection, so one store object is safe to
-share between threads and any number of processes may open the same file.
+share between threads and any number of processes may open the same file. Only
+the constructor creates the file: a database deleted, replaced or made
+read-only while in use raises :class:`StoreUnavailableError` (naming the file
+and the fix) instead of silently starting an empty one.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from io import StringIO
@@ -29,6 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 LABELS = ("left", "right", "equal", "skip")
+SQLITE_MAX_INT = 2**63 - 1
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_FIELDS = ("seq", "query_id", "run", "left_video", "left_start", "left_end", "right_video",
                "right_start", "right_end", "label", "annotator", "created_at", "answered_at",
                "meta")
@@ -76,6 +82,61 @@ class AlreadyAnsweredError(LabelStoreError):
 
 class InvalidLabelError(LabelStoreError, ValueError):
     """A label, annotator name or clip reference is malformed."""
+
+
+class LeaseHeldError(LabelStoreError):
+    """The query is leased to another annotator (their lease has not expired)."""
+
+
+class StoreUnavailableError(LabelStoreError):
+    """The database file cannot be used (missing, read-only, locked, not a label store)."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_id(value: object, name: str = "query_id", lo: int = 1) -> int:
+    """``value`` as an integer in ``[lo, 2**63 - 1]`` (SQLite's range), else InvalidLabelError."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidLabelError(f"{name} must be an integer")
+    if not lo <= value <= SQLITE_MAX_INT:
+        raise InvalidLabelError(f"{name} must be between {lo} and {SQLITE_MAX_INT}")
+    return int(value)
+
+
+def csv_safe(value: object) -> object:
+    """A CSV cell that spreadsheets do not run as a formula (OWASP: prefix a single quote)."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def explain_db_error(path: Path, err: Exception) -> str:
+    """A one-line account of why the label database at ``path`` failed, with the fix."""
+    text = str(err)
+    low = text.lower()
+    if not path.exists():
+        return (f"label database {path} is missing (deleted or moved while in use?): restore "
+                f"it, or restart the review server / trainer to create a new empty one")
+    if "readonly" in low or "read-only" in low or not os.access(path, os.W_OK) \
+            or not os.access(path.parent, os.W_OK):
+        return (f"label database {path} is read-only: make the file and its folder "
+                f"{path.parent} writable (SQLite also writes {path.name}-wal and "
+                f"{path.name}-shm there)")
+    if "no such table" in low:
+        return (f"label database {path} has no label tables (replaced by another file while "
+                f"in use?): restore it, or restart the review server to create them ({text})")
+    if "locked" in low or "busy" in low:
+        return f"label database {path} is locked by another process; try again ({text})"
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return (f"{path} is not a usable SQLite label database ({text}): point --db at "
+                f"another file")
+    return f"label database {path} cannot be used: {text}"
 
 
 @dataclass(frozen=True)
@@ -169,22 +230,37 @@ class LabelStore:
 
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise StoreUnavailableError(self.path, f"label database {self.path} is a directory: "
+                                        "give the path of a file (e.g. labels.sqlite)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailableError(self.path, f"cannot create the folder of label "
+                                        f"database {self.path}: {e}") from None
         self.timeout_s = timeout_s
-        with self._connect() as con:
+        self._mode = "rw"  # after creation: never recreate a file that vanished
+        with self._connect(create=True) as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; sqlite errors about the file become :class:`StoreUnavailableError`."""
+        uri = f"{self.path.absolute().as_uri()}?mode={'rwc' if create else self._mode}"
         try:
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA foreign_keys=ON")
-            yield con
-        finally:
-            con.close()
+            con = sqlite3.connect(uri, uri=True, timeout=self.timeout_s, isolation_level=None)
+            try:
+                con.row_factory = sqlite3.Row
+                con.execute("PRAGMA synchronous=FULL")
+                con.execute("PRAGMA foreign_keys=ON")
+                yield con
+            finally:
+                con.close()
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as e:
+            raise StoreUnavailableError(self.path, explain_db_error(self.path, e)) from e
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -194,7 +270,8 @@ class LabelStore:
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # the original error says more
+                    con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
@@ -230,13 +307,15 @@ class LabelStore:
     def claim(self, annotator: str, lease_s: float = 120, run: str | None = None) -> Query | None:
         """Lease the next unanswered query to ``annotator`` for ``lease_s`` seconds.
 
-        An annotator who already holds a live lease gets that query again (a page
-        reload does not burn queries); otherwise the oldest query that nobody
-        holds, or whose lease expired, is leased. ``None`` when nothing is left.
+        An annotator holds at most one lease: one who already holds a live lease
+        gets that query again (a page reload does not burn queries), and asking
+        for another run gives the held one back first. Otherwise the oldest
+        query that nobody holds, or whose lease expired, is leased. ``None`` when
+        nothing is left.
         """
         name = check_annotator(annotator)
-        if not lease_s > 0:
-            raise InvalidLabelError("lease_s must be positive")
+        if not (isinstance(lease_s, (int, float)) and math.isfinite(lease_s) and lease_s > 0):
+            raise InvalidLabelError(f"lease_s must be a finite number > 0, got {lease_s!r}")
         now = time.time()
         run_sql, run_args = ("AND q.run = ?", (run,)) if run is not None else ("", ())
         unanswered = "NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id)"
@@ -245,6 +324,10 @@ class LabelStore:
                 f"SELECT q.* FROM queries q WHERE {unanswered} {run_sql}"
                 " AND q.lease_annotator = ? AND q.lease_expires > ? ORDER BY q.id LIMIT 1",
                 (*run_args, name, now)).fetchone()
+            # Whatever else this annotator holds goes back to the queue.
+            con.execute("UPDATE queries SET lease_annotator = NULL, lease_expires = NULL"
+                        " WHERE lease_annotator = ? AND id != ?",
+                        (name, row["id"] if row is not None else -1))
             if row is None:
                 row = con.execute(
                     f"SELECT q.* FROM queries q WHERE {unanswered} {run_sql}"
@@ -261,6 +344,7 @@ class LabelStore:
     def release(self, query_id: int, annotator: str) -> bool:
         """Give a leased query back to the queue; True if ``annotator`` held it."""
         name = check_annotator(annotator)
+        query_id = check_id(query_id)
         with self._write() as con:
             cur = con.execute(
                 "UPDATE queries SET lease_annotator = NULL, lease_expires = NULL"
@@ -269,6 +353,7 @@ class LabelStore:
 
     def get_query(self, query_id: int) -> Query:
         """The query with this id (answered or not)."""
+        query_id = check_id(query_id)
         with self._connect() as con:
             row = con.execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
         if row is None:
@@ -278,22 +363,31 @@ class LabelStore:
     def answer(self, query_id: int, label: str, annotator: str) -> int:
         """Store ``annotator``'s ``label`` for a query; returns the answer's sequence number.
 
-        Raises :class:`InvalidLabelError` for a label outside ``left/right/equal/skip``
-        or a bad name, :class:`UnknownQueryError` for an unknown id and
-        :class:`AlreadyAnsweredError` when the query has an answer; none of them
-        changes the database.
+        Raises :class:`InvalidLabelError` for a label outside ``left/right/equal/skip``,
+        a bad name or an id outside SQLite's integer range,
+        :class:`UnknownQueryError` for an unknown id, :class:`AlreadyAnsweredError`
+        when the query has an answer and :class:`LeaseHeldError` when another
+        annotator holds a live lease on it; none of them changes the database.
         """
         if label not in LABELS:
             raise InvalidLabelError(f"label must be one of {', '.join(LABELS)}; got {label!r}")
         name = check_annotator(annotator)
-        if not isinstance(query_id, int) or isinstance(query_id, bool):
-            raise InvalidLabelError("query_id must be an integer")
+        query_id = check_id(query_id)
         with self._write() as con:
-            if con.execute("SELECT 1 FROM queries WHERE id = ?", (query_id,)).fetchone() is None:
+            row = con.execute("SELECT lease_annotator, lease_expires FROM queries WHERE id = ?",
+                              (query_id,)).fetchone()
+            if row is None:
                 raise UnknownQueryError(f"no query with id {query_id}")
             if con.execute("SELECT 1 FROM answers WHERE query_id = ?",
                            (query_id,)).fetchone() is not None:
                 raise AlreadyAnsweredError(f"query {query_id} is already answered")
+            holder, expires = row["lease_annotator"], row["lease_expires"]
+            if holder is not None and holder != name and expires is not None \
+                    and expires > time.time():
+                left = max(1, math.ceil(expires - time.time()))
+                raise LeaseHeldError(
+                    f"query {query_id} is leased to another annotator for {left} more s; "
+                    "answer the query the queue gave you (POST /api/queue/next)")
             cur = con.execute(
                 "INSERT INTO answers (query_id, label, annotator, answered_at) VALUES (?,?,?,?)",
                 (query_id, label, name, utc_now()))
@@ -306,16 +400,19 @@ class LabelStore:
     def answers_after(self, after_id: int = 0, run: str | None = None,
                       limit: int | None = None) -> list[Answer]:
         """Answers with sequence number > ``after_id``, in sequence (= commit) order."""
+        after_id = check_id(after_id, "after", lo=0)
+        if limit is not None:
+            limit = check_id(limit, "limit", lo=0)
         sql = ("SELECT a.seq, a.label, a.annotator, a.answered_at, q.* FROM answers a"
                " JOIN queries q ON q.id = a.query_id WHERE a.seq > ?")
-        args: list[Any] = [int(after_id)]
+        args: list[Any] = [after_id]
         if run is not None:
             sql += " AND q.run = ?"
             args.append(run)
         sql += " ORDER BY a.seq"
         if limit is not None:
             sql += " LIMIT ?"
-            args.append(int(limit))
+            args.append(limit)
         with self._connect() as con:
             rows = con.execute(sql, args).fetchall()
         return [_answer(r) for r in rows]
@@ -365,21 +462,27 @@ class LabelStore:
             raise InvalidLabelError(f"export format must be csv or json, got {fmt!r}")
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.export_text(fmt, run))
+        out.write_text(self.export_text(fmt, run), newline="")
         return out
 
     def export_text(self, fmt: Literal["csv", "json"], run: str | None = None) -> str:
-        """The export as a string (what :meth:`export` writes)."""
+        """The export as a string (what :meth:`export` writes).
+
+        CSV cells that start with ``= + - @``, a tab or a carriage return get a
+        leading single quote, so a spreadsheet shows them instead of running a
+        formula an annotator name or a clip path smuggled in.
+        """
         answers = self.answers_after(0, run)
         if fmt == "json":
             return json.dumps([a.to_dict() for a in answers], indent=1)
         if fmt != "csv":
             raise InvalidLabelError(f"export format must be csv or json, got {fmt!r}")
         buf = StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+        # CRLF rows (RFC 4180): a cell holding \r or \n is quoted, so it cannot split a row.
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\r\n")
         writer.writeheader()
         for a in answers:
-            writer.writerow(a.flat())
+            writer.writerow({k: csv_safe(v) for k, v in a.flat().items()})
         return buf.getvalue()
 
 

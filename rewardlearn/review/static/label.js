@@ -41,7 +41,8 @@
     $("annotator").classList.remove("missing");
     let data;
     try {
-      data = await api(`/api/queue/next?annotator=${encodeURIComponent(name)}`);
+      // Leasing changes state, so it is a POST (JSON: other sites cannot send it).
+      data = await api("/api/queue/next", { annotator: name });
     } catch (e) {
       RL.toast(e.message);
       state.pollTimer = setTimeout(next, 3000);
@@ -50,6 +51,9 @@
     renderProgress(data.progress);
     if (!data.query) {
       state.query = null;
+      // Serving a folder whose database is not the trainer's: say where the queries are.
+      $("queue-hint").textContent = data.hint || "";
+      $("queue-hint").classList.toggle("hidden", !data.hint);
       delete document.body.dataset.queryId;
       showOnly("queue-empty");
       setState("empty");

@@ -441,8 +441,24 @@ def open_dataset(path_or_id: str | os.PathLike[str]) -> Any:
         for candidate in (path / "data", path):
             if (candidate / "metadata.json").is_file():
                 return minari.MinariDataset(candidate)
-        raise FileNotFoundError(f"{path} holds no Minari dataset (no data/metadata.json)")
-    return minari.load_dataset(str(path_or_id))
+        raise FileNotFoundError(
+            f"demo dataset {str(path)!r} holds no Minari dataset (no data/metadata.json); "
+            f"make demos with: {_COLLECT_HINT.format(out=path)}")
+    try:
+        return minari.load_dataset(str(path_or_id))
+    except FileNotFoundError:  # minari's message suggests download=True, not ours to pass
+        raise FileNotFoundError(
+            f"demo dataset {str(path_or_id)!r} not found: no such folder, and no Minari "
+            f"dataset with that id under {_minari_root()}; make demos with: "
+            f"{_COLLECT_HINT.format(out=path_or_id)}") from None
+
+
+_COLLECT_HINT = "python -m rewardlearn.collect env=<env> n_episodes=20 out={out}"
+
+
+def _minari_root() -> str:
+    """Minari's datasets root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``)."""
+    return os.environ.get("MINARI_DATASETS_PATH") or str(Path.home() / ".minari" / "datasets")
 
 
 def load_demos(path_or_id: str | os.PathLike[str]) -> list[Episode]:

@@ -5,13 +5,25 @@ reward, the learned reward and every per-step signal a reward module exposes
 (stage, progress, VLM score...), aligned with the video's frames (frame ``t``
 shows the state after step ``t``; frame 0 is the reset state, so a rollout of
 ``T`` steps has ``T + 1`` frames).
+
+Both files are written atomically (:func:`atomic_output`): to a unique temp name
+in the same folder, renamed into place only once complete. A failed write (a
+full disk, ffmpeg exiting with an error, Ctrl-C) raises and leaves no partial
+file under the final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -40,42 +52,152 @@ class RolloutRecord:
     fps: float | None = None
 
 
-def write_video(path: str | os.PathLike[str], frames: list[np.ndarray] | np.ndarray,
-                fps: float) -> Path:
-    """Write ``(T, H, W, 3)`` uint8 frames as H.264/yuv420p mp4 (plays in every browser)."""
-    import imageio.v2 as imageio
+def _unique_temp(path: Path) -> Path:
+    """A temp name next to ``path`` that no other writer uses (pid + random)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str], overwrite: bool = True,
+                  allow_empty: bool = False) -> Iterator[Path]:
+    """Write ``path`` through a unique temp file in its folder, published only on success.
+
+    Yields the temp path to write; when the block ends normally the temp file
+    (which must exist and, unless ``allow_empty``, not be empty) replaces
+    ``path``. On any exception, ``KeyboardInterrupt`` included, the temp file is
+    removed and the exception re-raised, so ``path`` never holds a partial file.
+    ``overwrite=False`` refuses (``FileExistsError``) to replace an existing
+    ``path`` instead of replacing it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [np.asarray(f, dtype=np.uint8) for f in frames]
-    if not frames:
-        raise ValueError("no frames to write")
-    h, w = frames[0].shape[:2]
-    if h % 2 or w % 2:
-        frames = [f[: h - h % 2, : w - w % 2] for f in frames]
-    writer = imageio.get_writer(
-        str(path), fps=fps, codec="libx264", pixelformat="yuv420p", quality=7,
-        macro_block_size=2, ffmpeg_log_level="error",
-        output_params=["-movflags", "+faststart"],
-    )
+    tmp = _unique_temp(path)
     try:
-        for f in frames:
-            writer.append_data(f)
-    finally:
-        writer.close()
+        yield tmp
+        size = tmp.stat().st_size if tmp.is_file() else -1
+        if size < 0 or (size == 0 and not allow_empty):
+            raise OSError(f"writing {path} failed: the temp file {tmp.name} is "
+                          + ("missing" if size < 0 else "empty"))
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move ``tmp`` onto ``path`` atomically; without ``overwrite``, never replace a file."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if path exists: no check-then-replace race
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; not overwritten") from None
+    except OSError:  # a filesystem without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; not overwritten") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (unique temp file, fsync, rename)."""
+    path = Path(path)
+    with atomic_output(path, overwrite, allow_empty=True) as tmp, \
+            open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     return path
+
+
+def write_video(path: str | os.PathLike[str], frames: Sequence[np.ndarray] | np.ndarray,
+                fps: float, overwrite: bool = True) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 frames as H.264/yuv420p mp4 (plays in every browser).
+
+    The file appears under ``path`` only once ffmpeg has finished it without
+    error; otherwise an ``OSError`` names ``path`` and ffmpeg's message, and no
+    file is left (see :func:`atomic_output`, which also explains ``overwrite``).
+    """
+    path = Path(path)
+    clips = [_rgb(f) for f in frames]
+    if not clips:
+        raise ValueError(f"no frames to write to {path}")
+    if not fps or fps <= 0:
+        raise ValueError(f"fps must be > 0 to write {path}, got {fps}")
+    h, w = clips[0].shape[:2]
+    h, w = h - h % 2, w - w % 2  # yuv420p needs even sizes
+    if h == 0 or w == 0:
+        raise ValueError(f"frames of {clips[0].shape[:2]} pixels are too small for {path}")
+    if any(c.shape[:2] != clips[0].shape[:2] for c in clips):
+        raise ValueError(f"frames of different sizes cannot go into one video ({path})")
+    with atomic_output(path, overwrite) as tmp:
+        _encode_mp4(tmp, [np.ascontiguousarray(c[:h, :w]) for c in clips], fps, path)
+    return path
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    """A frame as ``(H, W, 3)`` uint8 (grey is repeated, an alpha channel dropped)."""
+    f = np.asarray(frame, dtype=np.uint8)
+    if f.ndim == 2:
+        f = np.repeat(f[:, :, None], 3, axis=2)
+    if f.ndim != 3 or f.shape[2] not in (3, 4):
+        raise ValueError(f"expected (H, W, 3) frames, got shape {f.shape}")
+    return f[:, :, :3]
+
+
+def _ffmpeg_command(path: Path, width: int, height: int, fps: float) -> list[str]:
+    """ffmpeg reading raw RGB frames on stdin, writing a faststart H.264 mp4 to ``path``."""
+    import imageio_ffmpeg
+
+    return [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
+        "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+        "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+        "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "15",
+        "-movflags", "+faststart", "-f", "mp4", str(path),
+    ]
+
+
+def _encode_mp4(tmp: Path, frames: list[np.ndarray], fps: float, final: Path) -> None:
+    """Run ffmpeg on ``frames`` into ``tmp``; raise (naming ``final``) unless it exits 0."""
+    h, w = frames[0].shape[:2]
+    with tempfile.TemporaryFile() as err:
+        # Own session: Ctrl-C reaches Python, which stops ffmpeg, not ffmpeg mid-file.
+        proc = subprocess.Popen(_ffmpeg_command(tmp, w, h, fps), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            assert proc.stdin is not None
+            try:
+                for frame in frames:
+                    proc.stdin.write(frame.tobytes())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early: its status and message below say why
+            status = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        if status != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            detail = "; ".join(line.strip() for line in lines[-3:] if line.strip())
+            raise OSError(f"writing video {final} failed: ffmpeg exited with status {status}"
+                          + (f" ({detail})" if detail else ""))
 
 
 def write_sidecar(path: str | os.PathLike[str], record: RolloutRecord,
-                  meta: dict[str, Any] | None = None) -> Path:
-    """Write the rollout's per-step data as JSON next to its video."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+                  meta: dict[str, Any] | None = None, overwrite: bool = True) -> Path:
+    """Write the rollout's per-step data as JSON next to its video (atomically)."""
     payload = {"version": SIDECAR_VERSION, **(meta or {}), **asdict(record)}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, default=_jsonable))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, default=_jsonable), overwrite)
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -124,4 +124,21 @@ def test_train_run_with_bc_warm_start(compose_cfg: Callable[..., DictConfig], de
     assert summary["bc"]["loss_last"] < summary["bc"]["loss_first"]
     with pytest.raises(ValueError, match="unknown bc setting"):
         run(compose_cfg("env=pick_place", "agent=ppo", "reward=env", f"bc.demos={demos}",
-                        "+bc.epoch=3"), tmp_path / "bad")
+                        "+bc.epoch=3", "video.enabled=false"), tmp_path / "bad")
+
+
+def test_missing_demos_say_how_to_make_them(compose_cfg: Callable[..., DictConfig],
+                                            tmp_path: Path) -> None:
+    missing = tmp_path / "no_demos"
+    cfg = compose_cfg("env=pick_place", "agent=ppo", "reward=env", f"bc.demos={missing}",
+                      "video.enabled=false")
+    with pytest.raises(FileNotFoundError) as err:
+        run(cfg, tmp_path / "run")
+    message = str(err.value)
+    assert message.startswith(f"bc.demos={missing}: demo dataset '{missing}' not found")
+    assert f"python -m rewardlearn.collect env=<env> n_episodes=20 out={missing}" in message
+    assert "download" not in message
+    assert not (tmp_path / "run" / "tb").exists()  # stopped before the agent was built
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no Minari dataset.*rewardlearn\.collect"):
+        load_demos(tmp_path / "empty")

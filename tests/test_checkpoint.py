@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -54,8 +56,31 @@ def test_missing_or_foreign_file(tmp_path: Path) -> None:
     import torch
 
     torch.save({"hello": 1}, bad)
-    with pytest.raises(ValueError, match="not a rewardlearn reward checkpoint"):
+    with pytest.raises(ValueError, match=r"bad\.pt: not a rewardlearn checkpoint \(expected "
+                                         r"format 'rewardlearn\.reward_model/1', found None\)"):
         load_reward_model(bad)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_unreadable_file_is_named(tmp_path: Path, damage: str) -> None:
+    env = gym.make("Pendulum-v1")
+    path = save_reward_model(MLPReward(env.observation_space, env.action_space,
+                                       hidden_sizes=(4,)), tmp_path / "reward_model.pt")
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "random bytes": os.urandom(256),
+                      "empty": b""}[damage])
+    with pytest.raises(ValueError, match=rf"^cannot read reward checkpoint "
+                                         rf"{re.escape(str(path))}: not a rewardlearn "
+                                         r"checkpoint \(\w+: .+\); expected a reward_model\.pt"):
+        load_reward_model(path, env.observation_space, env.action_space)
+
+
+def test_save_leaves_no_temp_file_and_replaces_atomically(tmp_path: Path) -> None:
+    env = gym.make("Pendulum-v1")
+    model = MLPReward(env.observation_space, env.action_space, hidden_sizes=(4,))
+    save_reward_model(model, tmp_path / "r.pt")
+    save_reward_model(model, tmp_path / "r.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pt"]
 
 
 def test_dict_observation_features() -> None:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from rewardlearn.env_factory import available_envs, make_env
 from rewardlearn.recording import read_sidecar
 from rewardlearn.rewards import MLPReward, SpaceMismatchError, save_reward_model
-from rewardlearn.train import run
+from rewardlearn.train import RunDirError, run
 
 SUMMARY_KEYS = {"env_return_mean", "env_return_std", "learned_return_mean", "success_rate",
                 "total_timesteps", "wall_s", "videos"}
@@ -46,6 +46,9 @@ def test_smoke_run_per_env(compose_cfg: Callable[..., DictConfig], tmp_path: Pat
     side = read_sidecar(Path(video).with_suffix(".json"))
     assert len(side["env_reward"]) == len(side["learned_reward"]) == side["length"]
     assert side["terminated"] != side["truncated"]
+    leftovers = [p for d in (tmp_path / "run", Path(video).parent) for p in d.iterdir()
+                 if p.name.endswith(".tmp")]
+    assert leftovers == []
 
 
 def test_env_reward_run_with_sac(compose_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
@@ -92,3 +95,20 @@ def test_crash_saves_agent_and_reward_model(compose_cfg: Callable[..., DictConfi
         mlp.MLPReward.compute = original  # type: ignore[method-assign]
     assert (tmp_path / "run" / "agent_interrupted.zip").is_file()
     assert (tmp_path / "run" / "reward_model_interrupted.pt").is_file()
+
+
+def test_finished_run_is_not_overwritten(compose_cfg: Callable[..., DictConfig],
+                                         tmp_path: Path) -> None:
+    cfg = compose_cfg("env=pendulum", "agent=sac", "reward=env", "total_timesteps=200",
+                      "+agent.kwargs.learning_starts=100", "eval.n_episodes=1",
+                      "video.enabled=false", "progress_bar=false")
+    summary = run(cfg, tmp_path / "run")
+    claim = json.loads((tmp_path / "run" / "run.claim").read_text())
+    assert claim["pid"] > 0 and claim["host"]
+    before = (tmp_path / "run" / "summary.json").read_text()
+    with pytest.raises(RunDirError, match=r"already holds another run's outputs \(agent\.zip, "
+                                          r"summary\.json\)"):
+        run(compose_cfg("env=pendulum", "agent=sac", "reward=env", "seed=1",
+                        "video.enabled=false"), tmp_path / "run")
+    assert (tmp_path / "run" / "summary.json").read_text() == before
+    assert json.loads(before) == summary and summary["train_steps_per_s"] > 0

@@ -30,9 +30,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rewardlearn.recording import atomic_output
 from rewardlearn.rewards.base import RewardModel
 
 FORMAT = "rewardlearn.reward_model/1"
+_KEYS = ("class", "config", "state", "observation_space", "action_space")
 
 
 class SpaceMismatchError(ValueError):
@@ -135,7 +137,12 @@ def check_spaces(
 
 def save_reward_model(model: RewardModel, path: str | os.PathLike[str],
                       extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file + rename); returns the path."""
+    """Write ``model`` to ``path`` atomically; returns the path.
+
+    The checkpoint goes to a temp name unique to this writer in the same folder
+    and is renamed onto ``path`` once complete, so concurrent writers never
+    share a temp file and a failed or interrupted save leaves no partial file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cls = type(model)
@@ -148,13 +155,48 @@ def save_reward_model(model: RewardModel, path: str | os.PathLike[str],
         "action_space": describe_space(model.action_space),
         "extra": extra or {},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
-def _import_class(qualified: str) -> type[RewardModel]:
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The payload of a file written by :func:`save_reward_model`, checked.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
+    the file for anything that is not such a checkpoint (a truncated file,
+    random bytes, another program's pickle).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"reward checkpoint {str(path)!r} not found; pass the reward_model.pt of a run "
+            "(runs/<run>/reward_model.pt)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as e:
+        raise OSError(f"cannot read reward checkpoint {path}: {e.strerror or e}") from e
+    except Exception as e:  # unpickling/zip errors: truncated or foreign bytes
+        reason = (str(e).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")[:200]
+        raise ValueError(
+            f"cannot read reward checkpoint {path}: not a rewardlearn checkpoint "
+            f"({type(e).__name__}: {reason}); expected a reward_model.pt saved by rewardlearn"
+        ) from None
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if not isinstance(payload, dict) or found != FORMAT:
+        raise ValueError(f"cannot read reward checkpoint {path}: not a rewardlearn checkpoint "
+                         f"(expected format {FORMAT!r}, found {found!r}); expected a "
+                         "reward_model.pt saved by rewardlearn")
+    missing = [k for k in _KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"cannot read reward checkpoint {path}: not a rewardlearn checkpoint "
+                         f"(format {FORMAT} but no {', '.join(missing)})")
+    return payload
+
+
+def import_class(qualified: str) -> type[RewardModel]:
+    """The reward class a checkpoint names (``module:QualName``)."""
     module, _, name = qualified.partition(":")
     obj: Any = importlib.import_module(module)
     for part in name.split("."):
@@ -178,17 +220,10 @@ def load_reward_model(
         overrides: constructor kwargs to change (e.g. ``device="cpu"``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"reward checkpoint {str(path)!r} not found; pass the reward_model.pt of a run "
-            "(runs/<run>/reward_model.pt)"
-        )
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a rewardlearn reward checkpoint (format {FORMAT})")
+    payload = read_checkpoint(path)
     check_spaces(payload["observation_space"], payload["action_space"], observation_space,
                  action_space, where=f"reward checkpoint {path}")
-    cls = _import_class(payload["class"])
+    cls = import_class(payload["class"])
     config = {**payload["config"], **overrides}
     model = cls(
         space_from_description(payload["observation_space"]),

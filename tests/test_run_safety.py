@@ -1,0 +1,409 @@
+"""Runs never overwrite each other, outputs are written atomically, bad settings stop a run.
+
+Issue items: unique run folders, claimed folders and unique temp files (2); output
+folders checked before training, videos and sidecars that are complete or absent (4);
+settings validated before anything runs, named with their valid range (5).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import rewardlearn.recording as recording
+import rewardlearn.train as train
+from rewardlearn.recording import RolloutRecord, write_sidecar, write_video
+from rewardlearn.rewards import (
+    MLPReward,
+    TransitionBatch,
+    load_reward_model,
+    save_reward_model,
+)
+from rewardlearn.train import (
+    RunDirError,
+    SettingsError,
+    claim_folder,
+    release_folder,
+    run,
+    validate_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["env=pendulum", "agent=sac", "reward=env", "total_timesteps=300",
+        "+agent.kwargs.learning_starts=100", "eval.n_episodes=1", "progress_bar=false"]
+
+
+@pytest.fixture
+def no_envs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a run gets as far as building an env."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the run built an env; it should have stopped before")
+
+    monkeypatch.setattr(train, "make_vec_env", refuse)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ----------------------------------------------------------------- 2: unique run folders
+
+
+def _run_dir(*overrides: str) -> str:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    first = str(cfg.hydra.run.dir)
+    assert str(cfg.hydra.run.dir) == first  # one id per composed config
+    return first
+
+
+def test_default_run_folders_are_unique_and_readable() -> None:
+    oracle = _run_dir("teacher=oracle")
+    noisy = _run_dir("teacher=noisy")
+    pattern = r"runs/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_pendulum_sac_preference_s0_[0-9a-f]{6}"
+    assert re.fullmatch(pattern, oracle) and re.fullmatch(pattern, noisy)
+    assert oracle != noisy
+
+
+def test_sweep_folders_carry_the_id_too() -> None:
+    cfg_text = (ROOT / "conf" / "config.yaml").read_text()
+    sweep = re.search(r"sweep:\n\s+dir: (.*)\n\s+subdir: (.*)\n", cfg_text)
+    assert sweep is not None
+    assert "${run_id:}" in sweep.group(1) and "${run_id:}" in sweep.group(2)
+
+
+@pytest.mark.parametrize("output", ["summary.json", "agent.zip", "agent_interrupted.zip"])
+def test_folder_of_a_finished_run_is_refused_before_anything_runs(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, no_envs: None,
+        output: str) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / output).write_text("the other run's")
+    cfg = compose_cfg(*FAST, "video.enabled=false")
+    with pytest.raises(RunDirError, match=rf"already holds another run's outputs \({output}\)"
+                                          r".*set hydra\.run\.dir to a new folder"):
+        run(cfg, run_dir)
+    assert (run_dir / output).read_text() == "the other run's"
+
+
+def test_video_folder_of_another_run_is_refused(compose_cfg: Callable[..., DictConfig],
+                                                tmp_path: Path, no_envs: None) -> None:
+    videos = tmp_path / "videos"
+    (videos / "run").mkdir(parents=True)
+    (videos / "run" / "episode_000.mp4").write_bytes(b"other")
+    cfg = compose_cfg(*FAST, f"video.dir={videos}")
+    with pytest.raises(RunDirError, match=r"episode_000\.mp4.*set video\.dir"):
+        run(cfg, tmp_path / "run")
+    assert (videos / "run" / "episode_000.mp4").read_bytes() == b"other"
+
+
+@pytest.fixture
+def live_holder(tmp_path: Path) -> Iterator[Path]:
+    """Another process holding ``tmp_path/shared`` the way a live run does."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    code = ("import fcntl, json, os, sys\n"
+            f"fd = os.open({str(folder / 'run.claim')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, json.dumps({'pid': os.getpid(), 'host': 'here', "
+            "'started': 'now'}).encode())\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    yield folder
+    proc.kill()
+    proc.wait()
+
+
+def test_folder_held_by_a_live_run_is_refused_then_free_once_it_ends(
+        compose_cfg: Callable[..., DictConfig], live_holder: Path, no_envs: None) -> None:
+    cfg = compose_cfg(*FAST, "video.enabled=false")
+    with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+ on here"):
+        run(cfg, live_holder)
+    assert _files(live_holder) == ["run.claim"]
+
+
+def test_stale_claim_of_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    code = ("from rewardlearn.train import claim_folder\n"
+            f"claim_folder({str(folder)!r}, (), 'hydra.run.dir')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert json.loads((folder / "run.claim").read_text())["pid"] != os.getpid()
+    claim_folder(folder, train.RUN_OUTPUTS, "hydra.run.dir")
+    try:
+        assert json.loads((folder / "run.claim").read_text())["pid"] == os.getpid()
+        with pytest.raises(RunDirError, match="in use by another run in this process"):
+            claim_folder(folder, train.RUN_OUTPUTS, "hydra.run.dir")
+    finally:
+        release_folder(folder)
+
+
+def test_two_writers_of_one_reward_model_use_their_own_temp_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second save that starts and ends while the first is writing: both succeed."""
+    env = gym.make("Pendulum-v1")
+    first = MLPReward(env.observation_space, env.action_space, hidden_sizes=(4,), seed=1)
+    second = MLPReward(env.observation_space, env.action_space, hidden_sizes=(4,), seed=2)
+    path = tmp_path / "reward_model.pt"
+    real_save, temps = torch.save, []
+
+    def interleaved(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        temps.append(Path(f))
+        real_save(obj, f, *args, **kwargs)
+        if len(temps) == 1:
+            save_reward_model(second, path)  # the other run writes meanwhile
+
+    monkeypatch.setattr(torch, "save", interleaved)
+    save_reward_model(first, path)
+    assert len(set(temps)) == 2 and all(t.parent == tmp_path for t in temps)
+    assert _files(tmp_path) == ["reward_model.pt"]
+    monkeypatch.setattr(torch, "save", real_save)
+    batch = TransitionBatch.from_arrays(np.ones((4, 3)), np.zeros((4, 1)), np.ones((4, 3)))
+    np.testing.assert_allclose(load_reward_model(path)(batch), first(batch))  # the last to end
+
+
+def test_refused_folder_keeps_its_hydra_record_from_the_command_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "shared"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("teacher: oracle\n")
+    (run_dir / "summary.json").write_text("{}")
+    out = subprocess.run([sys.executable, "train.py", "teacher=noisy",
+                          f"hydra.run.dir={run_dir}", f"video.dir={tmp_path / 'videos'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: {run_dir} already holds another run's outputs (summary.json); they are not "
+        "overwritten: set hydra.run.dir to a new folder (or delete that one)")
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == "teacher: oracle\n"
+    assert not (tmp_path / "videos").exists()
+
+
+# ------------------------------------------------------- 4: outputs checked, written whole
+
+
+def test_unwritable_video_dir_stops_the_run_before_training(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, no_envs: None) -> None:
+    (tmp_path / "a_file").write_text("")
+    cfg = compose_cfg(*FAST, f"video.dir={tmp_path / 'a_file' / 'videos'}")
+    with pytest.raises(PermissionError, match=r"^video\.dir: cannot write to .*a_file/videos/run"
+                                              r".*set video\.dir to a writable folder"):
+        run(cfg, tmp_path / "run")
+    assert "agent.zip" not in _files(tmp_path / "run")
+
+
+def test_unwritable_run_dir_stops_the_run(compose_cfg: Callable[..., DictConfig],
+                                          tmp_path: Path, no_envs: None) -> None:
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(PermissionError, match=r"^hydra\.run\.dir: cannot write to"):
+        run(compose_cfg(*FAST, "video.enabled=false"), tmp_path / "a_file" / "run")
+
+
+def _frames(n: int = 6) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_video_and_sidecar_are_written_whole(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "episode_000.mp4", _frames(), 10)
+    rec = RolloutRecord(0, 0, 5, 1.0, None, None, False, True, [0.2] * 5)
+    write_sidecar(video.with_suffix(".json"), rec)
+    assert _files(tmp_path) == ["episode_000.json", "episode_000.mp4"]
+    assert video.read_bytes()[4:8] == b"ftyp" and video.stat().st_size > 500
+
+
+def test_final_file_is_never_overwritten_silently(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    recording.write_text_atomic(path, "first", overwrite=False)
+    with pytest.raises(FileExistsError, match=r"summary\.json already exists; not overwritten"):
+        recording.write_text_atomic(path, "second", overwrite=False)
+    assert path.read_text() == "first" and _files(tmp_path) == ["summary.json"]
+
+
+@pytest.fixture
+def full_disk_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ffmpeg that writes part of its output, then fails as on a full disk."""
+    import imageio_ffmpeg
+
+    script = tmp_path / "ffmpeg"
+    script.write_text('#!/bin/sh\nfor a in "$@"; do out="$a"; done\ncat > /dev/null\n'
+                      'head -c 48 /dev/zero > "$out"\n'
+                      'echo "av_interleaved_write_frame(): No space left on device" >&2\n'
+                      "exit 1\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(script))
+
+
+def test_failing_ffmpeg_raises_and_leaves_no_mp4(tmp_path: Path, full_disk_ffmpeg: None) -> None:
+    out = tmp_path / "videos"
+    with pytest.raises(OSError, match=r"writing video .*episode_000\.mp4 failed: ffmpeg exited "
+                                      r"with status 1 \(.*No space left on device\)"):
+        write_video(out / "episode_000.mp4", _frames(), 10)
+    assert _files(out) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_real_ffmpeg_on_a_full_device_raises(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    command = recording._ffmpeg_command
+    monkeypatch.setattr(recording, "_ffmpeg_command",
+                        lambda path, w, h, fps: command(Path("/dev/full"), w, h, fps))
+    with pytest.raises(OSError, match="No space left on device"):
+        write_video(tmp_path / "episode_000.mp4", _frames(), 10)
+    assert _files(tmp_path) == []
+
+
+class _InterruptedFfmpeg:
+    """A writer process that has begun the file when Ctrl-C arrives at the second frame."""
+
+    killed = False
+
+    def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+        Path(cmd[-1]).write_bytes(b"\0" * 48)
+        frames = iter(range(10))
+
+        class Stdin:
+            def write(self, data: bytes) -> None:
+                if next(frames) == 1:
+                    raise KeyboardInterrupt
+
+            def close(self) -> None:
+                pass
+
+        self.stdin = Stdin()
+
+    def kill(self) -> None:
+        type(self).killed = True
+
+    def wait(self) -> int:
+        return -9
+
+
+def test_ctrl_c_while_writing_a_video_leaves_no_partial_mp4(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recording.subprocess, "Popen", _InterruptedFfmpeg)
+    with pytest.raises(KeyboardInterrupt):
+        write_video(tmp_path / "episode_000.mp4", _frames(), 10)
+    assert _InterruptedFfmpeg.killed
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     KeyboardInterrupt()])
+def test_failed_sidecar_write_leaves_no_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             failure: BaseException) -> None:
+    def fail(fd: int) -> None:
+        raise failure
+
+    monkeypatch.setattr(recording.os, "fsync", fail)
+    rec = RolloutRecord(0, 0, 1, 1.0, None, None, False, True, [1.0])
+    with pytest.raises(type(failure)):
+        write_sidecar(tmp_path / "episode_000.json", rec)
+    assert _files(tmp_path) == []
+
+
+# ------------------------------------------------------------ 5: settings checked first
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["total_timesteps=0"], "total_timesteps=0: must be an integer >= 1"),
+    (["total_timesteps=-5"], "total_timesteps=-5: must be an integer >= 1"),
+    (["total_timesteps=abc"], "total_timesteps='abc': must be an integer >= 1"),
+    (["n_envs=0"], "n_envs=0: must be an integer >= 1"),
+    (["seed=-1"], r"seed=-1: must be an integer in \[0, 4294967295\]"),
+    (["eval.n_episodes=-1"], "eval.n_episodes=-1: must be an integer >= 1"),
+    (["video.width=0"], "video.width=0: must be an integer >= 2"),
+    (["video.n_episodes=-1"], "video.n_episodes=-1: must be an integer >= 0"),
+    (["video.fps=0"], "video.fps=0: must be a number > 0 or null"),
+    (["bc.epochs=0"], "bc.epochs=0: must be an integer >= 1"),
+    (["bc.batch_size=0"], "bc.batch_size=0: must be an integer >= 1"),
+    (["bc.lr=0"], "bc.lr=0: must be a number > 0"),
+    (["reward.model.batch_size=0"], "reward.model.batch_size=0: must be an integer >= 1"),
+    (["reward.model.budget=-1"], "reward.model.budget=-1: must be an integer >= 0"),
+    (["reward.model.segment_length=1"], "reward.model.segment_length=1: must be an integer >= 2"),
+    (["reward.model.ensemble_size=0"], "reward.model.ensemble_size=0: must be an integer >= 1"),
+    (["reward.model.lr=0"], "reward.model.lr=0: must be a number > 0"),
+    (["reward.model.feedback_until=1.5"],
+     r"reward.model.feedback_until=1.5: must be a number in \(0, 1\]"),
+    (["reward.model.query_selection=best"], "query_selection must be one of"),
+])
+def test_bad_setting_is_named_with_its_valid_range(compose_cfg: Callable[..., DictConfig],
+                                                   tmp_path: Path, no_envs: None,
+                                                   overrides: list[str], message: str) -> None:
+    cfg = compose_cfg(*overrides)
+    with pytest.raises(SettingsError, match=message):
+        run(cfg, tmp_path / "run")
+    assert _files(tmp_path) == []  # refused before the run claimed or wrote anything
+
+
+def test_every_bad_setting_is_listed_at_once(compose_cfg: Callable[..., DictConfig]) -> None:
+    with pytest.raises(SettingsError, match=r"^invalid settings: total_timesteps=0: .*; "
+                                            r"n_envs=0: .*"):
+        validate_settings(compose_cfg("total_timesteps=0", "n_envs=0"))
+
+
+def test_good_settings_pass(compose_cfg: Callable[..., DictConfig]) -> None:
+    validate_settings(compose_cfg())
+    validate_settings(compose_cfg("total_timesteps=1e5", "reward=env", "video.enabled=false"))
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    env = gym.make("Pendulum-v1")
+    return save_reward_model(MLPReward(env.observation_space, env.action_space,
+                                       hidden_sizes=(4,)), tmp_path / "mlp.pt")
+
+
+def test_resume_from_a_non_preference_checkpoint_is_named(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, no_envs: None) -> None:
+    path = _checkpoint(tmp_path)
+    cfg = compose_cfg(f"reward.model.resume={path}", "video.enabled=false")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} holds a MLPReward "
+                                         r"checkpoint, reward\.model\.resume needs a preference "
+                                         r"checkpoint"):
+        run(cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_unreadable_resume_checkpoint_names_the_file(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, no_envs: None,
+        damage: str) -> None:
+    path = _checkpoint(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else os.urandom(300))
+    cfg = compose_cfg(f"reward.model.resume={path}", "video.enabled=false")
+    with pytest.raises(ValueError, match=rf"^reward\.model\.resume: cannot read reward "
+                                         rf"checkpoint {re.escape(str(path))}: not a "
+                                         r"rewardlearn checkpoint \("):
+        run(cfg, tmp_path / "run")
+
+
+def test_missing_reward_checkpoint_path_is_named(compose_cfg: Callable[..., DictConfig],
+                                                 tmp_path: Path, no_envs: None) -> None:
+    cfg = compose_cfg("reward=checkpoint", f"reward.model.path={tmp_path / 'nope.pt'}",
+                      "video.enabled=false")
+    with pytest.raises(FileNotFoundError, match=r"^reward\.model\.path=.*nope\.pt: no such file"):
+        run(cfg, tmp_path / "run")
+
+
+def test_bad_setting_from_the_command_line_is_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "train.py", "total_timesteps=0",
+                          f"hydra.run.dir={tmp_path / 'run'}", f"video.dir={tmp_path / 'v'}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        "error: invalid setting: total_timesteps=0: must be an integer >= 1")

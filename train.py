@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from rewardlearn.train import main as _main
+from rewardlearn.cli.train import main as _main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

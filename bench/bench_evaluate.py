@@ -5,7 +5,7 @@ Usage::
     python bench/bench_evaluate.py --quick       # Pendulum, 1 seed (about 1 minute on 2 cores)
     python bench/bench_evaluate.py               # Pendulum + Hopper, seeds 0 1 2
 
-For each env and seed, :func:`rewardlearn.evaluate.evaluate_reward` scores these
+For each env and seed, :func:`rewardlearn.metrics.suite.evaluate_reward` scores these
 rewards against the env's reward (Pendulum: its exact formula; Hopper: an MLP
 regression of ``r(s, a, s')`` on the rollouts, whose held-out R^2 is reported):
 
@@ -49,9 +49,9 @@ def potential(obs: np.ndarray) -> np.ndarray:
 def one_seed(env_name: str, seed: int, n_steps: int, n_eval: int, n_samples: int,
              fit_sizes: list[int]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     from rewardlearn.env_factory import env_config, make_env
-    from rewardlearn.evaluate import evaluate_reward
     from rewardlearn.metrics import collect_rollouts, reference_reward
     from rewardlearn.metrics.reference import fit_reward_regression, shaped
+    from rewardlearn.metrics.suite import evaluate_reward
     from rewardlearn.rewards import MLPReward
 
     cfg = env_config(env_name)

@@ -5,7 +5,7 @@ Usage::
     python bench/bench_perceptual.py                  # pick_place + metaworld_pick_place, seed 0
     python bench/bench_perceptual.py --tasks pick_place --seeds 0 1 --tcn-steps 800
 
-Per task: collect scripted-expert demos with frames (``python -m rewardlearn.collect``
+Per task: collect scripted-expert demos with frames (``rewardlearn-collect``
 with ``frames=true frame_size=48``; training demos from seed 0, held-out episodes
 from seed 1000), fit a perceptual reward on the training demos with each encoder,
 then report
@@ -46,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewardlearn.collect import CollectConfig, collect, load_demos  # noqa: E402
+from rewardlearn.cli.collect import CollectConfig, collect, load_demos  # noqa: E402
 from rewardlearn.encoders import build_encoder  # noqa: E402
 from rewardlearn.perceptual import evaluate_perceptual, fit_perceptual  # noqa: E402
 

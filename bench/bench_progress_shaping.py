@@ -163,8 +163,8 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
     on 20 episodes of the expert with action noise 1.0 (Spearman of predicted vs the
     env's ``info["progress"]``, stage accuracy).
     """
-    from rewardlearn.collect import CollectConfig, collect
-    from rewardlearn.train_progress import cmd_train
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.cli.train_progress import cmd_train
     from rewardlearn.utils import set_torch_threads
 
     model_path = work / "progress_model.pt"
@@ -188,7 +188,7 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
     (work / "demo_sets.txt").write_text(",".join(map(str, sets)))
     set_torch_threads(1)  # the small network trains fastest on one thread
     report = cmd_train({"demos": ",".join(map(str, sets)), "env": "pick_place",
-                        "out": str(model_path)})  # python -m rewardlearn.train_progress
+                        "out": str(model_path)})  # rewardlearn-train-progress
     report["demo_counts"] = {"expert": 50, **{f"noise {n}": 50 for n in noisy},
                              **{f"noise {n} (any outcome)": k for n, k in FAILURE_DEMOS}}
     report["clean_eval"] = _clean_eval(model_path, demos("demos-eval", n_episodes=20,
@@ -201,8 +201,8 @@ def prepare_model(work: Path, noisy: tuple[float, ...] = NOISY_DEMOS
 def prepare_adapted(base: Path, work: Path, policy_run: Path) -> Path:
     """The progress model adapted to a cloned policy: the model's data plus 100 rollouts of
     the policy in ``policy_run`` (stochastic, any outcome, stages from ``info``)."""
-    from rewardlearn.collect import CollectConfig, collect
-    from rewardlearn.train_progress import cmd_train
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.cli.train_progress import cmd_train
 
     out = work / "adapted" / "progress_model.pt"
     if out.is_file():
@@ -220,7 +220,7 @@ def prepare_adapted(base: Path, work: Path, policy_run: Path) -> Path:
 
 def _clean_eval(model_path: Path, demos: Path) -> dict[str, Any]:
     """VOC and stage accuracy on separate clean expert demos (``train_progress eval``)."""
-    from rewardlearn.train_progress import cmd_eval
+    from rewardlearn.cli.train_progress import cmd_eval
 
     out = cmd_eval({"model": str(model_path), "demos": str(demos)})
     out.pop("per_episode")
@@ -296,7 +296,7 @@ def stages_reached(run_dir: Path, episodes: int = 20) -> dict[str, Any]:
     import gymnasium as gym
     import rewardlearn_envs  # noqa: F401  (registers the env)
 
-    from rewardlearn.evaluate import agent_policy
+    from rewardlearn.agents import agent_policy
 
     act = agent_policy(str(run_dir / "agent.zip"), deterministic=True)
     env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")

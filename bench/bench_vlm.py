@@ -39,10 +39,10 @@ import torch
 import rewardlearn  # noqa: F401  (headless GL defaults before mujoco loads)
 from rewardlearn._compat import import_open_clip
 from rewardlearn.env_factory import camera_config, env_config, make_env, make_vec_env
-from rewardlearn.rewards.vlm import VLMReward
-from rewardlearn.rewards.vlm_distilled import VLMDistilledReward, downsample_frames
 from rewardlearn.stats import spearman
+from rewardlearn.vlm.distilled import VLMDistilledReward, downsample_frames
 from rewardlearn.vlm.loading import ClipBundle, load_clip, resolve_precision
+from rewardlearn.vlm.reward import VLMReward
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer
 from rewardlearn.wrappers import RewardVecEnvWrapper
 from rewardlearn.wrappers.frames import EnvFrameSource

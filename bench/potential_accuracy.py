@@ -37,7 +37,7 @@ def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
     import rewardlearn_envs  # noqa: F401  (registers the env)
     import torch
 
-    from rewardlearn.evaluate import agent_policy
+    from rewardlearn.agents import agent_policy
 
     act = agent_policy(str(policy / "agent.zip"))
     torch.manual_seed(0)

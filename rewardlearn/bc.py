@@ -3,7 +3,7 @@
 ``python train.py ... bc.demos=<dataset>`` fits the agent's policy to the demos'
 actions before RL starts, the usual demos -> BC -> RL fine-tuning recipe (Robo-Dopamine
 starts its shaped RL from such a policy). ``bc.weights=<rabc.npz>`` weights each sample
-by its RA-BC weight (``python -m rewardlearn.train_progress rabc``), so demo segments
+by its RA-BC weight (``rewardlearn-train-progress rabc``), so demo segments
 that make no progress count less.
 
 The loss is the squared error between the policy's mean action and the demo action
@@ -45,13 +45,16 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecNormalize
 
+from rewardlearn.settings import Settings
+
 log = logging.getLogger("rewardlearn")
 
 
 @dataclass
-class BCConfig:
+class BCConfig(Settings):
     """``bc:`` block of the train config (``conf/config.yaml``)."""
 
+    what = "bc"
     demos: str | None = None
     weights: str | None = None
     epochs: int = 50
@@ -62,6 +65,20 @@ class BCConfig:
     min_obs_std: float = 0.01
     obs_norm: str = "demos"
     max_episodes: int | None = None
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.min_obs_std >= 0, f"min_obs_std must be >= 0, got {self.min_obs_std}"),
+            (self.obs_norm in ("demos", "running"),
+             f"obs_norm must be 'demos' or 'running', got {self.obs_norm!r}"),
+            (self.max_episodes is None or self.max_episodes >= 1,
+             "max_episodes must be >= 1 or null"),
+            (self.weights is None or bool(self.demos),
+             "weights needs demos (the demos it weights)"),
+        ]
 
 
 def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Space,
@@ -74,7 +91,7 @@ def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Spac
     RA-BC ``.npz`` (one array ``ep_<id>`` per demo, as ``train_progress rabc`` writes).
     ``max_episodes`` keeps the first episodes only (few-demo studies).
     """
-    from rewardlearn.collect import load_demo_sets
+    from rewardlearn.demos import load_demo_sets
 
     if not isinstance(observation_space, gym.spaces.Box):
         raise ValueError(
@@ -97,14 +114,14 @@ def demo_arrays(demos: str, observation_space: gym.Space, action_space: gym.Spac
                 f"bc.demos={demos} does not match the env: demo observations "
                 f"{ep.observations.shape[1:]} / actions {ep.actions.shape[1:]}, env "
                 f"{obs_shape} / {act_shape}. Collect demos on this env with "
-                "python -m rewardlearn.collect env=<env>")
+                "rewardlearn-collect env=<env>")
     rabc: Any = None
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(
                 f"bc.weights={weights} not found; write it with python -m "
-                "rewardlearn.train_progress rabc model=<progress_model.pt> demos=<demos>")
+                "rewardlearn.cli.train_progress rabc model=<progress_model.pt> demos=<demos>")
         rabc = np.load(path)
     obs, act, w = [], [], []
     for ep in episodes:

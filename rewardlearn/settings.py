@@ -20,10 +20,11 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: invalid demo settings: lr must be > 0, got -1
-    >>> Demo.from_kwargs({"rate": 1})
-    Traceback (most recent call last):
-    ...
-    rewardlearn.settings.UnknownSettingError: unknown demo setting(s) ['rate']; valid: ['lr']
+    >>> try:
+    ...     Demo.from_kwargs({"rate": 1})
+    ... except UnknownSettingError as err:
+    ...     print(err)
+    unknown demo setting(s) ['rate']; valid: ['lr']
 """
 
 from __future__ import annotations
@@ -47,9 +48,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.normalize()
-        bad = [msg for ok, msg in self.checks() if not ok]
+        bad = [self._with_value(msg) for ok, msg in self.checks() if not ok]
         if bad:
             raise ValueError(f"invalid {self.what} settings: " + "; ".join(bad))
+
+    def _with_value(self, message: str) -> str:
+        """``message`` plus the value it is about, when it starts with a setting's name and
+        does not show the value already."""
+        name = message.split(" ", 1)[0]
+        if name in self.names() and "got" not in message:
+            return f"{message} (got {getattr(self, name)!r})"
+        return message
 
     def normalize(self) -> None:
         """Coerce values (lists from YAML, aliases) before they are checked."""

@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 from stable_baselines3 import PPO, SAC
 
 from rewardlearn.bc import BCConfig, demo_arrays, pretrain_policy, warm_start
-from rewardlearn.collect import load_demos
-from rewardlearn.collect import main as collect_main
-from rewardlearn.train import run
+from rewardlearn.cli.collect import main as collect_main
+from rewardlearn.cli.train import run
+from rewardlearn.demos import load_demos
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_demo_arrays_pair_actions_with_their_observations(demos: Path) -> None:
 
 def test_demos_of_another_env_are_refused(demos: Path) -> None:
     env = gym.make("Pendulum-v1")
-    with pytest.raises(ValueError, match=r"does not match the env.*rewardlearn.collect"):
+    with pytest.raises(ValueError, match=r"does not match the env.*rewardlearn-collect"):
         demo_arrays(str(demos), env.observation_space, env.action_space)
     with pytest.raises(ValueError, match="Box observation space"):
         demo_arrays(str(demos), gym.spaces.Dict({"a": env.observation_space}),
@@ -136,9 +136,9 @@ def test_missing_demos_say_how_to_make_them(compose_cfg: Callable[..., DictConfi
         run(cfg, tmp_path / "run")
     message = str(err.value)
     assert message.startswith(f"bc.demos={missing}: demo dataset '{missing}' not found")
-    assert f"python -m rewardlearn.collect env=<env> n_episodes=20 out={missing}" in message
+    assert f"rewardlearn-collect env=<env> n_episodes=20 out={missing}" in message
     assert "download" not in message
     assert not (tmp_path / "run" / "tb").exists()  # stopped before the agent was built
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"holds no Minari dataset.*rewardlearn\.collect"):
+    with pytest.raises(FileNotFoundError, match=r"holds no Minari dataset.*rewardlearn-collect"):
         load_demos(tmp_path / "empty")

@@ -93,3 +93,25 @@ def test_dict_observation_features() -> None:
     obs = {"state": np.zeros((3, 4), np.float32), "pixels": np.zeros((3, 8, 8, 3), np.uint8)}
     out = model(TransitionBatch.from_arrays(obs, np.zeros((3, 2)), obs))
     assert out.shape == (3,)
+
+
+def test_a_checkpoint_saved_before_the_layout_move_still_loads() -> None:
+    """``tests/data/legacy_preference_reward_model.pt`` was saved by main before the reward
+    modules moved to their method folders (its class is ``rewardlearn.rewards.preference``)."""
+    import gymnasium as gym
+
+    from rewardlearn.preference.reward import PreferenceReward
+    from rewardlearn.rewards.base import TransitionBatch
+    from rewardlearn.rewards.checkpoint import read_checkpoint
+
+    data = Path(__file__).parent / "data"
+    path = data / "legacy_preference_reward_model.pt"
+    assert read_checkpoint(path)["class"].startswith("rewardlearn.rewards.preference:")
+    env = gym.make("Pendulum-v1")
+    model = load_reward_model(path, env.observation_space, env.action_space)
+    assert isinstance(model, PreferenceReward)
+    expected = np.load(data / "legacy_preference_reward_model_expected.npz")
+    n = len(expected["obs"])
+    batch = TransitionBatch.from_arrays(expected["obs"], expected["acts"], expected["obs"],
+                                        np.zeros(n, bool), np.zeros(n, bool))
+    np.testing.assert_allclose(model(batch), expected["rewards"], rtol=1e-6)

@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 from rewardlearn_envs import STATE_DIM, PickPlaceEnv
 
-from rewardlearn.collect import (
-    CollectConfig,
-    Episode,
-    load_demos,
-    main,
-    open_dataset,
-    parse_overrides,
-    resolve_env,
-)
+from rewardlearn.cli.collect import CollectConfig, main, parse_overrides, resolve_env
+from rewardlearn.demos import Episode, load_demos, open_dataset
 
 
 def check_episode(ep: Episode) -> None:
@@ -123,7 +116,7 @@ def test_overrides_and_errors() -> None:
 
 def test_cli_unknown_env_exits_with_message() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "rewardlearn.collect", "env=nope"],
+        [sys.executable, "-m", "rewardlearn.cli.collect", "env=nope"],
         capture_output=True,
         text=True,
         check=False,

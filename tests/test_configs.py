@@ -12,9 +12,9 @@ from conftest import CONF_DIR
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rewardlearn.cli.train import build_reward_model
 from rewardlearn.env_factory import available_envs, env_config, make_env
 from rewardlearn.rewards import MLPReward, save_reward_model
-from rewardlearn.train import build_reward_model
 from rewardlearn.vlm.loading import ClipWeightsError
 
 GROUPS = ["env", "agent", "reward", "shaping", "teacher"]

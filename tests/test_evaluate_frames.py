@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rewardlearn import evaluate as evaluate_cli
+from rewardlearn.cli import evaluate as evaluate_cli
 from rewardlearn.env_factory import make_env
 from rewardlearn.metrics import Transitions, coverage_samples, epic_canonicalize
 from rewardlearn.metrics import epic as epic_module
@@ -21,9 +21,10 @@ from rewardlearn.metrics import sampling as sampling_module
 from rewardlearn.metrics.epic import RewardFn
 from rewardlearn.metrics.reference import shaped
 from rewardlearn.metrics.sampling import collect_rollouts
+from rewardlearn.metrics.suite import evaluate_reward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import FrameCache, RewardOutput, TransitionBatch
-from rewardlearn.rewards.vlm import VLMReward
+from rewardlearn.vlm.reward import VLMReward
 from rewardlearn.wrappers.frames import EnvFrameSource
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -175,7 +176,7 @@ def test_epic_of_a_frame_reward_is_zero_to_its_shaping_and_one_to_its_negation(
     rewards: dict[str, RewardFn] = {
         "same": vlm, "shaped": shaped(vlm, phi, gamma, scale=2.5, shift=-1.0),
         "negated": shaped(vlm, lambda o: np.zeros(len(o)), gamma, scale=-1.0)}
-    result = evaluate_cli.evaluate_reward(rewards, env, "Pendulum-v1", reference=vlm,
+    result = evaluate_reward(rewards, env, "Pendulum-v1", reference=vlm,
                                           gamma=gamma, n_steps=60, n_eval=40, n_samples=12,
                                           seed=3, max_episode_steps=20,
                                           metrics=("epic", "starc"))
@@ -193,7 +194,7 @@ def test_cache_encodes_each_distinct_frame_once_and_changes_no_reward(
     spy = Spy()
     monkeypatch.setattr(VLMReward, "compute", spy.wrap(VLMReward.compute))
     before = vlm.scorer.frames_scored
-    result = evaluate_cli.evaluate_reward({"vlm": vlm}, env, "Pendulum-v1",
+    result = evaluate_reward({"vlm": vlm}, env, "Pendulum-v1",
                                           reference=lambda b: np.asarray(b.acts)[:, 0],
                                           n_steps=80, n_eval=30, n_samples=10, seed=1,
                                           max_episode_steps=25, n_pairs=10, segment_length=5,
@@ -277,7 +278,7 @@ def test_pixel_observation_env_evaluates_in_bounded_uint8_chunks(
     rewards: dict[str, RewardFn] = {
         "pixels": pixel_reward, "pixels_shaped": shaped(pixel_reward, phi, 0.95, 0.5, 2.0),
         "vlm": vlm, "vlm_negated": shaped(vlm, lambda o: np.zeros(len(o)), 0.95, -2.0)}
-    result = evaluate_cli.evaluate_reward(rewards, env, "PixelEnv", reference=pixel_reward,
+    result = evaluate_reward(rewards, env, "PixelEnv", reference=pixel_reward,
                                           gamma=0.95, n_steps=60, n_eval=25, n_samples=9, seed=0,
                                           n_pairs=8, segment_length=4)
     r = result["rewards"]
@@ -301,7 +302,7 @@ def test_pixel_observation_env_evaluates_in_bounded_uint8_chunks(
 
     # reference=env would regress on state vectors: refused before any rollout
     with pytest.raises(ValueError, match=r"reference=<reward_model\.pt>"):
-        evaluate_cli.evaluate_reward({"pixels": pixel_reward}, env, "PixelEnv", n_steps=10)
+        evaluate_reward({"pixels": pixel_reward}, env, "PixelEnv", n_steps=10)
 
 
 def test_pixel_rollouts_and_coverage_keep_images_and_state_indices() -> None:
@@ -394,7 +395,7 @@ def test_dict_observation_env_evaluates_with_dicts_and_uint8_images() -> None:
     def phi(obs: dict[str, np.ndarray]) -> np.ndarray:
         return np.cos(3.0 * np.asarray(obs["state"], np.float64)[:, 0])
 
-    result = evaluate_cli.evaluate_reward(
+    result = evaluate_reward(
         {"same": state_reward, "shaped": shaped(state_reward, phi, 0.9, 3.0, -1.5),
          "negated": shaped(state_reward, lambda o: np.zeros(len(o["state"])), 0.9, -1.0)},
         env, "DictEnv", reference=state_reward, gamma=0.9, n_steps=40, n_eval=15, n_samples=6,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rewardlearn.cli.train import run
 from rewardlearn.preference.human import HumanTeacher
+from rewardlearn.preference.reward import PreferenceReward
 from rewardlearn.review.server import ReviewServer
 from rewardlearn.review.store import LabelStore
 from rewardlearn.rewards import load_reward_model
-from rewardlearn.rewards.preference import PreferenceReward
-from rewardlearn.train import run
 
 
 def _annotate(url: str, stop: threading.Event, answered: list[int]) -> None:
@@ -79,10 +79,10 @@ def test_clip_paths_follow_the_database_folder(tmp_path: Path) -> None:
     clip = videos / "run_a" / "queries" / "r000_000_left.mp4"
     default = HumanTeacher(env=None, root=str(videos))
     assert default.clip_path(clip) == "run_a/queries/r000_000_left.mp4"
-    assert default.review_command() == f"python -m rewardlearn.review {videos}"
+    assert default.review_command() == f"rewardlearn-review {videos}"
     above = HumanTeacher(env=None, root=str(videos), db=str(tmp_path / "labels.sqlite"))
     assert above.clip_path(clip) == "videos/run_a/queries/r000_000_left.mp4"
     assert above.review_command() == \
-        f"python -m rewardlearn.review {videos} --db {tmp_path / 'labels.sqlite'}"
+        f"rewardlearn-review {videos} --db {tmp_path / 'labels.sqlite'}"
     apart = HumanTeacher(env=None, root=str(videos), db=str(tmp_path / "dbs" / "l.sqlite"))
     assert apart.clip_path(clip) == "run_a/queries/r000_000_left.mp4"

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rewardlearn import evaluate as evaluate_cli
+from rewardlearn.cli import evaluate as evaluate_cli
 from rewardlearn.metrics import (
     Coverage,
     Transitions,
@@ -118,7 +118,7 @@ def test_regression_reference_fits_pendulum() -> None:
 
 def test_pairs_from_preference_checkpoint(tmp_path: Path) -> None:
     from rewardlearn.preference.buffer import Segments
-    from rewardlearn.rewards.preference import PreferenceReward
+    from rewardlearn.preference.reward import PreferenceReward
 
     env = gym.make("Pendulum-v1")
     model = PreferenceReward(env.observation_space, env.action_space, hidden_sizes=[8],
@@ -184,7 +184,8 @@ def test_evaluate_cli_errors(tmp_path: Path) -> None:
 def test_evaluate_progress_model_voc_and_distances(tmp_path: Path) -> None:
     import torch
 
-    from rewardlearn.collect import CollectConfig, collect, load_demos
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.demos import load_demos
     from rewardlearn.env_factory import make_env
     from rewardlearn.progress import ProgressConfig, train_progress_model
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from rewardlearn.collect import CollectConfig, Episode, collect, load_demos
+from rewardlearn.cli.collect import CollectConfig, collect
+from rewardlearn.demos import Episode, load_demos
 from rewardlearn.encoders import (
     DownsampleEncoder,
     EmbeddingCache,
@@ -37,10 +38,10 @@ from rewardlearn.perceptual import (
     segment_sequence,
     select_features,
 )
+from rewardlearn.perceptual.reward import PerceptualReward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.checkpoint import SpaceMismatchError
-from rewardlearn.rewards.perceptual import PerceptualReward
 from rewardlearn.shaping import build_shaping
 from rewardlearn.wrappers import RewardVecEnvWrapper
 
@@ -398,7 +399,7 @@ def test_frame_reward_and_potentials_in_a_vec_env(pick_place_demos: Path,
 
 def test_reward_config_composes_and_builds(compose_cfg: Callable[..., DictConfig],
                                            pick_place_demos: Path) -> None:
-    from rewardlearn.train import build_reward_model
+    from rewardlearn.cli.train import build_reward_model
 
     cfg = compose_cfg("env=pick_place", "reward=perceptual", f"reward.demos={pick_place_demos}",
                       "reward.model.encoder.target=state", "reward.model.settings.n_steps=4")
@@ -423,7 +424,7 @@ def test_metaworld_expert_demos_have_stage_labels(tmp_path: Path) -> None:
     pytest.importorskip("metaworld")
     from rewardlearn_envs.metaworld_expert import METAWORLD_TASKS, metaworld_stage
 
-    from rewardlearn.collect import resolve_env
+    from rewardlearn.cli.collect import resolve_env
 
     assert resolve_env("metaworld_pick_place")[0] == "metaworld_pick_place"
     assert metaworld_stage({"near_object": 1.0, "grasp_success": 0.0}, 3) == 1
@@ -484,7 +485,7 @@ def test_goal_image_and_potential_mode(pick_place_demos: Path, tmp_path: Path) -
 
 
 def test_train_perceptual_command(pick_place_demos: Path, tmp_path: Path) -> None:
-    from rewardlearn.train_perceptual import main, parse_args
+    from rewardlearn.cli.train_perceptual import main, parse_args
 
     assert parse_args(["n_steps=auto", "aggregate=sum", "demos=1"])[1] == {
         "n_steps": "auto", "aggregate": "sum", "demos": "1"}
@@ -495,14 +496,14 @@ def test_train_perceptual_command(pick_place_demos: Path, tmp_path: Path) -> Non
     assert ev["spearman"] > 0.8
     with pytest.raises(ValueError, match="unknown command"):
         main(["train"])
-    with pytest.raises(ValueError, match="unknown perceptual setting"):
+    with pytest.raises(ValueError, match=r"unknown option 'steps'; options: .*n_steps"):
         main([f"demos={pick_place_demos}", "encoder=state", "steps=4"])
 
 
 def test_train_py_runs_with_perceptual_reward(compose_cfg: Callable[..., DictConfig],
                                               pick_place_demos: Path, tmp_path: Path) -> None:
+    from rewardlearn.cli.train import run
     from rewardlearn.recording import read_sidecar
-    from rewardlearn.train import run
 
     short = ["env=pick_place", "agent=ppo", "total_timesteps=128", "eval.n_episodes=1",
              "video.n_episodes=1", "video.width=32", "video.height=32", "progress_bar=false",

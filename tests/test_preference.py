@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from rewardlearn.cli.train import run
 from rewardlearn.preference.buffer import SegmentBuffer
 from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.learner import PreferenceLearner
@@ -21,12 +22,11 @@ from rewardlearn.preference.modeling import (
     preference_loss,
 )
 from rewardlearn.preference.query import kcenter_greedy, select_queries
+from rewardlearn.preference.reward import PreferenceReward
 from rewardlearn.preference.teachers import SyntheticTeacher
 from rewardlearn.rewards import load_reward_model, save_reward_model
-from rewardlearn.rewards.preference import PreferenceReward
 from rewardlearn.settings import UnknownSettingError
 from rewardlearn.stats import spearman
-from rewardlearn.train import run
 
 
 def _linear_ensemble(weights: list[list[float]], value: list[list[float]] | None = None
@@ -212,7 +212,7 @@ def test_replay_buffer_relabelled_with_current_model(compose_cfg: Callable[..., 
     from stable_baselines3 import SAC
 
     from rewardlearn.env_factory import make_vec_env
-    from rewardlearn.rewards.preference import relabel_replay_buffer
+    from rewardlearn.preference.reward import relabel_replay_buffer
     from rewardlearn.wrappers import RewardVecEnvWrapper
 
     venv = make_vec_env("pendulum", n_envs=2, seed=0)
@@ -246,7 +246,7 @@ def test_ppo_rollout_relabelled_before_update() -> None:
     from stable_baselines3 import PPO
 
     from rewardlearn.env_factory import make_vec_env
-    from rewardlearn.rewards.preference import PreferenceCallback
+    from rewardlearn.preference.reward import PreferenceCallback
     from rewardlearn.wrappers import RewardVecEnvWrapper
 
     venv = make_vec_env("pendulum", n_envs=2, seed=0)

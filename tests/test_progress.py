@@ -18,7 +18,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_envs import CountEnv
 
 from rewardlearn.bc import demo_arrays
-from rewardlearn.collect import CollectConfig, Episode, collect, load_demos
+from rewardlearn.cli.collect import CollectConfig, collect
+from rewardlearn.demos import Episode, load_demos
 from rewardlearn.env_factory import make_env, make_vec_env
 from rewardlearn.progress import (
     DownsampleEncoder,
@@ -41,10 +42,10 @@ from rewardlearn.progress.processor import (
     rewind_windows,
     validate_spans,
 )
+from rewardlearn.progress.reward import ProgressReward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.checkpoint import SpaceMismatchError
-from rewardlearn.rewards.progress import ProgressReward
 from rewardlearn.shaping import ShapedReward, build_shaping
 from rewardlearn.wrappers import RewardVecEnvWrapper
 
@@ -286,7 +287,7 @@ def test_model_checkpoint_round_trip_and_space_check(
     potential = ProgressPotential(path=str(path))
     with pytest.raises(SpaceMismatchError):
         potential.bind(pend.observation_space, pend.action_space)
-    with pytest.raises(FileNotFoundError, match="train_progress"):
+    with pytest.raises(FileNotFoundError, match="train-progress"):
         ProgressModel.load(path.with_name("nope.pt"))
     with pytest.raises(ValueError, match="not a rewardlearn progress model"):
         ProgressModel.from_payload({"format": "other"})
@@ -390,7 +391,7 @@ def test_progress_shaping_and_reward_checkpoints(
 
 def test_train_progress_command(demos: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from rewardlearn.train_progress import main, parse_args
+    from rewardlearn.cli.train_progress import main, parse_args
 
     out = tmp_path / "pm" / "progress_model.pt"
     report = main(["train", f"demos={demos}", f"out={out}", "epochs=3", "heldout=0.25",
@@ -432,8 +433,8 @@ def _short(tmp_path: Path, *extra: str) -> list[str]:
 def test_train_with_progress_reward_and_shaping(
         compose_cfg: Callable[..., DictConfig], tmp_path: Path,
         trained: tuple[ProgressModel, dict[str, Any], Path]) -> None:
+    from rewardlearn.cli.train import run
     from rewardlearn.recording import read_sidecar
-    from rewardlearn.train import run
 
     _, _, path = trained
     cfg = compose_cfg(*_short(tmp_path, "reward=progress", f"reward.model.path={path}",

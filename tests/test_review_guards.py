@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from test_review_server import Client, add_rollout
 
+from rewardlearn.cli.review import main
 from rewardlearn.recording import write_video
 from rewardlearn.review import ClipRef, LabelStore
-from rewardlearn.review.__main__ import main
 from rewardlearn.review.catalog import OutsideRootError, resolve_inside
 from rewardlearn.review.server import (
     ReviewHandler,
@@ -509,13 +509,13 @@ def test_empty_queue_says_which_folder_to_serve(tmp_path: Path) -> None:
         assert res["query"] is None
         for db in (repo / "videos" / "labels.sqlite", repo / "videos_old" / "labels.sqlite"):
             assert str(db) in res["hint"]
-        assert "--db" in res["hint"] and "python -m rewardlearn.review" in res["hint"]
+        assert "--db" in res["hint"] and "rewardlearn-review" in res["hint"]
         assert c.json("/api/info")["hint"] == res["hint"]
     # Serving one run's folder: the trainer's database is one level up.
     with ReviewServer(repo / "videos" / RUN, port=0) as srv:
         hint = Client(srv).next("alice")["hint"]
         assert str(repo / "videos" / "labels.sqlite") in hint
-        assert f"python -m rewardlearn.review {repo / 'videos'}" in hint
+        assert f"rewardlearn-review {repo / 'videos'}" in hint
     # No other queue, or this one has work: no hint.
     with ReviewServer(repo / "videos", port=0) as srv:
         c = Client(srv)

@@ -461,7 +461,7 @@ def test_probe_mp4_and_disagreement(tree: Path) -> None:
 def test_module_cli_serves(tree: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rewardlearn.review", str(tree), "--port", "0",
+        [sys.executable, "-m", "rewardlearn.cli.review", str(tree), "--port", "0",
          "--db", str(tmp_path / "cli.sqlite")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -477,6 +477,6 @@ def test_module_cli_serves(tree: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    bad = subprocess.run([sys.executable, "-m", "rewardlearn.review", str(tmp_path / "nope")],
+    bad = subprocess.run([sys.executable, "-m", "rewardlearn.cli.review", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "not a directory" in bad.stderr

@@ -24,8 +24,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import rewardlearn.cli.train as train
+import rewardlearn.files as files
 import rewardlearn.recording as recording
-import rewardlearn.train as train
+from rewardlearn.cli.checks import SettingsError, validate_settings
+from rewardlearn.cli.train import run
 from rewardlearn.recording import RolloutRecord, write_sidecar, write_video
 from rewardlearn.rewards import (
     MLPReward,
@@ -33,14 +36,7 @@ from rewardlearn.rewards import (
     load_reward_model,
     save_reward_model,
 )
-from rewardlearn.train import (
-    RunDirError,
-    SettingsError,
-    claim_folder,
-    release_folder,
-    run,
-    validate_settings,
-)
+from rewardlearn.runs import RUN_OUTPUTS, RunDirError, claim_folder, release_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["env=pendulum", "agent=sac", "reward=env", "total_timesteps=300",
@@ -142,15 +138,15 @@ def test_folder_held_by_a_live_run_is_refused_then_free_once_it_ends(
 
 def test_stale_claim_of_a_dead_run_is_taken_over(tmp_path: Path) -> None:
     folder = tmp_path / "run"
-    code = ("from rewardlearn.train import claim_folder\n"
+    code = ("from rewardlearn.runs import claim_folder\n"
             f"claim_folder({str(folder)!r}, (), 'hydra.run.dir')\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert json.loads((folder / "run.claim").read_text())["pid"] != os.getpid()
-    claim_folder(folder, train.RUN_OUTPUTS, "hydra.run.dir")
+    claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir")
     try:
         assert json.loads((folder / "run.claim").read_text())["pid"] == os.getpid()
         with pytest.raises(RunDirError, match="in use by another run in this process"):
-            claim_folder(folder, train.RUN_OUTPUTS, "hydra.run.dir")
+            claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir")
     finally:
         release_folder(folder)
 
@@ -229,9 +225,9 @@ def test_video_and_sidecar_are_written_whole(tmp_path: Path) -> None:
 
 def test_final_file_is_never_overwritten_silently(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
-    recording.write_text_atomic(path, "first", overwrite=False)
+    files.write_text_atomic(path, "first", overwrite=False)
     with pytest.raises(FileExistsError, match=r"summary\.json already exists; not overwritten"):
-        recording.write_text_atomic(path, "second", overwrite=False)
+        files.write_text_atomic(path, "second", overwrite=False)
     assert path.read_text() == "first" and _files(tmp_path) == ["summary.json"]
 
 
@@ -320,6 +316,9 @@ def test_failed_sidecar_write_leaves_no_json(tmp_path: Path, monkeypatch: pytest
 # ------------------------------------------------------------ 5: settings checked first
 
 
+PREF = r"reward.model \(reward=preference\): invalid preference settings: "
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["total_timesteps=0"], "total_timesteps=0: must be an integer >= 1"),
     (["total_timesteps=-5"], "total_timesteps=-5: must be an integer >= 1"),
@@ -333,13 +332,13 @@ def test_failed_sidecar_write_leaves_no_json(tmp_path: Path, monkeypatch: pytest
     (["bc.epochs=0"], "bc.epochs=0: must be an integer >= 1"),
     (["bc.batch_size=0"], "bc.batch_size=0: must be an integer >= 1"),
     (["bc.lr=0"], "bc.lr=0: must be a number > 0"),
-    (["reward.model.batch_size=0"], "reward.model.batch_size=0: must be an integer >= 1"),
-    (["reward.model.budget=-1"], "reward.model.budget=-1: must be an integer >= 0"),
-    (["reward.model.segment_length=1"], "reward.model.segment_length=1: must be an integer >= 2"),
-    (["reward.model.ensemble_size=0"], "reward.model.ensemble_size=0: must be an integer >= 1"),
-    (["reward.model.lr=0"], "reward.model.lr=0: must be a number > 0"),
+    (["reward.model.batch_size=0"], PREF + r"batch_size must be >= 1 \(got 0\)"),
+    (["reward.model.budget=-1"], PREF + r"budget must be >= 0 \(got -1\)"),
+    (["reward.model.segment_length=1"], PREF + r"segment_length must be >= 2 \(got 1\)"),
+    (["reward.model.ensemble_size=0"], PREF + r"ensemble_size must be >= 1 \(got 0\)"),
+    (["reward.model.lr=0"], PREF + r"lr must be > 0 \(got 0\)"),
     (["reward.model.feedback_until=1.5"],
-     r"reward.model.feedback_until=1.5: must be a number in \(0, 1\]"),
+     r"invalid preference settings: feedback_until must be in \(0, 1\] \(got 1.5\)"),
     (["reward.model.query_selection=best"], "query_selection must be one of"),
 ])
 def test_bad_setting_is_named_with_its_valid_range(compose_cfg: Callable[..., DictConfig],

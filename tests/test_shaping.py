@@ -327,7 +327,7 @@ def _short(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_train_shaping_on_env_reward(compose_cfg: Callable[..., DictConfig],
                                      tmp_path: Path) -> None:
-    from rewardlearn.train import run
+    from rewardlearn.cli.train import run
 
     cfg = compose_cfg(*_short(tmp_path, "reward=env", "shaping=function",
                               "shaping.potential.function=test_shaping:first_coordinate",
@@ -343,7 +343,7 @@ def test_train_shaping_on_env_reward(compose_cfg: Callable[..., DictConfig],
 
 def test_train_gamma_mismatch_warns(compose_cfg: Callable[..., DictConfig],
                                     tmp_path: Path) -> None:
-    from rewardlearn.train import run
+    from rewardlearn.cli.train import run
 
     cfg = compose_cfg(*_short(tmp_path, "reward=env", "shaping=function",
                               "shaping.potential.function=test_shaping:first_coordinate",
@@ -354,7 +354,7 @@ def test_train_gamma_mismatch_warns(compose_cfg: Callable[..., DictConfig],
 
 def test_train_value_shaping_online(compose_cfg: Callable[..., DictConfig],
                                     tmp_path: Path) -> None:
-    from rewardlearn.train import run
+    from rewardlearn.cli.train import run
 
     cfg = compose_cfg(*_short(tmp_path, "reward=env", "shaping=value"))
     summary = run(cfg, tmp_path / "run")

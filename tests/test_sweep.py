@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from rewardlearn import aggregate as agg
+from rewardlearn.cli import aggregate as agg
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

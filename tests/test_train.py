@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
+from rewardlearn.cli.train import run
 from rewardlearn.env_factory import available_envs, make_env
 from rewardlearn.recording import read_sidecar
 from rewardlearn.rewards import MLPReward, SpaceMismatchError, save_reward_model
-from rewardlearn.train import RunDirError, run
+from rewardlearn.runs import RunDirError
 
 SUMMARY_KEYS = {"env_return_mean", "env_return_std", "learned_return_mean", "success_rate",
                 "total_timesteps", "wall_s", "videos"}

@@ -20,15 +20,14 @@ import torch
 from omegaconf import DictConfig
 
 from rewardlearn._compat import import_open_clip
+from rewardlearn.cli.train import run
 from rewardlearn.recording import read_sidecar
 from rewardlearn.rewards.base import TransitionBatch
-from rewardlearn.rewards.vlm import StrideSchedule, VLMReward
-from rewardlearn.rewards.vlm_distilled import (
+from rewardlearn.vlm.distilled import (
     AsyncLabeler,
     VLMDistilledReward,
     downsample_frames,
 )
-from rewardlearn.train import run
 from rewardlearn.vlm.loading import (
     ClipWeightsError,
     ThreadTuner,
@@ -40,6 +39,7 @@ from rewardlearn.vlm.loading import (
     preprocess_frames,
     resolve_precision,
 )
+from rewardlearn.vlm.reward import StrideSchedule, VLMReward
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, projection_matrix
 
 SPACE = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)

@@ -1,7 +1,7 @@
 """Reward evaluation: EPIC and STARC distances, preference accuracy, return correlation, VOC.
 
-Library entry point: :func:`rewardlearn.evaluate.evaluate_reward`; command line:
-``python -m rewardlearn.evaluate``.
+Library entry point: :func:`rewardlearn.cli.evaluate.evaluate_reward`; command line:
+``rewardlearn-evaluate``.
 """
 
 from rewardlearn.metrics.epic import (

@@ -181,7 +181,7 @@ def return_correlation(reward: RewardFn, rollouts: Rollouts) -> dict[str, Any]:
 def progress_voc(model_path: str | Path, demos: str) -> dict[str, Any]:
     """VOC, stage accuracy and progress MAE of a progress model on demo datasets
     (comma-separated paths or Minari ids)."""
-    from rewardlearn.collect import load_demo_sets
+    from rewardlearn.demos import load_demo_sets
     from rewardlearn.progress.modeling import ProgressModel
     from rewardlearn.progress.training import evaluate_progress, label_for_model
 

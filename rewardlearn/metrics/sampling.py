@@ -33,11 +33,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rewardlearn.agents import ActFn
 from rewardlearn.rendering import CameraConfig
 from rewardlearn.rewards.base import RewardModel, TransitionBatch
 from rewardlearn.wrappers.frames import EnvFrameSource
 
-Policy = Callable[[Any], np.ndarray]
 FrameSize = tuple[int, int]
 
 FRAME_ROWS = 256
@@ -213,7 +213,7 @@ def _frame_sizes(frames: FrameSize | Sequence[FrameSize] | None) -> list[FrameSi
     return sizes
 
 
-def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: Policy | None = None,
+def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: ActFn | None = None,
                      max_episode_steps: int | None = None,
                      frames: FrameSize | Sequence[FrameSize] | None = None,
                      camera: CameraConfig | dict[str, Any] | str | None = None) -> Rollouts:

@@ -6,7 +6,7 @@ selection, boundary metrics), :mod:`~rewardlearn.perceptual.modeling` (the fitte
 model, saving), :mod:`~rewardlearn.perceptual.training` (fitting on demos, held-out
 evaluation) and :mod:`~rewardlearn.perceptual.potential` (``shaping=perceptual``).
 Encoders live in :mod:`rewardlearn.encoders`. ``reward=perceptual`` is
-:class:`rewardlearn.rewards.perceptual.PerceptualReward`.
+:class:`rewardlearn.perceptual.reward.PerceptualReward`.
 """
 
 from rewardlearn.perceptual.configuration import PerceptualConfig

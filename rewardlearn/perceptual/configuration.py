@@ -80,7 +80,8 @@ class PerceptualConfig(Settings):
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
-            (self.n_steps == AUTO or int(self.n_steps) >= 1, "n_steps must be >= 1 or 'auto'"),
+            (self.n_steps == AUTO or (isinstance(self.n_steps, int) and self.n_steps >= 1),
+             "n_steps must be >= 1 or 'auto'"),
             (1 <= self.k_min <= self.k_max, "need 1 <= k_min <= k_max"),
             (self.auto_threshold > 0.0, "auto_threshold must be > 0"),
             (self.min_step_len >= 1, "min_step_len must be >= 1"),

@@ -85,7 +85,7 @@ def build_perceptual_model(observation_space: gym.Space, action_space: gym.Space
         if save:
             model.save(save)
     else:
-        raise ValueError(f"{where}: set demos=<dataset from python -m rewardlearn.collect ... "
+        raise ValueError(f"{where}: set demos=<dataset from rewardlearn-collect ... "
                          "frames=true> (or path=<saved perceptual model>)")
     if goal is not None:
         set_goal(model, goal)

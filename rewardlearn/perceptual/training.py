@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlearn.collect import Episode, load_demos
+from rewardlearn.demos import Episode, load_demos
 from rewardlearn.encoders import Encoder, FrameEncoder, as_encoder, build_encoder
 from rewardlearn.perceptual.configuration import PerceptualConfig
 from rewardlearn.perceptual.modeling import PerceptualModel, StepModel
@@ -47,7 +47,7 @@ DemoSource = str | os.PathLike[str] | Sequence[Episode]
 
 
 def as_episodes(demos: DemoSource) -> list[Episode]:
-    """Episodes from a dataset path/id or a list of :class:`~rewardlearn.collect.Episode`."""
+    """Episodes from a dataset path/id or a list of :class:`~rewardlearn.cli.collect.Episode`."""
     episodes = load_demos(demos) if isinstance(demos, (str, os.PathLike)) else list(demos)
     if not episodes:
         raise ValueError(f"no demonstrations in {demos!r}")
@@ -62,7 +62,7 @@ def check_demos(episodes: Sequence[Episode], encoder: Encoder, where: str = "dem
             raise ValueError(
                 f"{where}: the {encoder.name} encoder reads frames but {len(missing)} of "
                 f"{len(episodes)} episodes have none (episodes {missing[:5]}); collect them with "
-                "frames=true (python -m rewardlearn.collect env=... frames=true) or use "
+                "frames=true (rewardlearn-collect env=... frames=true) or use "
                 "encoder=state")
     short = [i for i, ep in enumerate(episodes) if len(ep.observations) < 2]
     if short:

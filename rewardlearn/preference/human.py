@@ -13,7 +13,7 @@ resumed run neither loses nor repeats a label.
 (or ``timeout_s`` passes); ``wait="continue"`` keeps training and folds answers
 in at later rounds as they arrive.
 
-Serve the page with ``python -m rewardlearn.review <root>`` (the same root and
+Serve the page with ``rewardlearn-review <root>`` (the same root and
 database as here; :meth:`HumanTeacher.review_command` says exactly what to run,
 and the log repeats it with every round). Serving a folder above the root (the
 repo root) also works: the server finds the one trainer database under it. Clip
@@ -147,7 +147,7 @@ class HumanTeacher:
 
     def review_command(self) -> str:
         """The command that serves the label page for this teacher's queries."""
-        cmd = f"python -m rewardlearn.review {self.root}"
+        cmd = f"rewardlearn-review {self.root}"
         if self.db_path.absolute() != (self.root / "labels.sqlite").absolute():
             cmd += f" --db {self.db_path}"
         return cmd

@@ -8,8 +8,8 @@ and VOC / stage-accuracy evaluation), :mod:`~rewardlearn.progress.rabc`
 (reward-aligned behaviour-cloning weights), :mod:`~rewardlearn.progress.encoders`
 (frozen frame encoders) and :mod:`~rewardlearn.progress.potential` (scoring
 rollouts, the ``shaping=progress`` potential). ``reward=progress`` is
-:class:`rewardlearn.rewards.progress.ProgressReward`; the command is
-``python -m rewardlearn.train_progress``.
+:class:`rewardlearn.progress.reward.ProgressReward`; the command is
+``rewardlearn-train-progress``.
 """
 
 from rewardlearn.progress.configuration import ProgressConfig

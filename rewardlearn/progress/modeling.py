@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rewardlearn.files import atomic_output
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import FrameEncoder, build_encoder
 from rewardlearn.rewards.base import Obs
@@ -198,10 +199,8 @@ class ProgressModel:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model atomically; returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.payload(), tmp)
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            torch.save(self.payload(), tmp)
         return path
 
     @classmethod
@@ -211,7 +210,7 @@ class ProgressModel:
         """Rebuild from :meth:`payload`, refusing it if its spaces differ from the given ones."""
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError(f"{where} is not a rewardlearn progress model (format {FORMAT}); "
-                             "train one with python -m rewardlearn.train_progress")
+                             "train one with rewardlearn-train-progress")
         check_spaces(payload["observation_space"], payload["action_space"], observation_space,
                      action_space, where=where)
         config = ProgressConfig.from_kwargs({**payload["config"],
@@ -232,7 +231,7 @@ class ProgressModel:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"progress model {str(path)!r} not found; train one with "
-                                    "python -m rewardlearn.train_progress")
+                                    "rewardlearn-train-progress")
         payload = torch.load(path, map_location="cpu", weights_only=False)
         return cls.from_payload(payload, observation_space, action_space,
                                 where=f"progress model {path}", device=device)

@@ -64,7 +64,7 @@ class ProgressPotential(Potential):
     policy-invariant, this one keeps the early learning signal pointing at the goal.
 
     Args:
-        path: a ``progress_model.pt`` (from ``python -m rewardlearn.train_progress``);
+        path: a ``progress_model.pt`` (from ``rewardlearn-train-progress``);
             ``None`` when the model comes from a saved shaped reward's state.
         scale: multiplies the progress (in [0, 1]).
         offset: subtracted from the progress before scaling.

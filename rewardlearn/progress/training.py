@@ -2,7 +2,7 @@
 
 Example:
     >>> import gymnasium as gym, numpy as np
-    >>> from rewardlearn.collect import Episode
+    >>> from rewardlearn.demos import Episode
     >>> from rewardlearn.progress import ProgressConfig, train_progress_model
     >>> rng = np.random.default_rng(0)
     >>> def demo(i):   # a 1-D state moving 0 -> 1 (success at the end); stage 1 from halfway
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rewardlearn.collect import Episode
+from rewardlearn.demos import Episode
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import build_encoder
 from rewardlearn.progress.modeling import ProgressModel
@@ -208,7 +208,7 @@ def train_progress_model(
     """Train on ``episodes`` (held-out split by episode); returns the model and a report.
 
     Args:
-        episodes: demos (``rewardlearn.collect.load_demos``), with per-frame
+        episodes: demos (``rewardlearn.cli.collect.load_demos``), with per-frame
             ``stages`` unless ``annotations`` gives subtask spans per episode id.
         observation_space, action_space: the env's spaces (stored in the model).
         config: model/training settings.

@@ -1,7 +1,7 @@
 """Rollout review: a local web page to watch recorded rollouts with their reward
 curves, and to answer preference queries for ``teacher=human``.
 
-``python -m rewardlearn.review ROOT`` serves it; :class:`LabelStore` is the
+``rewardlearn-review ROOT`` serves it; :class:`LabelStore` is the
 queue and answer database the trainer and the server share.
 """
 

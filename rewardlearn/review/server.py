@@ -406,7 +406,7 @@ class ReviewApp:
             return None
         listed = "; ".join(f"{p} ({n} pending)" for p, n in others[:5])
         best = others[0][0]
-        fix = f"serve its folder (python -m rewardlearn.review {best.parent})"
+        fix = f"serve its folder (rewardlearn-review {best.parent})"
         if best.parent.resolve().is_relative_to(self.root):
             fix += f" or restart with --db {best}"
         return (f"No pending queries in the label database in use ({self.db_path}), but "

@@ -26,10 +26,13 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:
+    from rewardlearn.settings import Settings
 
 Obs: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
 
@@ -65,7 +68,7 @@ class TransitionBatch:
     ``frame_ids``/``obs_frame_ids`` (``(B,)`` int, optional) name the frames of
     ``frames``/``obs_frames``: rows with the same id have identical frames, so a
     module may cache per-frame work by id (:class:`FrameCache`). The evaluator
-    (:mod:`rewardlearn.evaluate`) sets them, and its rows are then independent
+    (:mod:`rewardlearn.cli.evaluate`) sets them, and its rows are then independent
     ``(s, a, s')`` queries, not consecutive steps of parallel envs; the training
     wrappers leave them ``None``. Ids are unique within a process (one id is never
     reused for another frame), and modules that ignore them give the same rewards.
@@ -246,6 +249,9 @@ class RewardModel(abc.ABC):
             ``None`` means "the agent's", filled in by ``shaping.bind_gamma``.
         shapes_with_progress: the module already adds a progress potential, so
             ``shaping=progress`` on top of it would shape twice and is refused.
+        settings_class: the :class:`~rewardlearn.settings.Settings` dataclass of the
+            module's settings, if it has one: ``train`` then builds (and so checks) the
+            settings of ``reward.model`` before any env is made.
     """
 
     name: str = "reward"
@@ -256,6 +262,7 @@ class RewardModel(abc.ABC):
     uses_shaping_gamma: bool = False
     gamma: float | None = None
     shapes_with_progress: bool = False
+    settings_class: ClassVar[type[Settings] | None] = None
     frame_cache: FrameCache | None = None
     """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""
 

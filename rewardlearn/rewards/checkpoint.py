@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rewardlearn.recording import atomic_output
+from rewardlearn.files import atomic_output
 from rewardlearn.rewards.base import RewardModel
+from rewardlearn.utils import import_object
 
 FORMAT = "rewardlearn.reward_model/1"
 _KEYS = ("class", "config", "state", "observation_space", "action_space")
@@ -196,11 +196,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def import_class(qualified: str) -> type[RewardModel]:
-    """The reward class a checkpoint names (``module:QualName``)."""
-    module, _, name = qualified.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
+    """The reward class a checkpoint names (``module:QualName``; old module paths resolve
+    through :data:`rewardlearn.utils.MOVED_MODULES`)."""
+    obj = import_object(qualified)
     if not (isinstance(obj, type) and issubclass(obj, RewardModel)):
         raise TypeError(f"{qualified} is not a RewardModel class")
     return obj

@@ -18,7 +18,7 @@ the rollout sidecars), ``success_pred``, and in potential mode ``potential`` and
 ``shaping``.
 
 Example:
-    python -m rewardlearn.train_progress demos=data/pick_place-expert-v0 \\
+    rewardlearn-train-progress demos=data/pick_place-expert-v0 \\
         out=runs/progress/pick_place/progress_model.pt
     python train.py env=pick_place agent=ppo reward=progress \\
         reward.model.path=runs/progress/pick_place/progress_model.pt
@@ -44,7 +44,7 @@ class ProgressReward(ShapingGamma, RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces (the model must match them).
-        path: ``progress_model.pt`` from ``python -m rewardlearn.train_progress``
+        path: ``progress_model.pt`` from ``rewardlearn-train-progress``
             (``None`` when restored from a saved reward module's state).
         mode: ``potential`` (success bonus + shaping), ``delta`` (raw progress delta)
             or ``level`` (``scale * (progress(s') - offset)`` per step).
@@ -99,7 +99,7 @@ class ProgressReward(ShapingGamma, RewardModel):
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         if self.scorer is None:
             raise RuntimeError("reward=progress has no model: set reward.model.path=<progress "
-                               "model .pt> (python -m rewardlearn.train_progress makes one)")
+                               "model .pt> (rewardlearn-train-progress makes one)")
         new_episode = self.term.need_obs(batch)
         pred_s, pred_next = self.scorer.score(batch)
         reached = pred_next.progress >= 1.0 - self.delta

@@ -1,4 +1,4 @@
-"""``python -m rewardlearn.review ROOT``: serve the rollout review and labelling pages."""
+"""``rewardlearn-review ROOT``: serve the rollout review and labelling pages."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def db_problem(db: Path) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (also used by the ``rewardlearn-review`` console script)."""
     p = argparse.ArgumentParser(
-        prog="python -m rewardlearn.review",
+        prog="rewardlearn-review",
         description="Serve a local web page to watch recorded rollouts with their reward "
                     "curves and to label preference queries.")
     p.add_argument("root", nargs="?", default=".",
@@ -122,5 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (``rewardlearn-review``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
+from rewardlearn.agents import Policy
 from rewardlearn.env_factory import camera_config, env_config, make_env
 from rewardlearn.recording import RolloutRecord, write_sidecar, write_video
 from rewardlearn.rewards.base import RewardModel
@@ -21,13 +22,6 @@ from rewardlearn.wrappers.frames import EnvFrameSource
 from rewardlearn.wrappers.gym import LearnedRewardWrapper
 
 SIDECAR_INFO_KEYS = ("stage", "success", "is_success", "progress")
-
-
-class Policy(Protocol):
-    """Anything with SB3's ``predict`` (an SB3 agent, a scripted expert adapter...)."""
-
-    def predict(self, observation: Any, state: Any = ..., episode_start: Any = ...,
-                deterministic: bool = ...) -> tuple[Any, Any]: ...
 
 
 @dataclass

@@ -2,17 +2,17 @@
 
 Usage::
 
-    python -m rewardlearn.collect env=pick_place n_episodes=50
-    python -m rewardlearn.train_progress demos=data/pick_place-expert-v0
-    python -m rewardlearn.train_progress eval model=runs/progress/pick_place/progress_model.pt \\
+    rewardlearn-collect env=pick_place n_episodes=50
+    rewardlearn-train-progress demos=data/pick_place-expert-v0
+    rewardlearn-train-progress eval model=runs/progress/pick_place/progress_model.pt \\
         demos=data/pick_place-noisy-v0
-    python -m rewardlearn.train_progress rabc model=runs/progress/pick_place/progress_model.pt \\
+    rewardlearn-train-progress rabc model=runs/progress/pick_place/progress_model.pt \\
         demos=data/pick_place-expert-v0 horizon=10 out=runs/progress/pick_place/rabc.npz
 
 Commands: ``train`` (default), ``eval``, ``rabc``. Options (``key=value``):
 
 * ``demos``: one or more demo datasets (comma-separated) written by
-  ``rewardlearn.collect`` (Minari); stage labels come from the per-step
+  ``rewardlearn.cli.collect`` (Minari); stage labels come from the per-step
   ``info["stage"]`` unless ``annotations=<file.json>`` gives subtask start/end
   frames per episode id (see :mod:`rewardlearn.progress.processor`). Episodes that
   fail (``collect ... only_success=false``) are welcome: with per-frame labels they
@@ -44,7 +44,17 @@ from typing import Any
 
 import numpy as np
 
-from rewardlearn.collect import Episode, load_demo_sets
+from rewardlearn.cli.options import (
+    Converter,
+    cli_args,
+    mapping,
+    parse_key_values,
+    run_cli,
+    settings_types,
+    split_command,
+)
+from rewardlearn.demos import Episode, load_demo_sets
+from rewardlearn.files import write_text_atomic
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.rabc import rabc_weights
@@ -54,48 +64,21 @@ from rewardlearn.progress.training import (
     predict_demo,
     train_progress_model,
 )
-from rewardlearn.utils import cli_args, parse_key_values, set_torch_threads
+from rewardlearn.utils import set_torch_threads
 
 COMMANDS = ("train", "eval", "rabc")
 
 
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _int_list(value: str) -> list[int]:
-    return [int(v) for v in value.strip("[]").split(",") if v.strip()]
-
-
-def _option_types() -> dict[str, Callable[[str], Any]]:
-    types: dict[str, Callable[[str], Any]] = {
-        "demos": str, "env": str, "obs_mode": str, "out": str, "annotations": str,
-        "encoder": str, "encoder_kwargs": json.loads, "embeddings": str, "model": str,
-        "horizon": int, "kappa": float, "torch_threads": int,
-    }
-    casts: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str,
-                                              "bool": _bool, "list[int]": _int_list}
-    for f in dataclasses.fields(ProgressConfig):
-        types[f.name] = casts[str(f.type)]
-    return types
-
-
 def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """``(command, options)`` from ``[command] key=value ...``."""
-    args = list(argv)
-    command = "train"
-    if args and "=" not in args[0]:
-        command = args.pop(0)
-        if command not in COMMANDS:
-            raise ValueError(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
-    types = _option_types()
-    values = parse_key_values(args, types)
-    return command, values
+    command, args = split_command(argv, COMMANDS, "train")
+    types: dict[str, Converter] = {
+        "demos": str, "env": str, "obs_mode": str, "out": str, "annotations": str,
+        "encoder": str, "encoder_kwargs": mapping, "embeddings": str, "model": str,
+        "horizon": int, "kappa": float, "torch_threads": int,
+        **settings_types(ProgressConfig),
+    }
+    return command, parse_key_values(args, types)
 
 
 def _load(opts: dict[str, Any]) -> list[Episode]:
@@ -165,7 +148,7 @@ def cmd_train(opts: dict[str, Any]) -> dict[str, Any]:
     model.save(out)
     report["model"] = str(out)
     report["demos"] = str(opts["demos"])
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=2))
     print(f"stage priors {report['alpha']} for {report['subtask_names']}")
     print(f"train:    {_brief(report['train'])}")
     print(f"held-out: {_brief(report['heldout'])}")
@@ -226,11 +209,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def cli() -> None:
-    """Entry point; input errors exit with a message, no trace."""
-    try:
-        main()
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        raise SystemExit(f"error: {err}") from None
+    """Console entry point (``rewardlearn-train-progress``); input errors exit with a
+    message, no trace."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

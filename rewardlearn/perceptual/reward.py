@@ -1,6 +1,6 @@
 """``reward=perceptual``: a perceptual reward learned from a few demos (Sermanet et al. 2016).
 
-Built from ``demos`` (a dataset from ``python -m rewardlearn.collect ... frames=true``)
+Built from ``demos`` (a dataset from ``rewardlearn-collect ... frames=true``)
 when the env is known: the encoder (``tcn`` by default: trained self-supervised on
 the demos' frames; ``clip``, ``torchvision``, ``state``, ``downsample``, or a dotted
 path) embeds every demo frame, the demos are split into steps, and each step gets
@@ -25,7 +25,7 @@ Signals per step (rollout sidecars): ``perceptual_step`` (current step of ``s'``
 ``step_score_<i>`` (score of each step), ``perceptual_reward`` and ``goal_similarity``.
 
 Example:
-    python -m rewardlearn.collect env=pick_place n_episodes=20 frames=true
+    rewardlearn-collect env=pick_place n_episodes=20 frames=true
     python train.py env=pick_place agent=ppo reward=perceptual \\
         reward.demos=data/pick_place-expert-v0
 """
@@ -110,7 +110,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         if self.model is None:
             raise RuntimeError("reward=perceptual has no model: set reward.demos=<dataset> "
-                               "(python -m rewardlearn.collect env=... frames=true)")
+                               "(rewardlearn-collect env=... frames=true)")
         m = self.model
         nxt = self._predict(m, batch.next_obs, batch.frames, batch.frame_ids)
         signals: dict[str, np.ndarray] = {"perceptual_step": nxt.step.astype(np.float64),

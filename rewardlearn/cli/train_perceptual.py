@@ -2,16 +2,16 @@
 
 Usage::
 
-    python -m rewardlearn.collect env=pick_place n_episodes=20 frames=true frame_size=48
-    python -m rewardlearn.train_perceptual demos=data/pick_place-expert-v0 n_steps=4
-    python -m rewardlearn.train_perceptual eval \\
+    rewardlearn-collect env=pick_place n_episodes=20 frames=true frame_size=48
+    rewardlearn-train-perceptual demos=data/pick_place-expert-v0 n_steps=4
+    rewardlearn-train-perceptual eval \\
         model=runs/perceptual/pick_place-expert-v0/perceptual_model.pt demos=<other episodes>
     python train.py env=pick_place agent=ppo reward=perceptual reward.demos=null \\
         reward.model.path=runs/perceptual/pick_place-expert-v0/perceptual_model.pt
 
 Commands: ``fit`` (default) and ``eval``. Options (``key=value``, values parsed as YAML):
 
-* ``demos``: a dataset written by ``rewardlearn.collect`` (frames needed by frame encoders);
+* ``demos``: a dataset written by ``rewardlearn.cli.collect`` (frames needed by frame encoders);
 * ``out``: where ``fit`` writes the model (default
   ``runs/perceptual/<dataset folder>/perceptual_model.pt``, metrics in a ``.json`` beside it);
 * ``encoder`` (``tcn``, ``clip``, ``torchvision``, ``state``, ``downsample`` or
@@ -30,29 +30,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rewardlearn.cli.options import (
+    Converter,
+    cli_args,
+    mapping,
+    parse_key_values,
+    run_cli,
+    settings_types,
+    split_command,
+)
+from rewardlearn.files import write_text_atomic
 from rewardlearn.perceptual.configuration import PerceptualConfig
 from rewardlearn.perceptual.modeling import PerceptualModel
 from rewardlearn.perceptual.training import evaluate_perceptual, fit_perceptual
-from rewardlearn.utils import cli_args, run_cli, set_torch_threads
+from rewardlearn.utils import set_torch_threads
 
 COMMANDS = ("fit", "eval")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """``(command, options)`` from ``[command] key=value ...``."""
-    args = list(argv)
-    command = args.pop(0) if args and "=" not in args[0] else "fit"
-    if command not in COMMANDS:
-        raise ValueError(f"unknown command {command!r}; choose from {COMMANDS}")
-    opts: dict[str, Any] = {}
-    for token in args:
-        key, sep, raw = token.partition("=")
-        if not sep:
-            raise ValueError(f"expected key=value, got {token!r}")
-        opts[key.lstrip("-")] = raw if key in ("demos", "out", "model") else yaml.safe_load(raw)
-    return command, opts
+    command, args = split_command(argv, COMMANDS, "fit")
+    types: dict[str, Converter] = {"demos": str, "out": str, "model": str, "encoder": str,
+             "encoder_kwargs": mapping, "torch_threads": int, **settings_types(PerceptualConfig)}
+    return command, parse_key_values(args, types)
 
 
 def _need(opts: dict[str, Any], key: str, hint: str) -> Any:
@@ -63,14 +64,14 @@ def _need(opts: dict[str, Any], key: str, hint: str) -> Any:
 
 def cmd_fit(opts: dict[str, Any]) -> dict[str, Any]:
     """Fit on ``demos``, save to ``out``; returns the metrics."""
-    demos = _need(opts, "demos", "a dataset from python -m rewardlearn.collect ... frames=true")
+    demos = _need(opts, "demos", "a dataset from rewardlearn-collect ... frames=true")
     out = Path(opts.pop("out", None) or Path("runs/perceptual") / Path(demos).name /
                "perceptual_model.pt")
     encoder = {"target": opts.pop("encoder", "tcn"), "kwargs": opts.pop("encoder_kwargs", {})}
     model = fit_perceptual(demos, encoder=encoder, config=PerceptualConfig.from_kwargs(opts))
     model.save(out)
     metrics = {"model": str(out), **model.metrics}
-    out.with_suffix(".json").write_text(json.dumps(metrics, indent=1, default=str))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(metrics, indent=1, default=str))
     return metrics
 
 
@@ -90,5 +91,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console entry point (``rewardlearn-train-perceptual``); input errors exit with a
+    message, no trace."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

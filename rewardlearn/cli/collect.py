@@ -3,10 +3,10 @@ dataset, and load them back.
 
 Usage::
 
-    python -m rewardlearn.collect env=pick_place n_episodes=20
-    python -m rewardlearn.collect env=pick_place n_episodes=50 noise=0.1 frames=true \\
+    rewardlearn-collect env=pick_place n_episodes=20
+    rewardlearn-collect env=pick_place n_episodes=50 noise=0.1 frames=true \\
         frame_size=84 out=data/pick_place-noisy-v0 dataset_id=rewardlearn/pick_place/noisy-v0
-    python -m rewardlearn.collect env=pick_place policy=runs/<run>/agent.zip only_success=false \\
+    rewardlearn-collect env=pick_place policy=runs/<run>/agent.zip only_success=false \\
         n_episodes=100 out=data/pick_place-policy-v0 dataset_id=rewardlearn/pick_place/policy-v0
 
 Options (``key=value``): ``env`` (short name or gymnasium id), ``n_episodes`` (episodes to
@@ -45,18 +45,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, settings_types
+from rewardlearn.settings import Settings
 
 INFO_KEYS: dict[str, type] = {
     "stage": np.int64,
@@ -130,9 +132,10 @@ def resolve_env(name: str) -> tuple[str, str]:
 
 
 @dataclass
-class CollectConfig:
+class CollectConfig(Settings):
     """Options of :func:`collect` (the CLI's ``key=value`` overrides)."""
 
+    what = "collect"
     env: str = "pick_place"
     n_episodes: int = 20
     seed: int = 0
@@ -147,6 +150,16 @@ class CollectConfig:
     overwrite: bool = False
     policy: str | None = None
     deterministic: bool = False
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.n_episodes >= 1, f"n_episodes must be >= 1, got {self.n_episodes}"),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.noise >= 0, f"noise must be >= 0, got {self.noise}"),
+            (self.frame_size >= 8, f"frame_size must be >= 8, got {self.frame_size}"),
+            (self.max_tries is None or self.max_tries >= self.n_episodes,
+             f"max_tries must be >= n_episodes ({self.n_episodes}) or null"),
+        ]
 
     def resolved(self) -> CollectConfig:
         """Copy with ``out``, ``dataset_id`` and ``max_tries`` defaults filled in."""
@@ -187,70 +200,9 @@ class CollectResult:
         )
 
 
-@dataclass
-class Episode:
-    """One demonstration, as numpy arrays.
-
-    ``observations``, ``stages`` and ``frames`` have ``T + 1`` rows: row ``t`` is the
-    observation *before* action ``t`` (row 0 is the reset observation, row ``T`` the final
-    one), and ``stages[t]`` is the stage of ``observations[t]``. ``actions``, ``rewards``,
-    ``terminations`` and ``truncations`` have ``T`` rows. ``infos`` holds every stored info
-    entry (``T + 1`` rows, aligned with the observations).
-    """
-
-    observations: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminations: np.ndarray
-    truncations: np.ndarray
-    stages: np.ndarray
-    subtask_names: tuple[str, ...]
-    frames: np.ndarray | None = None
-    infos: dict[str, np.ndarray] = field(default_factory=dict)
-    id: int = 0
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    @property
-    def success(self) -> bool:
-        """Whether the episode ended in task success."""
-        if "is_success" in self.infos:
-            return bool(self.infos["is_success"][-1])
-        return bool(self.terminations[-1])
-
-
-def _parse_bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
 def parse_overrides(argv: Sequence[str]) -> CollectConfig:
     """Build a :class:`CollectConfig` from ``key=value`` tokens."""
-    types: dict[str, Callable[[str], Any]] = {
-        "env": str,
-        "n_episodes": int,
-        "seed": int,
-        "noise": float,
-        "frames": _parse_bool,
-        "frame_size": int,
-        "out": str,
-        "dataset_id": str,
-        "only_success": _parse_bool,
-        "max_tries": int,
-        "jpeg": _parse_bool,
-        "overwrite": _parse_bool,
-        "policy": str,
-        "deterministic": _parse_bool,
-    }
-    from rewardlearn.utils import parse_key_values
-
-    values = parse_key_values(argv, types)
-    return CollectConfig(**values)
+    return CollectConfig.from_kwargs(parse_key_values(argv, settings_types(CollectConfig)))
 
 
 @contextmanager
@@ -306,7 +258,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     if cfg.policy is not None:
         import torch
 
-        from rewardlearn.evaluate import agent_policy
+        from rewardlearn.agents import agent_policy
 
         agent = agent_policy(cfg.policy, deterministic=cfg.deterministic)
         torch.manual_seed(cfg.seed)
@@ -427,96 +379,9 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     )
 
 
-def open_dataset(path_or_id: str | os.PathLike[str]) -> Any:
-    """The :class:`minari.MinariDataset` at a dataset directory, or with a Minari dataset id.
-
-    A directory may be the one :func:`collect` wrote (holding ``data/``) or its ``data/``.
-    Anything that is not an existing directory is looked up as a dataset id in Minari's
-    datasets root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``).
-    """
-    import minari
-
-    path = Path(path_or_id)
-    if path.is_dir():
-        for candidate in (path / "data", path):
-            if (candidate / "metadata.json").is_file():
-                return minari.MinariDataset(candidate)
-        raise FileNotFoundError(
-            f"demo dataset {str(path)!r} holds no Minari dataset (no data/metadata.json); "
-            f"make demos with: {_COLLECT_HINT.format(out=path)}")
-    try:
-        return minari.load_dataset(str(path_or_id))
-    except FileNotFoundError:  # minari's message suggests download=True, not ours to pass
-        raise FileNotFoundError(
-            f"demo dataset {str(path_or_id)!r} not found: no such folder, and no Minari "
-            f"dataset with that id under {_minari_root()}; make demos with: "
-            f"{_COLLECT_HINT.format(out=path_or_id)}") from None
-
-
-_COLLECT_HINT = "python -m rewardlearn.collect env=<env> n_episodes=20 out={out}"
-
-
-def _minari_root() -> str:
-    """Minari's datasets root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``)."""
-    return os.environ.get("MINARI_DATASETS_PATH") or str(Path.home() / ".minari" / "datasets")
-
-
-def load_demos(path_or_id: str | os.PathLike[str]) -> list[Episode]:
-    """All episodes of a demo dataset (see :func:`open_dataset`) as :class:`Episode` objects."""
-    dataset = open_dataset(path_or_id)
-    metadata = dataset.storage.metadata
-    subtasks = tuple(str(s) for s in metadata.get("subtask_names", ()))
-    episodes: list[Episode] = []
-    for ep in dataset.iterate_episodes():
-        obs = ep.observations
-        frames = None
-        if isinstance(obs, dict):
-            frames = np.asarray(obs["pixels"], dtype=np.uint8) if "pixels" in obs else None
-            obs = obs["state"]
-        infos = {k: np.asarray(v) for k, v in ep.infos.items() if not isinstance(v, dict)}
-        if "stage" in infos:
-            stages = infos["stage"].astype(np.int64)
-        else:
-            stages = np.zeros(len(ep) + 1, dtype=np.int64)
-        episodes.append(
-            Episode(
-                observations=np.asarray(obs),
-                actions=np.asarray(ep.actions),
-                rewards=np.asarray(ep.rewards),
-                terminations=np.asarray(ep.terminations, dtype=bool),
-                truncations=np.asarray(ep.truncations, dtype=bool),
-                stages=stages,
-                subtask_names=subtasks,
-                frames=frames,
-                infos=infos,
-                id=int(ep.id),
-            )
-        )
-    return episodes
-
-
-def load_demo_sets(paths: str) -> list[Episode]:
-    """The episodes of one or more comma-separated datasets (see :func:`load_demos`).
-
-    Episode ids are renumbered 0, 1, ... in order, so that they stay unique across the
-    datasets: files keyed by episode id (RA-BC weights, embeddings) written by one
-    command for ``demos=a,b`` match another command given the same ``demos=a,b``.
-    """
-    episodes: list[Episode] = []
-    for path in str(paths).split(","):
-        for ep in load_demos(path.strip()):
-            ep.id = len(episodes)
-            episodes.append(ep)
-    return episodes
-
-
 def main(argv: Sequence[str] | None = None) -> CollectResult:
     """Parse ``key=value`` overrides, collect, print a summary."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__)
-        raise SystemExit(0)
-    cfg = parse_overrides(args)
+    cfg = parse_overrides(cli_args(argv, __doc__))
     result = collect(cfg)
     print(result.summary())
     return result
@@ -524,10 +389,7 @@ def main(argv: Sequence[str] | None = None) -> CollectResult:
 
 def cli() -> None:
     """Console entry point (``rewardlearn-collect``); errors exit with a message, no trace."""
-    try:
-        main()
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    run_cli(main)
 
 
 if __name__ == "__main__":

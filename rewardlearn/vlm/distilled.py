@@ -24,7 +24,7 @@ each distinct frame is computed once until
 
 Example (random-weight CLIP; labels arrive in the background):
     >>> import gymnasium as gym
-    >>> from rewardlearn.rewards.vlm_distilled import VLMDistilledReward
+    >>> from rewardlearn.vlm.distilled import VLMDistilledReward
     >>> env = gym.make("Pendulum-v1")
     >>> r = VLMDistilledReward(env.observation_space, env.action_space, goal="a pendulum upright",
     ...                        alpha=0.0, clip_model="ViT-B-32", pretrained=None, device="cpu")
@@ -59,9 +59,9 @@ from rewardlearn.rewards.base import (
 )
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.rewards.mlp import build_mlp
-from rewardlearn.rewards.vlm import load_vlm as _load_vlm
 from rewardlearn.settings import Settings
 from rewardlearn.stats import spearman
+from rewardlearn.vlm.reward import load_vlm as _load_vlm
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
 from rewardlearn.wrappers.vec import find_reward_wrapper
 

@@ -3,8 +3,8 @@
 Usage::
 
     python train.py -m hydra/launcher=joblib_local seed=0,1,2 env=pendulum,hopper reward=env,mlp
-    python -m rewardlearn.aggregate multirun/2026-12-01_10-00-00
-    python -m rewardlearn.aggregate multirun/<dir> tag=rollout/ep_learned_rew_mean out=results/
+    rewardlearn-aggregate multirun/2026-12-01_10-00-00
+    rewardlearn-aggregate multirun/<dir> tag=rollout/ep_learned_rew_mean out=results/
 
 Every run directory of the sweep (one with ``summary.json`` and
 ``.hydra/overrides.yaml``) is read; runs are grouped by the override keys whose
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlearn.utils import run_cli
+from rewardlearn.cli.options import run_cli
 
 METRICS = ("env_return_mean", "success_rate", "learned_return_mean", "train_steps_per_s")
 DEFAULT_TAG = "rollout/ep_rew_mean"
@@ -240,7 +240,7 @@ def run_aggregate(sweep_dir: str | Path, out: str | Path | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``python -m rewardlearn.aggregate <sweep dir> [out=...] [tag=...]``."""
+    """``rewardlearn-aggregate <sweep dir> [out=...] [tag=...]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or any(a in ("-h", "--help", "help") for a in args):
         print(__doc__)
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown option {key!r}; options: out, tag")
     if sweep is None:
-        raise ValueError("give the sweep directory: python -m rewardlearn.aggregate multirun/<dir>")
+        raise ValueError("give the sweep directory: rewardlearn-aggregate multirun/<dir>")
     result = run_aggregate(sweep, opts["out"], str(opts["tag"]))
     print(result["markdown"])
     print("written: " + ", ".join(result["files"]) + f" ({result['curves']} curves)")

@@ -31,6 +31,7 @@ from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.learner import PreferenceDataset, PreferenceLearner
 from rewardlearn.preference.modeling import RewardEnsemble
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.checkpoint import check_spaces, import_class, read_checkpoint
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
 from rewardlearn.wrappers.vec import find_reward_wrapper
@@ -51,6 +52,7 @@ class PreferenceReward(RewardModel):
     """
 
     name = "preference"
+    settings_class = PreferenceConfig
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  teacher: Any = None, resume: str | None = None, **settings: Any) -> None:
@@ -78,9 +80,7 @@ class PreferenceReward(RewardModel):
             self._resume(resume)
 
     def _resume(self, path: str) -> None:
-        from rewardlearn.rewards.checkpoint import check_spaces
-
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = read_resume_file(path)
         check_spaces(payload["observation_space"], payload["action_space"],
                      self.observation_space, self.action_space, where=f"resume file {path}")
         self.load_state_dict(payload["state"])
@@ -183,6 +183,26 @@ class PreferenceReward(RewardModel):
         from rewardlearn.rewards.checkpoint import save_reward_model
 
         save_reward_model(self, self.run_dir / "reward_model.pt")
+
+
+def read_resume_file(path: str) -> dict[str, Any]:
+    """The payload of a ``reward.model.resume`` file; refused, by name, unless it is a
+    preference checkpoint (unreadable files and other modules' checkpoints alike)."""
+    try:
+        payload = read_checkpoint(path)
+    except (OSError, ValueError) as err:
+        raise type(err)(f"reward.model.resume: {err}") from None
+    qualified = str(payload["class"])
+    try:
+        is_preference = issubclass(import_class(qualified), PreferenceReward)
+    except (ImportError, AttributeError, TypeError):
+        is_preference = False
+    state = payload["state"]
+    if not is_preference or not isinstance(state, dict) or "ensemble" not in state:
+        name = qualified.rpartition(":")[2] or qualified
+        raise ValueError(f"{path} holds a {name} checkpoint, reward.model.resume needs a "
+                         "preference checkpoint (the reward_model.pt of a reward=preference run)")
+    return payload
 
 
 class _RunningStd:

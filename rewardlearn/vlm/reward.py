@@ -23,13 +23,13 @@ Options:
 The per-step score is in ``info["reward_signals"]["vlm_score"]`` and in every
 recorded rollout's sidecar.
 
-Batches with ``frame_ids`` (reward evaluation, :mod:`rewardlearn.evaluate`) are
+Batches with ``frame_ids`` (reward evaluation, :mod:`rewardlearn.cli.evaluate`) are
 independent queries: every row is scored (no stride hold, no deferral), and each
 distinct frame id is encoded once until :meth:`~VLMReward.clear_frame_cache`.
 
 Example (random weights: runs anywhere, scores are not meaningful):
     >>> import numpy as np, gymnasium as gym
-    >>> from rewardlearn.rewards.vlm import VLMReward
+    >>> from rewardlearn.vlm.reward import VLMReward
     >>> from rewardlearn.rewards.base import TransitionBatch
     >>> space = gym.spaces.Box(-1, 1, (3,))
     >>> r = VLMReward(space, space, goal="a humanoid robot kneeling",

@@ -1,0 +1,146 @@
+"""SB3 agents: building one from the run config, and loading a saved one as a policy.
+
+One policy type is used across the package: :class:`Policy`, anything with SB3's
+``predict`` (an SB3 agent, :class:`NormalizedPolicy`, a scripted expert adapter).
+Code that only needs actions takes an :data:`ActFn` (observation -> action), which
+:func:`agent_policy` makes from a saved agent.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from omegaconf import DictConfig
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rewardlearn.env_factory import to_dict
+from rewardlearn.utils import resolve_device
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+ActFn = Callable[[Any], np.ndarray]
+"""Observation(s) -> action(s)."""
+
+
+class Policy(Protocol):
+    """Anything with SB3's ``predict`` (an SB3 agent, a scripted expert adapter...)."""
+
+    def predict(self, observation: Any, state: Any = ..., episode_start: Any = ...,
+                deterministic: bool = ...) -> tuple[Any, Any]: ...
+
+
+class NormalizedPolicy:
+    """An agent trained under ``VecNormalize``, acting on raw observations."""
+
+    def __init__(self, agent: BaseAlgorithm, normalizer: VecNormalize) -> None:
+        self.agent = agent
+        self.normalizer = normalizer
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[Any, Any]:
+        return self.agent.predict(self.normalizer.normalize_obs(observation), state,
+                                  episode_start, deterministic)
+
+
+def agent_policy(path: str | Path, deterministic: bool = False) -> ActFn:
+    """A saved SB3 agent (SAC or PPO) acting on raw observations (stochastic by default).
+
+    An observation normaliser saved beside it (``vecnormalize.pkl``, written by a run with
+    ``agent.normalize_obs``) is applied first.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"agent {str(path)!r} not found (a run's agent.zip)")
+    norm_file = Path(path).with_name("vecnormalize.pkl")
+    normalizer = pickle.loads(norm_file.read_bytes()) if norm_file.is_file() else None
+    agent: Any = None
+    errors = []
+    for algo in (SAC, PPO):
+        try:
+            agent = algo.load(path, device="cpu")
+            break
+        except Exception as err:
+            errors.append(f"{algo.__name__}: {err}")
+    if agent is None:
+        raise ValueError(f"could not load agent {path} as SAC or PPO: {'; '.join(errors)}")
+    policy: Policy = agent if normalizer is None else NormalizedPolicy(agent, normalizer)
+
+    def act(obs: Any) -> np.ndarray:
+        return np.asarray(policy.predict(obs, deterministic=deterministic)[0])
+
+    return act
+
+
+def policy_for(space: gym.Space, policy: str) -> str:
+    """``auto`` -> MultiInputPolicy for Dict, CnnPolicy for images, else MlpPolicy."""
+    if policy != "auto":
+        return policy
+    if isinstance(space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3:
+        return "CnnPolicy"
+    return "MlpPolicy"
+
+
+def agent_gamma(cfg: DictConfig) -> float:
+    """The discount: ``agent.gamma``, else the env's recommendation for the algo, else 0.99."""
+    if cfg.agent.get("gamma") is not None:
+        return float(cfg.agent.gamma)
+    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(str(cfg.agent.algo), {})
+    return float(recommended.get("gamma", 0.99))
+
+
+def normalize_obs_enabled(cfg: DictConfig) -> bool:
+    """``agent.normalize_obs``, or the env's recommendation when that is null."""
+    flag = cfg.agent.get("normalize_obs")
+    return bool(cfg.env.get("normalize_obs", False) if flag is None else flag)
+
+
+_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "leaky_relu": "LeakyReLU",
+                "silu": "SiLU", "gelu": "GELU"}
+
+
+def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Config-friendly policy kwargs: ``activation_fn: relu`` becomes ``torch.nn.ReLU``."""
+    import torch.nn
+
+    act = kwargs.get("activation_fn")
+    if isinstance(act, str):
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation_fn {act!r}; choose from {sorted(_ACTIVATIONS)}")
+        kwargs["activation_fn"] = getattr(torch.nn, _ACTIVATIONS[act])
+    return kwargs
+
+
+def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
+    """The SB3 agent: env's recommended settings, then ``agent.kwargs`` on top."""
+    algo = str(cfg.agent.algo)
+    if algo not in ALGOS:
+        raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
+    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {})
+    user = to_dict(cfg.agent.kwargs)
+    if "gamma" in user:
+        raise ValueError("set the discount with agent.gamma=..., not agent.kwargs.gamma "
+                         "(shaping and evaluation read agent.gamma)")
+    kwargs: dict[str, Any] = {**recommended, **user, "gamma": agent_gamma(cfg)}
+    if "policy_kwargs" in kwargs:
+        kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
+    return ALGOS[algo](
+        policy_for(venv.observation_space, str(cfg.agent.policy)),
+        venv,
+        seed=int(cfg.seed),
+        device=str(resolve_device(str(cfg.device))),
+        tensorboard_log=str(run_dir / "tb"),
+        verbose=0,
+        **kwargs,
+    )
+
+
+__all__ = ["ALGOS", "ActFn", "NormalizedPolicy", "Policy", "agent_gamma", "agent_policy",
+           "build_agent", "normalize_obs_enabled", "policy_for"]

@@ -1,0 +1,229 @@
+"""Checks of a ``train`` run's settings before anything is built.
+
+:func:`validate_settings` names every bad value with its valid range (``key=value: must
+be ...``), and the input files the settings name (demos, RA-BC weights, checkpoints) are
+checked for existence and kind. A reward module whose class declares a
+:attr:`~rewardlearn.rewards.base.RewardModel.settings_class` has its ``reward.model``
+settings built (so checked) here too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rewardlearn.agents import ALGOS
+from rewardlearn.env_factory import to_dict
+from rewardlearn.preference.reward import PreferenceReward, read_resume_file
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.utils import import_object, resolve_device
+
+log = logging.getLogger("rewardlearn")
+
+
+class SettingsError(ValueError):
+    """One or more settings have values a run cannot use; the message names each."""
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, or a float with an integral value (``total_timesteps=1e5``)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    def fmt(x: float) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{fmt(low)}, {fmt(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {fmt(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {fmt(high)}"
+    return ""
+
+
+@dataclass
+class _Checks:
+    """Collects the problems of a config, one ``key=value: must be ...`` line each."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, key: str, value: Any, why: str) -> None:
+        self.problems.append(f"{key}={_show(value)}: {why}")
+
+    def integer(self, key: str, value: Any, low: int | None = None, high: int | None = None,
+                optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        ok = _is_int(value) and (low is None or value >= low) and (high is None or value <= high)
+        if not ok:
+            rule = " ".join(x for x in ("an integer", _bounds(low, high, False, False)) if x)
+            self.add(key, value, f"must be {rule}" + (" or null" if optional else ""))
+
+    def number(self, key: str, value: Any, low: float | None = None, high: float | None = None,
+               low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        ok = _is_number(value) and (
+            low is None or (value > low if low_open else value >= low)) and (
+            high is None or (value < high if high_open else value <= high))
+        if not ok:
+            rule = " ".join(x for x in ("a number", _bounds(low, high, low_open, high_open)) if x)
+            self.add(key, value, f"must be {rule}" + (" or null" if optional else ""))
+
+    def choice(self, key: str, value: Any, choices: Sequence[str]) -> None:
+        if value not in choices:
+            self.add(key, value, f"must be one of {', '.join(choices)}")
+
+    def flag(self, key: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            self.add(key, value, "must be true or false")
+
+
+def reward_class(model: DictConfig) -> type | None:
+    """The class ``reward.model._target_`` names, if it is a class that imports."""
+    target = str(model.get("_target_", ""))
+    try:
+        obj = import_object(target)
+    except (ImportError, ValueError):
+        return None
+    return obj if isinstance(obj, type) else None
+
+
+def check_reward_settings(cfg: DictConfig) -> None:
+    """Build the reward module's settings dataclass now, so its checks run before any env.
+
+    Keys of ``reward.model`` must be fields of the class's ``settings_class`` or named
+    parameters of its constructor; anything else is refused, listing the valid names.
+    """
+    model = cfg.reward.get("model")
+    cls = None if model is None else reward_class(model)
+    if cls is None or not issubclass(cls, RewardModel) or cls.settings_class is None:
+        return
+    settings_cls = cls.settings_class
+    where = f"reward.model (reward={cfg.reward.get('name')})"
+    values = {k: v for k, v in to_dict(model).items() if k != "_target_"}
+    params = {name for name, p in inspect.signature(cls).parameters.items()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    params -= {"observation_space", "action_space"}
+    unknown = sorted(set(values) - params - set(settings_cls.names()))
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {unknown}; valid: "
+                            f"{sorted(params | set(settings_cls.names()))}")
+    try:
+        settings_cls.from_kwargs({k: v for k, v in values.items() if k in settings_cls.names()})
+    except (TypeError, ValueError) as err:
+        raise SettingsError(f"{where}: {err}") from None
+
+
+def _check_inputs(cfg: DictConfig) -> None:
+    """Files the settings name must exist (and be what they should) before anything runs."""
+    model = cfg.reward.model
+    cls = reward_class(model)
+    if cls is not None and issubclass(cls, PreferenceReward) and model.get("resume"):
+        read_resume_file(str(model.resume))
+    if str(model.get("_target_", "")).endswith("checkpoint.load_reward_model"):
+        path = model.get("path")
+        if path is not None and not Path(str(path)).is_file():
+            raise FileNotFoundError(
+                f"reward.model.path={path}: no such file; pass the reward_model.pt of a run "
+                "(reward.model.path=runs/<run>/reward_model.pt)")
+    bc = cfg.get("bc")
+    if bc is None or not bc.get("demos"):
+        return
+    from rewardlearn.demos import open_dataset
+
+    for demos in str(bc.demos).split(","):
+        try:
+            open_dataset(demos.strip())
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"bc.demos={bc.demos}: {err}") from None
+    if bc.get("weights") is not None and not Path(str(bc.weights)).is_file():
+        raise FileNotFoundError(
+            f"bc.weights={bc.weights}: no such file; write it with python -m "
+            "rewardlearn.cli.train_progress rabc model=<progress_model.pt> demos=<demos>")
+
+
+def validate_settings(cfg: DictConfig) -> None:
+    """Check the run's settings before anything is built; raise naming every bad one.
+
+    Raises :class:`SettingsError` (a ``ValueError``) listing ``key=value: must be
+    <valid range>`` for each problem, and ``FileNotFoundError``/``ValueError``
+    for input files (``bc.demos``, ``bc.weights``, ``reward.model.resume``,
+    ``reward.model.path``) that are missing or not what the setting needs.
+    """
+    c = _Checks()
+    c.integer("total_timesteps", cfg.get("total_timesteps"), 1)
+    c.integer("seed", cfg.get("seed"), 0, 2**32 - 1)
+    c.integer("n_envs", cfg.get("n_envs"), 1)
+    c.choice("vec_env", cfg.get("vec_env"), ("dummy", "subproc"))
+    c.integer("torch_threads", cfg.get("torch_threads"), 1, optional=True)
+    c.flag("progress_bar", cfg.get("progress_bar"))
+    try:
+        resolve_device(str(cfg.get("device")))
+    except (ValueError, RuntimeError) as err:
+        c.add("device", cfg.get("device"), str(err).splitlines()[0])
+    c.choice("agent.algo", cfg.agent.get("algo"), tuple(ALGOS))
+    c.number("agent.gamma", cfg.agent.get("gamma"), 0, 1, low_open=True, optional=True)
+    c.choice("reward.mode", cfg.reward.get("mode", "replace"), ("replace", "add"))
+    c.number("reward.weight", cfg.reward.get("weight", 1.0))
+    c.integer("eval.n_episodes", cfg.eval.get("n_episodes"), 1)
+    c.flag("eval.deterministic", cfg.eval.get("deterministic"))
+    video = cfg.video
+    c.flag("video.enabled", video.get("enabled"))
+    if video.get("enabled"):
+        n_videos = video.get("n_episodes")
+        c.integer("video.n_episodes", n_videos, 0)
+        c.integer("video.width", video.get("width"), 2)
+        c.integer("video.height", video.get("height"), 2)
+        c.number("video.fps", video.get("fps"), 0, low_open=True, optional=True)
+        if not isinstance(video.get("dir"), str) or not video.get("dir"):
+            c.add("video.dir", video.get("dir"), "must be a folder path")
+        n_eval = cfg.eval.get("n_episodes")
+        if _is_int(n_videos) and _is_int(n_eval) and 0 < n_eval < n_videos:
+            log.warning("video.n_episodes=%s > eval.n_episodes=%s: the videos record evaluation "
+                        "episodes, so %s will be recorded", n_videos, n_eval, n_eval)
+    bc = cfg.get("bc")
+    if bc is not None:
+        c.integer("bc.epochs", bc.get("epochs"), 1)
+        c.integer("bc.batch_size", bc.get("batch_size"), 1)
+        c.number("bc.lr", bc.get("lr"), 0, low_open=True)
+        c.number("bc.log_std", bc.get("log_std"), optional=True)
+        c.flag("bc.only_success", bc.get("only_success"))
+        c.number("bc.min_obs_std", bc.get("min_obs_std"), 0)
+        c.choice("bc.obs_norm", bc.get("obs_norm"), ("demos", "running"))
+        c.integer("bc.max_episodes", bc.get("max_episodes"), 1, optional=True)
+        if bc.get("weights") is not None and not bc.get("demos"):
+            c.add("bc.weights", bc.get("weights"), "needs bc.demos (the demos it weights)")
+    if c.problems:
+        s = "s" if len(c.problems) > 1 else ""
+        raise SettingsError(f"invalid setting{s}: " + "; ".join(c.problems))
+    check_reward_settings(cfg)
+    model = cfg.reward.get("model")
+    cls = None if model is None else reward_class(model)
+    if (cls is not None and issubclass(cls, PreferenceReward) and model.get("budget", 1) > 0
+            and model.get("first_round_at", 0) >= cfg.total_timesteps):
+        log.warning("reward.model.first_round_at=%s >= total_timesteps=%s: no feedback "
+                    "round will run, so the agent trains on an untrained reward",
+                    model.first_round_at, cfg.total_timesteps)
+    _check_inputs(cfg)

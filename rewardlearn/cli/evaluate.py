@@ -1,0 +1,166 @@
+"""Compare saved reward models before spending compute on RL.
+
+Usage::
+
+    rewardlearn-evaluate reward=runs/<run>/reward_model.pt env=pendulum
+    rewardlearn-evaluate reward=a/reward_model.pt,b/reward_model.pt env=hopper \\
+        reference=env n_steps=5000 labels=a/reward_model.pt out=eval.json
+    rewardlearn-evaluate reward=runs/progress/pick_place/progress_model.pt \\
+        env=pick_place demos=data/pick_place-noisy-v0 metrics=voc
+
+Each reward (comma-separated checkpoints; ``name:path`` names a column) is scored
+against a reference reward over transitions of ``n_steps`` steps in the env
+(random actions, or ``agent=<agent.zip>``):
+
+* ``epic``, ``starc``: distances to the reference in [0, 1] (see
+  :mod:`rewardlearn.metrics.epic`, :mod:`rewardlearn.metrics.starc`); ``n_eval``
+  evaluation transitions, ``n_samples`` coverage samples (``actions=uniform|rollout``),
+  discount ``gamma``.
+* ``pref``: accuracy on labelled segment pairs: ``labels=<reward_model.pt of a
+  reward=preference run>`` (its saved labels; ``label_rounds=3,4`` keeps some
+  rounds), else ``n_pairs`` oracle-labelled pairs of ``segment_length`` steps.
+* ``returns``: Pearson and Spearman of learned vs true episode returns.
+* ``voc``: for progress models with ``demos=<dataset>``: VOC and stage accuracy.
+
+``reference=env`` (default) is the env's reward as a function of (s, a, s')
+(exact for Pendulum, else an MLP regression whose held-out R^2 is reported);
+``reference=<checkpoint>`` compares with another saved model. Other options:
+``obs_mode``, ``seed``, ``max_episode_steps``, ``metrics=epic,starc,pref,returns,voc``,
+``regression_epochs``, ``out=<file.json>``, ``torch_threads`` (default 1).
+
+Rewards that read rendered frames (``reward=vlm``, ``vlm_distilled`` with pixel
+inputs, ``perceptual`` with a frame encoder) are evaluated on frames rendered as
+in training (the env config's camera, at each reward's ``frame_size``): every
+distinct state of the rollouts is rendered once, the sampled transitions keep
+their states' indices, and each reward call gets the frames of its rows with
+their frame ids, so each distinct frame is encoded once per evaluation
+(``cost`` in the result: ``queries`` answered vs ``frames_encoded``).
+Pixel-observation envs (``obs_mode=pixels``) are evaluated on their uint8
+images (EPIC/STARC then need ``reference=<checkpoint>``: the env-reward
+regression reads state vectors). Dict observations (``obs_mode=state_pixels``)
+are kept as structured arrays (images stay uint8) and reach the rewards as
+dicts; ``reference=env`` regresses on their state entries. Labels from a
+preference checkpoint hold states only, so frame-reading rewards are scored on
+oracle pairs. Example::
+
+    rewardlearn-evaluate reward=runs/<vlm run>/reward_model.pt env=pendulum \
+        metrics=epic,returns n_steps=1000 n_eval=300 n_samples=64
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import rewardlearn.metrics as M
+from rewardlearn.agents import agent_policy
+from rewardlearn.cli.options import cli_args, int_list, parse_key_values, run_cli, str_list
+from rewardlearn.files import write_text_atomic
+from rewardlearn.metrics.suite import evaluate_reward, load_any, table
+from rewardlearn.utils import set_torch_threads
+
+METRICS = ("epic", "starc", "pref", "returns", "voc")
+
+
+OPTIONS: dict[str, Callable[[str], Any]] = {
+    "reward": str_list, "env": str, "obs_mode": str, "reference": str, "gamma": float,
+    "n_steps": int, "n_eval": int, "n_samples": int, "actions": str, "seed": int,
+    "max_episode_steps": int, "agent": str, "labels": str, "label_rounds": int_list,
+    "n_pairs": int, "segment_length": int, "demos": str, "metrics": str_list,
+    "regression_epochs": int, "out": str, "torch_threads": int,
+}
+DEFAULTS: dict[str, Any] = {
+    "env": "pendulum", "reference": "env", "gamma": 0.99, "n_steps": 4000, "n_eval": 1000,
+    "n_samples": 256, "actions": "uniform", "seed": 0, "n_pairs": 500, "segment_length": 25,
+    "metrics": list(METRICS), "regression_epochs": 100, "torch_threads": 1,
+}
+
+
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
+    """Options from ``key=value`` tokens, defaults filled in; unknown keys list the valid ones."""
+    opts = dict(DEFAULTS)
+    opts.update(parse_key_values(argv, OPTIONS))
+    bad = [m for m in opts["metrics"] if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metrics {bad}; choose from {', '.join(METRICS)}")
+    if not opts.get("reward"):
+        raise ValueError("give the reward model(s): reward=runs/<run>/reward_model.pt[,...]")
+    return opts
+
+
+def _named(specs: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition(":")
+        if not sep or len(name) <= 1:  # no name, or a Windows drive letter
+            name, path = Path(spec).parent.name or Path(spec).stem, spec
+        out.append((name, path))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``key=value`` arguments, evaluate, print a table, optionally write JSON."""
+    from rewardlearn.env_factory import camera_config, env_config, make_env
+
+    opts = parse_args(cli_args(argv, __doc__))
+    set_torch_threads(int(opts["torch_threads"]))
+    cfg = env_config(str(opts["env"]))
+    if "obs_mode" in opts:
+        cfg.kwargs = {**(cfg.get("kwargs") or {}), "obs_mode": opts["obs_mode"]}
+    env = make_env(cfg, seed=int(opts["seed"]))
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        named = _named(opts["reward"])
+        models = {name: load_any(path, obs_space, act_space) for name, path in named}
+        reference = (None if opts["reference"] == "env"
+                     else load_any(opts["reference"], obs_space, act_space))
+        loaded = [*models.values(), *([reference] if reference is not None else [])]
+        if any(m.needs_frames for m in loaded):
+            env.close()  # frames: non-MuJoCo envs render only when made for it
+            env = make_env(cfg, seed=int(opts["seed"]), render_mode="rgb_array")
+        pairs = None
+        if "labels" in opts and "pref" in opts["metrics"]:
+            pairs = M.pairs_from_preference_checkpoint(opts["labels"], obs_space, act_space,
+                                                     opts.get("label_rounds"))
+        policy = agent_policy(opts["agent"]) if "agent" in opts else None
+        metrics = [m for m in opts["metrics"] if m != "voc"]
+        result = evaluate_reward(
+            models, env, str(cfg.id), reference, float(opts["gamma"]), int(opts["n_steps"]),
+            int(opts["n_eval"]), int(opts["n_samples"]), str(opts["actions"]),
+            int(opts["seed"]), policy, opts.get("max_episode_steps"), pairs,
+            int(opts["n_pairs"]), int(opts["segment_length"]), metrics,
+            int(opts["regression_epochs"]), camera_config(cfg))
+    finally:
+        env.close()
+    result["setup"]["labels"] = opts.get("labels", "oracle pairs from the rollouts")
+    result["setup"]["reference"] = opts["reference"]
+    if "voc" in opts["metrics"] and "demos" in opts:
+        for name, path in named:
+            if getattr(models[name], "scorer", None) is not None:
+                result["rewards"][name].update(M.progress_voc(path, str(opts["demos"])))
+    print(f"env {result['setup']['env']}, {result['setup']['episodes']} episodes "
+          f"({result['setup']['policy']} policy), reference {opts['reference']} "
+          f"({result['reference'].get('kind')}"
+          + (f", held-out R^2 {result['reference']['heldout_r2']:.3f}"
+             if "heldout_r2" in result["reference"] else "") + ")")
+    print(table(result))
+    for name, c in result["cost"].items():
+        if c["frames_encoded"] is not None:
+            print(f"{name}: {c['queries']} reward queries, {c['frames_encoded']} distinct frames "
+                  f"encoded ({result['setup']['states']} states rendered), {c['wall_s']} s")
+    if "out" in opts:
+        Path(opts["out"]).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(opts["out"]), json.dumps(result, indent=2, default=float))
+        print(f"written to {opts['out']}")
+    return result
+
+
+def cli() -> None:
+    """Entry point; input errors exit with a message, no trace."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

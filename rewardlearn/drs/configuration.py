@@ -1,0 +1,76 @@
+"""Settings of the stage-indexed learned dense reward (``conf/reward/drs.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rewardlearn.settings import Settings
+
+FORMS = ("negative", "stage")
+
+
+@dataclass
+class DrSConfig(Settings):
+    """Knobs of :class:`~rewardlearn.drs.reward.DrSReward` (DrS, Mu et al., ICLR 2024).
+
+    Annotations: ``stage_key`` and ``success_key`` name the env's ``info`` entries with the
+    stage index (0, 1, ..., ``num_stages - 1``) and task success; ``num_stages`` ``None``
+    reads ``info["num_stages"]`` (or the demos' highest stage + 1). Nothing else of the env
+    is read: no reward, no progress.
+
+    Reward: ``r = k + alpha * tanh(D_k(s'))`` for a state ``s'`` in stage ``k``, and
+    ``r = num_stages`` at success. ``alpha < 0.5`` keeps the stage ranges apart, so reaching
+    a later stage always pays more than polishing an earlier one. ``form="negative"``
+    returns ``r / num_stages - 1`` (in ``[-1, 0]``, 0 at success) so that an env that ends
+    on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
+    with a fixed horizon).
+
+    Classifiers: one MLP trunk (``hidden_sizes``) with a logit per stage over the
+    standardised flat ``s'``. Every ``update_every`` env steps, ``train_steps`` Adam steps
+    (``lr``, ``batch_size`` states per stage, half positive, half negative) on the
+    per-stage buffers (``buffer_size`` states per stage and label, oldest dropped).
+    ``demos`` (comma-separated datasets, at most ``max_demos`` episodes) seed the
+    positives and stay in for the whole run; ``min_negatives`` agent failures are needed
+    before a stage's classifier is trained (until then its term is 0).
+    """
+
+    what = "drs"
+    demos: str | None = None
+    max_demos: int | None = 50
+    stage_key: str = "stage"
+    success_key: str = "is_success"
+    num_stages: int | None = None
+    alpha: float = 0.3
+    form: str = "negative"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    train_steps: int = 100
+    update_every: int = 4096
+    buffer_size: int = 100_000
+    min_negatives: int = 256
+    device: str = "cpu"
+    seed: int = 0
+
+    def normalize(self) -> None:
+        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (0.0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}"),
+            (self.form in FORMS, f"form must be one of {FORMS}, got {self.form!r}"),
+            (self.num_stages is None or self.num_stages >= 1, "num_stages must be >= 1"),
+            (self.max_demos is None or self.max_demos >= 1, "max_demos must be >= 1 or null"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
+            (self.train_steps >= 1, "train_steps must be >= 1"),
+            (self.update_every >= 1, "update_every must be >= 1"),
+            (self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size"),
+            (self.min_negatives >= 1, "min_negatives must be >= 1"),
+            (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),
+        ]
+
+
+__all__ = ["FORMS", "DrSConfig"]

@@ -1,0 +1,107 @@
+"""Failure-aware stage labels and the per-stage state buffers of DrS.
+
+The rule (DrS, Mu et al. 2024): a state in stage ``k`` is a *positive* of stage ``k``'s
+classifier when its trajectory went on to reach a later stage (or success) after it, and
+a *negative* when the trajectory ended without getting past stage ``k`` from there. No
+clock is involved: a state where the policy stalls, hovers or drops the object is a
+negative however long the episode ran, and a dropped object's states are labelled by
+the stage they are in (the env's stage goes back down).
+
+Example:
+    >>> import numpy as np
+    >>> stages = np.array([0, 0, 1, 1, 0, 0])      # grasped, then dropped, never recovered
+    >>> episode_labels(stages, success=False, num_stages=3)
+    (array([0, 0, 1, 1, 0, 0]), array([ True,  True, False, False, False, False]))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def episode_labels(stages: np.ndarray, success: bool, num_stages: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(stage, positive)`` for each state of one finished episode.
+
+    Args:
+        stages: the stage of each state, in time order (the states ``s'`` the agent entered).
+        success: whether the episode ended in success (the last state then counts as stage
+            ``num_stages``, beyond every classifier).
+        num_stages: the number of stages (classifiers).
+
+    A state is positive when a *later* state of the episode has a higher stage; the
+    success state itself (the last one of a successful episode) is positive too.
+    """
+    k = np.asarray(stages, np.int64).reshape(-1)
+    reached = k.copy()
+    if success and len(reached):
+        reached[-1] = num_stages
+    # best stage reached strictly after each state
+    after = np.full(len(k), -1, np.int64)
+    if len(k) > 1:
+        after[:-1] = np.maximum.accumulate(reached[::-1])[::-1][1:]
+    positive = after > k
+    if success and len(k):
+        positive[-1] = True
+    return k, positive
+
+
+class StageBuffers:
+    """Per-stage FIFO buffers of positive and negative feature rows.
+
+    Demo rows are kept apart and never dropped, so the classifiers cannot forget what
+    success looks like while the agent's own data churns.
+    """
+
+    def __init__(self, num_stages: int, dim: int, capacity: int) -> None:
+        self.num_stages, self.dim, self.capacity = num_stages, dim, capacity
+        self.demo_pos = [np.zeros((0, dim), np.float32) for _ in range(num_stages)]
+        self._rows = {(k, lab): np.zeros((capacity, dim), np.float32)
+                      for k in range(num_stages) for lab in (True, False)}
+        self._count = {key: 0 for key in self._rows}
+        self._next = {key: 0 for key in self._rows}
+
+    def add_demo(self, features: np.ndarray, stages: np.ndarray, positive: np.ndarray) -> None:
+        """Demo states that advanced become permanent positives of their stage."""
+        for k in range(self.num_stages):
+            rows = features[(stages == k) & positive]
+            if len(rows):
+                self.demo_pos[k] = np.concatenate([self.demo_pos[k], rows.astype(np.float32)])
+
+    def add(self, features: np.ndarray, stages: np.ndarray, positive: np.ndarray) -> None:
+        """Agent states, labelled by :func:`episode_labels`."""
+        for k in range(self.num_stages):
+            for lab in (True, False):
+                rows = features[(stages == k) & (positive == lab)]
+                key = (k, lab)
+                for row in rows[-self.capacity:]:
+                    self._rows[key][self._next[key]] = row
+                    self._next[key] = (self._next[key] + 1) % self.capacity
+                self._count[key] = min(self.capacity, self._count[key] + len(rows))
+
+    def counts(self, k: int) -> tuple[int, int]:
+        """``(positives incl. demos, negatives)`` held for stage ``k``."""
+        return len(self.demo_pos[k]) + self._count[(k, True)], self._count[(k, False)]
+
+    def sample(self, k: int, n: int, positive: bool, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows of stage ``k`` with the label, uniformly over all held rows."""
+        agent = self._rows[(k, positive)][: self._count[(k, positive)]]
+        pool = np.concatenate([self.demo_pos[k], agent]) if positive else agent
+        return pool[rng.integers(0, len(pool), n)]
+
+    def state_dict(self) -> dict[str, object]:
+        return {"demo_pos": self.demo_pos,
+                "rows": {f"{k}_{int(lab)}": self._rows[(k, lab)][: self._count[(k, lab)]]
+                         for (k, lab) in self._rows}}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.demo_pos = [np.asarray(a, np.float32) for a in state["demo_pos"]]  # type: ignore[attr-defined]
+        rows: dict[str, np.ndarray] = state["rows"]  # type: ignore[assignment]
+        for (k, lab), buf in self._rows.items():
+            saved = np.asarray(rows[f"{k}_{int(lab)}"], np.float32)[-self.capacity:]
+            buf[: len(saved)] = saved
+            self._count[(k, lab)] = len(saved)
+            self._next[(k, lab)] = len(saved) % self.capacity
+
+
+__all__ = ["StageBuffers", "episode_labels"]

@@ -1,0 +1,277 @@
+"""``reward=drs``: a stage-indexed dense reward learned with the agent (DrS).
+
+Mu et al., "DrS: Learning Reusable Dense Rewards for Multi-Stage Tasks", ICLR 2024. For a
+state ``s'`` in stage ``k`` (the env's stage signal; success counts as stage ``K``)::
+
+    r = k + alpha * tanh(D_k(s'))        (alpha < 0.5: stage ranges never overlap)
+
+``D_k`` is a classifier trained online to tell states of stage ``k`` from trajectories that
+went on to reach a later stage (demos and the agent's own successes: positives) from
+those of trajectories that got no further (the agent's failures: negatives); see
+:mod:`rewardlearn.drs.processor` for the labelling rule.
+
+Why hovering or stalling does not pay: a state the policy learns to farm without
+advancing ends up among its stage's negatives within one update, so ``D_k`` falls there;
+and since the stage term dominates (``k`` vs ``alpha < 0.5``), no within-stage polish is
+worth more than reaching the next stage. The env's reward and progress are never read.
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> from rewardlearn.rewards.base import TransitionBatch
+    >>> space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    >>> r = DrSReward(space, space, num_stages=2)
+    >>> b = TransitionBatch.from_arrays(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)))
+    >>> b.infos = [{"stage": 0, "is_success": False}, {"stage": 1, "is_success": True}]
+    >>> r(b).tolist()                          # untrained: the stage alone; 0 at success
+    [-1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from torch.nn import functional as F
+
+from rewardlearn.drs.configuration import DrSConfig
+from rewardlearn.drs.modeling import StageClassifier
+from rewardlearn.drs.processor import StageBuffers, episode_labels
+from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.rewards.features import flat_dim, flatten_obs
+from rewardlearn.utils import resolve_device
+
+log = logging.getLogger("rewardlearn")
+
+
+class DrSReward(RewardModel):
+    """Stage index plus a bounded, online-trained per-stage classifier score.
+
+    Args:
+        observation_space, action_space: the env's spaces.
+        **settings: :class:`~rewardlearn.drs.configuration.DrSConfig` fields.
+    """
+
+    name = "drs"
+    settings_class = DrSConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 **settings: Any) -> None:
+        super().__init__(observation_space, action_space)
+        self.cfg = DrSConfig.from_kwargs(settings)
+        self.device = resolve_device(self.cfg.device)
+        self.dim = flat_dim(observation_space)
+        self.rng = np.random.default_rng(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+        demos = self._load_demos() if self.cfg.demos else []
+        self.num_stages = self.cfg.num_stages or self._stages_from_demos(demos) or 0
+        """The number of stages; 0 until known (from the settings, the demos or the env)."""
+        self.net: StageClassifier | None = None
+        self.buffers: StageBuffers | None = None
+        self.optim: torch.optim.Optimizer | None = None
+        self.updates = 0
+        self.history: list[dict[str, float]] = []
+        self._episodes: list[dict[str, list[Any]]] = []
+        if self.num_stages:
+            self._build(self.num_stages)
+            if demos:
+                self._add_demos(demos)
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def _load_demos(self) -> list[Any]:
+        from rewardlearn.demos import load_demo_sets
+
+        episodes = load_demo_sets(str(self.cfg.demos))
+        episodes = [ep for ep in episodes if ep.success] or episodes
+        if self.cfg.max_demos is not None:
+            episodes = episodes[: self.cfg.max_demos]
+        for ep in episodes:
+            if ep.observations.shape[-1] != self.dim:
+                raise ValueError(f"demos {self.cfg.demos} have {ep.observations.shape[-1]}-dim "
+                                 f"observations; this env's are {self.dim}-dim")
+        return episodes
+
+    @staticmethod
+    def _stages_from_demos(demos: list[Any]) -> int:
+        if not demos:
+            return 0
+        names = demos[0].subtask_names
+        return len(names) if names else int(max(int(ep.stages.max()) for ep in demos)) + 1
+
+    def _build(self, num_stages: int) -> None:
+        self.num_stages = int(num_stages)
+        self.net = StageClassifier(self.dim, self.num_stages, self.cfg.hidden_sizes).to(
+            self.device)
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr,
+                                      weight_decay=self.cfg.weight_decay)
+        self.buffers = StageBuffers(self.num_stages, self.dim, self.cfg.buffer_size)
+
+    def _add_demos(self, demos: list[Any]) -> None:
+        assert self.net is not None and self.buffers is not None
+        rows = []
+        for ep in demos:
+            feats = flatten_obs(self.observation_space, ep.observations[1:])
+            stages, positive = episode_labels(ep.stages[1:], ep.success, self.num_stages)
+            self.buffers.add_demo(feats, stages, positive)
+            rows.append(feats)
+        self.net.fit_scale(np.concatenate(rows))
+        log.info("drs: %d demos, %d stages, demo positives per stage %s", len(demos),
+                 self.num_stages, [len(p) for p in self.buffers.demo_pos])
+
+    # -- the reward ---------------------------------------------------------------------
+
+    def annotations(self, batch: TransitionBatch) -> tuple[np.ndarray, np.ndarray]:
+        """``(stage, success)`` of each ``s'`` from the batch's infos."""
+        if not batch.infos or self.cfg.stage_key not in batch.infos[0]:
+            have = sorted(batch.infos[0]) if batch.infos else []
+            raise ValueError(
+                f"reward=drs reads the stage from info[{self.cfg.stage_key!r}], which this "
+                f"batch lacks (info keys: {have}); set reward.model.stage_key to the env's "
+                "stage entry, or use an env that reports its stage")
+        stages = np.array([int(i[self.cfg.stage_key]) for i in batch.infos], np.int64)
+        success = np.array([bool(i.get(self.cfg.success_key, False)) for i in batch.infos])
+        if self.net is None:
+            num = batch.infos[0].get("num_stages")
+            if num is None:
+                raise ValueError("reward=drs needs the number of stages: set "
+                                 "reward.model.num_stages, or give demos")
+            self._build(int(num))
+        return stages, success
+
+    def scores(self, next_obs: Any, stages: np.ndarray) -> np.ndarray:
+        """``tanh(D_k(s'))`` for each row's stage; 0 where that classifier is untrained."""
+        assert self.net is not None
+        x = torch.as_tensor(flatten_obs(self.observation_space, next_obs), device=self.device)
+        k = torch.as_tensor(np.clip(stages, 0, self.num_stages - 1), device=self.device)
+        with torch.no_grad():
+            logit = self.net(x).gather(1, k[:, None])[:, 0]
+            score = torch.tanh(logit) * self.net.trained[k]
+        return score.cpu().numpy().astype(np.float64)
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        stages, success = self.annotations(batch)
+        score = self.scores(batch.next_obs, stages)
+        level = np.where(success, float(self.num_stages), stages + self.cfg.alpha * score)
+        rewards = level / self.num_stages - 1.0 if self.cfg.form == "negative" else level
+        return RewardOutput(rewards.astype(np.float32),
+                            {"stage": stages.astype(np.float32),
+                             "stage_score": score.astype(np.float32)})
+
+    # -- learning with the agent --------------------------------------------------------
+
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        """Collect each env's episode; at its end, label its states and store them."""
+        stages, success = self.annotations(batch)
+        feats = flatten_obs(self.observation_space, batch.next_obs)
+        if len(self._episodes) != len(batch):
+            self._episodes = [{"x": [], "k": []} for _ in range(len(batch))]
+        for i, ep in enumerate(self._episodes):
+            ep["x"].append(feats[i])
+            ep["k"].append(int(stages[i]))
+            if batch.terminated[i] or batch.truncated[i]:
+                self._finish(ep, bool(success[i]))
+
+    def _finish(self, episode: dict[str, list[Any]], success: bool) -> None:
+        assert self.buffers is not None
+        k, positive = episode_labels(np.array(episode["k"]), success, self.num_stages)
+        self.buffers.add(np.stack(episode["x"]), k, positive)
+        episode["x"], episode["k"] = [], []
+
+    def update(self) -> dict[str, float]:
+        """``train_steps`` balanced BCE steps on every stage with enough negatives."""
+        assert self.net is not None and self.buffers is not None and self.optim is not None
+        ready = [k for k in range(self.num_stages)
+                 if self.buffers.counts(k)[0] > 0
+                 and self.buffers.counts(k)[1] >= self.cfg.min_negatives]
+        if not ready:
+            return {}
+        if not bool(self.net.scaled):
+            rows = [self.buffers.sample(k, 1000, lab, self.rng)
+                    for k in ready for lab in (True, False)]
+            self.net.fit_scale(np.concatenate(rows))
+        half = self.cfg.batch_size // 2
+        target = torch.cat([torch.ones(half), torch.zeros(half)]).to(self.device)
+        losses, accs = [], []
+        for _ in range(self.cfg.train_steps):
+            loss = torch.zeros((), device=self.device)
+            acc = []
+            for k in ready:
+                x = np.concatenate([self.buffers.sample(k, half, True, self.rng),
+                                    self.buffers.sample(k, half, False, self.rng)])
+                logit = self.net(torch.as_tensor(x, device=self.device))[:, k]
+                loss = loss + F.binary_cross_entropy_with_logits(logit, target)
+                acc.append(((logit > 0).float() == target).float().mean().item())
+            self.optim.zero_grad()
+            (loss / len(ready)).backward()
+            self.optim.step()
+            losses.append(loss.item() / len(ready))
+            accs.append(float(np.mean(acc)))
+        for k in ready:
+            self.net.trained[k] = True
+        self.updates += 1
+        metrics = {"loss": float(np.mean(losses[-10:])), "acc": float(np.mean(accs[-10:])),
+                   "stages_trained": float(len(ready))}
+        for k in range(self.num_stages):
+            pos, neg = self.buffers.counts(k)
+            metrics[f"pos_{k}"], metrics[f"neg_{k}"] = float(pos), float(neg)
+        self.history.append(metrics)
+        return metrics
+
+    def callbacks(self) -> list[Any]:
+        return [DrSCallback(self)]
+
+    # -- saving -------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return {**self.cfg.to_dict(), "demos": None, "num_stages": self.num_stages}
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.net is None or self.buffers is None:
+            return {}
+        return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                "demo_pos": [torch.as_tensor(p) for p in self.buffers.demo_pos],
+                "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if self.net is None or self.buffers is None:
+            raise ValueError("a drs checkpoint needs num_stages in its config")
+        self.net.load_state_dict(state["net"])
+        self.buffers.demo_pos = [np.asarray(p, np.float32) for p in state["demo_pos"]]
+        self.updates = int(state.get("updates", 0))
+
+    def summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {"updates": self.updates, **{k: last[k] for k in ("loss", "acc") if k in last}}
+
+
+class DrSCallback(BaseCallback):
+    """Updates the classifiers every ``update_every`` env steps, between rollouts."""
+
+    def __init__(self, reward: DrSReward) -> None:
+        super().__init__()
+        self.reward = reward
+        self.next_update = reward.cfg.update_every
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps < self.next_update or self.reward.net is None:
+            return
+        self.next_update = self.num_timesteps + self.reward.cfg.update_every
+        metrics = self.reward.update()
+        for key, value in metrics.items():
+            self.logger.record(f"reward/{key}", value)
+        if metrics and self.reward.updates % 10 == 1:
+            log.info("drs update %d at %d steps: loss %.3f, acc %.3f, %d stages trained",
+                     self.reward.updates, self.num_timesteps, metrics["loss"], metrics["acc"],
+                     metrics["stages_trained"])
+
+
+__all__ = ["DrSCallback", "DrSReward"]

@@ -1,0 +1,176 @@
+"""Run folders: unique names, one live run per folder, and finished runs never overwritten.
+
+A run claims its folder (:func:`claim_folder`: a ``run.claim`` file locked with ``flock``
+while the run lives, released when the process ends), and a folder that already holds a
+finished run's outputs, or that another live run holds, is refused before anything is
+built. The default folder name ends with ``${run_id:}``, a random id, so runs started in
+the same second get their own folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("rewardlearn")
+
+
+def run_id() -> str:
+    """A short random id (6 hex digits) that makes a run folder's name unique."""
+    return secrets.token_hex(3)
+
+
+# ``${run_id:}`` in conf/config.yaml; cached per composed config, like Hydra's ``${now:}``,
+# so one run (or one sweep: Hydra copies the cache to its jobs) resolves one id.
+OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
+
+
+CLAIM_FILE = "run.claim"
+RUN_OUTPUTS = ("summary.json", "agent.zip", "agent_interrupted.zip")
+VIDEO_OUTPUTS = ("episode_*.mp4", "episode_*.json")
+
+_HELD: dict[str, int] = {}  # folder -> descriptor of its locked claim file
+_HANDED_OVER: set[str] = set()  # claimed by the Hydra callback for this process's run()
+
+
+class RunDirError(FileExistsError):
+    """A folder holds another run's outputs, or another live run uses it."""
+
+
+def _unwritable(setting: str, folder: Path, err: OSError) -> OSError:
+    return PermissionError(
+        f"{setting}: cannot write to {folder} ({err.strerror or err}); "
+        f"set {setting} to a writable folder")
+
+
+def _holder(fd: int) -> str:
+    """Who holds a claim file, from what it says."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError):
+        return "a process starting up"
+
+
+def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting: str,
+                 hand_over: bool = False) -> None:
+    """Claim ``folder`` for this run, or refuse it naming ``setting``.
+
+    Creates the folder and locks ``<folder>/run.claim`` (``flock``, released when
+    the process ends or :func:`release_folder` is called); writing the claim
+    also proves the folder is writable. Raises :class:`RunDirError` if another
+    live run holds the lock or the folder already holds a file matching one of
+    ``outputs``, and ``PermissionError`` if it cannot be written. The claim
+    file stays as a record of the last run that held the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        key = str(folder.resolve())
+        if key in _HELD:
+            if key not in _HANDED_OVER:
+                raise RunDirError(f"{folder} is in use by another run in this process; "
+                                  f"set {setting} to a new folder")
+            if not hand_over:
+                _HANDED_OVER.discard(key)
+            return
+        fd = os.open(folder / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except RunDirError:
+        raise
+    except OSError as err:
+        raise _unwritable(setting, folder, err) from None
+    try:
+        _lock(fd, folder, setting)
+        found = sorted({Path(p).name for pattern in outputs
+                        for p in glob.glob(str(folder / pattern))})
+        if found:
+            shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            raise RunDirError(
+                f"{folder} already holds another run's outputs ({shown}); they are not "
+                f"overwritten: set {setting} to a new folder (or delete that one)")
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        os.fsync(fd)
+    except RunDirError:
+        os.close(fd)
+        raise
+    except OSError as err:
+        os.close(fd)
+        raise _unwritable(setting, folder, err) from None
+    _HELD[key] = fd
+    if hand_over:
+        _HANDED_OVER.add(key)
+
+
+def _lock(fd: int, folder: Path, setting: str) -> None:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): the outputs check still applies
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunDirError(
+            f"{folder} is in use by another run ({_holder(fd)}); two runs must not share "
+            f"a folder: set {setting} to a new folder") from None
+    except OSError as err:  # a filesystem without locks
+        log.warning("cannot lock %s (%s): a concurrent run into it would not be refused",
+                    folder / CLAIM_FILE, err)
+
+
+def release_folder(folder: str | os.PathLike[str], discard: bool = False) -> None:
+    """Release a claim of :func:`claim_folder`; its ``run.claim`` file stays as a record.
+
+    ``discard`` (a run that stopped before writing anything there) removes the
+    claim file, while still holding its lock, and the folder if that leaves it empty.
+    """
+    folder = Path(folder)
+    key = str(folder.resolve())
+    _HANDED_OVER.discard(key)
+    fd = _HELD.pop(key, None)
+    if fd is None:
+        return
+    if discard:
+        with contextlib.suppress(OSError):
+            (folder / CLAIM_FILE).unlink()
+            folder.rmdir()
+    os.close(fd)
+
+
+class ClaimRunDir(Callback):
+    """Hydra callback: claim ``hydra.run.dir`` before Hydra writes ``.hydra/`` into it.
+
+    So a run refused for its folder leaves the folder's ``.hydra`` record (the
+    settings of the run that is there) untouched. :func:`run` takes the claim over.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            folder = Path(str(config.hydra.run.dir))
+        except Exception:  # an interpolation only the job can resolve: run() claims then
+            return
+        try:
+            claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir", hand_over=True)
+        except OSError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            raise SystemExit(f"error: {err}") from None
+
+
+__all__ = ["CLAIM_FILE", "RUN_OUTPUTS", "VIDEO_OUTPUTS", "ClaimRunDir", "RunDirError",
+           "claim_folder", "release_folder", "run_id"]

@@ -1,0 +1,131 @@
+"""DrS: failure-aware stage labels, the stage-indexed reward, online updates, exploits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+from toy_envs import LineEnv
+
+from rewardlearn.drs.configuration import DrSConfig
+from rewardlearn.drs.processor import StageBuffers, episode_labels
+from rewardlearn.drs.reward import DrSReward
+from rewardlearn.rewards import load_reward_model, save_reward_model
+from rewardlearn.rewards.base import TransitionBatch
+from rewardlearn.settings import UnknownSettingError
+from rewardlearn.wrappers import RewardVecEnvWrapper
+
+SPACE = gym.spaces.Box(-5, 5, (2,), np.float32)
+ACT = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+
+def batch(xs: list[float], stages: list[int], success: list[bool] | None = None,
+          done: list[bool] | None = None) -> TransitionBatch:
+    obs = np.array([[x, 1.0] for x in xs], np.float32)
+    n = len(xs)
+    b = TransitionBatch.from_arrays(obs, np.zeros((n, 1), np.float32), obs,
+                                    truncated=np.array(done or [False] * n))
+    b.infos = [{"stage": k, "is_success": s, "num_stages": 2}
+               for k, s in zip(stages, success or [False] * n, strict=True)]
+    return b
+
+
+def play(r: DrSReward, xs: list[float], success: bool) -> None:
+    """Feed one finished episode to ``r.observe``, a step at a time (one env)."""
+    for t, x in enumerate(xs):
+        last = t == len(xs) - 1
+        b = batch([x], [int(x >= 1)], [success and last], [last])
+        r.observe(b, r(b))
+
+
+def test_labels_follow_what_the_trajectory_did_next_not_the_clock() -> None:
+    # reached stage 1, then dropped back to stage 0 and never recovered
+    k, pos = episode_labels(np.array([0, 0, 1, 1, 0, 0]), success=False, num_stages=2)
+    assert pos.tolist() == [True, True, False, False, False, False]
+    # a long stall in stage 0 that never advances: every stalled state is a negative
+    k, pos = episode_labels(np.zeros(50, int), success=False, num_stages=2)
+    assert not pos.any()
+    # success: every state advanced, the success state included
+    k, pos = episode_labels(np.array([0, 1, 1]), success=True, num_stages=2)
+    assert pos.all()
+    # a recovered drop: the states after the drop advanced again, so they are positives
+    k, pos = episode_labels(np.array([0, 1, 0, 1, 1]), success=True, num_stages=2)
+    assert pos.all() and k.tolist() == [0, 1, 0, 1, 1]
+
+
+def test_buffers_keep_demo_positives_and_drop_the_oldest_agent_rows() -> None:
+    buf = StageBuffers(num_stages=2, dim=1, capacity=3)
+    buf.add_demo(np.array([[9.0]]), np.array([0]), np.array([True]))
+    buf.add(np.arange(5.0)[:, None], np.zeros(5, int), np.zeros(5, bool))
+    assert buf.counts(0) == (1, 3)
+    rng = np.random.default_rng(0)
+    assert set(buf.sample(0, 50, False, rng)[:, 0]) == {2.0, 3.0, 4.0}
+    assert set(buf.sample(0, 50, True, rng)[:, 0]) == {9.0}
+
+
+def test_stage_always_outranks_the_within_stage_score() -> None:
+    r = DrSReward(SPACE, ACT, num_stages=3, alpha=0.45, form="stage")
+    assert r.net is not None
+    r.net.trained.fill_(True)
+    for p in r.net.parameters():  # an extreme classifier: saturated scores either way
+        p.data.normal_(0, 10)
+    xs = list(np.linspace(-5, 5, 40))
+    out = {k: r(batch(xs, [k] * 40)) for k in range(3)}
+    for k in range(2):
+        assert out[k].max() < out[k + 1].min()
+    assert r(batch([0.0], [1], [True]))[0] == 3.0
+
+
+def test_negative_form_is_in_minus_one_to_zero_and_zero_at_success() -> None:
+    r = DrSReward(SPACE, ACT, num_stages=2)
+    out = r(batch([0.0, 1.2, 1.9], [0, 1, 1], [False, False, True]))
+    assert out.tolist() == [-1.0, -0.5, 0.0]
+
+
+def test_hovering_without_advancing_ends_up_scored_below_advancing() -> None:
+    """The exploit DrS is built against: the policy parks near the goal of stage 0 without
+    ever reaching stage 1. Those states become stage-0 negatives, so their score falls below
+    that of states from which trajectories advanced."""
+    r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=8, train_steps=300, batch_size=64,
+                  update_every=1, seed=0)
+    for _ in range(10):
+        play(r, [0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.9], success=True)
+        play(r, [0.5, 0.55, 0.5, 0.45, 0.5, 0.55, 0.5, 0.5], success=False)  # stalls halfway
+    metrics = r.update()
+    assert metrics["stages_trained"] >= 1 and metrics["neg_0"] == 80
+    score = r.scores(np.array([[0.5, 1.0], [0.9, 1.0]], np.float32), np.array([0, 0]))
+    assert score[0] < 0 < score[1]
+    hover_r, near_r = r(batch([0.5, 0.9], [0, 0]))
+    assert hover_r < near_r < r(batch([1.2], [1]))[0]
+
+
+def test_online_updates_during_ppo_and_a_checkpoint_gives_the_same_rewards(
+        tmp_path: Path) -> None:
+    venv = DummyVecEnv([lambda: Monitor(LineEnv()) for _ in range(2)])
+    r = DrSReward(venv.observation_space, venv.action_space, num_stages=2, update_every=256,
+                  min_negatives=16, batch_size=32, train_steps=20)
+    wrapped = RewardVecEnvWrapper(venv, r)
+    agent = PPO("MlpPolicy", wrapped, n_steps=128, batch_size=64, seed=0, device="cpu")
+    agent.learn(1024, callback=r.callbacks())
+    assert r.updates >= 1 and r.buffers is not None and r.buffers.counts(0)[1] >= 16
+    path = save_reward_model(r, tmp_path / "reward_model.pt")
+    loaded = load_reward_model(path, venv.observation_space, venv.action_space)
+    b = batch([0.1, 0.7, 1.3], [0, 0, 1])
+    np.testing.assert_allclose(loaded(b), r(b))
+
+
+def test_bad_settings_and_missing_stage_are_named() -> None:
+    with pytest.raises(ValueError, match="alpha must be in"):
+        DrSConfig(alpha=0.6)
+    with pytest.raises(UnknownSettingError, match=r"valid: .*alpha"):
+        DrSReward(SPACE, ACT, alfa=0.1)
+    r = DrSReward(SPACE, ACT, num_stages=2)
+    b = batch([0.0], [0])
+    b.infos = [{"progress": 0.3}]
+    with pytest.raises(ValueError, match=r"info\['stage'\].*stage_key"):
+        r(b)

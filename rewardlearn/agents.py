@@ -20,8 +20,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rewardlearn.env_factory import to_dict
-from rewardlearn.utils import resolve_device
+from rewardlearn.utils import resolve_device, to_dict
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from rewardlearn.utils import to_dict
 from rewardlearn.wrappers.frames import FrameCapture
 from rewardlearn.wrappers.state import SimStateCapture
 
@@ -114,15 +115,6 @@ def make_env(
         height, width = frame_size
         env = FrameCapture(env, width=width, height=height, camera=camera_config(cfg))
     return env
-
-
-def to_dict(node: Any) -> dict[str, Any]:
-    """A plain dict from a config node, a mapping or ``None``."""
-    if node is None:
-        return {}
-    if isinstance(node, DictConfig):
-        return {str(k): v for k, v in OmegaConf.to_container(node, resolve=True).items()}  # type: ignore[union-attr]
-    return dict(node)
 
 
 def camera_config(cfg: DictConfig) -> dict[str, Any] | str | None:

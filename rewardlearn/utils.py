@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -29,6 +30,18 @@ def set_torch_threads(n: int | None = None) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, int(n or 1)))
     return torch.get_num_threads()
+
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A plain dict (interpolations resolved) from a config node, a mapping or ``None``."""
+    if node is None:
+        return {}
+    if isinstance(node, DictConfig):
+        out = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(out, dict)
+        return {str(k): v for k, v in out.items()}
+    return dict(node)
 
 
 MOVED_MODULES: dict[str, str] = {

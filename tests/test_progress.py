@@ -52,7 +52,7 @@ from rewardlearn.wrappers import RewardVecEnvWrapper
 FAST = dict(epochs=25, hidden_sizes=[128, 128], heldout=0.25)
 
 
-# ---------------------------------------------------------------- labels (REFERENCE section 4)
+# ---------------------------------------------------------------- labels (SARM)
 
 
 def test_spans_from_stage_labels() -> None:

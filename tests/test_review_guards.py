@@ -22,13 +22,8 @@ from rewardlearn.cli.review import main
 from rewardlearn.recording import write_video
 from rewardlearn.review import ClipRef, LabelStore
 from rewardlearn.review.catalog import OutsideRootError, resolve_inside
-from rewardlearn.review.server import (
-    ReviewHandler,
-    ReviewServer,
-    host_allowed,
-    parse_host,
-    too_deep,
-)
+from rewardlearn.review.requests import host_allowed, parse_host, too_deep
+from rewardlearn.review.server import ReviewHandler, ReviewServer
 
 RUN = "2026-02-03_04-05-06_hopper_ppo_preference_s0"
 

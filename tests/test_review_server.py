@@ -19,7 +19,8 @@ import pytest
 from rewardlearn.recording import RolloutRecord, write_sidecar, write_video
 from rewardlearn.review import ClipRef, LabelStore
 from rewardlearn.review.catalog import add_disagreement, probe_mp4
-from rewardlearn.review.server import ReviewServer, parse_range
+from rewardlearn.review.requests import parse_range
+from rewardlearn.review.server import ReviewServer
 
 RUN = "2026-01-01_00-00-00_toy_ppo_mlp_s0"
 RETURNS = [(-10.0, 1.0), (-5.0, 3.0), (-20.0, 2.5), (-8.0, -1.0)]  # (env, learned) per episode

@@ -20,10 +20,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rewardlearn.agents import ALGOS
-from rewardlearn.env_factory import to_dict
 from rewardlearn.preference.reward import PreferenceReward, read_resume_file
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.utils import import_object, resolve_device
+from rewardlearn.utils import import_object, resolve_device, to_dict
 
 log = logging.getLogger("rewardlearn")
 

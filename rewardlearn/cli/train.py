@@ -45,7 +45,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from rewardlearn.agents import NormalizedPolicy, agent_gamma, build_agent, normalize_obs_enabled
 from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.cli.checks import SettingsError, validate_settings
-from rewardlearn.env_factory import CONF_DIR, make_vec_env, to_dict
+from rewardlearn.env_factory import CONF_DIR, make_vec_env
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.checkpoint import save_reward_model
@@ -59,7 +59,7 @@ from rewardlearn.runs import (
     release_folder,
 )
 from rewardlearn.shaping import build_shaping
-from rewardlearn.utils import set_torch_threads
+from rewardlearn.utils import set_torch_threads, to_dict
 from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
 
 log = logging.getLogger("rewardlearn")

@@ -4,7 +4,7 @@ A teacher receives the env's true per-step rewards of the two segments of each
 of ``N`` pairs, ``(N, H)`` arrays, and answers with :class:`PreferenceLabels`:
 ``1.0`` when the first segment is preferred, ``0.0`` for the second, ``0.5``
 for "equally preferable", and a ``keep`` mask that is ``False`` where the
-teacher skipped the pair. The rules run in B-Pref's order (REFERENCE section 1):
+teacher skipped the pair. The rules run in B-Pref's order (Lee et al., NeurIPS 2021 benchmarks):
 
 1. skip: drop the pair if ``max(R1, R2) <= thres_skip`` (undiscounted returns);
 2. equal: ``|R1 - R2| < thres_equal`` (undiscounted) gives ``0.5``;

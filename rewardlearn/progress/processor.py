@@ -1,7 +1,7 @@
 """SARM labels from subtask annotations, frame windows, and rewind augmentation.
 
-Labels follow REFERENCE section 4 exactly: subtask ``k`` spans frames
-``[s_k, e_k]``; ``tau = (t - s_k) / (e_k - s_k)``; the stage priors
+Labels follow SARM (Chen et al. 2025, stage-aware reward modeling) exactly: subtask
+``k`` spans frames ``[s_k, e_k]``; ``tau = (t - s_k) / (e_k - s_k)``; the stage priors
 ``alpha_k`` are the mean over demos of (length of subtask ``k`` / episode
 length), renormalised to sum to 1; ``progress = P_{k-1} + alpha_k * tau`` with
 ``P_{k-1}`` the sum of the earlier priors. Frames between two subtasks count as

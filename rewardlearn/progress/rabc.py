@@ -5,7 +5,7 @@ Each demo sample ``(o_t, a_t)`` is weighted by its progress gain
 weight 1 when ``r_t > kappa``, the soft weight
 ``clip((r_t - (mu - 2 sigma)) / (4 sigma), 0, 1)`` when ``0 <= r_t <= kappa``, and
 0 when ``r_t < 0``; ``mu`` and ``sigma`` are the mean and std of ``r`` over the
-whole dataset (REFERENCE section 4).
+whole dataset (RA-BC of SARM, Chen et al. 2025, with ``kappa = 0.01``).
 
 Example:
     >>> import numpy as np

@@ -54,11 +54,9 @@ another one under (or just above) the root does, ``/api/info`` and an empty
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import logging
 import math
-import re
 import socket
 import threading
 import time
@@ -78,19 +76,28 @@ from rewardlearn.review.catalog import (
     query_counts,
     resolve_inside,
 )
+from rewardlearn.review.requests import (
+    MAX_JSON_DEPTH,
+    HTTPError,
+    finite,
+    host_allowed,
+    is_loopback,
+    parse_annotator,
+    parse_host,
+    parse_int,
+    parse_query_id,
+    parse_range,
+    store_status,
+    too_deep,
+)
 from rewardlearn.review.store import (
     LABELS,
     SQLITE_MAX_INT,
-    AlreadyAnsweredError,
     ClipRef,
-    InvalidLabelError,
     LabelStore,
     LabelStoreError,
-    LeaseHeldError,
     Query,
     StoreUnavailableError,
-    UnknownQueryError,
-    check_annotator,
 )
 
 log = logging.getLogger("rewardlearn.review")
@@ -98,7 +105,6 @@ log = logging.getLogger("rewardlearn.review")
 DEFAULT_DB_NAME = "labels.sqlite"
 DEFAULT_PORT = 8765
 MAX_BODY = 64 * 1024
-MAX_JSON_DEPTH = 20
 REQUEST_TIMEOUT_S = 30.0
 HINT_TTL_S = 5.0
 STATIC_DIR = Path(__file__).resolve().with_name("static")
@@ -109,7 +115,6 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
                 ".png": "image/png", ".ico": "image/x-icon"}
 PAGES = {"/": "browse.html", "/browse": "browse.html", "/label": "label.html"}
-_PORT_RE = re.compile(r"[0-9]{1,5}")
 SORT_KEYS = ("episode", "disagreement", "env_return", "learned_return", "length", "success",
              "mtime")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -139,95 +144,6 @@ def choose_db(root: Path) -> Path:
         log.info("using the label database found under the root: %s", found[0])
         return found[0]
     return default
-
-
-def parse_host(value: str) -> tuple[str, int | None] | None:
-    """``(name, port)`` of a ``Host`` value, ``name[:port]`` or ``[ipv6][:port]``.
-
-    The name comes back lower-cased without brackets; None when malformed.
-    """
-    v = value.strip()
-    if not v or any(c in v for c in "/\\@?#, \t"):
-        return None
-    if v.startswith("["):
-        end = v.find("]")
-        if end < 0:
-            return None
-        name, rest = v[1:end], v[end + 1:]
-        try:
-            ipaddress.IPv6Address(name)
-        except ValueError:
-            return None
-    else:
-        if "[" in v or "]" in v or v.count(":") > 1:
-            return None
-        name, sep, port_text = v.partition(":")
-        rest = ":" + port_text if sep else ""
-    port = None
-    if rest:
-        if not rest.startswith(":") or not _PORT_RE.fullmatch(rest[1:]) \
-                or int(rest[1:]) > 65535:
-            return None
-        port = int(rest[1:])
-    if not name:
-        return None
-    return name.lower(), port
-
-
-def is_loopback(name: str) -> bool:
-    """True for ``localhost`` and literal loopback addresses (127.0.0.0/8, ::1)."""
-    name = name.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
-
-
-def host_allowed(header: str, bound: str | None = None) -> bool:
-    """Whether a ``Host`` header names a literal loopback address or the bound host."""
-    parsed = parse_host(header)
-    if parsed is None:
-        return False
-    name = parsed[0]
-    return is_loopback(name) or (bool(bound) and name == str(bound).strip("[]").lower())
-
-
-def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when JSON ``text`` nests arrays/objects deeper than ``limit`` (checked unparsed)."""
-    depth, in_str, esc = 0, False, False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
-
-
-class HTTPError(Exception):
-    """An error answer: status code and message (sent as JSON)."""
-
-    def __init__(self, status: int, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 class ReviewApp:
@@ -427,45 +343,6 @@ def _quote(part: str) -> str:
     return quote(part, safe="")
 
 
-def finite(x: Any) -> Any:
-    """``x`` with NaN/inf floats replaced by None (JSON for browsers has no NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [finite(v) for v in x]
-    return x
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(first, last)`` byte of a single ``bytes=`` range; None to serve the whole file.
-
-    Raises ``HTTPError(416)`` for a range that starts past the end of the file.
-    """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    a, sep, b = spec.strip().partition("-")
-    if not sep:
-        return None
-    try:
-        if a == "":
-            n = int(b)
-            if n <= 0:
-                raise HTTPError(416, "empty suffix range")
-            return max(0, size - n), size - 1
-        first = int(a)
-        last = int(b) if b else size - 1
-    except ValueError:
-        return None
-    if first >= size:
-        raise HTTPError(416, "range starts past the end")
-    if first < 0 or last < first:
-        return None
-    return first, min(last, size - 1)
-
-
 class ReviewHTTPServer(ThreadingHTTPServer):
     """Threading HTTP server that carries the :class:`ReviewApp`."""
 
@@ -535,7 +412,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
             self.app.note_store_error(e)
             self._json({"error": e.message, "db": str(e.path)}, 503, head=head)
         except LabelStoreError as e:
-            self._json({"error": str(e)}, _store_status(e), head=head)
+            self._json({"error": str(e)}, store_status(e), head=head)
         except (TimeoutError, ConnectionError):
             self.close_connection = True  # stalled or gone client: nothing to answer
         except Exception:
@@ -636,8 +513,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if path == "/api/queue/stats":
             return app.store.stats()
         if path == "/api/labels":
-            after = _int(q.get("after", "0"), "after", 0, SQLITE_MAX_INT)
-            limit = _int(q.get("limit", "1000"), "limit", 1, 10_000)
+            after = parse_int(q.get("after", "0"), "after", 0, SQLITE_MAX_INT)
+            limit = parse_int(q.get("limit", "1000"), "limit", 1, 10_000)
             answers = app.store.answers_after(after, q.get("run") or None, limit=limit)
             return {"answers": [a.to_dict() for a in answers],
                     "last_seq": answers[-1].seq if answers else after}
@@ -727,10 +604,10 @@ class ReviewHandler(BaseHTTPRequestHandler):
         missing = [k for k in ("query_id", "label", "annotator") if k not in data]
         if missing:
             raise HTTPError(400, f"missing field(s): {', '.join(missing)}")
-        qid, label = _query_id(data["query_id"]), data["label"]
+        qid, label = parse_query_id(data["query_id"]), data["label"]
         if not isinstance(label, str) or label not in LABELS:
             raise HTTPError(400, f"label must be one of {', '.join(LABELS)}")
-        annotator = _annotator(data["annotator"])
+        annotator = parse_annotator(data["annotator"])
         seq = self.app.store.answer(qid, label, annotator)
         try:
             progress = self.app.progress()
@@ -742,7 +619,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
     def _post_next(self, body: bytes) -> dict[str, Any]:
         """Lease the next query to ``annotator`` (the one it holds, if any)."""
         data = self._body_json(body)
-        annotator = _annotator(data.get("annotator"))
+        annotator = parse_annotator(data.get("annotator"))
         run = data.get("run")
         if run is not None and not isinstance(run, str):
             raise HTTPError(400, "run must be a string")
@@ -756,8 +633,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
     def _post_release(self, body: bytes) -> dict[str, Any]:
         data = self._body_json(body)
-        qid = _query_id(data.get("query_id"))
-        return {"released": self.app.store.release(qid, _annotator(data.get("annotator")))}
+        qid = parse_query_id(data.get("query_id"))
+        return {"released": self.app.store.release(qid, parse_annotator(data.get("annotator")))}
 
     def _send(self, status: int, body: bytes, ctype: str, head: bool = False,
               headers: dict[str, str] | None = None) -> None:
@@ -837,46 +714,6 @@ class Download:
     body: bytes
     ctype: str
     filename: str
-
-
-def _annotator(value: Any) -> str:
-    if value is None:
-        raise HTTPError(400, "annotator is required")
-    try:
-        return check_annotator(value)
-    except InvalidLabelError as e:
-        raise HTTPError(400, str(e)) from None
-
-
-def _int(value: str, name: str, lo: int, hi: int = SQLITE_MAX_INT) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise HTTPError(400, f"{name} must be an integer") from None
-    if n < lo or n > hi:
-        raise HTTPError(400, f"{name} out of range ({lo}..{hi})")
-    return n
-
-
-def _query_id(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise HTTPError(400, "query_id must be an integer")
-    if not 1 <= value <= SQLITE_MAX_INT:
-        raise HTTPError(400, f"query_id out of range (1..{SQLITE_MAX_INT})")
-    return value
-
-
-def _store_status(err: LabelStoreError) -> int:
-    """HTTP status of a store refusal."""
-    if isinstance(err, UnknownQueryError):
-        return 404
-    if isinstance(err, (AlreadyAnsweredError, LeaseHeldError)):
-        return 409
-    if isinstance(err, StoreUnavailableError):
-        return 503
-    if isinstance(err, InvalidLabelError):
-        return 400
-    return 500
 
 
 class ReviewServer:

@@ -2,7 +2,8 @@
 
 A reward module is called on a *batch of transitions* and returns one reward per
 transition, like imitation's ``RewardFn`` but with ``terminated`` and
-``truncated`` kept apart (REFERENCE section 5) and rendered frames passed when
+``truncated`` kept apart (a time limit is not a terminal state: shaping and value
+targets differ between the two) and rendered frames passed when
 the module declares it needs them. One vectorised wrapper
 (:class:`rewardlearn.wrappers.RewardVecEnvWrapper`) therefore serves every
 module, and modules are swappable by config alone.

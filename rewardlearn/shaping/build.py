@@ -28,11 +28,12 @@ from typing import Any
 import gymnasium as gym
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.shaping.potentials import Potential
 from rewardlearn.shaping.shaped import ShapedReward
+from rewardlearn.utils import to_dict
 
 log = logging.getLogger("rewardlearn")
 
@@ -66,14 +67,6 @@ def bind_gamma(model: RewardModel, agent_gamma: float) -> RewardModel:
     if model.uses_shaping_gamma:
         model.gamma = resolve_gamma(model.gamma, agent_gamma, where=f"reward {model.name}")
     return model
-
-
-def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        out = OmegaConf.to_container(cfg, resolve=True)
-        assert isinstance(out, dict)
-        return {str(k): v for k, v in out.items()}
-    return dict(cfg)
 
 
 def build_potential(cfg: Mapping[str, Any] | DictConfig) -> Potential:
@@ -111,7 +104,7 @@ def build_shaping(cfg: Mapping[str, Any] | DictConfig, base: RewardModel,
     if base.shapes_with_progress and name == "progress":
         raise ValueError(f"reward={base.name} already shapes with its progress potential; "
                          "use shaping=none with it, or reward=env shaping=progress")
-    gamma = resolve_gamma(_plain(cfg).get("gamma"), agent_gamma, where=f"shaping={name}")
+    gamma = resolve_gamma(to_dict(cfg).get("gamma"), agent_gamma, where=f"shaping={name}")
     shaped = ShapedReward(observation_space, action_space, base=base,
                           potential=build_potential(cfg), gamma=gamma)
     shaped.run_dir = base.run_dir

@@ -290,7 +290,7 @@ class GoalEmbeddingPotential(Potential):
 
     ``Phi(s) = -scale * ||e(s) - g||`` (``metric="l2"``) or
     ``scale * cos(e(s), g)`` (``metric="cosine"``), with ``e`` any embedding
-    function and ``g`` the goal's embedding (VIP/LIV style; REFERENCE section 3).
+    function and ``g`` the goal's embedding (VIP, Ma et al. 2023; LIV, Ma et al. 2023).
 
     Args:
         embed: dotted path of a callable ``embed(obs, frames) -> (B, D)`` (or an

@@ -1,4 +1,4 @@
-"""Potential-based shaping on top of any reward module (REFERENCE section 5).
+"""Potential-based shaping on top of any reward module (Ng, Harada & Russell, ICML 1999).
 
 ``r' = r + gamma * Phi(s') - Phi(s)`` with three rules that are easy to get wrong:
 

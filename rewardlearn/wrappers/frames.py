@@ -2,7 +2,7 @@
 
 SB3 vector envs reset an env inside ``step`` when its episode ends; a frame
 rendered after ``step_wait`` would show the *next* episode's first state
-(REFERENCE section 6). :class:`FrameCapture` renders inside the per-env wrapper
+(SB3's auto-reset). :class:`FrameCapture` renders inside the per-env wrapper
 stack, before any auto-reset, and puts the frame in ``info["frame"]`` on every
 ``step`` and ``reset``.
 

@@ -27,7 +27,6 @@ runs of the same seed made side by side. Writes ``bench/results/drs.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -42,7 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_progress_shaping import _fmt_steps, stages_reached, training_curve  # noqa: E402
+from bench_progress_shaping import (  # noqa: E402
+    _fmt_steps,
+    pick_place_run,
+    stages_reached,
+    training_curve,
+)
 
 CONDITIONS: dict[str, list[str]] = {
     "drs": ["env.kwargs.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
@@ -71,18 +75,9 @@ def run_one(cond: str, seed: int, timesteps: int, demos: Path, work: Path,
             extra: list[str]) -> dict[str, Any]:
     """One ``train.py`` run; returns its summary plus training-curve figures."""
     run_dir = work / "runs" / f"{cond}_s{seed}"
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        cmd = [sys.executable, "train.py", "env=pick_place", "agent=ppo", "n_envs=8",
-               *[o.format(demos=demos) for o in CONDITIONS[cond]], *extra,
-               f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
-               "video.enabled=false", "progress_bar=false", "eval.n_episodes=50", "~teacher",
-               f"hydra.run.dir={run_dir}"]
-        log = work / "logs" / f"{cond}_s{seed}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as f:
-            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
-    summary = json.loads(summary_file.read_text())
+    overrides = [*[o.format(demos=demos) for o in CONDITIONS[cond]], *extra,
+                 f"total_timesteps={timesteps}", f"seed={seed}"]
+    summary = pick_place_run(run_dir, overrides, work / "logs" / f"{cond}_s{seed}.log")
     summary.update(training_curve(run_dir))
     summary.update(stages_reached(run_dir))
     summary["seed"] = seed

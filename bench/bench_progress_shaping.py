@@ -271,23 +271,29 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
             bc: bool = False) -> dict[str, Any]:
     """One ``train.py`` run; returns its summary plus training-curve figures."""
     run_dir = work / "runs" / f"{cond}_s{seed}"
-    summary_file = run_dir / "summary.json"
-    if not summary_file.is_file():
-        overrides = [o.format(model=model, demos=model.parent / "demos",
-                              adapted=work / "adapted" / "progress_model.pt")
-                     for o in CONDITIONS[cond] + (BC if bc else [])]
-        cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
-               f"total_timesteps={timesteps}", f"seed={seed}", "torch_threads=1",
-               "video.enabled=false", "progress_bar=false", "eval.n_episodes=50", "~teacher",
-               f"hydra.run.dir={run_dir}"]
-        log = work / "logs" / f"{cond}_s{seed}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("w") as f:
-            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
-    summary = json.loads(summary_file.read_text())
+    overrides = [o.format(model=model, demos=model.parent / "demos",
+                          adapted=work / "adapted" / "progress_model.pt")
+                 for o in CONDITIONS[cond] + (BC if bc else [])]
+    summary = pick_place_run(run_dir, [*overrides, f"total_timesteps={timesteps}",
+                                       f"seed={seed}"], work / "logs" / f"{cond}_s{seed}.log")
     if timesteps > 0:
         summary.update(training_curve(run_dir))
     summary.update(stages_reached(run_dir))
+    return summary
+
+
+def pick_place_run(run_dir: Path, overrides: list[str], log: Path) -> dict[str, Any]:
+    """One ``train.py`` run of PPO on pick_place (8 envs, one torch thread, 50 eval episodes,
+    no videos) into ``run_dir``, reused when its ``summary.json`` exists; its summary."""
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
+               "torch_threads=1", "video.enabled=false", "progress_bar=false",
+               "eval.n_episodes=50", "~teacher", f"hydra.run.dir={run_dir}"]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as f:
+            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+    summary: dict[str, Any] = json.loads(summary_file.read_text())
     return summary
 
 

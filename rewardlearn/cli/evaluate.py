@@ -21,6 +21,11 @@ against a reference reward over transitions of ``n_steps`` steps in the env
   rounds), else ``n_pairs`` oracle-labelled pairs of ``segment_length`` steps.
 * ``returns``: Pearson and Spearman of learned vs true episode returns.
 * ``voc``: for progress models with ``demos=<dataset>``: VOC and stage accuracy.
+* ``outcomes``: for models with a progress (progress models, ``reward=drs``) and
+  ``rollouts=<dataset of mixed outcome>``: Kendall's tau-b of the predicted final progress
+  vs the outcome, and the success-failure gap (:mod:`rewardlearn.metrics.outcomes`).
+* ``exploit`` (``env=pick_place``): the same models' progress on scripted exploit states
+  (hover over the untouched cube, a stall, a dropped cube) minus their true progress.
 
 ``reference=env`` (default) is the env's reward as a function of (s, a, s')
 (exact for Pendulum, else an MLP regression whose held-out R^2 is reported);
@@ -61,14 +66,16 @@ from rewardlearn.files import write_text_atomic
 from rewardlearn.metrics.suite import evaluate_reward, load_any, table
 from rewardlearn.utils import set_torch_threads
 
-METRICS = ("epic", "starc", "pref", "returns", "voc")
+METRICS = ("epic", "starc", "pref", "returns", "voc", "outcomes", "exploit")
+OFF_POLICY_METRICS = ("voc", "outcomes", "exploit")
+"""Metrics computed from datasets or probes, not from the sampled transitions."""
 
 
 OPTIONS: dict[str, Callable[[str], Any]] = {
     "reward": str_list, "env": str, "obs_mode": str, "reference": str, "gamma": float,
     "n_steps": int, "n_eval": int, "n_samples": int, "actions": str, "seed": int,
     "max_episode_steps": int, "agent": str, "labels": str, "label_rounds": int_list,
-    "n_pairs": int, "segment_length": int, "demos": str, "metrics": str_list,
+    "n_pairs": int, "segment_length": int, "demos": str, "metrics": str_list, "rollouts": str,
     "regression_epochs": int, "out": str, "torch_threads": int,
 }
 DEFAULTS: dict[str, Any] = {
@@ -100,6 +107,46 @@ def _named(specs: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _progress_checks(opts: dict[str, Any], models: dict[str, Any],
+                     result: dict[str, Any]) -> None:
+    """``outcomes`` (Kendall tau and success-failure gap on ``rollouts=``) and ``exploit``
+    (pick_place probes) for the models that have a progress (progress models, drs)."""
+    from rewardlearn.metrics.outcomes import (
+        episodes_from_dataset,
+        exploit_probe,
+        outcome_ranking,
+        rater_for,
+    )
+
+    wanted = [m for m in ("outcomes", "exploit") if m in opts["metrics"]]
+    if not wanted:
+        return
+    episodes = probes = None
+    if "outcomes" in wanted:
+        if "rollouts" not in opts:
+            raise ValueError("metrics=outcomes needs rollouts=<dataset of mixed outcome> "
+                             "(rewardlearn-collect ... noise=2.0 only_success=false)")
+        episodes = episodes_from_dataset(str(opts["rollouts"]))
+    if "exploit" in wanted:
+        if str(opts["env"]) != "pick_place":
+            raise ValueError("metrics=exploit has scripted probes for env=pick_place only")
+        from rewardlearn_envs.probes import pick_place_probes
+
+        probes = pick_place_probes(seeds=range(5), steps=150)
+    for name, model in models.items():
+        rate = rater_for(model)
+        if rate is None:
+            continue
+        row = result["rewards"][name]
+        if episodes is not None:
+            ranking = outcome_ranking(rate, episodes)
+            row.update({"kendall_tau": ranking["kendall_tau"],
+                        "success_failure_gap": ranking["success_failure_gap"]})
+        if probes is not None:
+            for probe, figures in exploit_probe(rate, probes).items():
+                row[f"{probe}_excess"] = figures["excess"]
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse ``key=value`` arguments, evaluate, print a table, optionally write JSON."""
     from rewardlearn.env_factory import camera_config, env_config, make_env
@@ -125,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             pairs = M.pairs_from_preference_checkpoint(opts["labels"], obs_space, act_space,
                                                      opts.get("label_rounds"))
         policy = agent_policy(opts["agent"]) if "agent" in opts else None
-        metrics = [m for m in opts["metrics"] if m != "voc"]
+        metrics = [m for m in opts["metrics"] if m not in OFF_POLICY_METRICS]
         result = evaluate_reward(
             models, env, str(cfg.id), reference, float(opts["gamma"]), int(opts["n_steps"]),
             int(opts["n_eval"]), int(opts["n_samples"]), str(opts["actions"]),
@@ -140,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for name, path in named:
             if getattr(models[name], "scorer", None) is not None:
                 result["rewards"][name].update(M.progress_voc(path, str(opts["demos"])))
+    _progress_checks(opts, models, result)
     print(f"env {result['setup']['env']}, {result['setup']['episodes']} episodes "
           f"({result['setup']['policy']} policy), reference {opts['reference']} "
           f"({result['reference'].get('kind')}"

@@ -152,6 +152,15 @@ class DrSReward(RewardModel):
             score = torch.tanh(logit) * self.net.trained[k]
         return score.cpu().numpy().astype(np.float64)
 
+    def progress(self, observations: Any, infos: list[dict[str, Any]]) -> np.ndarray:
+        """The reward's level as a progress in [0, 1]: ``(k + alpha * tanh(D_k(s))) / K``,
+        1 at success (for outcome rankings and exploit probes)."""
+        b = TransitionBatch.from_arrays(observations, np.zeros((len(infos), 1)), observations)
+        b.infos = infos
+        stages, success = self.annotations(b)
+        level = stages + self.cfg.alpha * self.scores(observations, stages)
+        return np.where(success, 1.0, np.clip(level / self.num_stages, 0.0, 1.0))
+
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         stages, success = self.annotations(batch)
         score = self.scores(batch.next_obs, stages)

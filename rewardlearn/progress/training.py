@@ -145,6 +145,17 @@ def predict_demo(model: ProgressModel, features: np.ndarray) -> Any:
     return model.predict(features[idx])
 
 
+def rate_states(model: ProgressModel, observations: np.ndarray,
+                frames: np.ndarray | None = None) -> np.ndarray:
+    """Predicted progress of each state of one trajectory (windows as at rollout time)."""
+    episode = Episode(observations=np.asarray(observations), actions=np.zeros((0, 1)),
+                      rewards=np.zeros(0), terminations=np.zeros(0, bool),
+                      truncations=np.zeros(0, bool), stages=np.zeros(len(observations), int),
+                      subtask_names=(), frames=frames)
+    feats = demo_features([episode], model.observation_space, model.encoder_spec)[0]
+    return np.asarray(predict_demo(model, feats).progress, np.float64)
+
+
 def label_for_model(model: ProgressModel, episodes: Sequence[Episode],
                     embeddings: dict[int, np.ndarray] | None = None,
                     annotations: dict[int, Any] | None = None) -> list[LabelledDemo]:
@@ -322,5 +333,6 @@ __all__ = [
     "label_demos",
     "label_for_model",
     "predict_demo",
+    "rate_states",
     "train_progress_model",
 ]

@@ -1,0 +1,113 @@
+"""Does a learned progress signal hold on the learner's own states? Outcome ranking and
+exploit probes.
+
+* :func:`kendall_outcome`: Kendall's tau-b (scipy's) between the predicted final progress
+  of each rollout and its outcome (1 success, 0 failure), on rollouts of mixed outcome.
+  The outcome has only two values, so even a perfect ranking scores below 1:
+  ``sqrt(n_s n_f / (n (n - 1) / 2))`` for ``n_s`` successes and ``n_f`` failures
+  (0.71 at half and half), reported as ``kendall_tau_max``.
+* :func:`success_failure_gap`: mean predicted final progress of the successes minus that
+  of the failures.
+* :func:`exploit_probe`: a model's progress on scripted exploit states (hovering over an
+  untouched object, a long stall, a dropped object), against their true progress; a
+  model an agent cannot farm keeps ``excess = predicted - true`` small (at most 0.1).
+
+A *rater* maps one episode (``observations``, ``infos``; the keys of
+:func:`rewardlearn_envs.probes.pick_place_probes`) to a progress in [0, 1] per state.
+
+Example:
+    >>> import numpy as np
+    >>> round(kendall_outcome(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0])), 3)
+    0.816
+    >>> round(kendall_outcome(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 1, 1, 0])), 3)
+    0.0
+    >>> success_failure_gap(np.array([0.9, 0.8, 0.2, 0.1]), np.array([1, 1, 0, 0]))
+    0.7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Rater = Callable[[Mapping[str, Any]], np.ndarray]
+"""One episode -> predicted progress per state (``T + 1`` values in [0, 1])."""
+
+
+def kendall_outcome(final_progress: np.ndarray, success: np.ndarray) -> float:
+    """Kendall's tau-b of predicted final progress vs outcome; ``nan`` if one outcome only."""
+    from scipy.stats import kendalltau
+
+    success = np.asarray(success, np.float64)
+    if success.min() == success.max():
+        return float("nan")
+    return float(kendalltau(np.asarray(final_progress, np.float64), success).statistic)
+
+
+def success_failure_gap(final_progress: np.ndarray, success: np.ndarray) -> float:
+    """Mean predicted final progress of successes minus failures; ``nan`` if one is empty."""
+    p, s = np.asarray(final_progress, np.float64), np.asarray(success, bool)
+    if s.all() or not s.any():
+        return float("nan")
+    return round(float(p[s].mean() - p[~s].mean()), 12)
+
+
+def outcome_ranking(rate: Rater, episodes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Kendall tau and success-failure gap of a rater's final progress on ``episodes``."""
+    final = np.array([float(np.asarray(rate(ep))[-1]) for ep in episodes])
+    success = np.array([bool(ep["success"]) for ep in episodes])
+    n, n_s = len(success), int(success.sum())
+    best = np.sqrt(n_s * (n - n_s) / max(n * (n - 1) / 2, 1))
+    return {"kendall_tau": kendall_outcome(final, success), "kendall_tau_max": float(best),
+            "success_failure_gap": success_failure_gap(final, success),
+            "episodes": float(len(episodes)), "successes": float(success.sum())}
+
+
+def exploit_probe(rate: Rater, probes: Mapping[str, Sequence[Mapping[str, Any]]],
+                  last: int = 10) -> dict[str, dict[str, float]]:
+    """Per probe: predicted and true progress (mean over the last ``last`` states of each
+    episode, then over episodes), and ``excess = predicted - true``."""
+    out: dict[str, dict[str, float]] = {}
+    for name, episodes in probes.items():
+        pred = [float(np.mean(np.asarray(rate(ep))[-last:])) for ep in episodes]
+        true = [float(np.mean(np.asarray(ep["progress"])[-last:])) for ep in episodes]
+        out[name] = {"predicted": float(np.mean(pred)), "true": float(np.mean(true)),
+                     "excess": float(np.mean(pred) - np.mean(true))}
+    return out
+
+
+def episodes_from_dataset(path: str) -> list[dict[str, Any]]:
+    """A demo/rollout dataset (``rewardlearn-collect ... only_success=false``) as rater
+    episodes: observations, per-state ``stage``/``is_success`` infos, outcome, true progress
+    (where the env records it)."""
+    from rewardlearn.demos import load_demo_sets
+
+    out = []
+    for ep in load_demo_sets(path):
+        success = ep.infos.get("is_success", np.zeros(len(ep.stages), bool))
+        infos = [{"stage": int(k), "is_success": bool(s)}
+                 for k, s in zip(ep.stages, success, strict=True)]
+        out.append({"observations": ep.observations, "infos": infos, "success": ep.success,
+                    "progress": ep.infos.get("progress")})
+    return out
+
+
+def rater_for(model: Any) -> Rater | None:
+    """The progress rater of a reward module, if it has a progress: a progress model
+    (``reward=progress*``) or ``reward=drs``'s level; ``None`` for other modules."""
+    from rewardlearn.drs.reward import DrSReward
+    from rewardlearn.progress.reward import ProgressReward
+    from rewardlearn.progress.training import rate_states
+
+    if isinstance(model, DrSReward):
+        return lambda ep: np.asarray(model.progress(ep["observations"], ep["infos"]))
+    if isinstance(model, ProgressReward) and model.scorer is not None:
+        progress_model = model.scorer.model
+        return lambda ep: rate_states(progress_model, ep["observations"])
+    return None
+
+
+__all__ = ["Rater", "episodes_from_dataset", "exploit_probe", "kendall_outcome",
+           "outcome_ranking", "rater_for", "success_failure_gap"]

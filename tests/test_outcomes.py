@@ -1,0 +1,54 @@
+"""Outcome ranking and exploit probes: the metrics, the probe states and the raters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rewardlearn.metrics.outcomes import (
+    exploit_probe,
+    kendall_outcome,
+    outcome_ranking,
+    success_failure_gap,
+)
+
+
+def test_kendall_and_gap_on_known_rankings() -> None:
+    from scipy.stats import kendalltau
+
+    final = np.array([0.9, 0.7, 0.6, 0.3, 0.2, 0.1])
+    success = np.array([1, 1, 0, 1, 0, 0])
+    assert kendall_outcome(final, success) == pytest.approx(kendalltau(final, success).statistic)
+    assert success_failure_gap(final, success) == pytest.approx(
+        np.mean([0.9, 0.7, 0.3]) - np.mean([0.6, 0.2, 0.1]))
+    assert np.isnan(kendall_outcome(final, np.ones(6)))
+    assert np.isnan(success_failure_gap(final, np.zeros(6)))
+
+
+def test_outcome_ranking_reaches_its_maximum_for_a_perfect_rater() -> None:
+    episodes = [{"observations": np.full((3, 1), float(i)), "success": i >= 5}
+                for i in range(10)]
+    out = outcome_ranking(lambda ep: ep["observations"][:, 0] / 10, episodes)
+    assert out["kendall_tau"] == pytest.approx(out["kendall_tau_max"])
+    assert out["successes"] == 5 and out["success_failure_gap"] == pytest.approx(0.5)
+
+
+def test_exploit_probe_compares_the_last_states_with_their_true_progress() -> None:
+    probes = {"hover": [{"observations": np.zeros((20, 1)), "progress": np.full(20, 0.13)}]}
+    farmed = exploit_probe(lambda ep: np.full(20, 0.97), probes)
+    assert farmed["hover"]["excess"] == pytest.approx(0.84)
+    honest = exploit_probe(lambda ep: np.full(20, 0.15), probes)
+    assert honest["hover"]["excess"] == pytest.approx(0.02)
+
+
+def test_pick_place_probes_are_what_they_say() -> None:
+    import rewardlearn_envs  # noqa: F401
+    from rewardlearn_envs.probes import pick_place_probes
+
+    probes = pick_place_probes(seeds=[0], steps=150)
+    hover, stall, drop = probes["hover"][0], probes["stall"][0], probes["drop"][0]
+    assert hover["stage"].max() == 0 and not hover["success"]  # never grasps
+    assert stall["progress"][-1] == pytest.approx(stall["progress"][0], abs=0.02)
+    assert drop["stage"].max() >= 2 and drop["stage"][-1] < 2  # carried, then dropped
+    for ep in (hover, stall, drop):
+        assert len(ep["observations"]) == len(ep["progress"]) == len(ep["infos"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,26 @@ def test_pick_place_probes_are_what_they_say() -> None:
     assert drop["stage"].max() >= 2 and drop["stage"][-1] < 2  # carried, then dropped
     for ep in (hover, stall, drop):
         assert len(ep["observations"]) == len(ep["progress"]) == len(ep["infos"])
+
+
+def test_evaluate_reports_outcomes_and_exploit_for_a_drs_checkpoint(tmp_path: Path) -> None:
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.cli.evaluate import main
+    from rewardlearn.drs.reward import DrSReward
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.rewards import save_reward_model
+
+    env = make_env("pick_place")
+    path = save_reward_model(DrSReward(env.observation_space, env.action_space, num_stages=4),
+                             tmp_path / "drs" / "reward_model.pt")
+    env.close()
+    rollouts = tmp_path / "rollouts"
+    collect(CollectConfig(env="pick_place", n_episodes=6, noise=2.0, only_success=False,
+                          out=str(rollouts), dataset_id="test/pick_place/rollouts-v0"),
+            verbose=False)
+    result = main([f"reward=drs:{path}", "env=pick_place", "metrics=outcomes,exploit",
+                   f"rollouts={rollouts}", "n_steps=50"])
+    row = result["rewards"]["drs"]
+    # an untrained drs rates by stage alone: hovering over the cube is stage 0, progress 0
+    assert row["hover_excess"] < 0.1 and row["stall_excess"] < 0.1
+    assert "kendall_tau" in row and "success_failure_gap" in row

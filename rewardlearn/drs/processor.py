@@ -85,9 +85,14 @@ class StageBuffers:
 
     def sample(self, k: int, n: int, positive: bool, rng: np.random.Generator) -> np.ndarray:
         """``n`` rows of stage ``k`` with the label, uniformly over all held rows."""
-        agent = self._rows[(k, positive)][: self._count[(k, positive)]]
-        pool = np.concatenate([self.demo_pos[k], agent]) if positive else agent
-        return pool[rng.integers(0, len(pool), n)]
+        demo = self.demo_pos[k] if positive else self.demo_pos[k][:0]
+        agent = self._rows[(k, positive)]
+        idx = rng.integers(0, len(demo) + self._count[(k, positive)], n)
+        from_demo = idx < len(demo)
+        out = np.empty((n, self.dim), np.float32)
+        out[from_demo] = demo[idx[from_demo]]
+        out[~from_demo] = agent[idx[~from_demo] - len(demo)]
+        return out
 
     def state_dict(self) -> dict[str, object]:
         return {"demo_pos": self.demo_pos,

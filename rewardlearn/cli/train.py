@@ -38,13 +38,12 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlearn.agents import NormalizedPolicy, agent_gamma, build_agent, normalize_obs_enabled
 from rewardlearn.bc import BCConfig, warm_start
-from rewardlearn.cli.checks import SettingsError, validate_settings
+from rewardlearn.cli.checks import validate_settings
 from rewardlearn.env_factory import CONF_DIR, make_vec_env
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.rewards.base import RewardModel
@@ -53,8 +52,6 @@ from rewardlearn.rollouts import evaluate
 from rewardlearn.runs import (
     RUN_OUTPUTS,
     VIDEO_OUTPUTS,
-    ClaimRunDir,
-    RunDirError,
     claim_folder,
     release_folder,
 )
@@ -63,9 +60,6 @@ from rewardlearn.utils import set_torch_threads, to_dict
 from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
 
 log = logging.getLogger("rewardlearn")
-
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
-
 
 def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
                        action_space: gym.Space) -> RewardModel:
@@ -277,5 +271,4 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 cli = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(main)
 
-__all__ = ["ClaimRunDir", "RunDirError", "SettingsError", "build_agent", "build_reward_model",
-           "claim_folder", "cli", "main", "release_folder", "run", "validate_settings"]
+__all__ = ["build_reward_model", "cli", "main", "run"]

@@ -30,7 +30,8 @@ against a reference reward over transitions of ``n_steps`` steps in the env
 ``reference=env`` (default) is the env's reward as a function of (s, a, s')
 (exact for Pendulum, else an MLP regression whose held-out R^2 is reported);
 ``reference=<checkpoint>`` compares with another saved model. Other options:
-``obs_mode``, ``seed``, ``max_episode_steps``, ``metrics=epic,starc,pref,returns,voc``,
+``obs_mode``, ``seed``, ``max_episode_steps``, ``metrics`` (default
+``epic,starc,pref,returns,voc``; ``outcomes`` and ``exploit`` are asked for by name),
 ``regression_epochs``, ``out=<file.json>``, ``torch_threads`` (default 1).
 
 Rewards that read rendered frames (``reward=vlm``, ``vlm_distilled`` with pixel
@@ -67,6 +68,7 @@ from rewardlearn.metrics.suite import evaluate_reward, load_any, table
 from rewardlearn.utils import set_torch_threads
 
 METRICS = ("epic", "starc", "pref", "returns", "voc", "outcomes", "exploit")
+DEFAULT_METRICS = ("epic", "starc", "pref", "returns", "voc")
 OFF_POLICY_METRICS = ("voc", "outcomes", "exploit")
 """Metrics computed from datasets or probes, not from the sampled transitions."""
 
@@ -81,7 +83,7 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
 DEFAULTS: dict[str, Any] = {
     "env": "pendulum", "reference": "env", "gamma": 0.99, "n_steps": 4000, "n_eval": 1000,
     "n_samples": 256, "actions": "uniform", "seed": 0, "n_pairs": 500, "segment_length": 25,
-    "metrics": list(METRICS), "regression_epochs": 100, "torch_threads": 1,
+    "metrics": list(DEFAULT_METRICS), "regression_epochs": 100, "torch_threads": 1,
 }
 
 

@@ -104,16 +104,17 @@ def main() -> None:
              + (f" --progress-work {args.progress_work}" if args.progress_work else "")
              + (" --drs " + " ".join(map(str, args.drs)) if args.drs else "") + "`.", "",
              f"Rollouts: 150 noisy expert episodes (action noise 2.0), {n_succ} successes. "
-             "Kendall's tau-b of predicted final progress vs outcome (the most a perfect "
-             "ranking reaches on these outcomes in brackets); gap = mean final progress of "
-             "successes minus failures. Probes: 5 seeds x 150 steps; predicted / true "
-             "progress over the last 10 states (excess = predicted - true; target <= 0.1).",
-             "", "| model | Kendall tau (max) | gap | hover | stall | drop |",
-             "|---|---|---|---|---|---|"]
+             "Kendall's tau-b of predicted final progress vs outcome; concordance = share of "
+             "(success, failure) pairs with the success rated higher (ties half; 1 perfect, "
+             "0.5 chance); gap = mean final progress of successes minus failures. Probes: "
+             "5 seeds x 150 steps; predicted / true progress over the last 10 states "
+             "(excess = predicted - true; target <= 0.1).",
+             "", "| model | Kendall tau | concordance | gap | hover | stall | drop |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r['probes'][p]['predicted']:.3f} / {r['probes'][p]['true']:.3f} "
                  f"({r['probes'][p]['excess']:+.3f})" for p in ("hover", "stall", "drop")]
-        lines.append(f"| {r['model']} | {r['kendall_tau']:.3f} ({r['kendall_tau_max']:.3f}) | "
+        lines.append(f"| {r['model']} | {r['kendall_tau']:.3f} | {r['concordance']:.3f} | "
                      f"{r['success_failure_gap']:.3f} | " + " | ".join(cells) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

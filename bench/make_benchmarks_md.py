@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["foundation", "preference", "vlm", "progress_shaping", "perceptual", "evaluate"]
+ORDER = ["foundation", "preference", "vlm", "progress_shaping", "perceptual", "drs", "outcomes",
+         "evaluate"]
 
 
 def main(results: Path = ROOT / "bench" / "results", out: Path = ROOT / "BENCHMARKS.md") -> None:

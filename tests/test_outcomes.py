@@ -31,7 +31,9 @@ def test_outcome_ranking_reaches_its_maximum_for_a_perfect_rater() -> None:
     episodes = [{"observations": np.full((3, 1), float(i)), "success": i >= 5}
                 for i in range(10)]
     out = outcome_ranking(lambda ep: ep["observations"][:, 0] / 10, episodes)
-    assert out["kendall_tau"] == pytest.approx(out["kendall_tau_max"])
+    assert out["concordance"] == 1.0 and out["kendall_tau"] == pytest.approx(np.sqrt(25 / 45))
+    tied = outcome_ranking(lambda ep: np.full(3, float(ep["success"])), episodes)
+    assert tied["kendall_tau"] == pytest.approx(1.0) and tied["concordance"] == 1.0
     assert out["successes"] == 5 and out["success_failure_gap"] == pytest.approx(0.5)
 
 

@@ -142,8 +142,8 @@ def _progress_checks(opts: dict[str, Any], models: dict[str, Any],
         row = result["rewards"][name]
         if episodes is not None:
             ranking = outcome_ranking(rate, episodes)
-            row.update({"kendall_tau": ranking["kendall_tau"],
-                        "success_failure_gap": ranking["success_failure_gap"]})
+            row.update({k: ranking[k] for k in ("kendall_tau", "concordance",
+                                                 "success_failure_gap")})
         if probes is not None:
             for probe, figures in exploit_probe(rate, probes).items():
                 row[f"{probe}_excess"] = figures["excess"]

@@ -3,9 +3,11 @@ exploit probes.
 
 * :func:`kendall_outcome`: Kendall's tau-b (scipy's) between the predicted final progress
   of each rollout and its outcome (1 success, 0 failure), on rollouts of mixed outcome.
-  The outcome has only two values, so even a perfect ranking scores below 1:
-  ``sqrt(n_s n_f / (n (n - 1) / 2))`` for ``n_s`` successes and ``n_f`` failures
-  (0.71 at half and half), reported as ``kendall_tau_max``.
+  The outcome has two values only, so tau-b reaches 1 only when the prediction ties
+  exactly as the outcomes do (every success rated 1, say); a perfect ranking with
+  distinct predictions scores ``sqrt(n_s n_f / (n (n - 1) / 2))``. Hence also
+* :func:`concordance`: the share of (success, failure) pairs in which the success is
+  rated higher (ties count half): 1 for a perfect ranking, 0.5 for chance.
 * :func:`success_failure_gap`: mean predicted final progress of the successes minus that
   of the failures.
 * :func:`exploit_probe`: a model's progress on scripted exploit states (hovering over an
@@ -46,6 +48,16 @@ def kendall_outcome(final_progress: np.ndarray, success: np.ndarray) -> float:
     return float(kendalltau(np.asarray(final_progress, np.float64), success).statistic)
 
 
+def concordance(final_progress: np.ndarray, success: np.ndarray) -> float:
+    """Share of (success, failure) pairs rated in the right order, ties half; ``nan`` if one
+    outcome only."""
+    p, s = np.asarray(final_progress, np.float64), np.asarray(success, bool)
+    if s.all() or not s.any():
+        return float("nan")
+    diff = p[s][:, None] - p[~s][None, :]
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
 def success_failure_gap(final_progress: np.ndarray, success: np.ndarray) -> float:
     """Mean predicted final progress of successes minus failures; ``nan`` if one is empty."""
     p, s = np.asarray(final_progress, np.float64), np.asarray(success, bool)
@@ -58,9 +70,8 @@ def outcome_ranking(rate: Rater, episodes: Sequence[Mapping[str, Any]]) -> dict[
     """Kendall tau and success-failure gap of a rater's final progress on ``episodes``."""
     final = np.array([float(np.asarray(rate(ep))[-1]) for ep in episodes])
     success = np.array([bool(ep["success"]) for ep in episodes])
-    n, n_s = len(success), int(success.sum())
-    best = np.sqrt(n_s * (n - n_s) / max(n * (n - 1) / 2, 1))
-    return {"kendall_tau": kendall_outcome(final, success), "kendall_tau_max": float(best),
+    return {"kendall_tau": kendall_outcome(final, success),
+            "concordance": concordance(final, success),
             "success_failure_gap": success_failure_gap(final, success),
             "episodes": float(len(episodes)), "successes": float(success.sum())}
 
@@ -109,5 +120,5 @@ def rater_for(model: Any) -> Rater | None:
     return None
 
 
-__all__ = ["Rater", "episodes_from_dataset", "exploit_probe", "kendall_outcome",
+__all__ = ["Rater", "concordance", "episodes_from_dataset", "exploit_probe", "kendall_outcome",
            "outcome_ranking", "rater_for", "success_failure_gap"]

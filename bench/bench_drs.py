@@ -89,7 +89,7 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], args: Any,
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     lines = [
-        "# DrS: a learned stage-indexed reward, PPO from scratch on pick_place", "",
+        "## DrS: a learned stage-indexed reward, PPO from scratch on pick_place", "",
         f"Machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores "
         f"(shared), no GPU; commit {commit}; command: `python bench/bench_drs.py "
         f"--timesteps {args.timesteps} --seeds {' '.join(map(str, args.seeds))} --jobs "

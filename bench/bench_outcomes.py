@@ -99,7 +99,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     n_succ = int(sum(ep["success"] for ep in episodes))
-    lines = ["# Outcome ranking and exploit probes on pick_place", "",
+    lines = ["## Outcome ranking and exploit probes on pick_place", "",
              f"Commit {commit}; command: `python bench/bench_outcomes.py"
              + (f" --progress-work {args.progress_work}" if args.progress_work else "")
              + (" --drs " + " ".join(map(str, args.drs)) if args.drs else "") + "`.", "",

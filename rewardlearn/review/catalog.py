@@ -29,6 +29,7 @@ import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,10 @@ def is_inside(root: Path, path: Path) -> bool:
     return True
 
 
-def find_label_dbs(root: Path, max_depth: int = 3) -> list[Path]:
-    """``labels.sqlite`` files under ``root`` (the root's own included), symlinks not followed."""
-    found: list[Path] = []
+def walk_folders(root: Path, max_depth: int) -> Iterator[tuple[Path, list[os.DirEntry[str]]]]:
+    """``(folder, its non-folder entries)`` for ``root`` and the folders under it, down to
+    ``max_depth``; hidden names and :data:`SKIP_DIRS` are skipped, folder symlinks not
+    followed, unreadable folders passed over."""
     stack: list[tuple[Path, int]] = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
@@ -81,6 +83,7 @@ def find_label_dbs(root: Path, max_depth: int = 3) -> list[Path]:
             entries = list(os.scandir(folder))
         except OSError:
             continue
+        files = []
         for e in entries:
             if e.name.startswith("."):
                 continue
@@ -88,11 +91,24 @@ def find_label_dbs(root: Path, max_depth: int = 3) -> list[Path]:
                 if e.is_dir(follow_symlinks=False):
                     if depth < max_depth and e.name not in SKIP_DIRS:
                         stack.append((Path(e.path), depth + 1))
-                elif e.name == LABEL_DB_NAME and e.is_file(follow_symlinks=False):
-                    found.append(Path(e.path))
+                else:
+                    files.append(e)
             except OSError:
                 continue
-    return sorted(found)
+        yield folder, files
+
+
+def _is_file(entry: os.DirEntry[str], follow_symlinks: bool = True) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=follow_symlinks)
+    except OSError:
+        return False
+
+
+def find_label_dbs(root: Path, max_depth: int = 3) -> list[Path]:
+    """``labels.sqlite`` files under ``root`` (the root's own included), symlinks not followed."""
+    return sorted(Path(e.path) for _, files in walk_folders(root, max_depth) for e in files
+                  if e.name == LABEL_DB_NAME and _is_file(e, follow_symlinks=False))
 
 
 def query_counts(db: Path) -> tuple[int, int] | None:
@@ -145,26 +161,9 @@ class Catalog:
 
     def _walk(self) -> dict[str, Run]:
         runs: dict[str, Run] = {}
-        stack: list[tuple[Path, int]] = [(self.root, 0)]
-        while stack:
-            folder, depth = stack.pop()
-            sidecars: list[Path] = []
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for e in entries:
-                if e.name.startswith("."):
-                    continue
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        if depth < MAX_DEPTH and e.name not in SKIP_DIRS:
-                            stack.append((Path(e.path), depth + 1))
-                    elif SIDECAR_RE.match(e.name) and e.is_file() \
-                            and is_inside(self.root, Path(e.path)):
-                        sidecars.append(Path(e.path))
-                except OSError:
-                    continue
+        for folder, files in walk_folders(self.root, MAX_DEPTH):
+            sidecars = [Path(e.path) for e in files if SIDECAR_RE.match(e.name) and _is_file(e)
+                        and is_inside(self.root, Path(e.path))]
             if sidecars:
                 rel = folder.relative_to(self.root).as_posix()
                 run_id = self.root.name if rel == "." else rel

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -54,6 +57,25 @@ MOVED_MODULES: dict[str, str] = {
 """Old module path -> new one, for classes named in files saved by earlier versions."""
 
 
+_IMPORT_GUARD: ContextVar[Callable[[str], None] | None] = ContextVar("import_guard",
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def guarded_imports(check: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, :func:`import_object` first calls ``check("module:name")``.
+
+    Loading a saved reward model sets a check that admits only registered classes, so
+    a dotted path written in a file (a shaping spec, an encoder target) cannot name
+    arbitrary code; ``check`` raises to refuse.
+    """
+    token = _IMPORT_GUARD.set(check)
+    try:
+        yield
+    finally:
+        _IMPORT_GUARD.reset(token)
+
+
 def import_object(path: str) -> Any:
     """The object at ``"package.module:name"`` or ``"package.module.name"``.
 
@@ -66,6 +88,9 @@ def import_object(path: str) -> Any:
     module = MOVED_MODULES.get(module, module)
     if not module or not name:
         raise ValueError(f"{path!r} is not a dotted path like 'my_pkg.my_module:my_function'")
+    guard = _IMPORT_GUARD.get()
+    if guard is not None:
+        guard(f"{module}:{name}")
     try:
         obj: Any = importlib.import_module(module)
     except ImportError as e:

@@ -18,7 +18,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from rewardlearn.metrics.epic import RewardFn
 from rewardlearn.metrics.sampling import (
@@ -129,8 +128,9 @@ def pairs_from_preference_checkpoint(path: str | Path, observation_space: gym.Sp
     """
     from rewardlearn.rewards.checkpoint import check_spaces
     from rewardlearn.rewards.features import flat_dim, flat_dim_act
+    from rewardlearn.rewards.pretrained import read_any
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = read_any(path)
     state = payload.get("state", {}) if isinstance(payload, dict) else {}
     if "dataset" not in state:
         raise ValueError(f"{path} holds no preference labels (not a reward=preference checkpoint)")

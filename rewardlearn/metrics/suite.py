@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -21,17 +20,19 @@ from rewardlearn.rewards.base import FrameCache, RewardModel, TransitionBatch
 
 
 def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -> RewardModel:
-    """A saved reward module, or a progress model file (wrapped as ``reward=progress_delta``)."""
-    import torch
+    """A saved reward module (a ``.pt``, a Hub-format folder, a run folder or a Hub repo id),
+    or a progress model file (wrapped as ``reward=progress_delta``). Files are read without
+    running code from them (:func:`~rewardlearn.rewards.checkpoint.safe_torch_load`)."""
+    from rewardlearn.rewards.checkpoint import FORMAT, safe_torch_load
+    from rewardlearn.rewards.pretrained import load_pretrained, resolve_source
 
-    from rewardlearn.rewards.checkpoint import FORMAT, load_reward_model
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"reward model {path!r} not found")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    source = resolve_source(path)
+    if source.is_dir():
+        return load_pretrained(source, observation_space, action_space)
+    payload = safe_torch_load(source, what="reward model")
     model: RewardModel
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        model = load_reward_model(path, observation_space, action_space)
+        model = load_pretrained(source, observation_space, action_space)
     else:
         from rewardlearn.progress.reward import ProgressReward
 

@@ -5,7 +5,12 @@ a description of the observation/action spaces it was trained on. Loading
 against an env refuses a checkpoint whose spaces do not match and says which
 space differs and how.
 
-Checkpoints are pickles (``torch.save``): load only files you trust.
+Checkpoints are ``torch.save`` files, read with ``torch.load(weights_only=True)``
+(:func:`safe_torch_load`): tensors, numpy arrays and plain values load, anything
+else (a pickle that names other code) is refused with the conversion command. The
+class a checkpoint names must be registered (:mod:`rewardlearn.rewards.registry`);
+it is never imported from the file. ``path`` may also be a Hub-format folder, a run
+folder or a Hub repo id (:mod:`rewardlearn.rewards.pretrained`).
 
 Example:
     >>> import gymnasium as gym, tempfile, os
@@ -22,6 +27,10 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
+import pickletools
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +40,7 @@ import torch
 
 from rewardlearn.files import atomic_output
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.utils import import_object
+from rewardlearn.rewards.registry import reward_class
 
 FORMAT = "rewardlearn.reward_model/1"
 _KEYS = ("class", "config", "state", "observation_space", "action_space")
@@ -39,6 +48,79 @@ _KEYS = ("class", "config", "state", "observation_space", "action_space")
 
 class SpaceMismatchError(ValueError):
     """A reward checkpoint was trained on different spaces than the env's."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """A ``.pt`` file that only loads by running code named in it (refused)."""
+
+
+CONVERT_COMMAND = "rewardlearn-convert {path} <out> --trust"
+"""How a user turns a trusted old pickle into a file that loads safely."""
+
+
+def _numpy_globals() -> list[Any]:
+    """The numpy functions/types that rebuild plain numeric arrays and scalars."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    dtypes = [type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGUS"]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
+def pickle_globals(path: str | os.PathLike[str]) -> list[str]:
+    """The ``module.name`` globals a pickle (or a ``torch.save`` zip) names, read from its
+    opcodes without unpickling; ``[]`` when it cannot be parsed."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        else:
+            data = Path(path).read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return sorted(set(found))
+    except Exception:
+        return []
+
+
+def safe_torch_load(path: str | os.PathLike[str], what: str = "reward checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` allowing numpy arrays and scalars too.
+
+    A file that names other code (what a malicious or foreign pickle does) is refused
+    with :class:`UnsafeCheckpointError`, which names the safe format and the conversion
+    command; it is never unpickled. Other failures (damaged bytes) propagate.
+    """
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise
+        allowed = {f"{g.__module__}.{g.__qualname__}" for g in _numpy_globals()}
+        allowed |= {"torch._utils._rebuild_tensor_v2", "collections.OrderedDict",
+                    "torch.FloatStorage"}
+        named = [g for g in pickle_globals(path) if g not in allowed
+                 and not g.startswith(("torch.", "numpy.dtypes."))]
+        blocked = re.search(r"(?:unsupported GLOBAL|Unsupported global:?) ([\w.]+)", str(err))
+        if blocked:
+            named = sorted({*named, blocked.group(1)})
+        if not named:
+            raise
+        raise UnsafeCheckpointError(
+            f"refusing to load {what} {path}: it is a pickle naming {', '.join(named[:5])}, "
+            "and unpickling it could run code from the file. rewardlearn loads reward models "
+            "from the Hub format (config.json + model.safetensors) and old .pt files only when "
+            "they hold tensors, arrays and plain values. If you trust this file, convert it "
+            f"once: {CONVERT_COMMAND.format(path=path)}") from None
 
 
 def describe_space(space: gym.Space) -> dict[str, Any]:
@@ -174,11 +256,14 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             "(runs/<run>/reward_model.pt)"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = safe_torch_load(path)
+    except UnsafeCheckpointError:
+        raise
     except OSError as e:
         raise OSError(f"cannot read reward checkpoint {path}: {e.strerror or e}") from e
     except Exception as e:  # unpickling/zip errors: truncated or foreign bytes
         reason = (str(e).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")[:200]
+        reason = reason or "the file ends early"
         raise ValueError(
             f"cannot read reward checkpoint {path}: not a rewardlearn checkpoint "
             f"({type(e).__name__}: {reason}); expected a reward_model.pt saved by rewardlearn"
@@ -196,12 +281,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def import_class(qualified: str) -> type[RewardModel]:
-    """The reward class a checkpoint names (``module:QualName``; old module paths resolve
-    through :data:`rewardlearn.utils.MOVED_MODULES`)."""
-    obj = import_object(qualified)
-    if not (isinstance(obj, type) and issubclass(obj, RewardModel)):
-        raise TypeError(f"{qualified} is not a RewardModel class")
-    return obj
+    """The registered reward class a checkpoint names (``module:QualName``, old module paths
+    included); an unregistered name is refused, never imported
+    (:class:`~rewardlearn.rewards.registry.UnknownRewardClassError`)."""
+    return reward_class(qualified)
 
 
 def load_reward_model(
@@ -213,20 +296,12 @@ def load_reward_model(
     """Load a saved reward module, refusing it if its spaces differ from the given ones.
 
     Args:
-        path: a file written by :func:`save_reward_model` (e.g. a run's ``reward_model.pt``).
+        path: a file written by :func:`save_reward_model` (e.g. a run's ``reward_model.pt``),
+            a folder written by :func:`~rewardlearn.rewards.pretrained.save_pretrained`, a run
+            folder, or a Hub repo id (``user/name``).
         observation_space, action_space: the env's spaces; ``None`` skips the check.
         overrides: constructor kwargs to change (e.g. ``device="cpu"``).
     """
-    path = Path(path)
-    payload = read_checkpoint(path)
-    check_spaces(payload["observation_space"], payload["action_space"], observation_space,
-                 action_space, where=f"reward checkpoint {path}")
-    cls = import_class(payload["class"])
-    config = {**payload["config"], **overrides}
-    model = cls(
-        space_from_description(payload["observation_space"]),
-        space_from_description(payload["action_space"]),
-        **config,
-    )
-    model.load_state_dict(payload["state"])
-    return model
+    from rewardlearn.rewards.pretrained import load_pretrained
+
+    return load_pretrained(path, observation_space, action_space, **overrides)

@@ -1,0 +1,483 @@
+"""Reward models in the Hugging Face Hub format: ``config.json`` + ``model.safetensors`` + card.
+
+:func:`save_pretrained` writes a folder that loads without running code from it:
+
+* ``config.json``: the registered class name (:mod:`rewardlearn.rewards.registry`), the
+  observation/action spaces, the constructor settings and the non-tensor part of the
+  learned state (counters, histories: plain JSON);
+* ``model.safetensors``: every tensor and numpy array of the state (safetensors holds
+  raw tensors only), with each one's shape and dtype also recorded in ``config.json``
+  and the file's SHA-256, so a damaged or swapped file is refused by name;
+* ``README.md``: a model card (method, env, spaces, labels or demos, the training
+  command, the ``evaluate`` metrics when given).
+
+:func:`load_pretrained` takes such a folder, a run folder (``runs/<run>``, whose
+``reward_model/`` it reads), or a Hub repo id (``user/name``, ``hf://user/name``,
+``user/name@revision``) fetched with :func:`huggingface_hub.snapshot_download` into the Hub
+cache (``HF_HUB_OFFLINE=1`` uses the cache only). :func:`push_to_hub` uploads a model with
+:class:`huggingface_hub.HfApi`.
+
+Example:
+    >>> import gymnasium as gym, tempfile
+    >>> from rewardlearn.rewards.mlp import MLPReward
+    >>> from rewardlearn.rewards.pretrained import load_pretrained, save_pretrained
+    >>> env = gym.make("Pendulum-v1")
+    >>> m = MLPReward(env.observation_space, env.action_space, hidden_sizes=(8,))
+    >>> folder = save_pretrained(m, tempfile.mkdtemp())
+    >>> sorted(p.name for p in folder.iterdir())
+    ['README.md', 'config.json', 'model.safetensors']
+    >>> type(load_pretrained(folder, env.observation_space, env.action_space)).__name__
+    'MLPReward'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from huggingface_hub import HfApi, ModelCardData, constants, snapshot_download
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from rewardlearn.files import atomic_output, write_text_atomic
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.checkpoint import (
+    _short,
+    check_spaces,
+    describe_space,
+    read_checkpoint,
+    space_from_description,
+)
+from rewardlearn.rewards.registry import check_reference, registered_name, reward_class
+from rewardlearn.utils import guarded_imports
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+HUB_FORMAT = "rewardlearn.pretrained/1"
+RUN_FOLDER = "reward_model"
+"""A run's reward model in this format: ``runs/<run>/reward_model/`` (next to the .pt)."""
+
+_MARK = "__rl__"
+_REPO_ID = re.compile(r"^(?:hf://|hf-hub:)?([\w.-]+/[\w.-]+)(?:@([\w./-]+))?$")
+
+
+class TamperedModelError(ValueError):
+    """A Hub-format folder whose files disagree with each other or are damaged."""
+
+
+@dataclass
+class CardInfo:
+    """What the model card says beyond the model itself (all optional).
+
+    Attributes:
+        env: the env id or config name it was trained on.
+        command: the command that trained it.
+        training: figures of its training (``labels_used``...; a module's ``summary()``).
+        data: the datasets it learned from, by role (``{"demos": "data/pick_place"}``).
+        metrics: ``evaluate`` results, ``{metric: value}`` (EPIC/STARC, ``pref_acc``, VOC...).
+        extra: more ``key: value`` lines.
+    """
+
+    env: str | None = None
+    command: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- state <-> files
+
+def _tensor_key(path: list[str], tensors: dict[str, torch.Tensor]) -> str:
+    key = ".".join(path) or "tensor"
+    base, n = key, 1
+    while key in tensors:
+        n += 1
+        key = f"{base}#{n}"
+    return key
+
+
+def pack_state(obj: Any, tensors: dict[str, torch.Tensor], path: list[str] | None = None) -> Any:
+    """JSON for ``obj`` with every tensor/array moved into ``tensors`` (named by its path).
+
+    Dicts, lists, tuples, strings, numbers, booleans and ``None`` stay JSON; a tensor or
+    numeric numpy array becomes ``{"__rl__": "tensor"|"ndarray", "key", "shape", "dtype"}``.
+    """
+    path = path or []
+    if isinstance(obj, torch.Tensor):
+        key = _tensor_key(path, tensors)
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {_MARK: "tensor", "key": key, "shape": list(obj.shape),
+                "dtype": str(obj.dtype).removeprefix("torch.")}
+    if isinstance(obj, np.generic):
+        return {_MARK: "npscalar", "dtype": obj.dtype.str, "value": obj.item()}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "US":
+            return {_MARK: "ndarray_json", "dtype": obj.dtype.str, "value": obj.tolist()}
+        if obj.dtype.kind not in "biuf":
+            raise TypeError(f"cannot save state {'.'.join(path)!r}: numpy dtype {obj.dtype} "
+                            "(save numbers, booleans or strings)")
+        key = _tensor_key(path, tensors)
+        native = obj.astype(obj.dtype.newbyteorder("="), copy=False)
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(native).copy())
+        return {_MARK: "ndarray", "key": key, "shape": list(obj.shape), "dtype": obj.dtype.str}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and _MARK not in obj:
+            return {k: pack_state(v, tensors, [*path, k]) for k, v in obj.items()}
+        return {_MARK: "items", "value": [[pack_state(k, tensors, [*path, "key"]),
+                                           pack_state(v, tensors, [*path, str(k)])]
+                                          for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {_MARK: "tuple", "value": [pack_state(v, tensors, [*path, str(i)])
+                                          for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [pack_state(v, tensors, [*path, str(i)]) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    raise TypeError(f"cannot save state {'.'.join(path)!r} of type {type(obj).__name__}: a "
+                    "state_dict may hold tensors, numpy arrays, numbers, strings, lists and dicts")
+
+
+def unpack_state(node: Any, tensors: dict[str, torch.Tensor], where: str,
+                 used: set[str] | None = None) -> Any:
+    """Inverse of :func:`pack_state`; a missing tensor or one of another shape/dtype is
+    refused with :class:`TamperedModelError` naming it."""
+    used = set() if used is None else used
+    if isinstance(node, list):
+        return [unpack_state(v, tensors, where, used) for v in node]
+    if not isinstance(node, dict):
+        return node
+    kind = node.get(_MARK)
+    if kind is None:
+        return {k: unpack_state(v, tensors, where, used) for k, v in node.items()}
+    if kind in ("tensor", "ndarray"):
+        key = str(node["key"])
+        if key not in tensors:
+            raise TamperedModelError(f"{where}: {WEIGHTS_NAME} has no tensor {key!r}, which "
+                                     f"{CONFIG_NAME} names (a damaged or replaced file)")
+        t = tensors[key]
+        used.add(key)
+        want_dtype = str(node["dtype"]) if kind == "tensor" else _torch_dtype(node["dtype"])
+        got = (list(t.shape), str(t.dtype).removeprefix("torch."))
+        if got != (list(node["shape"]), want_dtype):
+            raise TamperedModelError(
+                f"{where}: tensor {key!r} in {WEIGHTS_NAME} is {got[1]}{tuple(got[0])}, but "
+                f"{CONFIG_NAME} says {want_dtype}{tuple(node['shape'])} (a damaged or "
+                "replaced file)")
+        if kind == "tensor":
+            return t
+        return t.numpy().astype(np.dtype(node["dtype"]), copy=False)
+    if kind == "npscalar":
+        return np.dtype(node["dtype"]).type(node["value"])
+    if kind == "ndarray_json":
+        return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
+    if kind == "tuple":
+        return tuple(unpack_state(v, tensors, where, used) for v in node["value"])
+    if kind == "items":
+        return {_hashable(unpack_state(k, tensors, where, used)):
+                unpack_state(v, tensors, where, used) for k, v in node["value"]}
+    raise TamperedModelError(f"{where}: unknown entry {kind!r} in {CONFIG_NAME}")
+
+
+def _torch_dtype(numpy_dtype: str) -> str:
+    """The torch dtype name a numpy array of ``numpy_dtype`` is stored as."""
+    native = np.zeros(0, np.dtype(numpy_dtype).newbyteorder("="))
+    return str(torch.from_numpy(native).dtype).removeprefix("torch.")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- save
+
+def save_pretrained(model: RewardModel, folder: str | os.PathLike[str],
+                    card: CardInfo | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as ``config.json`` + ``model.safetensors`` + ``README.md``; returns the
+    folder. Each file is written to a temp name and renamed into place."""
+    folder = Path(folder)
+    name = registered_name(model)
+    tensors: dict[str, torch.Tensor] = {}
+    state = pack_state(model.state_dict(), tensors)
+    settings = model.config()
+    try:
+        json.dumps(settings)
+    except TypeError as err:
+        raise TypeError(f"{name}.config() is not JSON ({err}); its settings must be plain "
+                        "values to be saved in the Hub format") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_NAME
+    with atomic_output(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    config = {
+        "format": HUB_FORMAT,
+        "reward_class": name,
+        "observation_space": describe_space(model.observation_space),
+        "action_space": describe_space(model.action_space),
+        "settings": settings,
+        "state": state,
+        "weights_sha256": _sha256(weights),
+        "extra": dict(extra or {}),
+    }
+    write_text_atomic(folder / CONFIG_NAME, json.dumps(config, indent=1))
+    write_text_atomic(folder / CARD_NAME, model_card(model, card))
+    return folder
+
+
+# ----------------------------------------------------------------------------- load
+
+def _offline() -> bool:
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return flag in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def _model_folder(folder: Path) -> Path | None:
+    """The Hub-format folder at ``folder``: itself, or a run's ``reward_model/``."""
+    for candidate in (folder, folder / RUN_FOLDER):
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate
+    return None
+
+
+def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
+                   token: str | None = None, cache_dir: str | None = None) -> Path:
+    """A local path for a reward model: a ``.pt`` file or a Hub-format folder.
+
+    ``source`` is a ``.pt`` file, a Hub-format folder, a run folder (its ``reward_model/``,
+    else its ``reward_model.pt``), or a Hub repo id, downloaded (only ``config.json``,
+    ``model.safetensors`` and the card) into the Hub cache.
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = _model_folder(path)
+        if found is not None:
+            return found
+        if (path / "reward_model.pt").is_file():
+            return path / "reward_model.pt"
+        raise FileNotFoundError(f"{path} holds no reward model: expected {CONFIG_NAME} + "
+                                f"{WEIGHTS_NAME} (save_pretrained), {RUN_FOLDER}/ or "
+                                "reward_model.pt")
+    match = _REPO_ID.match(str(source))
+    if match is None or str(source).endswith(".pt"):
+        raise FileNotFoundError(f"reward model {str(source)!r} not found: pass a run's "
+                                "reward_model.pt, a saved reward model folder or a Hub repo id "
+                                "(user/name)")
+    repo_id, rev = match.group(1), revision or match.group(2)
+    files = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+    try:
+        local = snapshot_download(repo_id, revision=rev, cache_dir=cache_dir, token=token,
+                                  local_files_only=_offline(),
+                                  allow_patterns=[*files, *(f"{RUN_FOLDER}/{f}" for f in files)])
+    except Exception as err:  # hub errors: offline cache miss, unknown repo, network
+        reason = (str(err).strip().splitlines() or [""])[0][:300]
+        hint = (" (HF_HUB_OFFLINE is set: only repos already in the Hub cache load)"
+                if _offline() else "")
+        raise FileNotFoundError(
+            f"reward model {str(source)!r}: no such local file or folder, and Hub repo "
+            f"{repo_id!r} could not be fetched{hint}: {type(err).__name__}: {reason}") from None
+    found = _model_folder(Path(local))
+    if found is None:
+        raise FileNotFoundError(f"Hub repo {repo_id!r} holds no rewardlearn reward model "
+                                f"({CONFIG_NAME} at its root or in {RUN_FOLDER}/)")
+    return found
+
+
+def read_pretrained(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A Hub-format folder as a checkpoint payload (``class``, ``config``, ``state``, spaces),
+    checked: the config's format and the tensor file's integrity, shapes and names."""
+    folder = Path(folder)
+    where = f"reward model {folder}"
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: no {CONFIG_NAME}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TamperedModelError(f"{where}: {CONFIG_NAME} is not JSON ({err})") from None
+    if not isinstance(config, dict) or config.get("format") != HUB_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{where}: {CONFIG_NAME} is not a rewardlearn reward model (format "
+                         f"{found!r}, expected {HUB_FORMAT!r})")
+    missing = [k for k in ("reward_class", "observation_space", "action_space", "settings",
+                           "state") if k not in config]
+    if missing:
+        raise TamperedModelError(f"{where}: {CONFIG_NAME} lacks {', '.join(missing)}")
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise TamperedModelError(f"{where}: no {WEIGHTS_NAME} next to {CONFIG_NAME}")
+    expected = config.get("weights_sha256")
+    if expected and _sha256(weights) != expected:
+        raise TamperedModelError(f"{where}: {WEIGHTS_NAME} is not the file {CONFIG_NAME} was "
+                                 "saved with (SHA-256 differs): a damaged or replaced file")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise TamperedModelError(f"{where}: {WEIGHTS_NAME} is not a readable safetensors file "
+                                 f"({err})") from None
+    used: set[str] = set()
+    state = unpack_state(config["state"], tensors, where, used)
+    extra = sorted(set(tensors) - used)
+    if extra:
+        raise TamperedModelError(f"{where}: {WEIGHTS_NAME} holds tensors {CONFIG_NAME} does not "
+                                 f"name: {extra[:5]}")
+    return {"format": HUB_FORMAT, "class": str(config["reward_class"]),
+            "config": config["settings"], "state": state,
+            "observation_space": config["observation_space"],
+            "action_space": config["action_space"], "extra": config.get("extra", {})}
+
+
+def read_any(source: str | os.PathLike[str], **hub: Any) -> dict[str, Any]:
+    """The checkpoint payload of any saved reward model: a ``.pt`` (read without running
+    code), a Hub-format folder, a run folder or a repo id (``hub``: :func:`resolve_source`)."""
+    path = resolve_source(source, **hub)
+    return read_pretrained(path) if path.is_dir() else read_checkpoint(path)
+
+
+def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | None,
+                       action_space: gym.Space | None, where: str,
+                       **overrides: Any) -> RewardModel:
+    """Rebuild a reward module from a checked payload: a registered class only, built with
+    imports limited to registered ones (:func:`~rewardlearn.rewards.registry.check_reference`)."""
+    check_spaces(payload["observation_space"], payload["action_space"], observation_space,
+                 action_space, where=where)
+    cls = reward_class(str(payload["class"]))
+    settings = payload["config"]
+    if not isinstance(settings, dict):
+        raise TamperedModelError(f"{where}: settings are {type(settings).__name__}, not a dict")
+    with guarded_imports(check_reference):
+        model = cls(space_from_description(payload["observation_space"]),
+                    space_from_description(payload["action_space"]), **{**settings, **overrides})
+        try:
+            model.load_state_dict(payload["state"])
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as err:
+            reason = (str(err).strip().splitlines() or [""])[0][:300]
+            raise TamperedModelError(f"{where}: its saved state does not fit a {cls.__name__} "
+                                     f"built from its settings ({type(err).__name__}: "
+                                     f"{reason})") from None
+    return model
+
+
+def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space | None = None,
+                    action_space: gym.Space | None = None, *, revision: str | None = None,
+                    token: str | None = None, cache_dir: str | None = None,
+                    **overrides: Any) -> RewardModel:
+    """Load a reward model from a folder, run folder, repo id or ``.pt`` file (see
+    :func:`resolve_source`), refusing it if its spaces differ from the given ones.
+
+    ``overrides`` change constructor settings (e.g. ``device="cpu"``).
+    """
+    path = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
+    payload = read_pretrained(path) if path.is_dir() else read_checkpoint(path)
+    label = "reward model" if path.is_dir() else "reward checkpoint"
+    return build_from_payload(payload, observation_space, action_space, f"{label} {path}",
+                              **overrides)
+
+
+# ----------------------------------------------------------------------------- push
+
+def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, private: bool | None = None,
+                  token: str | None = None, commit_message: str = "Upload with rewardlearn",
+                  api: HfApi | None = None) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` to it; returns the commit URL."""
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                             commit_message=commit_message)
+    return str(getattr(info, "commit_url", info))
+
+
+def push_to_hub(model: RewardModel, repo_id: str, *, card: CardInfo | None = None,
+                private: bool | None = None, token: str | None = None,
+                commit_message: str = "Upload reward model with rewardlearn",
+                api: HfApi | None = None) -> str:
+    """:func:`save_pretrained` to a temp folder and upload it to ``repo_id``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp, card)
+        return upload_folder(tmp, repo_id, private=private, token=token,
+                             commit_message=commit_message, api=api)
+
+
+# ----------------------------------------------------------------------------- card
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return f"`{json.dumps(v)}`" if isinstance(v, (dict, list)) else str(v)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Markdown table of ``evaluate`` metrics (flat ``{metric: value}`` or per reward)."""
+    rows = [(k, v) for k, v in metrics.items() if not isinstance(v, dict)]
+    nested = [(k, v) for k, v in metrics.items() if isinstance(v, dict)]
+    out = []
+    if rows:
+        out += ["| metric | value |", "|---|---|", *(f"| {k} | {_value(v)} |" for k, v in rows)]
+    for name, values in nested:
+        out += ["", f"**{name}**", "", "| metric | value |", "|---|---|",
+                *(f"| {k} | {_value(v)} |" for k, v in values.items())]
+    return "\n".join(out).strip()
+
+
+def model_card(model: RewardModel, card: CardInfo | None = None) -> str:
+    """The ``README.md`` of a saved reward model (YAML metadata + markdown)."""
+    card = card or CardInfo()
+    name = registered_name(model)
+    doc = (type(model).__doc__ or "").strip().splitlines()
+    tags = ["rewardlearn", "reward-model", "reinforcement-learning", f"reward-{model.name}"]
+    if card.env:
+        tags.append(str(card.env))
+    meta = ModelCardData(library_name="rewardlearn", tags=tags).to_yaml()
+    source = "<repo id or folder>"
+    lines = [
+        "---", meta, "---", "",
+        f"# {name} reward model" + (f" for {card.env}" if card.env else ""), "",
+        f"A `reward={model.name}` reward model saved by rewardlearn "
+        "in the Hub format: `config.json` (class, spaces, "
+        "settings) and `model.safetensors` (tensors). Loading it runs no code from the files.",
+        "",
+        "| | |", "|---|---|",
+        f"| method | `{name}` ({model.name}){': ' + doc[0] if doc else ''} |",
+        f"| env | {card.env or 'not recorded'} |",
+        f"| observation space | `{_short(describe_space(model.observation_space))}` |",
+        f"| action space | `{_short(describe_space(model.action_space))}` |",
+    ]
+    lines += [f"| {k} | {_value(v)} |" for k, v in {**card.data, **card.extra}.items()]
+    if card.training:
+        lines += ["", "## Training", ""]
+        lines += [f"- {k}: {_value(v)}" for k, v in card.training.items()]
+    if card.command:
+        lines += ["", "Trained with:", "", "```bash", card.command, "```"]
+    if card.metrics:
+        lines += ["", "## Evaluation (`rewardlearn-evaluate`)", "", metrics_table(card.metrics)]
+    lines += [
+        "", "## Use", "", "```bash",
+        f"python train.py env=<env> reward=checkpoint reward.model.path={source}", "```", "",
+        "```python", "from rewardlearn.rewards import load_reward_model",
+        f'reward = load_reward_model("{source}", env.observation_space, env.action_space)',
+        "```", "", "## Settings", "", "```json", json.dumps(model.config(), indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+__all__ = ["CARD_NAME", "CONFIG_NAME", "HUB_FORMAT", "RUN_FOLDER", "WEIGHTS_NAME", "CardInfo",
+           "TamperedModelError", "build_from_payload", "load_pretrained", "metrics_table",
+           "model_card", "pack_state", "push_to_hub", "read_any", "read_pretrained",
+           "resolve_source", "save_pretrained", "unpack_state", "upload_folder"]

@@ -1,0 +1,192 @@
+"""The reward classes a saved reward model may name, and what loading may import.
+
+Loading a reward model never imports what a file names: its class must be one of
+:data:`REWARD_CLASSES` (every :class:`~rewardlearn.rewards.base.RewardModel` of the
+package, plus those a program registers with :func:`register_reward_class`), and any
+dotted path inside its settings (a shaping potential, an encoder) must be a
+registered reward class, one of rewardlearn's potentials or encoders, a function of
+``rewardlearn_envs``, or a reference the program trusts (:func:`trust`).
+
+Example:
+    >>> from rewardlearn.rewards.registry import REWARD_CLASSES, reward_class
+    >>> reward_class("MLPReward").__name__
+    'MLPReward'
+    >>> reward_class("rewardlearn.rewards.preference:PreferenceReward").__name__  # old path
+    'PreferenceReward'
+    >>> "os:system" in REWARD_CLASSES
+    False
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.utils import MOVED_MODULES
+
+_BUILTIN: dict[str, str] = {
+    "DrSReward": "rewardlearn.drs.reward:DrSReward",
+    "EnvReward": "rewardlearn.rewards.env:EnvReward",
+    "MLPReward": "rewardlearn.rewards.mlp:MLPReward",
+    "PendulumReward": "rewardlearn.metrics.reference:PendulumReward",
+    "PerceptualReward": "rewardlearn.perceptual.reward:PerceptualReward",
+    "PreferenceReward": "rewardlearn.preference.reward:PreferenceReward",
+    "ProgressReward": "rewardlearn.progress.reward:ProgressReward",
+    "ShapedReward": "rewardlearn.shaping.shaped:ShapedReward",
+    "VLMDistilledReward": "rewardlearn.vlm.distilled:VLMDistilledReward",
+    "VLMReward": "rewardlearn.vlm.reward:VLMReward",
+}
+"""Registered name -> ``module:QualName`` of every reward class in the package."""
+
+_TRUSTED: set[str] = set()
+_TRUSTED_PACKAGES = ("rewardlearn_envs",)
+
+
+class UnknownRewardClassError(ValueError, TypeError):
+    """A file names a reward class that is not registered (never imported)."""
+
+
+class UntrustedReferenceError(ValueError):
+    """A saved model's settings name a dotted path that loading may not import."""
+
+
+def _canonical(qualified: str) -> str:
+    """``module:QualName`` with an old module path moved to its new home."""
+    module, sep, name = qualified.partition(":")
+    if not sep:
+        module, _, name = qualified.rpartition(".")
+    return f"{MOVED_MODULES.get(module, module)}:{name}"
+
+
+def _resolve(qualified: str) -> Any:
+    module, _, name = qualified.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class RewardRegistry(Mapping[str, type[RewardModel]]):
+    """Name -> reward class; classes are imported on first use (a VLM's imports are slow)."""
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self._paths = dict(paths)
+        self._classes: dict[str, type[RewardModel]] = {}
+
+    def __getitem__(self, name: str) -> type[RewardModel]:
+        if name not in self._paths:
+            raise KeyError(name)
+        if name not in self._classes:
+            cls = _resolve(self._paths[name])
+            if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
+                raise TypeError(f"registered reward {name!r} ({self._paths[name]}) is not a "
+                                "RewardModel class")
+            self._classes[name] = cls
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def qualified(self, name: str) -> str:
+        """``module:QualName`` of a registered class, without importing it."""
+        return self._paths[name]
+
+    def name_for_path(self, qualified: str) -> str | None:
+        """The registered name of ``module:QualName`` (old module paths too), or ``None``."""
+        wanted = _canonical(qualified)
+        return next((n for n, p in self._paths.items() if p == wanted), None)
+
+    def add(self, cls: type[RewardModel], name: str | None = None) -> str:
+        """Register ``cls`` under ``name`` (default: its class name); returns the name."""
+        name = name or cls.__name__
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if self._paths.get(name, path) != path:
+            raise ValueError(f"reward name {name!r} is already registered for "
+                             f"{self._paths[name]}; pass another name")
+        self._paths[name] = path
+        self._classes[name] = cls
+        return name
+
+
+REWARD_CLASSES = RewardRegistry(_BUILTIN)
+"""Every reward class a saved reward model may name (name -> class, imported lazily)."""
+
+
+def register_reward_class(cls: type[RewardModel], name: str | None = None) -> str:
+    """Let saved reward models name ``cls`` (your own :class:`RewardModel`); returns its name.
+
+    Call it before saving or loading such a model; loading never imports a class that a
+    file names unless it is registered.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
+        raise TypeError(f"{cls!r} is not a RewardModel subclass")
+    return REWARD_CLASSES.add(cls, name)
+
+
+def registered_name(model: RewardModel | type[RewardModel]) -> str:
+    """The registered name of a reward module's class; refuses an unregistered class."""
+    cls = model if isinstance(model, type) else type(model)
+    name = REWARD_CLASSES.name_for_path(f"{cls.__module__}:{cls.__qualname__}")
+    if name is None:
+        raise UnknownRewardClassError(
+            f"{cls.__module__}:{cls.__qualname__} is not a registered reward class, so a saved "
+            "copy could not be loaded; register it first "
+            "(rewardlearn.rewards.registry.register_reward_class)")
+    return name
+
+
+def reward_class(name: str) -> type[RewardModel]:
+    """The registered class for a name (``MLPReward``) or an old checkpoint's
+    ``module:QualName``; anything else is refused with the valid names listed."""
+    key = name if name in REWARD_CLASSES else REWARD_CLASSES.name_for_path(name)
+    if key is None:
+        raise UnknownRewardClassError(
+            f"unknown reward class {name!r}: loading builds only registered reward classes "
+            f"({', '.join(sorted(REWARD_CLASSES))}); a class of your own must be registered "
+            "with rewardlearn.rewards.registry.register_reward_class before loading")
+    return REWARD_CLASSES[key]
+
+
+def trust(reference: str) -> None:
+    """Allow loading to import ``module:name`` (e.g. your shaping function) from a file's
+    settings. Only call it for code you trust: the saved settings choose the arguments."""
+    _TRUSTED.add(_canonical(reference))
+
+
+def check_reference(qualified: str) -> None:
+    """Refuse a dotted path in saved settings unless loading may import it (see module doc).
+
+    Used as the :func:`rewardlearn.utils.guarded_imports` check while a model is built.
+    """
+    qualified = _canonical(qualified)
+    if qualified in _TRUSTED or REWARD_CLASSES.name_for_path(qualified) is not None:
+        return
+    module = qualified.partition(":")[0]
+    root = module.split(".")[0]
+    if root in _TRUSTED_PACKAGES:
+        return
+    if root == "rewardlearn":
+        from rewardlearn.encoders import Encoder
+        from rewardlearn.shaping.potentials import Potential
+
+        try:
+            obj = _resolve(qualified)
+        except (ImportError, AttributeError):
+            return  # import_object reports the missing name itself
+        if isinstance(obj, type) and issubclass(obj, (Potential, Encoder)):
+            return
+    raise UntrustedReferenceError(
+        f"the saved settings name {qualified!r}, which loading may not import: only registered "
+        "reward classes, rewardlearn's potentials and encoders and rewardlearn_envs functions "
+        "are imported from a file. If you trust it, call "
+        f"rewardlearn.rewards.registry.trust({qualified!r}) before loading")
+
+
+__all__ = ["REWARD_CLASSES", "RewardRegistry", "UnknownRewardClassError",
+           "UntrustedReferenceError", "check_reference", "register_reward_class",
+           "registered_name", "reward_class", "trust"]

@@ -21,10 +21,45 @@ TINY = ["env=pendulum", "agent=sac", "reward=env", "total_timesteps=800", "video
         "eval.n_episodes=1", "progress_bar=false", "torch_threads=1"]
 
 
-def test_iqm() -> None:
-    assert agg.iqm([1, 2, 3, 4]) == 2.5  # floor(4/4)=1 cut from each end
-    assert agg.iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(3.5)
-    assert agg.iqm([5.0]) == 5.0 and np.isnan(agg.iqm([]))
+def test_iqm_is_rliables() -> None:
+    """The IQM is rliable's (floor(n / 4) cut from each end); no hand-written copy left."""
+    assert not hasattr(agg, "iqm")
+    stats = agg.interval_estimates({"a": [1, 2, 3, 4], "b": [0, 1, 2, 3, 4, 5, 6, 100],
+                                    "c": [5.0], "d": []}, reps=20)
+    assert stats["a"]["iqm"] == 2.5 and stats["b"]["iqm"] == pytest.approx(3.5)
+    assert stats["c"] == {k: 5.0 for k in stats["c"]} and "d" not in stats
+
+
+def test_intervals_match_rliable() -> None:
+    """IQM, mean and P(X > Y) intervals equal rliable's own calls on a fixed fixture.
+
+    rliable 1.2 resamples with numpy's global generator, so its calls here are seeded
+    the same way the aggregate seeds them.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = {"env": [10.0, 20.0, 60.0, 25.0, 30.0], "mlp": [-1.0, -3.0, 4.0, 0.5]}
+    score_dict = {k: np.reshape(v, (-1, 1)) for k, v in scores.items()}
+    ours = agg.interval_estimates(scores, reps=300, seed=7)
+    for key, func in (("iqm", metrics.aggregate_iqm), ("mean", metrics.aggregate_mean)):
+        np.random.seed(7)
+        point, ci = rly.get_interval_estimates(score_dict, lambda s, f=func: np.array([f(s)]),
+                                               reps=300)
+        for name in scores:
+            assert ours[name][key] == pytest.approx(point[name][0])
+            assert [ours[name][f"{key}_lo"], ours[name][f"{key}_hi"]] == pytest.approx(
+                ci[name][:, 0].tolist())
+    assert ours["env"]["iqm_lo"] < ours["env"]["iqm"] < ours["env"]["iqm_hi"]
+    assert agg.interval_estimates(scores, reps=300, seed=7) == ours  # deterministic
+    assert agg.interval_estimates(scores, reps=300, seed=8) != ours
+    (pair,) = agg.probability_of_improvement(scores, reps=200, seed=3)
+    np.random.seed(3)
+    point, ci = rly.get_interval_estimates({"p": [score_dict["env"], score_dict["mlp"]]},
+                                           metrics.probability_of_improvement, reps=200)
+    assert (pair["x"], pair["y"]) == ("env", "mlp") and pair["p"] == pytest.approx(point["p"])
+    assert [pair["lo"], pair["hi"]] == pytest.approx(np.ravel(ci["p"]).tolist())
+    assert pair["p"] == 1.0  # every env run beats every mlp run
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
@@ -60,17 +95,23 @@ def test_aggregate_groups_seeds_and_plots(tmp_path: Path) -> None:
         _fake_run(tmp_path, f"{reward}_{seed}", [f"reward={reward}", f"seed={seed}", "n_envs=1"],
                   {"env_return_mean": ret, "success_rate": None, "seed": seed},
                   [(100, ret / 2), (200, ret)])
-    result = agg.main([str(tmp_path)])
+    result = agg.main([str(tmp_path), "reps=50"])
     assert result["keys"] == ["reward"] and result["runs"] == 5 and result["curves"] == 2
     rows = {r["reward"]: r for r in result["rows"]}
     assert rows["env"]["n"] == 3 and rows["env"]["seeds"] == "0 1 2"
     assert rows["env"]["env_return_mean_mean"] == pytest.approx(30.0)
     assert rows["env"]["env_return_mean_std"] == pytest.approx(np.std([10, 20, 60], ddof=1))
     assert rows["mlp"]["env_return_mean_iqm"] == pytest.approx(-2.0)
+    assert 10.0 <= rows["env"]["env_return_mean_iqm_lo"] <= 30 <= rows["env"][
+        "env_return_mean_iqm_hi"] <= 60.0
     assert "success_rate_mean" not in rows["env"]  # null in every run: left out
-    png = tmp_path / "learning_curves.png"
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    assert "| env | 3 | 0 1 2 | 30.00 +- 26.46 (30.00) |" in (tmp_path / "aggregate.md").read_text()
+    for name in ("learning_curves.png", "performance_profile.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "aggregate.md").read_text()
+    env = rows["env"]
+    assert (f"| env | 3 | 0 1 2 | 30.00 [{env['env_return_mean_iqm_lo']:.2f}, "
+            f"{env['env_return_mean_iqm_hi']:.2f}] | 30.00 [") in md
+    assert "| reward=env | reward=mlp | 1.00 [1.00, 1.00] |" in md  # every env run beats mlp
     assert "reward,n,seeds" in (tmp_path / "aggregate.csv").read_text()
     steps, values = agg.read_curve(tmp_path / "env_0")
     assert steps.tolist() == [100, 200] and values.tolist() == [5.0, 10.0]
@@ -81,8 +122,13 @@ def test_aggregate_errors(tmp_path: Path) -> None:
         agg.main([str(tmp_path / "missing")])
     with pytest.raises(ValueError, match="no finished runs"):
         agg.main([str(tmp_path)])
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="unknown option 'bogus'; options: metric, out, reps"):
         agg.main([str(tmp_path), "bogus=1"])
+    with pytest.raises(ValueError, match="one sweep directory at a time"):
+        agg.main([str(tmp_path), str(tmp_path)])
+    _fake_run(tmp_path, "r0", ["seed=0"], {"env_return_mean": 1.0, "success_rate": None}, [])
+    with pytest.raises(ValueError, match=r"unknown metric 'success_rate'.*valid: env_return_mean"):
+        agg.main([str(tmp_path), "metric=success_rate", "reps=10"])
 
 
 def _multirun(launcher: str, sweep_dir: Path, *extra: str) -> None:
@@ -104,7 +150,7 @@ def test_multirun_two_seeds_then_aggregate(launcher: str, tmp_path: Path) -> Non
     summaries = sorted(sweep.glob("*/summary.json"))
     assert len(summaries) == 2
     assert {json.loads(p.read_text())["seed"] for p in summaries} == {0, 1}
-    result = agg.run_aggregate(sweep)
+    result = agg.run_aggregate(sweep, reps=50)
     assert result["runs"] == 2 and len(result["rows"]) == 1 and result["rows"][0]["n"] == 2
     assert result["curves"] == 1  # SAC logs ep_rew_mean after 4 episodes (800 steps)
     assert f"hydra/launcher={launcher}" in result["markdown"]

@@ -1,45 +1,62 @@
-"""Aggregate a Hydra multirun sweep into one table and a learning-curve plot.
+"""Aggregate a Hydra multirun sweep: rliable statistics, a performance profile, learning curves.
 
 Usage::
 
-    python train.py -m hydra/launcher=joblib_local seed=0,1,2 env=pendulum,hopper reward=env,mlp
-    rewardlearn-aggregate multirun/2026-12-01_10-00-00
-    rewardlearn-aggregate multirun/<dir> tag=rollout/ep_learned_rew_mean out=results/
+    python train.py -m env=pendulum agent=sac reward=env,preference seed=0,1,2
+    rewardlearn-aggregate multirun/2026-12-01_10-00-00_ab12cd
+    rewardlearn-aggregate multirun/<dir> metric=env_return_mean reps=2000 seed=0 out=results/
 
 Every run directory of the sweep (one with ``summary.json`` and
 ``.hydra/overrides.yaml``) is read; runs are grouped by the override keys whose
-values vary across the sweep, except ``seed``. For each group and metric of
-``summary.json`` (``env_return_mean``, ``success_rate``, ``learned_return_mean``,
-``train_steps_per_s``) the table gives the number of seeds, the mean, the
-sample standard deviation (``ddof=1``; 0 for one seed) and the interquartile
-mean (IQM: the mean of the middle 50% of seeds after cutting
-``floor(n / 4)`` from each end, as ``scipy.stats.trim_mean(x, 0.25)`` and
-rliable do). Learning curves come from each run's TensorBoard scalars
-(``tag``, default SB3's ``rollout/ep_rew_mean``): the mean over seeds on a
-common step grid (each seed interpolated within its own logged range), shaded
-by +- one standard deviation.
+values vary across the sweep, except ``seed``. Statistics come from rliable
+(Agarwal et al., NeurIPS 2021), each run being one score on one task:
 
-Writes ``aggregate.md``, ``aggregate.csv`` and ``learning_curves.png`` to
-``out`` (default: the sweep directory) and prints the table.
+- per group and metric of ``summary.json`` (``env_return_mean``,
+  ``success_rate``, ``learned_return_mean``, ``train_steps_per_s``): the
+  interquartile mean (IQM, ``metrics.aggregate_iqm``: ``floor(n / 4)`` runs cut
+  from each end) and the mean, each with a 95% stratified-bootstrap confidence
+  interval (``rly.get_interval_estimates``, percentile method), the sample
+  standard deviation (``ddof=1``) and the number of runs;
+- for ``metric`` (default ``env_return_mean``): the probability of improvement
+  ``P(X > Y)`` of each pair of groups with its interval
+  (``metrics.probability_of_improvement``), and the performance profile (the
+  fraction of runs scoring above each threshold, rliable's score distribution,
+  with its bootstrap band) plotted with ``plot_utils.plot_performance_profiles``.
+
+Intervals from 3 seeds are wide; that is what they should say. Options:
+``reps`` (bootstrap resamples, default 2000), ``seed`` (of the resampling, so a
+table is reproducible), ``metric``, ``tag`` (the TensorBoard scalar of the
+learning curves, default SB3's ``rollout/ep_rew_mean``: mean over seeds on a
+common step grid, shaded by +- one standard deviation) and ``out``.
+
+Writes ``aggregate.md``, ``aggregate.csv``, ``performance_profile.png`` and
+``learning_curves.png`` to ``out`` (default: the sweep directory) and prints the
+table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import math
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rewardlearn.cli.options import run_cli
+from rewardlearn.cli.options import cli_args, parse_key_values, run_cli
 
 METRICS = ("env_return_mean", "success_rate", "learned_return_mean", "train_steps_per_s")
 DEFAULT_TAG = "rollout/ep_rew_mean"
+DEFAULT_METRIC = "env_return_mean"
+DEFAULT_REPS = 2000
+CONFIDENCE = 0.95
+OPTIONS: dict[str, Callable[[str], Any]] = {"out": str, "tag": str, "metric": str,
+                                             "reps": int, "seed": int}
 
 
 @dataclass
@@ -51,15 +68,6 @@ class Run:
     summary: dict[str, Any]
     curve: tuple[np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.zeros(0), np.zeros(0)))
-
-
-def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: mean after cutting ``floor(n / 4)`` values from each end."""
-    x = np.sort(np.asarray(values, np.float64))
-    if len(x) == 0:
-        return float("nan")
-    k = len(x) // 4
-    return float(x[k:len(x) - k].mean())
 
 
 def _overrides(run_dir: Path) -> dict[str, str]:
@@ -111,28 +119,184 @@ def group_keys(runs: Sequence[Run]) -> list[str]:
             and len({r.overrides.get(k) for r in runs}) > 1]
 
 
-def aggregate(runs: Sequence[Run], metrics: Sequence[str] = METRICS) -> tuple[list[str],
-                                                                              list[dict[str, Any]]]:
-    """Group keys and one row per group: ``n``, ``seeds`` and mean/std/IQM per metric."""
+# ----------------------------------------------------------------------------- rliable
+
+
+def _scores(values: Sequence[float]) -> np.ndarray:
+    """rliable's score matrix: ``(runs, tasks)``, here one task (the sweep's env)."""
+    return np.asarray(values, np.float64).reshape(-1, 1)
+
+
+def _iqm(scores: np.ndarray) -> np.ndarray:
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_iqm(scores)])
+
+
+def _mean(scores: np.ndarray) -> np.ndarray:
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_mean(scores)])
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the block, then restore it.
+
+    rliable 1.2 draws its bootstrap indices with ``np.random.choice`` (the
+    ``random_state`` it accepts never reaches them), so a reproducible interval
+    needs the global generator seeded.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _intervals(score_dict: Mapping[str, Any], func: Callable[..., Any], reps: int,
+               seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``rly.get_interval_estimates`` (95%, percentile), reproducible for a seed."""
+    from rliable import library as rly
+
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    with _seeded(seed):
+        return rly.get_interval_estimates(dict(score_dict), func, reps=reps,
+                                          confidence_interval_size=CONFIDENCE)
+
+
+def interval_estimates(groups: Mapping[str, Sequence[float]], reps: int = DEFAULT_REPS,
+                       seed: int = 0) -> dict[str, dict[str, float]]:
+    """IQM and mean with their stratified-bootstrap 95% intervals, per group.
+
+    Returns ``{group: {iqm, iqm_lo, iqm_hi, mean, mean_lo, mean_hi}}``; groups
+    without values are left out.
+    """
+    score_dict = {g: _scores(v) for g, v in groups.items() if len(v)}
+    out: dict[str, dict[str, float]] = {g: {} for g in score_dict}
+    for name, func in (("iqm", _iqm), ("mean", _mean)):  # one call each, as rliable's examples
+        points, cis = _intervals(score_dict, func, reps, seed)
+        for g in score_dict:
+            lo, hi = np.ravel(cis[g])
+            out[g].update({name: float(np.ravel(points[g])[0]), f"{name}_lo": float(lo),
+                           f"{name}_hi": float(hi)})
+    return out
+
+
+def probability_of_improvement(groups: Mapping[str, Sequence[float]],
+                               reps: int = DEFAULT_REPS, seed: int = 0
+                               ) -> list[dict[str, Any]]:
+    """``P(X > Y)`` with its 95% interval for every pair of groups (in the given order)."""
+    from rliable import metrics
+
+    pairs = [(x, y) for x, y in itertools.combinations(groups, 2)
+             if len(groups[x]) and len(groups[y])]
+    score_dict = {f"{i}": [_scores(groups[x]), _scores(groups[y])]
+                  for i, (x, y) in enumerate(pairs)}
+    points, cis = _intervals(score_dict, metrics.probability_of_improvement, reps, seed)
+    out = []
+    for i, (x, y) in enumerate(pairs):
+        lo, hi = np.ravel(cis[f"{i}"])
+        out.append({"x": x, "y": y, "p": float(points[f"{i}"]), "lo": float(lo),
+                    "hi": float(hi)})
+    return out
+
+
+def performance_profile(groups: Mapping[str, Sequence[float]], taus: np.ndarray,
+                        reps: int = DEFAULT_REPS, seed: int = 0
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fraction of runs scoring above each ``tau`` per group, with its 95% bootstrap band
+    (``rly.create_performance_profile``)."""
+    from rliable import library as rly
+
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    score_dict = {g: _scores(v) for g, v in groups.items() if len(v)}
+    with _seeded(seed):
+        return rly.create_performance_profile(score_dict, taus, reps=reps,
+                                              confidence_interval_size=CONFIDENCE)
+
+
+def plot_profile(groups: Mapping[str, Sequence[float]], metric: str, path: Path,
+                 reps: int = DEFAULT_REPS, seed: int = 0, points: int = 101) -> None:
+    """The performance profile of ``metric`` as a PNG (rliable's ``plot_utils``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import plot_utils
+
+    values = np.concatenate([np.asarray(v, np.float64) for v in groups.values()])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo) * 0.05, 1.0)
+    taus = np.linspace(lo - pad, hi + pad, points)
+    profiles, cis = performance_profile(groups, taus, reps, seed)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(
+        profiles, taus, performance_profile_cis=cis, ax=ax, xlabel=f"{metric} ($\\tau$)",
+        ylabel=f"fraction of runs with {metric} $> \\tau$", legend=True)
+    ax.set_title(f"performance profile of {metric} (95% bootstrap bands)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def group_label(keys: Sequence[str], overrides: Mapping[str, str]) -> str:
+    """``reward=env, lr=0.1``; ``all runs`` when nothing varies."""
+    return ", ".join(f"{k}={overrides.get(k, '')}" for k in keys) or "all runs"
+
+
+def metric_values(runs: Sequence[Run], metric: str) -> list[float]:
+    """The runs' numeric values of a summary field (null and missing ones left out)."""
+    return [float(r.summary[metric]) for r in runs
+            if isinstance(r.summary.get(metric), (int, float))
+            and not isinstance(r.summary.get(metric), bool)]
+
+
+def numeric_fields(runs: Sequence[Run]) -> list[str]:
+    """Summary fields with a number in at least one run (the valid ``metric`` values)."""
+    return sorted({k for r in runs for k, v in r.summary.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def grouped(runs: Sequence[Run]) -> tuple[list[str], dict[str, list[Run]]]:
+    """Group keys and the runs of each group, in sweep order."""
     keys = group_keys(runs)
-    groups: dict[tuple[str, ...], list[Run]] = {}
+    groups: dict[str, list[Run]] = {}
     for r in runs:
-        groups.setdefault(tuple(r.overrides.get(k, "") for k in keys), []).append(r)
+        groups.setdefault(group_label(keys, r.overrides), []).append(r)
+    return keys, groups
+
+
+def aggregate(runs: Sequence[Run], metrics: Sequence[str] = METRICS,
+              reps: int = DEFAULT_REPS, seed: int = 0
+              ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Group keys and one row per group: ``n``, ``seeds`` and, per metric,
+    ``<metric>_{n,iqm,iqm_lo,iqm_hi,mean,mean_lo,mean_hi,std}``."""
+    keys, groups = grouped(runs)
     rows = []
-    for label, members in groups.items():
-        row: dict[str, Any] = dict(zip(keys, label, strict=True))
+    for members in groups.values():
+        row: dict[str, Any] = {k: members[0].overrides.get(k, "") for k in keys}
         row["n"] = len(members)
         row["seeds"] = " ".join(sorted((str(m.summary.get("seed", m.overrides.get("seed", "?")))
                                         for m in members), key=str))
-        for metric in metrics:
-            vals = [float(m.summary[metric]) for m in members
-                    if isinstance(m.summary.get(metric), (int, float))]
-            if not vals:
-                continue
-            row[f"{metric}_mean"] = float(np.mean(vals))
-            row[f"{metric}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-            row[f"{metric}_iqm"] = iqm(vals)
         rows.append(row)
+    for metric in metrics:
+        values = {g: metric_values(members, metric) for g, members in groups.items()}
+        stats = interval_estimates(values, reps, seed)
+        for row, g in zip(rows, groups, strict=True):
+            if g not in stats:
+                continue
+            vals = values[g]
+            row[f"{metric}_n"] = len(vals)
+            row.update({f"{metric}_{k}": v for k, v in stats[g].items()})
+            row[f"{metric}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     return keys, rows
 
 
@@ -142,19 +306,33 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def markdown(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> str:
-    """The table: group keys, seeds, then ``mean +- std (IQM)`` per metric."""
-    metrics = [m for m in METRICS if any(f"{m}_mean" in r for r in rows)]
-    head = [*keys, "n", "seeds", *metrics]
-    lines = [title, "", "Cells: mean +- std (IQM) over seeds.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [str(r[k]) for k in keys] + [str(r["n"]), r["seeds"]]
-        for m in metrics:
-            cells.append(f"{_fmt(r[f'{m}_mean'])} +- {_fmt(r[f'{m}_std'])} "
-                         f"({_fmt(r[f'{m}_iqm'])})" if f"{m}_mean" in r else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def _ci(row: Mapping[str, Any], name: str) -> str:
+    return f"{_fmt(row[name])} [{_fmt(row[name + '_lo'])}, {_fmt(row[name + '_hi'])}]"
+
+
+def markdown(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str,
+             improvements: Sequence[dict[str, Any]] = (), metric: str = DEFAULT_METRIC,
+             reps: int = DEFAULT_REPS, seed: int = 0) -> str:
+    """One table per metric (IQM [lo, hi], mean [lo, hi], std, n) and the P(X > Y) table."""
+    lines = [title, "", f"IQM and mean over runs with 95% stratified-bootstrap confidence "
+             f"intervals (rliable, {reps} resamples, seed {seed}); std: sample standard "
+             "deviation; n: runs with a value.", ""]
+    head = [*keys, "n", "seeds", "IQM [95% CI]", "mean [95% CI]", "std"]
+    for m in [m for m in dict.fromkeys([*METRICS, metric]) if any(f"{m}_iqm" in r for r in rows)]:
+        lines += [f"### {m}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [str(r[k]) for k in keys] + [str(r.get(f"{m}_n", 0)), r["seeds"]]
+            cells += [_ci(r, f"{m}_iqm"), _ci(r, f"{m}_mean"), _fmt(r[f"{m}_std"])] \
+                if f"{m}_iqm" in r else ["-", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if improvements:
+        lines += [f"### Probability of improvement ({metric})", "",
+                  "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
+        lines += [f"| {i['x']} | {i['y']} | {_fmt(i['p'])} [{_fmt(i['lo'])}, {_fmt(i['hi'])}] |"
+                  for i in improvements]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def plot_curves(runs: Sequence[Run], keys: Sequence[str], path: Path, tag: str,
@@ -167,8 +345,7 @@ def plot_curves(runs: Sequence[Run], keys: Sequence[str], path: Path, tag: str,
 
     groups: dict[str, list[Run]] = {}
     for r in runs:
-        label = ", ".join(f"{k}={r.overrides.get(k, '')}" for k in keys) or "all runs"
-        groups.setdefault(label, []).append(r)
+        groups.setdefault(group_label(keys, r.overrides), []).append(r)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = 0
     for label, members in groups.items():
@@ -217,48 +394,60 @@ def _command(sweep_dir: Path) -> str:
 
 
 def run_aggregate(sweep_dir: str | Path, out: str | Path | None = None,
-                  tag: str = DEFAULT_TAG) -> dict[str, Any]:
-    """Read a sweep, write the table (md, csv) and the plot; returns paths and rows."""
+                  tag: str = DEFAULT_TAG, metric: str = DEFAULT_METRIC,
+                  reps: int = DEFAULT_REPS, seed: int = 0) -> dict[str, Any]:
+    """Read a sweep; write the tables (md, csv), the performance profile and the curves.
+
+    Returns the markdown, rows, group keys, pairwise improvements, run count,
+    curve count and the written files.
+    """
     root = Path(sweep_dir)
     runs = load_sweep(root, tag)
-    keys, rows = aggregate(runs)
+    valid = numeric_fields(runs)
+    if metric not in valid:
+        raise ValueError(f"unknown metric {metric!r}: no run's summary.json has a number "
+                         f"under it; valid: {', '.join(valid)}")
+    metrics = list(dict.fromkeys([*METRICS, metric]))
+    keys, rows = aggregate(runs, metrics, reps, seed)
+    _, groups = grouped(runs)
+    scores = {g: metric_values(members, metric) for g, members in groups.items()}
+    improvements = probability_of_improvement(scores, reps, seed)
     out_dir = Path(out) if out else root
     out_dir.mkdir(parents=True, exist_ok=True)
     title = (f"Sweep `{root}`: {len(runs)} runs, {len(rows)} groups. "
              f"Command: `{_command(root)}`")
-    md = markdown(keys, rows, title)
+    md = markdown(keys, rows, title, improvements, metric, reps, seed)
     (out_dir / "aggregate.md").write_text(md)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with (out_dir / "aggregate.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    plot_profile(scores, metric, out_dir / "performance_profile.png", reps, seed)
     curves = plot_curves(runs, keys, out_dir / "learning_curves.png", tag)
-    return {"markdown": md, "rows": rows, "keys": keys, "runs": len(runs), "curves": curves,
+    return {"markdown": md, "rows": rows, "keys": keys, "improvements": improvements,
+            "runs": len(runs), "curves": curves,
             "files": [str(out_dir / n) for n in ("aggregate.md", "aggregate.csv",
+                                                  "performance_profile.png",
                                                   "learning_curves.png")]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``rewardlearn-aggregate <sweep dir> [out=...] [tag=...]``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or any(a in ("-h", "--help", "help") for a in args):
+    """``rewardlearn-aggregate <sweep dir> [metric=...] [reps=...] [seed=...] [out=...]
+    [tag=...]``."""
+    args = cli_args(argv, __doc__)
+    if not args:
         print(__doc__)
         raise SystemExit(0)
-    sweep, opts = None, {"out": None, "tag": DEFAULT_TAG}
-    for token in args:
-        key, sep, value = token.partition("=")
-        if not sep:
-            if sweep is not None:
-                raise ValueError(f"one sweep directory at a time; got {sweep!r} and {token!r}")
-            sweep = token
-        elif key in opts:
-            opts[key] = value
-        else:
-            raise ValueError(f"unknown option {key!r}; options: out, tag")
-    if sweep is None:
+    dirs = [a for a in args if "=" not in a]
+    if len(dirs) > 1:
+        raise ValueError(f"one sweep directory at a time; got {', '.join(map(repr, dirs))}")
+    if not dirs:
         raise ValueError("give the sweep directory: rewardlearn-aggregate multirun/<dir>")
-    result = run_aggregate(sweep, opts["out"], str(opts["tag"]))
+    opts = parse_key_values([a for a in args if "=" in a], OPTIONS)
+    result = run_aggregate(dirs[0], opts.get("out"), opts.get("tag", DEFAULT_TAG),
+                           opts.get("metric", DEFAULT_METRIC), opts.get("reps", DEFAULT_REPS),
+                           opts.get("seed", 0))
     print(result["markdown"])
     print("written: " + ", ".join(result["files"]) + f" ({result['curves']} curves)")
     return result

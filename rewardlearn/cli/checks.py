@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from rewardlearn.agents import ALGOS
 from rewardlearn.preference.reward import PreferenceReward, read_resume_file
 from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.pretrained import is_repo_id
 from rewardlearn.utils import import_object, resolve_device, to_dict
 
 log = logging.getLogger("rewardlearn")
@@ -143,10 +144,11 @@ def _check_inputs(cfg: DictConfig) -> None:
         read_resume_file(str(model.resume))
     if str(model.get("_target_", "")).endswith("checkpoint.load_reward_model"):
         path = model.get("path")
-        if path is not None and not Path(str(path)).is_file():
+        if path is not None and not Path(str(path)).exists() and not is_repo_id(str(path)):
             raise FileNotFoundError(
-                f"reward.model.path={path}: no such file; pass the reward_model.pt of a run "
-                "(reward.model.path=runs/<run>/reward_model.pt)")
+                f"reward.model.path={path}: no such file or folder; pass a run "
+                "(reward.model.path=runs/<run> or runs/<run>/reward_model.pt), a saved reward "
+                "model folder or a Hub repo id (user/name)")
     bc = cfg.get("bc")
     if bc is None or not bc.get("demos"):
         return

@@ -44,8 +44,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from rewardlearn.agents import NormalizedPolicy, agent_gamma, build_agent, normalize_obs_enabled
 from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.cli.checks import validate_settings
+from rewardlearn.cli.objective import check_objective, is_optuna_sweep, objective_value
 from rewardlearn.env_factory import CONF_DIR, make_vec_env
 from rewardlearn.files import atomic_output, write_text_atomic
+from rewardlearn.publish import save_run_reward_model
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.checkpoint import save_reward_model
 from rewardlearn.rollouts import evaluate
@@ -223,6 +225,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
     if learned:
         save_reward_model(reward_model, run_dir / "reward_model.pt",
                           extra={"env": cfg.env.name, "seed": int(cfg.seed)})
+        save_run_reward_model(reward_model, run_dir, cfg)  # Hub format: runs/<run>/reward_model/
 
     result = evaluate(
         agent if normalizer is None else NormalizedPolicy(agent, normalizer),
@@ -259,14 +262,20 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
     return summary
 
 
-def main(cfg: DictConfig) -> dict[str, Any]:
-    """Hydra entry point: the run directory is Hydra's output dir.
+def main(cfg: DictConfig) -> dict[str, Any] | float:
+    """Hydra entry point: the run directory is Hydra's output dir; returns the summary.
 
     A single run (not a ``-m`` sweep) reports input errors as one line (see :func:`run`).
+    Under the Optuna sweeper it returns the summary's ``cfg.objective`` field instead
+    (:mod:`rewardlearn.cli.objective`), checked before training.
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    return run(cfg, run_dir, exit_on_input_error=hydra_cfg.mode == RunMode.RUN)
+    optuna = hydra_cfg.mode == RunMode.MULTIRUN and is_optuna_sweep(
+        hydra_cfg.sweeper.get("_target_"))
+    objective = check_objective(cfg.get("objective", "env_return_mean")) if optuna else None
+    summary = run(cfg, run_dir, exit_on_input_error=hydra_cfg.mode == RunMode.RUN)
+    return summary if objective is None else objective_value(summary, objective)
 
 
 cli = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(main)

@@ -230,6 +230,7 @@ def save_pretrained(model: RewardModel, folder: str | os.PathLike[str],
     config = {
         "format": HUB_FORMAT,
         "reward_class": name,
+        "reward_name": model.name,
         "observation_space": describe_space(model.observation_space),
         "action_space": describe_space(model.action_space),
         "settings": settings,
@@ -238,7 +239,7 @@ def save_pretrained(model: RewardModel, folder: str | os.PathLike[str],
         "extra": dict(extra or {}),
     }
     write_text_atomic(folder / CONFIG_NAME, json.dumps(config, indent=1))
-    write_text_atomic(folder / CARD_NAME, model_card(model, card))
+    write_text_atomic(folder / CARD_NAME, model_card(config, card))
     return folder
 
 
@@ -255,6 +256,12 @@ def _model_folder(folder: Path) -> Path | None:
         if (candidate / CONFIG_NAME).is_file():
             return candidate
     return None
+
+
+def is_repo_id(source: str) -> bool:
+    """Whether ``source`` reads as a Hub repo id (``user/name``, ``hf://user/name``,
+    ``user/name@revision``) rather than a ``.pt`` file."""
+    return _REPO_ID.match(source) is not None and not source.endswith(".pt")
 
 
 def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
@@ -278,7 +285,7 @@ def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
                                 f"{WEIGHTS_NAME} (save_pretrained), {RUN_FOLDER}/ or "
                                 "reward_model.pt")
     match = _REPO_ID.match(str(source))
-    if match is None or str(source).endswith(".pt"):
+    if match is None or not is_repo_id(str(source)):
         raise FileNotFoundError(f"reward model {str(source)!r} not found: pass a run's "
                                 "reward_model.pt, a saved reward model folder or a Hub repo id "
                                 "(user/name)")
@@ -437,28 +444,27 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(out).strip()
 
 
-def model_card(model: RewardModel, card: CardInfo | None = None) -> str:
-    """The ``README.md`` of a saved reward model (YAML metadata + markdown)."""
+def model_card(config: dict[str, Any], card: CardInfo | None = None) -> str:
+    """The ``README.md`` of a saved reward model (YAML metadata + markdown), from its
+    ``config.json`` (so a card can be rewritten without building the model)."""
     card = card or CardInfo()
-    name = registered_name(model)
-    doc = (type(model).__doc__ or "").strip().splitlines()
-    tags = ["rewardlearn", "reward-model", "reinforcement-learning", f"reward-{model.name}"]
-    if card.env:
-        tags.append(str(card.env))
+    name, short = str(config["reward_class"]), str(config.get("reward_name") or "")
+    tags = ["rewardlearn", "reward-model", "reinforcement-learning"]
+    tags += [f"reward-{short}"] if short else []
+    tags += [str(card.env)] if card.env else []
     meta = ModelCardData(library_name="rewardlearn", tags=tags).to_yaml()
     source = "<repo id or folder>"
     lines = [
         "---", meta, "---", "",
         f"# {name} reward model" + (f" for {card.env}" if card.env else ""), "",
-        f"A `reward={model.name}` reward model saved by rewardlearn "
-        "in the Hub format: `config.json` (class, spaces, "
-        "settings) and `model.safetensors` (tensors). Loading it runs no code from the files.",
-        "",
+        f"A `{short or name}` reward model saved by rewardlearn in the Hub format: "
+        "`config.json` (class, spaces, settings) and `model.safetensors` (tensors). Loading "
+        "it runs no code from the files.", "",
         "| | |", "|---|---|",
-        f"| method | `{name}` ({model.name}){': ' + doc[0] if doc else ''} |",
+        f"| method | `{name}`" + (f" (`reward={short}`)" if short else "") + " |",
         f"| env | {card.env or 'not recorded'} |",
-        f"| observation space | `{_short(describe_space(model.observation_space))}` |",
-        f"| action space | `{_short(describe_space(model.action_space))}` |",
+        f"| observation space | `{_short(config['observation_space'])}` |",
+        f"| action space | `{_short(config['action_space'])}` |",
     ]
     lines += [f"| {k} | {_value(v)} |" for k, v in {**card.data, **card.extra}.items()]
     if card.training:
@@ -473,11 +479,20 @@ def model_card(model: RewardModel, card: CardInfo | None = None) -> str:
         f"python train.py env=<env> reward=checkpoint reward.model.path={source}", "```", "",
         "```python", "from rewardlearn.rewards import load_reward_model",
         f'reward = load_reward_model("{source}", env.observation_space, env.action_space)',
-        "```", "", "## Settings", "", "```json", json.dumps(model.config(), indent=1), "```", ""]
+        "```", "", "## Settings", "", "```json", json.dumps(config.get("settings"), indent=1),
+        "```", ""]
     return "\n".join(lines)
 
 
+def write_card(folder: str | os.PathLike[str], card: CardInfo | None = None) -> Path:
+    """(Re)write the ``README.md`` of a saved folder from its ``config.json``."""
+    folder = Path(folder)
+    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    return write_text_atomic(folder / CARD_NAME, model_card(config, card))
+
+
 __all__ = ["CARD_NAME", "CONFIG_NAME", "HUB_FORMAT", "RUN_FOLDER", "WEIGHTS_NAME", "CardInfo",
-           "TamperedModelError", "build_from_payload", "load_pretrained", "metrics_table",
-           "model_card", "pack_state", "push_to_hub", "read_any", "read_pretrained",
-           "resolve_source", "save_pretrained", "unpack_state", "upload_folder"]
+           "TamperedModelError", "build_from_payload", "is_repo_id", "load_pretrained",
+           "metrics_table", "model_card", "pack_state", "push_to_hub", "read_any",
+           "read_pretrained", "resolve_source", "save_pretrained", "unpack_state",
+           "upload_folder", "write_card"]

@@ -1,0 +1,275 @@
+"""Runs to the Hugging Face Hub, as rl-zoo does: one folder per run, with a model card.
+
+:func:`package_run` writes a run's shareable files into a folder::
+
+    README.md          the run card (agent, env, reward, returns, command; model-index)
+    agent.zip          the SB3 agent
+    vecnormalize.pkl   observation statistics (when the run normalised observations)
+    summary.json       the run's summary; config.yaml its Hydra config
+    reward_model/      the reward model in the Hub format (config.json + model.safetensors)
+    replay.mp4         an evaluation rollout (and replay.json, its per-step signals)
+    evaluation.json    ``rewardlearn-evaluate`` results, when given
+
+and :func:`push_run` uploads it with :class:`huggingface_hub.HfApi` (``create_repo`` +
+``upload_folder``). ``agent.zip`` and ``vecnormalize.pkl`` are SB3's own pickle-based
+formats: like rl-zoo's, load them only from repos you trust. The reward model loads
+without running code (:mod:`rewardlearn.rewards.pretrained`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, HfApi, ModelCardData
+from omegaconf import DictConfig, OmegaConf
+
+from rewardlearn.files import write_text_atomic
+from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.pretrained import (
+    CONFIG_NAME,
+    RUN_FOLDER,
+    CardInfo,
+    load_pretrained,
+    metrics_table,
+    save_pretrained,
+    upload_folder,
+    write_card,
+)
+
+log = logging.getLogger("rewardlearn")
+
+EVALUATION_FILE = "evaluation.json"
+"""A run's ``rewardlearn-evaluate`` result, if saved there (``out=runs/<run>/evaluation.json``)."""
+
+
+def run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's Hydra config (``.hydra/config.yaml``, unresolved), or ``{}``."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    out = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
+
+
+def run_command(run_dir: str | os.PathLike[str]) -> str | None:
+    """``python train.py <overrides>`` from the run's ``.hydra/overrides.yaml``, if kept."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    overrides = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(overrides, list):
+        return None
+    return " ".join(["python train.py", *(shlex.quote(str(o)) for o in overrides)])
+
+
+def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def evaluation_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics of a ``rewardlearn-evaluate`` result: ``{metric: value}`` for one reward,
+    ``{reward: {metric: value}}`` for several."""
+    rewards = dict(result.get("rewards") or {})
+    if len(rewards) == 1:
+        return dict(next(iter(rewards.values())))
+    return rewards
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return out
+
+
+def run_card_info(run_dir: str | os.PathLike[str], cfg: Mapping[str, Any] | None = None,
+                  training: Mapping[str, Any] | None = None,
+                  evaluation: Mapping[str, Any] | None = None) -> CardInfo:
+    """What a reward model's card says about the run that trained it.
+
+    ``cfg`` is the run's config (default: its ``.hydra/config.yaml``); ``training`` the
+    reward module's ``summary()`` (default: ``summary.json``'s ``reward_training``);
+    ``evaluation`` a ``rewardlearn-evaluate`` result.
+    """
+    run_dir = Path(run_dir)
+    if isinstance(cfg, DictConfig):
+        container = OmegaConf.to_container(cfg, resolve=False)
+        cfg = {str(k): v for k, v in container.items()} if isinstance(container, dict) else {}
+    cfg = dict(cfg) if cfg is not None else run_config(run_dir)
+    summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    data = {key: str(value) for key in ("demos", "resume", "path")
+            if isinstance(value := _get(cfg, f"reward.model.{key}"), str)}
+    if _get(cfg, "reward.name") == "preference" and _get(cfg, "teacher.name"):
+        data["teacher"] = str(_get(cfg, "teacher.name"))
+    extra = {k: v for k, v in (("agent", _get(cfg, "agent.name")), ("seed", _get(cfg, "seed")),
+                               ("run", run_dir.name)) if v is not None}
+    return CardInfo(env=summary.get("env") or _get(cfg, "env.name"), command=run_command(run_dir),
+                    training=dict(training if training is not None
+                                  else summary.get("reward_training") or {}),
+                    data=data, metrics=evaluation_metrics(evaluation) if evaluation else {},
+                    extra=extra)
+
+
+def save_run_reward_model(model: RewardModel, run_dir: str | os.PathLike[str],
+                          cfg: Mapping[str, Any] | None = None) -> Path | None:
+    """Write a run's reward model in the Hub format (``runs/<run>/reward_model/``).
+
+    A model that cannot be (an unregistered class, settings that are not JSON) is logged,
+    not raised: the run's ``reward_model.pt`` is its record then.
+    """
+    run_dir = Path(run_dir)
+    try:
+        card = run_card_info(run_dir, cfg, training=model.summary())
+        return save_pretrained(model, run_dir / RUN_FOLDER, card,
+                               extra={"env": card.env, "seed": card.extra.get("seed")})
+    except (TypeError, ValueError, OSError) as err:
+        log.warning("reward model not written in the Hub format (%s); reward_model.pt has it",
+                    err)
+        return None
+
+
+# ----------------------------------------------------------------------------- run card
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec) if isinstance(value, float) \
+        else str(value)
+
+
+def run_card(summary: Mapping[str, Any], cfg: Mapping[str, Any], files: list[str],
+             command: str | None, repo_id: str | None, metrics: Mapping[str, Any]) -> str:
+    """The ``README.md`` of a packaged run (rl-zoo style, with a ``model-index``)."""
+    env = str(summary.get("env") or _get(cfg, "env.name") or "env")
+    agent = str(summary.get("agent") or _get(cfg, "agent.name") or "agent")
+    reward = str(summary.get("reward") or _get(cfg, "reward.name") or "reward")
+    mean, std = summary.get("env_return_mean"), summary.get("env_return_std")
+    results = [] if mean is None else [EvalResult(
+        task_type="reinforcement-learning", dataset_type=env, dataset_name=env,
+        metric_type="mean_reward", metric_value=f"{mean:.2f} +/- {std or 0.0:.2f}")]
+    meta = ModelCardData(
+        library_name="stable-baselines3", model_name=f"{agent}-{env}-{reward}",
+        tags=[env, "reinforcement-learning", "deep-reinforcement-learning", "stable-baselines3",
+              "rewardlearn", f"reward-{reward}"], eval_results=results or None).to_yaml()
+    repo = repo_id or "<user>/<repo>"
+    rows = [("env return (mean +- std)", f"{_fmt(mean)} +- {_fmt(std)}"),
+            ("learned return (mean)", _fmt(summary.get("learned_return_mean"))),
+            ("success rate", _fmt(summary.get("success_rate"))),
+            ("evaluation episodes", _fmt(summary.get("eval_episodes"))),
+            ("training steps", _fmt(summary.get("total_timesteps"))),
+            ("seed", _fmt(summary.get("seed")))]
+    lines = ["---", meta, "---", "", f"# {agent.upper()} on {env} with `reward={reward}`", "",
+             f"A {agent.upper()} agent (stable-baselines3) trained by rewardlearn on the "
+             f"`{reward}` reward, evaluated on the env's own reward.", "",
+             "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    if command:
+        lines += ["", "Trained with:", "", "```bash", command, "```"]
+    if metrics:
+        lines += ["", "## Reward model evaluation (`rewardlearn-evaluate`)", "",
+                  metrics_table(dict(metrics))]
+    lines += ["", "## Files", "", *(f"- `{f}`" for f in files), "",
+              "## Use", "", "```python", "from huggingface_hub import snapshot_download",
+              "from stable_baselines3 import " + agent.upper(), "",
+              f'folder = snapshot_download("{repo}")',
+              f'agent = {agent.upper()}.load(f"{{folder}}/agent.zip")', "```", "",
+              "`agent.zip` and `vecnormalize.pkl` are stable-baselines3's pickle-based formats: "
+              "load them only from a repo you trust. The reward model in `reward_model/` "
+              "loads without running code from the files:", "", "```bash",
+              f"python train.py env=<env> reward=checkpoint reward.model.path={repo}", "```", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- package / push
+
+def _video(run_dir: Path, summary: Mapping[str, Any]) -> Path | None:
+    candidates = [Path(str(v)) for v in summary.get("videos") or []]
+    candidates += sorted(run_dir.glob("*.mp4"))
+    return next((v for v in candidates if v.is_file()), None)
+
+
+def package_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
+                evaluation: str | os.PathLike[str] | None = None,
+                video: str | os.PathLike[str] | None = None,
+                repo_id: str | None = None) -> Path:
+    """Write a finished run's shareable files and card into ``out`` (see the module doc).
+
+    Refuses a run without ``agent.zip`` (unfinished) and an ``out`` that is not empty.
+    ``evaluation``: a ``rewardlearn-evaluate`` JSON (default: ``runs/<run>/evaluation.json``
+    if present); ``video``: the rollout to include (default: the run's first video).
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} not found; pass runs/<run>")
+    if not (run_dir / "agent.zip").is_file():
+        raise FileNotFoundError(f"{run_dir} has no agent.zip: only a finished run is packaged")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; pass a new folder to write the run into")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    cfg = run_config(run_dir)
+    eval_path = Path(evaluation) if evaluation is not None else run_dir / EVALUATION_FILE
+    if evaluation is not None and not eval_path.is_file():
+        raise FileNotFoundError(f"evaluation file {eval_path} not found")
+    result = _read_json(eval_path) if eval_path.is_file() else None
+
+    for name in ("agent.zip", "vecnormalize.pkl", "summary.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, out / name)
+    if (run_dir / ".hydra" / "config.yaml").is_file():
+        shutil.copy2(run_dir / ".hydra" / "config.yaml", out / "config.yaml")
+    if result is not None:
+        write_text_atomic(out / EVALUATION_FILE, json.dumps(result, indent=2))
+    clip = Path(video) if video is not None else _video(run_dir, summary)
+    if video is not None and (clip is None or not clip.is_file()):
+        raise FileNotFoundError(f"video {video} not found")
+    if clip is not None:
+        shutil.copy2(clip, out / "replay.mp4")
+        if clip.with_suffix(".json").is_file():
+            shutil.copy2(clip.with_suffix(".json"), out / "replay.json")
+
+    card = run_card_info(run_dir, cfg, evaluation=result)
+    if (run_dir / RUN_FOLDER / CONFIG_NAME).is_file():
+        shutil.copytree(run_dir / RUN_FOLDER, out / RUN_FOLDER)
+        write_card(out / RUN_FOLDER, card)
+    elif (run_dir / "reward_model.pt").is_file():  # a run saved before the Hub format
+        save_pretrained(load_pretrained(run_dir / "reward_model.pt"), out / RUN_FOLDER, card)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    write_text_atomic(out / "README.md", run_card(summary, cfg, ["README.md", *files],
+                                                  card.command, repo_id, card.metrics))
+    return out
+
+
+def push_run(run_dir: str | os.PathLike[str], repo_id: str,
+             out: str | os.PathLike[str] | None = None, *,
+             evaluation: str | os.PathLike[str] | None = None,
+             video: str | os.PathLike[str] | None = None, private: bool | None = None,
+             token: str | None = None, api: HfApi | None = None) -> str:
+    """Package a run (into ``out``, or a temp folder) and upload it to ``repo_id``;
+    returns the commit URL."""
+    message = f"Upload run {Path(run_dir).name} with rewardlearn"
+    if out is not None:
+        folder = package_run(run_dir, out, evaluation, video, repo_id)
+        return upload_folder(folder, repo_id, private=private, token=token,
+                             commit_message=message, api=api)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = package_run(run_dir, Path(tmp) / "run", evaluation, video, repo_id)
+        return upload_folder(folder, repo_id, private=private, token=token,
+                             commit_message=message, api=api)
+
+
+__all__ = ["EVALUATION_FILE", "evaluation_metrics", "package_run", "push_run", "run_card",
+           "run_card_info", "run_command", "run_config", "save_run_reward_model"]

@@ -1,0 +1,229 @@
+"""Runs and reward models to and from the Hub, against a mocked ``HfApi`` (no network)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rewardlearn.rewards.pretrained as pretrained
+from rewardlearn.cli import convert as convert_cli
+from rewardlearn.cli import push as push_cli
+from rewardlearn.publish import package_run, save_run_reward_model
+from rewardlearn.rewards import load_reward_model, save_reward_model
+from rewardlearn.rewards.base import RewardModel, TransitionBatch
+from rewardlearn.rewards.checkpoint import UnsafeCheckpointError
+from rewardlearn.rewards.mlp import MLPReward
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+class FakeApi:
+    """Records ``create_repo``/``upload_folder`` and keeps each repo's files in a folder."""
+
+    def __init__(self, remote: Path) -> None:
+        self.remote = remote
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def create_repo(self, repo_id: str, **kw: Any) -> str:
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, repo_id: str, folder_path: str, **kw: Any) -> Any:
+        self.calls.append(("upload_folder", {"repo_id": repo_id, "folder_path": folder_path,
+                                             **kw}))
+        shutil.copytree(folder_path, self.remote / repo_id, dirs_exist_ok=True)
+
+        class Info:
+            commit_url = f"https://huggingface.co/{repo_id}/commit/abc"
+
+        return Info()
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    fake = FakeApi(tmp_path / "remote")
+    monkeypatch.setattr(pretrained, "HfApi", lambda token=None: fake)
+    return fake
+
+
+def _model() -> MLPReward:
+    m = MLPReward(OBS, ACT, hidden_sizes=(8,), device="cpu", seed=2)
+    m.fit_normalizer(_batch(64, 3))
+    return m
+
+
+def _batch(n: int, seed: int = 0) -> TransitionBatch:
+    rng = np.random.default_rng(seed)
+    return TransitionBatch.from_arrays(rng.normal(size=(n, 3)), rng.uniform(-1, 1, (n, 1)),
+                                       rng.normal(size=(n, 3)))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A finished run's folder as train.py leaves it (agent and video are stand-ins)."""
+    run = tmp_path / "runs" / "2026_pendulum_sac_mlp_s0"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        "env:\n  name: pendulum\nagent:\n  name: sac\nreward:\n  name: mlp\n  model:\n"
+        "    hidden_sizes: [8]\nseed: 0\n")
+    (run / ".hydra" / "overrides.yaml").write_text("- env=pendulum\n- reward=mlp\n- seed=0\n")
+    (run / "agent.zip").write_bytes(b"PK agent")
+    (run / "vecnormalize.pkl").write_bytes(b"stats")
+    videos = tmp_path / "videos" / run.name
+    videos.mkdir(parents=True)
+    (videos / "episode_0.mp4").write_bytes(b"mp4")
+    (videos / "episode_0.json").write_text("{}")
+    model = _model()
+    save_reward_model(model, run / "reward_model.pt")
+    assert save_run_reward_model(model, run) == run / "reward_model"
+    (run / "summary.json").write_text(json.dumps({
+        "env": "pendulum", "agent": "sac", "reward": "mlp", "seed": 0,
+        "env_return_mean": -150.5, "env_return_std": 12.25, "learned_return_mean": -3.0,
+        "success_rate": None, "eval_episodes": 5, "total_timesteps": 1000,
+        "videos": [str(videos / "episode_0.mp4")], "reward_training": {"updates": 3}}))
+    return run
+
+
+def test_a_run_writes_its_reward_model_in_the_hub_format(run: Path) -> None:
+    folder = run / "reward_model"
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors",
+                                                  "README.md"}
+    card = (folder / "README.md").read_text()
+    assert "for pendulum" in card and "python train.py env=pendulum reward=mlp seed=0" in card
+    b = _batch(50)
+    np.testing.assert_array_equal(load_reward_model(run, OBS, ACT)(b),
+                                  load_reward_model(run / "reward_model.pt", OBS, ACT)(b))
+
+
+def test_push_a_run_packages_and_uploads_through_hfapi(run: Path, api: FakeApi,
+                                                       tmp_path: Path) -> None:
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps({"setup": {}, "rewards": {"mlp": {"epic": 0.125,
+                                                                      "pref_acc": 0.875}}}))
+    out = push_cli.main([str(run), "--repo-id", "me/pendulum-run", "--eval", str(evaluation)])
+    assert out["commit"].endswith("/commit/abc")
+    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[0][1]["exist_ok"] is True
+    remote = api.remote / "me" / "pendulum-run"
+    files = {str(p.relative_to(remote)) for p in remote.rglob("*") if p.is_file()}
+    assert files == {"README.md", "agent.zip", "vecnormalize.pkl", "summary.json", "config.yaml",
+                     "evaluation.json", "replay.mp4", "replay.json", "reward_model/config.json",
+                     "reward_model/model.safetensors", "reward_model/README.md"}
+    card = (remote / "README.md").read_text()
+    assert "library_name: stable-baselines3" in card and "-150.50 +/- 12.25" in card
+    assert "| epic | 0.125 |" in card and "python train.py env=pendulum" in card
+    assert "| epic | 0.125 |" in (remote / "reward_model" / "README.md").read_text()
+
+
+def test_out_only_writes_the_folder_and_refuses_a_full_one(run: Path, api: FakeApi,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "hub" / "run"
+    push_cli.main([str(run), "--out", str(out)])
+    assert (out / "agent.zip").is_file() and (out / "reward_model" / "config.json").is_file()
+    assert api.calls == []
+    with pytest.raises(FileExistsError, match="not empty"):
+        package_run(run, out)
+    with pytest.raises(ValueError, match="--repo-id"):
+        push_cli.main([str(run)])
+    (run / "agent.zip").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no agent\.zip"):
+        package_run(run, tmp_path / "other")
+
+
+def test_a_run_without_the_hub_folder_is_converted_when_packaged(run: Path,
+                                                                  tmp_path: Path) -> None:
+    shutil.rmtree(run / "reward_model")
+    out = package_run(run, tmp_path / "pkg")
+    b = _batch(20)
+    np.testing.assert_array_equal(load_reward_model(out / "reward_model", OBS, ACT)(b),
+                                  load_reward_model(run / "reward_model.pt", OBS, ACT)(b))
+
+
+def test_push_to_hub_and_load_by_repo_id(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    url = model.push_to_hub("me/mlp-reward")
+    assert url.endswith("/commit/abc")
+    asked: dict[str, Any] = {}
+
+    def fake_download(repo_id: str, **kw: Any) -> str:
+        asked.update(repo_id=repo_id, **kw)
+        return str(api.remote / repo_id)
+
+    monkeypatch.setattr(pretrained, "snapshot_download", fake_download)
+    loaded = MLPReward.from_pretrained("me/mlp-reward@v1", OBS, ACT)
+    assert asked["repo_id"] == "me/mlp-reward" and asked["revision"] == "v1"
+    assert "agent.zip" not in str(asked["allow_patterns"])  # no pickles fetched
+    np.testing.assert_array_equal(loaded(_batch(30)), model(_batch(30)))
+    with pytest.raises(TypeError, match="not a PreferenceReward"):
+        from rewardlearn.preference.reward import PreferenceReward
+
+        PreferenceReward.from_pretrained("me/mlp-reward")
+
+
+def test_a_repo_id_reads_the_hub_cache_offline(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real snapshot_download with HF_HUB_OFFLINE=1: a cached repo loads, others say so."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
+    repo = cache / "models--me--cached"
+    commit = "b" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    model = _model()
+    model.save_pretrained(repo / "snapshots" / commit)
+    loaded = pretrained.load_pretrained("hf://me/cached", OBS, ACT, cache_dir=str(cache))
+    np.testing.assert_array_equal(loaded(_batch(10)), model(_batch(10)))
+    with pytest.raises(FileNotFoundError, match=r"'me/missing'.*HF_HUB_OFFLINE is set"):
+        pretrained.load_pretrained("me/missing", cache_dir=str(cache))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_reward_model(tmp_path / "nope.pt")
+
+
+def test_reward_checkpoint_accepts_a_folder_or_repo_id(compose_cfg: Any, run: Path) -> None:
+    from rewardlearn.cli.checks import _check_inputs
+
+    for path in (str(run), str(run / "reward_model"), "me/some-reward"):
+        _check_inputs(compose_cfg("reward=checkpoint", f"reward.model.path={path}"))
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        _check_inputs(compose_cfg("reward=checkpoint", "reward.model.path=runs/x/nope.pt"))
+
+
+class _Evil:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.target,))
+
+
+def test_convert_writes_the_hub_format_and_needs_trust_for_a_pickle(tmp_path: Path) -> None:
+    model = _model()
+    pt = save_reward_model(model, tmp_path / "reward_model.pt")
+    out = convert_cli.main([str(pt), str(tmp_path / "converted")])
+    np.testing.assert_array_equal(RewardModel.from_pretrained(out)(_batch(9)), model(_batch(9)))
+    # an old checkpoint whose state holds an object only a full unpickle rebuilds
+    payload = torch.load(pt, weights_only=True)
+    target = tmp_path / "ran"
+    payload["extra"] = {"note": _Evil(target)}
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"rewardlearn-convert .*old.pt <out> --trust"):
+        convert_cli.main([str(tmp_path / "old.pt"), str(tmp_path / "o2")])
+    assert not target.exists()
+    # a trusted old file with a harmless non-plain value (a date): converted with --trust
+    import datetime
+
+    payload["extra"] = {"saved": datetime.date(2024, 5, 1)}
+    torch.save(payload, tmp_path / "dated.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"datetime\.date"):
+        load_reward_model(tmp_path / "dated.pt")
+    out = convert_cli.main([str(tmp_path / "dated.pt"), str(tmp_path / "o3"), "--trust"])
+    assert json.loads((out / "config.json").read_text())["extra"] == {"saved": "2024-05-01"}
+    np.testing.assert_array_equal(load_reward_model(out)(_batch(9)), model(_batch(9)))

@@ -307,13 +307,15 @@ def test_checkpoint_round_trip_and_space_check(tmp_path: Path) -> None:
     act = gym.spaces.Box(-1, 1, (1,))
     shaped = build_shaping(_function_cfg(None), EnvReward(space, act), space, act, 0.95)
     path = save_reward_model(shaped, tmp_path / "shaped.pt")
-    loaded = load_reward_model(path, space, act)
+    # the potential's function is this test's own code: loading imports it only when trusted
+    loaded = load_reward_model(path, space, act, trust=["test_shaping:first_coordinate"])
     assert isinstance(loaded, ShapedReward) and loaded.gamma == 0.95
     b = TransitionBatch(np.ones((2, 2)), np.zeros((2, 1)), np.full((2, 2), 3.0), [False, True],
                         [False, False], env_rewards=np.zeros(2))
     np.testing.assert_allclose(loaded(b), shaped(b))
     with pytest.raises(SpaceMismatchError, match="observation space"):
-        load_reward_model(path, gym.spaces.Box(-1, 1, (5,)), act)
+        load_reward_model(path, gym.spaces.Box(-1, 1, (5,)), act,
+                          trust=["test_shaping:first_coordinate"])
 
 
 # ---------------------------------------------------------------- train.py wiring
@@ -334,7 +336,8 @@ def test_train_shaping_on_env_reward(compose_cfg: Callable[..., DictConfig],
                               "agent.gamma=0.97"))
     summary = run(cfg, tmp_path / "run")
     assert summary["learned_return_mean"] is not None
-    saved = load_reward_model(tmp_path / "run" / "reward_model.pt")
+    saved = load_reward_model(tmp_path / "run" / "reward_model.pt",
+                              trust=["test_shaping:first_coordinate"])
     assert isinstance(saved, ShapedReward) and saved.gamma == 0.97
     assert isinstance(saved.base, EnvReward)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["reward_training"][

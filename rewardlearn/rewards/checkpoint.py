@@ -300,7 +300,9 @@ def load_reward_model(
             a folder written by :func:`~rewardlearn.rewards.pretrained.save_pretrained`, a run
             folder, or a Hub repo id (``user/name``).
         observation_space, action_space: the env's spaces; ``None`` skips the check.
-        overrides: constructor kwargs to change (e.g. ``device="cpu"``).
+        overrides: constructor kwargs to change (e.g. ``device="cpu"``); ``trust=[...]``
+            lists dotted paths its settings may import besides rewardlearn's (a shaping
+            function of yours), ``revision``/``token``/``cache_dir`` go to the Hub.
     """
     from rewardlearn.rewards.pretrained import load_pretrained
 

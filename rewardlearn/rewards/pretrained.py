@@ -32,11 +32,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,7 +363,7 @@ def read_any(source: str | os.PathLike[str], **hub: Any) -> dict[str, Any]:
 
 def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | None,
                        action_space: gym.Space | None, where: str,
-                       **overrides: Any) -> RewardModel:
+                       trust: Sequence[str] = (), **overrides: Any) -> RewardModel:
     """Rebuild a reward module from a checked payload: a registered class only, built with
     imports limited to registered ones (:func:`~rewardlearn.rewards.registry.check_reference`)."""
     check_spaces(payload["observation_space"], payload["action_space"], observation_space,
@@ -370,7 +372,7 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
     settings = payload["config"]
     if not isinstance(settings, dict):
         raise TamperedModelError(f"{where}: settings are {type(settings).__name__}, not a dict")
-    with guarded_imports(check_reference):
+    with guarded_imports(functools.partial(check_reference, trusted=tuple(trust))):
         model = cls(space_from_description(payload["observation_space"]),
                     space_from_description(payload["action_space"]), **{**settings, **overrides})
         try:
@@ -386,17 +388,19 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
 def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space | None = None,
                     action_space: gym.Space | None = None, *, revision: str | None = None,
                     token: str | None = None, cache_dir: str | None = None,
-                    **overrides: Any) -> RewardModel:
+                    trust: Sequence[str] = (), **overrides: Any) -> RewardModel:
     """Load a reward model from a folder, run folder, repo id or ``.pt`` file (see
     :func:`resolve_source`), refusing it if its spaces differ from the given ones.
 
-    ``overrides`` change constructor settings (e.g. ``device="cpu"``).
+    ``trust``: dotted paths its settings may import besides rewardlearn's (your shaping
+    function, ``"my_pkg.potentials:phi"``); ``overrides`` change constructor settings
+    (e.g. ``device="cpu"``).
     """
     path = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
     payload = read_pretrained(path) if path.is_dir() else read_checkpoint(path)
     label = "reward model" if path.is_dir() else "reward checkpoint"
     return build_from_payload(payload, observation_space, action_space, f"{label} {path}",
-                              **overrides)
+                              trust, **overrides)
 
 
 # ----------------------------------------------------------------------------- push

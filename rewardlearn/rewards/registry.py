@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from rewardlearn.rewards.base import RewardModel
@@ -158,13 +158,15 @@ def trust(reference: str) -> None:
     _TRUSTED.add(_canonical(reference))
 
 
-def check_reference(qualified: str) -> None:
-    """Refuse a dotted path in saved settings unless loading may import it (see module doc).
+def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
+    """Refuse a dotted path in saved settings unless loading may import it (see module doc);
+    ``trusted`` adds references the caller vouches for (``load_reward_model(trust=...)``).
 
     Used as the :func:`rewardlearn.utils.guarded_imports` check while a model is built.
     """
     qualified = _canonical(qualified)
-    if qualified in _TRUSTED or REWARD_CLASSES.name_for_path(qualified) is not None:
+    if (qualified in _TRUSTED or qualified in {_canonical(t) for t in trusted}
+            or REWARD_CLASSES.name_for_path(qualified) is not None):
         return
     module = qualified.partition(":")[0]
     root = module.split(".")[0]
@@ -183,8 +185,9 @@ def check_reference(qualified: str) -> None:
     raise UntrustedReferenceError(
         f"the saved settings name {qualified!r}, which loading may not import: only registered "
         "reward classes, rewardlearn's potentials and encoders and rewardlearn_envs functions "
-        "are imported from a file. If you trust it, call "
-        f"rewardlearn.rewards.registry.trust({qualified!r}) before loading")
+        "are imported from a file. If you trust it, load with trust=[...] "
+        f"(reward=checkpoint: +reward.model.trust=[{qualified}]) or call "
+        f"rewardlearn.rewards.registry.trust({qualified!r}) first")
 
 
 __all__ = ["REWARD_CLASSES", "RewardRegistry", "UnknownRewardClassError",

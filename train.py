@@ -6,6 +6,8 @@ Hydra composes ``conf/config.yaml`` with the ``env``, ``agent``, ``reward``,
 
 from __future__ import annotations
 
+from typing import Any
+
 import hydra
 from omegaconf import DictConfig
 
@@ -13,8 +15,9 @@ from rewardlearn.cli.train import main as _main
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    _main(cfg)
+def main(cfg: DictConfig) -> dict[str, Any] | float:
+    """The run's summary; under ``hydra/sweeper=optuna`` its ``objective`` field."""
+    return _main(cfg)
 
 
 if __name__ == "__main__":

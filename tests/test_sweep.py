@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
 from rewardlearn.cli import aggregate as agg
+from rewardlearn.cli import objective as obj
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -156,3 +159,100 @@ def test_multirun_two_seeds_then_aggregate(launcher: str, tmp_path: Path) -> Non
     assert f"hydra/launcher={launcher}" in result["markdown"]
     if launcher == "slurm_local":
         assert (sweep / ".submitit").is_dir()
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+OPTUNA_SWEEPERS = sorted(p.stem for p in (CONF / "hydra" / "sweeper").glob("*.yaml"))
+
+
+def _search_space(sweeper: str) -> dict[str, Any]:
+    """The sweeper config's params, parsed as Hydra parses them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/sweeper={sweeper}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.storage is None
+    parser = OverridesParser.create()
+    return {k: parser.parse_override(f"{k}={v}").value()
+            for k, v in cfg.hydra.sweeper.params.items()}
+
+
+def _inside(value: Any, space: Any) -> bool:
+    if hasattr(space, "list"):  # choice(...)
+        return value in space.list
+    return space.start <= value <= space.end  # interval(...)
+
+
+@pytest.mark.parametrize("sweeper", OPTUNA_SWEEPERS)
+def test_sweeper_search_space_names_real_settings(sweeper: str) -> None:
+    """Every searched key is a PreferenceConfig field and every choice a valid value."""
+    from rewardlearn.preference.configuration import PreferenceConfig
+    from rewardlearn.preference.query import QUERY_METHODS
+
+    space = _search_space(sweeper)
+    fields = {f.name for f in dataclasses.fields(PreferenceConfig)}
+    assert {"reward.model.lr", "reward.model.ensemble_size", "reward.model.segment_length",
+            "reward.model.query_selection", "reward.model.queries_per_round"} <= set(space)
+    for key in space:
+        assert key.startswith("reward.model.") and key.split(".")[-1] in fields, key
+    assert set(space["reward.model.query_selection"].list) <= set(QUERY_METHODS)
+    assert "log" in space["reward.model.lr"].tags
+
+
+def test_objective_names_and_errors() -> None:
+    summary = {"env_return_mean": -150.0, "success_rate": None, "seed": 0,
+               "reward_training": {"heldout_acc": 0.75, "labels_used": 40}}
+    assert obj.objective_value(summary, "env_return_mean") == -150.0
+    assert obj.objective_value(summary, "reward_training.heldout_acc") == 0.75
+    assert obj.check_objective("reward_training.heldout_acc") == "reward_training.heldout_acc"
+    with pytest.raises(ValueError, match="unknown objective 'env_return'; valid: env_return_mean"):
+        obj.check_objective("env_return")
+    with pytest.raises(ValueError, match=r"'success_rate' is not a number .*env_return_mean"):
+        obj.objective_value(summary, "success_rate")
+    assert obj.is_optuna_sweep("hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper")
+    assert not obj.is_optuna_sweep("hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
+
+
+OPTUNA_TINY = ["env=pendulum", "agent=sac", "reward=preference", "total_timesteps=300",
+               "video.enabled=false", "eval.n_episodes=1", "progress_bar=false",
+               "torch_threads=1", "hydra/sweeper=preference_optuna"]
+
+
+def _optuna(sweep: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "-m", *OPTUNA_TINY, f"hydra.sweep.dir={sweep}", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_optuna_sweep_three_trials(tmp_path: Path) -> None:
+    """3 trials run, their parameters lie in the search space, the best value is recorded."""
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "optuna"
+    proc = _optuna(sweep, "hydra.sweeper.n_trials=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(runs) == 3
+    space = _search_space("preference_optuna")
+    returns = []
+    for run in runs:
+        cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+        for key, values in space.items():
+            assert _inside(OmegaConf.select(cfg, key), values), (key, run)
+        summary = json.loads((run / "summary.json").read_text())
+        assert set(obj.OBJECTIVES) <= set(summary)
+        returns.append(summary["env_return_mean"])
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(max(returns))
+    assert set(results.best_params) == set(space)
+    assert all(_inside(v, space[k]) for k, v in results.best_params.items())
+
+
+def test_optuna_sweep_unknown_objective_fails_before_training(tmp_path: Path) -> None:
+    proc = _optuna(tmp_path / "bad", "hydra.sweeper.n_trials=1", "objective=return")
+    assert proc.returncode != 0
+    assert "unknown objective 'return'; valid: env_return_mean" in proc.stderr
+    assert not list((tmp_path / "bad").glob("*/agent.zip"))

@@ -378,3 +378,33 @@ def test_old_pt_and_run_folder_load_through_the_same_call(tmp_path: Path) -> Non
     save_pretrained(model, run / "reward_model")
     loaded = load_reward_model(str(run), OBS, ACT)
     np.testing.assert_array_equal(loaded(batch), model(batch))
+
+
+def test_no_torch_load_runs_code_from_a_file() -> None:
+    """Every ``torch.load`` in the package passes ``weights_only=True``, except the one behind
+    ``rewardlearn-convert --trust`` (a file the user vouches for)."""
+    import ast
+
+    root = Path(rewardlearn.__file__).parent
+    unsafe = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                flag = {k.arg: k.value for k in node.keywords}.get("weights_only")
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    unsafe.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert unsafe == ["cli/convert.py:" + str(_trusted_line(root / "cli" / "convert.py"))]
+
+
+def _trusted_line(path: Path) -> int:
+    lines = path.read_text().splitlines()
+    return next(i + 1 for i, line in enumerate(lines) if "weights_only=False" in line)
+
+
+def test_module_doctests() -> None:
+    import doctest
+
+    from rewardlearn.rewards import checkpoint, pretrained, registry
+
+    for module in (checkpoint, pretrained, registry):
+        assert doctest.testmod(module).failed == 0

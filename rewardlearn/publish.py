@@ -155,15 +155,16 @@ def run_card(summary: Mapping[str, Any], cfg: Mapping[str, Any], files: list[str
              command: str | None, repo_id: str | None, metrics: Mapping[str, Any]) -> str:
     """The ``README.md`` of a packaged run (rl-zoo style, with a ``model-index``)."""
     env = str(summary.get("env") or _get(cfg, "env.name") or "env")
+    env_id = str(_get(cfg, "env.id") or env)  # the Gymnasium id, as rl-zoo's cards name it
     agent = str(summary.get("agent") or _get(cfg, "agent.name") or "agent")
     reward = str(summary.get("reward") or _get(cfg, "reward.name") or "reward")
     mean, std = summary.get("env_return_mean"), summary.get("env_return_std")
     results = [] if mean is None else [EvalResult(
-        task_type="reinforcement-learning", dataset_type=env, dataset_name=env,
+        task_type="reinforcement-learning", dataset_type=env_id, dataset_name=env_id,
         metric_type="mean_reward", metric_value=f"{mean:.2f} +/- {std or 0.0:.2f}")]
     meta = ModelCardData(
-        library_name="stable-baselines3", model_name=f"{agent}-{env}-{reward}",
-        tags=[env, "reinforcement-learning", "deep-reinforcement-learning", "stable-baselines3",
+        library_name="stable-baselines3", model_name=f"{agent}-{env_id}-{reward}",
+        tags=[env_id, "reinforcement-learning", "deep-reinforcement-learning", "stable-baselines3",
               "rewardlearn", f"reward-{reward}"], eval_results=results or None).to_yaml()
     repo = repo_id or "<user>/<repo>"
     rows = [("env return (mean +- std)", f"{_fmt(mean)} +- {_fmt(std)}"),
@@ -172,9 +173,10 @@ def run_card(summary: Mapping[str, Any], cfg: Mapping[str, Any], files: list[str
             ("evaluation episodes", _fmt(summary.get("eval_episodes"))),
             ("training steps", _fmt(summary.get("total_timesteps"))),
             ("seed", _fmt(summary.get("seed")))]
-    lines = ["---", meta, "---", "", f"# {agent.upper()} on {env} with `reward={reward}`", "",
+    lines = ["---", meta, "---", "", f"# {agent.upper()} on {env_id} with `reward={reward}`",
+             "",
              f"A {agent.upper()} agent (stable-baselines3) trained by rewardlearn on the "
-             f"`{reward}` reward, evaluated on the env's own reward.", "",
+             f"`{reward}` reward (`env={env}`), evaluated on the env's own reward.", "",
              "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     if command:
         lines += ["", "Trained with:", "", "```bash", command, "```"]

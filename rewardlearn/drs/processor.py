@@ -5,7 +5,8 @@ classifier when its trajectory went on to reach a later stage (or success) after
 a *negative* when the trajectory ended without getting past stage ``k`` from there. No
 clock is involved: a state where the policy stalls, hovers or drops the object is a
 negative however long the episode ran, and a dropped object's states are labelled by
-the stage they are in (the env's stage goes back down).
+the stage they are in (the env's stage goes back down). The stage reading is shared with
+the progress model's failure-aware labels (:mod:`rewardlearn.stages`).
 
 Example:
     >>> import numpy as np
@@ -17,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+
+from rewardlearn.stages import best_after
 
 
 def episode_labels(stages: np.ndarray, success: bool, num_stages: int
@@ -33,14 +36,7 @@ def episode_labels(stages: np.ndarray, success: bool, num_stages: int
     success state itself (the last one of a successful episode) is positive too.
     """
     k = np.asarray(stages, np.int64).reshape(-1)
-    reached = k.copy()
-    if success and len(reached):
-        reached[-1] = num_stages
-    # best stage reached strictly after each state
-    after = np.full(len(k), -1, np.int64)
-    if len(k) > 1:
-        after[:-1] = np.maximum.accumulate(reached[::-1])[::-1][1:]
-    positive = after > k
+    positive = best_after(k, success, num_stages) > k
     if success and len(k):
         positive[-1] = True
     return k, positive

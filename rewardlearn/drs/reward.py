@@ -34,7 +34,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 from torch.nn import functional as F
 
 from rewardlearn.drs.configuration import DrSConfig
@@ -42,6 +41,7 @@ from rewardlearn.drs.modeling import StageClassifier
 from rewardlearn.drs.processor import StageBuffers, episode_labels
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flat_dim, flatten_obs
+from rewardlearn.stages import PeriodicUpdate
 from rewardlearn.utils import resolve_device
 
 log = logging.getLogger("rewardlearn")
@@ -259,27 +259,18 @@ class DrSReward(RewardModel):
         return {"updates": self.updates, **{k: last[k] for k in ("loss", "acc") if k in last}}
 
 
-class DrSCallback(BaseCallback):
+class DrSCallback(PeriodicUpdate):
     """Updates the classifiers every ``update_every`` env steps, between rollouts."""
 
     def __init__(self, reward: DrSReward) -> None:
-        super().__init__()
+        super().__init__(reward.cfg.update_every, reward.update, "reward",
+                         ready=lambda: reward.net is not None, report=self._log)
         self.reward = reward
-        self.next_update = reward.cfg.update_every
 
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        if self.num_timesteps < self.next_update or self.reward.net is None:
-            return
-        self.next_update = self.num_timesteps + self.reward.cfg.update_every
-        metrics = self.reward.update()
-        for key, value in metrics.items():
-            self.logger.record(f"reward/{key}", value)
-        if metrics and self.reward.updates % 10 == 1:
+    def _log(self, metrics: dict[str, float], steps: int) -> None:
+        if self.reward.updates % 10 == 1:
             log.info("drs update %d at %d steps: loss %.3f, acc %.3f, %d stages trained",
-                     self.reward.updates, self.num_timesteps, metrics["loss"], metrics["acc"],
+                     self.reward.updates, steps, metrics["loss"], metrics["acc"],
                      metrics["stages_trained"])
 
 

@@ -93,7 +93,7 @@ def test_frame_stage_labels_keep_regressions() -> None:
     np.testing.assert_allclose(tau[6:8], [0.0, 0.5])           # run [6, 8) of stage 0
     np.testing.assert_allclose(prog[6:9], [0.0, 0.125, 0.25])
     assert prog[-1] == pytest.approx(1.0) and np.all(prog[6:9] < prog[5])
-    with pytest.raises(ValueError, match="labels must be 'spans' or 'frames'"):
+    with pytest.raises(ValueError, match="labels must be one of"):
         ProgressConfig(labels="stages")
 
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from rewardlearn.settings import Settings
 
+LABELS = ("spans", "frames", "failure")
+RANK_LOSSES = ("logistic", "margin")
+
 
 @dataclass
 class ProgressConfig(Settings):
@@ -31,6 +34,17 @@ class ProgressConfig(Settings):
     become spans through their running maximum); ``frames`` keeps each frame's own
     stage when the stages come from the env and can go back (a dropped cube), with
     ``tau`` over each run of equal stages. Annotation files always use spans.
+    ``failure`` is ``frames`` made failure-aware
+    (:func:`~rewardlearn.progress.processor.failure_aware_labels`): only a run of equal
+    stages that advanced (the next stage is higher, or the episode succeeded at its end)
+    gets ``tau`` from the clock; the frames of a run that never advanced (a stall, the
+    carry before a drop, a failed episode's last stage) keep ``tau = 0`` and weigh
+    ``stall_weight`` in the ``tau`` regression (0: excluded, only ranked). With
+    ``failure`` labels a ranking term is added (``rank_weight``): those stalled frames
+    rank below the advancing frames of successful episodes at the same stage, on the
+    ``tau`` head conditioned on that stage, ``rank_pairs`` pairs per batch:
+    ``logistic``: ``softplus(-(z_hi - z_lo))`` on ``tau``'s logits (Bradley-Terry);
+    ``margin``: ``relu(rank_margin - (tau_hi - tau_lo))``.
     """
 
     what = "progress"
@@ -51,6 +65,11 @@ class ProgressConfig(Settings):
     device: str = "cpu"
     seed: int = 0
     labels: str = "frames"
+    stall_weight: float = 1.0
+    rank_weight: float = 1.0
+    rank_loss: str = "logistic"
+    rank_margin: float = 0.1
+    rank_pairs: int = 128
 
     def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
@@ -66,9 +85,68 @@ class ProgressConfig(Settings):
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0.0 <= self.heldout < 1.0, "heldout must be in [0, 1)"),
-            (self.labels in ("spans", "frames"), "labels must be 'spans' or 'frames'"),
+            (self.labels in LABELS, f"labels must be one of {LABELS}"),
+            (self.stall_weight >= 0.0, "stall_weight must be >= 0"),
+            (self.rank_weight >= 0.0, "rank_weight must be >= 0"),
+            (self.rank_loss in RANK_LOSSES, f"rank_loss must be one of {RANK_LOSSES}"),
+            (0.0 <= self.rank_margin <= 1.0, "rank_margin must be in [0, 1]"),
+            (self.rank_pairs >= 1, "rank_pairs must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
         ]
 
 
-__all__ = ["ProgressConfig"]
+@dataclass
+class OnlineConfig(Settings):
+    """Online refinement of a progress model on the agent's own rollouts (``online:``).
+
+    Off unless ``enabled``. Each env's episodes are recorded with the env's stage and
+    success signals only (``info[stage_key]``, ``info[success_key]``; never its reward or
+    true progress) and labelled failure-aware
+    (:func:`~rewardlearn.progress.processor.failure_aware_labels`); the last
+    ``buffer_episodes`` finished episodes are kept. Every ``update_every`` env steps (once
+    ``min_episodes`` have finished), ``train_steps`` Adam steps (``lr``) on mixed batches of
+    ``batch_size`` windows, ``demo_fraction`` of them from ``demos`` (comma-separated
+    datasets, failure-aware labels too; they stay in for the whole run, so the model cannot
+    forget the task) and the rest from the agent's episodes, with the model's own losses
+    (stage cross-entropy + ``tau_weight`` x weighted MSE + ``rank_weight`` x ranking: the
+    frames where an episode stalled rank below advancing frames of successful episodes
+    (demos or the agent's) at the same stage). The updated network becomes a new model
+    version; each env switches to it at its next episode start, so within an episode one
+    ``Phi`` shapes every transition (dynamic shaping stays exact).
+    """
+
+    what = "progress online"
+
+    enabled: bool = False
+    demos: str | None = None
+    max_demos: int | None = None
+    update_every: int = 16384
+    train_steps: int = 200
+    batch_size: int = 256
+    demo_fraction: float = 0.5
+    lr: float = 3e-4
+    buffer_episodes: int = 400
+    min_episodes: int = 16
+    stage_key: str = "stage"
+    success_key: str = "is_success"
+    seed: int = 0
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (not self.enabled or bool(self.demos),
+             "demos must name the demo datasets when enabled (they stay in the training "
+             "data so the model cannot forget the task)"),
+            (self.max_demos is None or self.max_demos >= 1, "max_demos must be >= 1 or null"),
+            (self.update_every >= 1, "update_every must be >= 1"),
+            (self.train_steps >= 1, "train_steps must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2"),
+            (0.0 < self.demo_fraction < 1.0,
+             "demo_fraction must be in (0, 1): demos and agent data share each batch"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.buffer_episodes >= 1, "buffer_episodes must be >= 1"),
+            (1 <= self.min_episodes <= self.buffer_episodes,
+             "min_episodes must be in [1, buffer_episodes]"),
+        ]
+
+
+__all__ = ["LABELS", "RANK_LOSSES", "OnlineConfig", "ProgressConfig"]

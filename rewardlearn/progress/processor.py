@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardlearn.stages import run_advances
+
 
 def spans_from_stages(stages: np.ndarray, num_stages: int) -> np.ndarray:
     """Subtask spans ``(K, 2)`` from per-frame stage labels (``T + 1`` frames).
@@ -147,6 +149,32 @@ def frame_stage_labels(stages: np.ndarray, alpha: np.ndarray
     return stage, tau, cum[stage] + alpha[stage] * tau
 
 
+def failure_aware_labels(stages: np.ndarray, success: bool, alpha: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame ``(stage, tau, progress, advancing)`` where only advancing runs get a clock.
+
+    Like :func:`frame_stage_labels` (every frame keeps the env's own stage, so a dropped
+    object's frames return to the lower stage), but ``tau`` rises from 0 to 1 over a run
+    of equal stages only when that run *advanced* (:func:`rewardlearn.stages.run_advances`:
+    the next stage is higher, or it is the last run of a successful episode). Frames of a
+    run that never advanced (a stall, the carry before a drop, a failed episode's last
+    stage) keep ``tau = 0``: ``progress = P_{k-1}``, the stage's start level, however long
+    the run lasted. ``advancing`` marks the frames that got the clock.
+
+    Example:
+        >>> import numpy as np
+        >>> stage, tau, prog, adv = failure_aware_labels(np.array([0, 0, 1, 1, 1]), False,
+        ...                                              np.array([0.5, 0.5]))
+        >>> tau.tolist(), adv.tolist()       # stage 1 stalled to the end: no rising target
+        ([0.0, 0.5, 0.0, 0.0, 0.0], [True, True, False, False, False])
+    """
+    stage, tau, _ = frame_stage_labels(stages, alpha)
+    advancing = run_advances(stage, success)
+    tau = np.where(advancing, tau, 0.0)
+    cum = np.concatenate([[0.0], np.cumsum(np.asarray(alpha, dtype=np.float64))])
+    return stage, tau, cum[stage] + np.asarray(alpha, np.float64)[stage] * tau, advancing
+
+
 def window_positions(end: int, window: int, stride: int) -> np.ndarray:
     """Positions ``end - (window-1-j) * stride`` (``j = 0..window-1``), clipped at 0."""
     return np.maximum(end - (window - 1 - np.arange(window)) * stride, 0)
@@ -214,6 +242,15 @@ class WindowTracker:
         return np.stack([hist[p] for p in window_positions(len(hist) - 1, self.window,
                                                              self.stride)])
 
+    def restarts(self, obs_feats: np.ndarray) -> np.ndarray:
+        """Rows whose history would restart at ``obs`` (an episode start, as :meth:`windows`
+        decides it)."""
+        n = len(obs_feats)
+        if len(self._hist) != n:
+            return np.ones(n, bool)
+        return np.array([not h or not np.array_equal(h[-1], obs_feats[i])
+                         for i, h in enumerate(self._hist)], bool)
+
     def windows(self, obs_feats: np.ndarray, next_feats: np.ndarray, dones: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
         n = len(obs_feats)
@@ -238,6 +275,7 @@ class WindowTracker:
 
 __all__ = [
     "WindowTracker",
+    "failure_aware_labels",
     "frame_stage_labels",
     "frame_windows",
     "load_annotations",

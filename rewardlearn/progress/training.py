@@ -34,8 +34,9 @@ from torch.nn import functional as F
 from rewardlearn.demos import Episode
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import build_encoder
-from rewardlearn.progress.modeling import ProgressModel
+from rewardlearn.progress.modeling import ProgressModel, StageProgressNet
 from rewardlearn.progress.processor import (
+    failure_aware_labels,
     frame_stage_labels,
     frame_windows,
     progress_labels,
@@ -61,9 +62,25 @@ class LabelledDemo:
     tau: np.ndarray
     progress: np.ndarray
     success: bool = True
+    weight: np.ndarray | None = None
+    """Per-frame weight in the ``tau`` regression (``None``: 1 everywhere)."""
+    advancing: np.ndarray | None = None
+    """Failure-aware labels only: frames whose run advanced (the others stalled)."""
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def weights(self) -> np.ndarray:
+        """The regression weight of every frame."""
+        return np.ones(len(self)) if self.weight is None else self.weight
+
+    def rank_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(high, low)`` frame masks for the ranking term: advancing frames of a successful
+        episode rank above stalled frames at the same stage (none without failure labels)."""
+        if self.advancing is None:
+            none = np.zeros(len(self), bool)
+            return none, none
+        return self.advancing & self.success, ~self.advancing
 
 
 def demo_features(episodes: Sequence[Episode], observation_space: gym.Space,
@@ -123,14 +140,22 @@ def demo_spans(episodes: Sequence[Episode], num_stages: int,
 
 def label_demos(episodes: Sequence[Episode], features: Sequence[np.ndarray],
                 spans: Sequence[np.ndarray], alpha: np.ndarray,
-                per_frame: bool = False) -> list[LabelledDemo]:
+                per_frame: bool = False, failure: bool = False,
+                stall_weight: float = 1.0) -> list[LabelledDemo]:
     """Attach SARM labels (with priors ``alpha``) to each demo.
 
     ``per_frame``: label from each frame's own stage (:func:`frame_stage_labels`) instead
-    of the subtask spans, for stages read from the env that can go back.
+    of the subtask spans, for stages read from the env that can go back. ``failure``:
+    failure-aware per-frame labels (:func:`failure_aware_labels`), stalled frames weighing
+    ``stall_weight`` in the regression.
     """
     out = []
     for ep, f, s in zip(episodes, features, spans, strict=True):
+        if failure:
+            stage, tau, prog, adv = failure_aware_labels(ep.stages, ep.success, alpha)
+            out.append(LabelledDemo(ep.id, f, s, stage, tau, prog, ep.success,
+                                    np.where(adv, 1.0, stall_weight), adv))
+            continue
         if per_frame:
             stage, tau, prog = frame_stage_labels(ep.stages, alpha)
         else:
@@ -163,8 +188,10 @@ def label_for_model(model: ProgressModel, episodes: Sequence[Episode],
     (its encoder, stage count, stage priors and label kind)."""
     feats = demo_features(episodes, model.observation_space, model.encoder_spec, embeddings)
     spans = demo_spans(episodes, model.num_stages, annotations)
-    per_frame = model.config.labels == "frames" and annotations is None
-    return label_demos(episodes, feats, spans, model.alpha, per_frame=per_frame)
+    per_frame = model.config.labels in ("frames", "failure") and annotations is None
+    return label_demos(episodes, feats, spans, model.alpha, per_frame=per_frame,
+                       failure=per_frame and model.config.labels == "failure",
+                       stall_weight=model.config.stall_weight)
 
 
 def evaluate_progress(model: ProgressModel, demos: Sequence[LabelledDemo]) -> dict[str, Any]:
@@ -195,6 +222,70 @@ def evaluate_progress(model: ProgressModel, demos: Sequence[LabelledDemo]) -> di
         "progress_mae": float(err.mean()) if len(err) else float("nan"),
         "per_episode": per_episode,
     }
+
+
+class RankPairs:
+    """Pairs for the ranking term: a high frame and a low frame of the same stage.
+
+    ``stage``, ``high`` and ``low`` are per-row arrays over one pool of windows; a pair
+    takes a low row at random (stages with both groups only) and a high row of its stage.
+
+    Example:
+        >>> import numpy as np
+        >>> pairs = RankPairs(np.array([0, 0, 1, 1]), np.array([True, False, True, False]),
+        ...                   np.array([False, True, False, False]))
+        >>> hi, lo, k = pairs.sample(3, np.random.default_rng(0))
+        >>> hi.tolist(), lo.tolist(), k.tolist()     # only stage 0 has both groups
+        ([0, 0, 0], [1, 1, 1], [0, 0, 0])
+    """
+
+    def __init__(self, stage: np.ndarray, high: np.ndarray, low: np.ndarray) -> None:
+        stage = np.asarray(stage, np.int64)
+        self.high = {int(k): np.flatnonzero(high & (stage == k)) for k in np.unique(stage)}
+        lows = np.flatnonzero(low)
+        self.low = lows[np.isin(stage[lows], [k for k, v in self.high.items() if len(v)])]
+        self.stage = stage
+
+    def __bool__(self) -> bool:
+        return bool(len(self.low))
+
+    def sample(self, n: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(high rows, low rows, stage)`` of ``n`` pairs."""
+        lo = self.low[rng.integers(0, len(self.low), n)]
+        k = self.stage[lo]
+        hi = np.array([self.high[int(s)][rng.integers(0, len(self.high[int(s)]))] for s in k],
+                      np.int64)
+        return hi, lo, k
+
+
+def fit_loss(net: StageProgressNet, x: torch.Tensor, stage: torch.Tensor, tau: torch.Tensor,
+             weight: torch.Tensor, cfg: ProgressConfig, gen: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ce + tau_weight * mse, ce, mse)``: stage cross-entropy and the weighted ``tau``
+    regression ``sum(w (tau - t)^2) / sum(w)``, ``tau`` conditioned on the true stage with
+    probability ``true_stage_prob`` (else the predicted one)."""
+    h = net.encode(x)
+    logits = net.stage_head(h)
+    use_true = torch.rand(len(x), generator=gen).to(x.device) < cfg.true_stage_prob
+    cond = torch.where(use_true, stage, logits.argmax(1).detach())
+    pred = net.tau(h, cond)
+    ce = F.cross_entropy(logits, stage)
+    mse = (weight * (pred - tau) ** 2).sum() / weight.sum().clamp_min(1e-8)
+    return ce + cfg.tau_weight * mse, ce, mse
+
+
+def rank_loss(net: StageProgressNet, x_high: torch.Tensor, x_low: torch.Tensor,
+              stage: torch.Tensor, cfg: ProgressConfig) -> torch.Tensor:
+    """Ranking term on ``tau`` (conditioned on the shared stage) of high over low windows:
+    ``logistic``: ``mean softplus(-(z_hi - z_lo))`` with ``z`` the logit of ``tau``;
+    ``margin``: ``mean relu(rank_margin - (tau_hi - tau_lo))``."""
+    tau = net.tau(net.encode(torch.cat([x_high, x_low])), torch.cat([stage, stage]))
+    hi, lo = tau[:len(x_high)], tau[len(x_high):]
+    if cfg.rank_loss == "margin":
+        return F.relu(cfg.rank_margin - (hi - lo)).mean()
+    z_hi, z_lo = torch.logit(hi, eps=1e-6), torch.logit(lo, eps=1e-6)
+    return F.softplus(-(z_hi - z_lo)).mean()
 
 
 def _split(n: int, heldout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,8 +338,10 @@ def train_progress_model(
     train_idx, held_idx = _split(len(episodes), cfg.heldout, cfg.seed)
     alpha = stage_priors([spans[i] for i in train_idx],
                          [len(feats[i]) for i in train_idx])
-    demos = label_demos(episodes, feats, spans, alpha,
-                        per_frame=cfg.labels == "frames" and annotations is None)
+    per_frame = cfg.labels in ("frames", "failure") and annotations is None
+    demos = label_demos(episodes, feats, spans, alpha, per_frame=per_frame,
+                        failure=per_frame and cfg.labels == "failure",
+                        stall_weight=cfg.stall_weight)
     train = [demos[i] for i in train_idx]
     held = [demos[i] for i in held_idx]
 
@@ -263,12 +356,18 @@ def train_progress_model(
                             for d in train])
     nat_stage = np.concatenate([d.stage for d in train])
     nat_tau = np.concatenate([d.tau for d in train])
+    nat_w = np.concatenate([d.weights() for d in train])
+    groups = [d.rank_groups() for d in train]
+    pairs = RankPairs(nat_stage, np.concatenate([g[0] for g in groups]),
+                      np.concatenate([g[1] for g in groups]))
+    rank = cfg.rank_weight > 0 and bool(pairs)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = []
+    nat_t = model.to_tensor(nat_x) if rank else torch.zeros(0)
     for epoch in range(cfg.epochs):
-        xs, stages, taus = [nat_x], [nat_stage], [nat_tau]
+        xs, stages, taus, ws = [nat_x], [nat_stage], [nat_tau], [nat_w]
         for d in train:
             count = round(cfg.rewind_fraction * len(d))
             idx, label = rewind_windows(len(d), count, cfg.window, cfg.stride, cfg.rewind_max,
@@ -277,24 +376,25 @@ def train_progress_model(
                 xs.append(d.features[idx])
                 stages.append(d.stage[label])
                 taus.append(d.tau[label])
+                ws.append(d.weights()[label])
         x_all = model.to_tensor(np.concatenate(xs))
         s_all = torch.as_tensor(np.concatenate(stages), device=model.device)
         t_all = torch.as_tensor(np.concatenate(taus), dtype=torch.float32, device=model.device)
+        w_all = torch.as_tensor(np.concatenate(ws), dtype=torch.float32, device=model.device)
         perm = torch.randperm(len(x_all), generator=gen).to(model.device)
         model.net.train()
-        sums = {"loss": 0.0, "stage_ce": 0.0, "tau_mse": 0.0}
+        sums = {"loss": 0.0, "stage_ce": 0.0, "tau_mse": 0.0, **({"rank": 0.0} if rank else {})}
         batches = 0
         for b in range(0, len(perm), cfg.batch_size):
             rows = perm[b:b + cfg.batch_size]
-            x, s, t = x_all[rows], s_all[rows], t_all[rows]
-            h = model.net.encode(x)
-            logits = model.net.stage_head(h)
-            use_true = torch.rand(len(rows), generator=gen).to(model.device) < cfg.true_stage_prob
-            cond = torch.where(use_true, s, logits.argmax(1).detach())
-            tau = model.net.tau(h, cond)
-            ce = F.cross_entropy(logits, s)
-            mse = F.mse_loss(tau, t)
-            loss = ce + cfg.tau_weight * mse
+            loss, ce, mse = fit_loss(model.net, x_all[rows], s_all[rows], t_all[rows],
+                                     w_all[rows], cfg, gen)
+            if rank:
+                hi, lo, k = pairs.sample(cfg.rank_pairs, rng)
+                rl = rank_loss(model.net, nat_t[hi], nat_t[lo],
+                               torch.as_tensor(k, device=model.device), cfg)
+                loss = loss + cfg.rank_weight * rl
+                sums["rank"] += rl.item()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -327,12 +427,15 @@ def train_progress_model(
 
 __all__ = [
     "LabelledDemo",
+    "RankPairs",
     "demo_features",
     "demo_spans",
     "evaluate_progress",
+    "fit_loss",
     "label_demos",
     "label_for_model",
     "predict_demo",
+    "rank_loss",
     "rate_states",
     "train_progress_model",
 ]

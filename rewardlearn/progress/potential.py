@@ -8,37 +8,83 @@ same windows as in training. :class:`ProgressPotential` is ``shaping=progress``:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
+from rewardlearn.progress.configuration import OnlineConfig
 from rewardlearn.progress.modeling import Prediction, ProgressModel
 from rewardlearn.progress.processor import WindowTracker
 from rewardlearn.rewards.base import Obs, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces, describe_space
 from rewardlearn.shaping.potentials import Potential
+from rewardlearn.utils import to_dict
+
+if TYPE_CHECKING:
+    from rewardlearn.progress.online import OnlineRefiner
 
 
 class ProgressScorer:
-    """Predictions for ``obs`` and ``next_obs`` of each batch, with per-env windows."""
+    """Predictions for ``obs`` and ``next_obs`` of each batch, with per-env windows.
+
+    Model versions (online refinement): :meth:`publish` adds a new model; each env row
+    keeps the version it started its episode with and takes the newest at its next
+    episode start, so one episode is scored by one model (``last_versions``: each row's
+    version in the last batch).
+    """
 
     def __init__(self, model: ProgressModel) -> None:
         self.model = model
         self.tracker = WindowTracker(model.config.window, model.config.stride)
+        self.version = 0
+        self.models: dict[int, ProgressModel] = {0: model}
+        self.last_versions = np.zeros(0, np.int64)
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def publish(self, model: ProgressModel) -> int:
+        """Make ``model`` the newest version (used from each env's next episode); its number."""
+        self.version += 1
+        self.models[self.version] = model
+        self.model = model
+        return self.version
+
+    def features_of(self, batch: TransitionBatch) -> tuple[np.ndarray, np.ndarray]:
+        """``(features of s, features of s')`` (reused from :meth:`score` of the same batch)."""
+        if self._last is not None and self._last[0] == id(batch):
+            return self._last[1], self._last[2]
+        m = self.model
+        return (m.features(batch.obs, batch.obs_frames if m.needs_frames else None),
+                m.features(batch.next_obs, batch.frames if m.needs_frames else None))
 
     def score(self, batch: TransitionBatch) -> tuple[Prediction, Prediction]:
         """``(prediction for s, prediction for s')`` per row."""
-        m = self.model
-        f_obs = m.features(batch.obs, batch.obs_frames if m.needs_frames else None)
-        f_next = m.features(batch.next_obs, batch.frames if m.needs_frames else None)
-        w_obs, w_next = self.tracker.windows(f_obs, f_next, batch.dones)
-        pred = m.predict(np.concatenate([w_obs, w_next]))
+        self._last = None
+        f_obs, f_next = self.features_of(batch)
+        self._last = (id(batch), f_obs, f_next)
         n = len(batch)
+        fresh = self.tracker.restarts(f_obs)
+        if len(self.last_versions) != n:
+            self.last_versions = np.full(n, self.version, np.int64)
+        self.last_versions[fresh] = self.version
+        w_obs, w_next = self.tracker.windows(f_obs, f_next, batch.dones)
+        windows = np.concatenate([w_obs, w_next])
+        versions = np.concatenate([self.last_versions, self.last_versions])
+        stage = np.zeros(2 * n, np.int64)
+        probs = np.zeros((2 * n, self.model.num_stages))
+        tau = np.zeros(2 * n)
+        progress = np.zeros(2 * n)
+        for v in np.unique(versions):
+            rows = versions == v
+            p = self.models[int(v)].predict(windows[rows])
+            stage[rows], probs[rows], tau[rows], progress[rows] = (p.stage, p.stage_probs,
+                                                                  p.tau, p.progress)
+        for v in [v for v in self.models if v != self.version and v not in self.last_versions]:
+            del self.models[v]
 
         def part(sl: slice) -> Prediction:
-            return Prediction(pred.stage[sl], pred.stage_probs[sl], pred.tau[sl],
-                              pred.progress[sl])
+            return Prediction(stage[sl], probs[sl], tau[sl], progress[sl])
 
         return part(slice(0, n)), part(slice(n, 2 * n))
 
@@ -70,17 +116,27 @@ class ProgressPotential(Potential):
         offset: subtracted from the progress before scaling.
         device: torch device for the model.
 
-    Signals: ``stage`` and ``progress`` predicted for ``s'``.
+        online: :class:`~rewardlearn.progress.configuration.OnlineConfig` fields: refine
+            the model on the agent's own rollouts while RL runs (off by default;
+            :mod:`rewardlearn.progress.online`). Each env keeps a model version for a
+            whole episode, so ``Phi(s)`` and ``Phi(s')`` of a transition come from one
+            version.
+
+    Signals: ``stage`` and ``progress`` predicted for ``s'``, and ``model_version``
+    (the model version that scored the transition).
     """
 
     name = "progress"
 
     def __init__(self, path: str | None = None, scale: float = 1.0, offset: float = 1.0,
-                 device: str = "cpu", model: ProgressModel | None = None) -> None:
+                 device: str = "cpu", model: ProgressModel | None = None,
+                 online: Mapping[str, Any] | None = None) -> None:
         self.path = path
         self.scale = float(scale)
         self.offset = float(offset)
         self.device = device
+        self.online = OnlineConfig.from_kwargs(to_dict(online))
+        self.refiner: OnlineRefiner | None = None
         self._spaces: tuple[gym.Space, gym.Space] | None = None
         self.scorer: ProgressScorer | None = None
         if model is None and path is not None:
@@ -94,6 +150,7 @@ class ProgressPotential(Potential):
         self.scorer = ProgressScorer(model)
         self.needs_frames = model.needs_frames
         self.frame_size = model.frame_size
+        self.refiner = make_refiner(self.scorer, self.online)
 
     def _scorer(self) -> ProgressScorer:
         if self.scorer is None:
@@ -116,11 +173,20 @@ class ProgressPotential(Potential):
     def transition(self, batch: TransitionBatch, need_obs: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         pred_s, pred_next = self._scorer().score(batch)
-        signals = {"stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress}
+        signals = {"stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress,
+                   "model_version": self._scorer().last_versions.astype(np.float64)}
         return self.phi(pred_s.progress), self.phi(pred_next.progress), signals
 
+    def observe(self, batch: TransitionBatch) -> None:
+        if self.refiner is not None:
+            self.refiner.observe(batch)
+
+    def callbacks(self) -> list[Any]:
+        return [self.refiner.callback()] if self.refiner is not None else []
+
     def config(self) -> dict[str, Any]:
-        return {"path": None, "scale": self.scale, "offset": self.offset, "device": self.device}
+        return {"path": None, "scale": self.scale, "offset": self.offset, "device": self.device,
+                "online": saved_online(self.online)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self._scorer().model.payload()}
@@ -133,7 +199,24 @@ class ProgressPotential(Potential):
         model = self._scorer().model
         held = model.metrics.get("heldout") or {}
         return {"progress_model": self.path, "model_voc": held.get("voc"),
-                "model_stage_acc": held.get("stage_acc")}
+                "model_stage_acc": held.get("stage_acc"),
+                **(self.refiner.summary() if self.refiner is not None else {})}
 
 
-__all__ = ["ProgressPotential", "ProgressScorer", "check_model_spaces"]
+def make_refiner(scorer: ProgressScorer, online: OnlineConfig) -> OnlineRefiner | None:
+    """The online refiner of ``scorer``'s model when ``online.enabled``, else ``None``."""
+    if not online.enabled:
+        return None
+    from rewardlearn.progress.online import OnlineRefiner
+
+    return OnlineRefiner(scorer, online)
+
+
+def saved_online(online: OnlineConfig) -> dict[str, Any]:
+    """The online settings as saved with a reward module: refinement off (a saved module
+    scores with its last model version; its demos need not exist where it is loaded)."""
+    return {**online.to_dict(), "enabled": False}
+
+
+__all__ = ["ProgressPotential", "ProgressScorer", "check_model_spaces", "make_refiner",
+           "saved_online"]

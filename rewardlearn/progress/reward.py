@@ -28,15 +28,26 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
+from rewardlearn.progress.configuration import OnlineConfig
 from rewardlearn.progress.modeling import ProgressModel
-from rewardlearn.progress.potential import ProgressScorer, check_model_spaces
+from rewardlearn.progress.potential import (
+    ProgressScorer,
+    check_model_spaces,
+    make_refiner,
+    saved_online,
+)
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
+from rewardlearn.utils import to_dict
+
+if TYPE_CHECKING:
+    from rewardlearn.progress.online import OnlineRefiner
 
 MODES = ("potential", "delta", "level")
 
@@ -58,6 +69,9 @@ class ProgressReward(ShapingGamma, RewardModel):
             success state (``Phi = 0`` there by the shaping rule) costs nothing.
         gamma: shaping discount; ``None``: the agent's (set by train.py).
         device: torch device of the model.
+        online: :class:`~rewardlearn.progress.configuration.OnlineConfig` fields: refine
+            the model on the agent's own rollouts (off by default; see
+            :class:`~rewardlearn.progress.potential.ProgressPotential`).
     """
 
     name = "progress"
@@ -67,7 +81,8 @@ class ProgressReward(ShapingGamma, RewardModel):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  path: str | None = None, mode: str = "potential", success_bonus: float = 1.0,
                  delta: float = 0.05, bonus_once: bool = True, scale: float = 1.0,
-                 offset: float = 1.0, gamma: float | None = None, device: str = "cpu") -> None:
+                 offset: float = 1.0, gamma: float | None = None, device: str = "cpu",
+                 online: Mapping[str, Any] | None = None) -> None:
         super().__init__(observation_space, action_space)
         if mode not in MODES:
             raise ValueError(f"unknown progress reward mode {mode!r}; choose from {MODES}")
@@ -81,6 +96,8 @@ class ProgressReward(ShapingGamma, RewardModel):
         self.scale = float(scale)
         self.offset = float(offset)
         self.device = device
+        self.online = OnlineConfig.from_kwargs(to_dict(online))
+        self.refiner: OnlineRefiner | None = None
         self.uses_shaping_gamma = mode == "potential"
         self.shapes_with_progress = mode == "potential"
         self.name = "progress" if mode == "potential" else f"progress_{mode}"
@@ -97,6 +114,7 @@ class ProgressReward(ShapingGamma, RewardModel):
         self.scorer = ProgressScorer(model)
         self.needs_frames = model.needs_frames
         self.frame_size = model.frame_size
+        self.refiner = make_refiner(self.scorer, self.online)
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         if self.scorer is None:
@@ -105,9 +123,10 @@ class ProgressReward(ShapingGamma, RewardModel):
         new_episode = self.term.need_obs(batch)
         pred_s, pred_next = self.scorer.score(batch)
         reached = pred_next.progress >= 1.0 - self.delta
-        signals: dict[str, np.ndarray] = {"stage": pred_next.stage.astype(np.float64),
-                                          "progress": pred_next.progress,
-                                          "success_pred": reached.astype(np.float64)}
+        signals: dict[str, np.ndarray] = {
+            "stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress,
+            "success_pred": reached.astype(np.float64),
+            "model_version": self.scorer.last_versions.astype(np.float64)}
         if self.mode == "delta":
             return RewardOutput(pred_next.progress - pred_s.progress, signals)
         if self.mode == "level":
@@ -126,16 +145,25 @@ class ProgressReward(ShapingGamma, RewardModel):
         signals.update(potential=phi_used, shaping=term, bonus=bonus.astype(np.float64))
         return RewardOutput(bonus + term, signals)
 
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        if self.refiner is not None:
+            self.refiner.observe(batch)
+
+    def callbacks(self) -> list[Any]:
+        return [self.refiner.callback()] if self.refiner is not None else []
+
     def summary(self) -> dict[str, Any]:
         held = (self.scorer.model.metrics.get("heldout") or {}) if self.scorer else {}
         return {"progress_model": self.path, "mode": self.mode, "gamma": self.gamma,
-                "model_voc": held.get("voc"), "model_stage_acc": held.get("stage_acc")}
+                "model_voc": held.get("voc"), "model_stage_acc": held.get("stage_acc"),
+                **(self.refiner.summary() if self.refiner is not None else {})}
 
     def config(self) -> dict[str, Any]:
         return {"path": None, "mode": self.mode, "success_bonus": self.success_bonus,
                 "delta": self.delta, "bonus_once": self.bonus_once, "scale": self.scale,
                 "offset": self.offset,
-                "gamma": self.gamma, "device": self.device}
+                "gamma": self.gamma, "device": self.device,
+                "online": saved_online(self.online)}
 
     def state_dict(self) -> dict[str, Any]:
         if self.scorer is None:

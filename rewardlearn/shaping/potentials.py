@@ -99,6 +99,9 @@ class Potential(abc.ABC):
             phi_obs[rows] = np.asarray(self(take_rows(batch.obs, rows), frames)).reshape(-1)
         return phi_obs, phi_next, {}
 
+    def observe(self, batch: TransitionBatch) -> None:  # noqa: B027
+        """Sees every training batch after it was scored (a potential that learns online)."""
+
     def callbacks(self) -> list[Any]:
         """SB3 callbacks the potential needs during ``learn`` (e.g. to see the agent)."""
         return []

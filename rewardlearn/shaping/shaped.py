@@ -165,7 +165,8 @@ class ShapedReward(ShapingGamma, RewardModel):
     Signals: the base's own, plus ``potential`` (``Phi(s')`` as used, 0 at
     terminal states), ``shaping`` (the added term) and ``base_reward``.
     ``observe`` passes the *base* rewards to the base module, so a module that
-    learns from its own rewards (preference relabelling) never sees the shaping.
+    learns from its own rewards (preference relabelling) never sees the shaping, and
+    the batch to the potential (one refined online, ``shaping=progress``).
     """
 
     uses_shaping_gamma = True
@@ -210,6 +211,7 @@ class ShapedReward(ShapingGamma, RewardModel):
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
         base = self._last_base if self._last_base is not None else rewards
         self.base.observe(batch, base)
+        self.potential.observe(batch)
 
     def callbacks(self) -> list[Any]:
         return [*self.base.callbacks(), *self.potential.callbacks()]

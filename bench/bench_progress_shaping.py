@@ -31,6 +31,10 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``adapted`` (with ``--bc``): ``shaping=progress`` with a model trained on the same data
   plus 100 rollouts of the seed-0 cloned policy (``collect policy=``, stages from
   ``info``, other reset seeds than any evaluation), Robo-Dopamine's adaptation step;
+* ``online`` (with ``--bc``): ``shaping=progress`` with the same model refined online on the
+  policy's own rollouts (``shaping.potential.online.enabled=true``, the model's demo sets kept
+  in every batch, labels from the env's stage/success signals only;
+  :mod:`rewardlearn.progress.online`);
 * ``perceptual_gated``: the same with ``settings.aggregate=gated`` (the score times the
   best step's match, ~0 away from the demos);
 * ``perceptual_shaping_k5``: ``perceptual_shaping`` with 5 steps instead of the automatic k;
@@ -95,6 +99,9 @@ CONDITIONS: dict[str, list[str]] = {
                            "shaping.potential.encoder.target=state"],
     "adapted": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
                 "shaping.potential.path={adapted}"],
+    "online": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
+               "shaping.potential.path={model}", "shaping.potential.online.enabled=true",
+               "shaping.potential.online.demos='{demo_sets}'"],
     "perceptual_gated": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=perceptual",
                          "shaping.potential.demos={demos}",
                          "shaping.potential.encoder.target=state",
@@ -133,6 +140,8 @@ LABELS = {
                         "off the demos)",
     "adapted": "sparse env reward + `shaping=progress`, model adapted to the cloned policy's "
                "rollouts",
+    "online": "sparse env reward + `shaping=progress`, model refined online on the policy's "
+              "rollouts (`shaping.potential.online.enabled=true`)",
     "perceptual_shaping_k5": "sparse env reward + `shaping=perceptual` with 5 steps "
                              "(`settings.n_steps=5`; auto picks 7)",
     "perceptual_shaping_uncapped": "sparse env reward + `shaping=perceptual` without the "
@@ -271,8 +280,10 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
             bc: bool = False) -> dict[str, Any]:
     """One ``train.py`` run; returns its summary plus training-curve figures."""
     run_dir = work / "runs" / f"{cond}_s{seed}"
+    sets = model.parent / "demo_sets.txt"
     overrides = [o.format(model=model, demos=model.parent / "demos",
-                          adapted=work / "adapted" / "progress_model.pt")
+                          adapted=work / "adapted" / "progress_model.pt",
+                          demo_sets=sets.read_text().strip() if sets.is_file() else "")
                  for o in CONDITIONS[cond] + (BC if bc else [])]
     summary = pick_place_run(run_dir, [*overrides, f"total_timesteps={timesteps}",
                                        f"seed={seed}"], work / "logs" / f"{cond}_s{seed}.log")
@@ -465,6 +476,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "progress_shaping")
     parser.add_argument("--bc", action="store_true",
                         help="start every run from the policy cloned from the expert demos")
+    parser.add_argument("--skip-clone-eval", action="store_true",
+                        help="with --bc: do not evaluate the cloned policy before RL "
+                             "(train.py now refuses total_timesteps=0)")
     parser.add_argument("--existing", action="store_true",
                         help="report only the (condition, seed) runs already in --work")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
@@ -483,7 +497,7 @@ def main() -> None:
         parser.error("--conditions adapted needs --bc (it adapts to the cloned policy)")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         before_rl = [pool.submit(run_one, "sparse", s, 0, model, work / "bc_only", True)
-                     for s in args.seeds] if args.bc else []
+                     for s in args.seeds] if args.bc and not args.skip_clone_eval else []
         bc_only = [f.result() for f in before_rl]
         if "adapted" in args.conditions and not args.existing:
             prepare_adapted(args.work, work, work / "bc_only" / "runs" / f"sparse_s{args.seeds[0]}")

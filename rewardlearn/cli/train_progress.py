@@ -18,7 +18,10 @@ Commands: ``train`` (default), ``eval``, ``rabc``. Options (``key=value``):
   fail (``collect ... only_success=false``) are welcome: with per-frame labels they
   teach the model the drops and stalls a learning policy produces.
 * ``labels``: ``frames`` (default; every frame keeps the env's stage, which may go
-  back) or ``spans`` (SARM's subtask spans, the running maximum of the stages).
+  back), ``spans`` (SARM's subtask spans, the running maximum of the stages) or
+  ``failure`` (``frames``, but only stage runs that advanced get ``tau`` from the clock;
+  stalls and drops keep the stage's start, and rank below successes: ``stall_weight``,
+  ``rank_weight``, ``rank_loss``, ``rank_margin``, ``rank_pairs``; docs/progress.md).
 * ``env`` (``conf/env`` name, default ``pick_place``) and ``obs_mode``: the env the
   model will score, whose spaces are stored in the model and checked on use.
 * ``out``: where ``train`` writes the model (default

@@ -342,7 +342,7 @@ def test_a_malicious_pickle_is_refused_on_every_load_path(tmp_path: Path, how: s
     calls: list[Callable[[], Any]] = [
         lambda: load_reward_model(pt, OBS, ACT),
         lambda: load_reward_model(run, OBS, ACT),  # a run folder
-        lambda: RewardModel.from_pretrained(pt),
+        lambda: load_pretrained(pt),
         lambda: read_checkpoint(pt),
         lambda: load_any(str(pt), OBS, ACT),
         lambda: load_any(str(other), OBS, ACT),
@@ -404,7 +404,7 @@ def _trusted_line(path: Path) -> int:
 def test_module_doctests() -> None:
     import doctest
 
-    from rewardlearn.rewards import checkpoint, pretrained, registry
+    from rewardlearn.rewards import checkpoint, pretrained, registry, spaces
 
-    for module in (checkpoint, pretrained, registry):
+    for module in (checkpoint, pretrained, registry, spaces):
         assert doctest.testmod(module).failed == 0

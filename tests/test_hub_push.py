@@ -17,7 +17,7 @@ from rewardlearn.cli import convert as convert_cli
 from rewardlearn.cli import push as push_cli
 from rewardlearn.publish import package_run, save_run_reward_model
 from rewardlearn.rewards import load_reward_model, save_reward_model
-from rewardlearn.rewards.base import RewardModel, TransitionBatch
+from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.checkpoint import UnsafeCheckpointError
 from rewardlearn.rewards.mlp import MLPReward
 
@@ -149,7 +149,7 @@ def test_a_run_without_the_hub_folder_is_converted_when_packaged(run: Path,
 
 def test_push_to_hub_and_load_by_repo_id(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model()
-    url = model.push_to_hub("me/mlp-reward")
+    url = pretrained.push_to_hub(model, "me/mlp-reward")
     assert url.endswith("/commit/abc")
     asked: dict[str, Any] = {}
 
@@ -158,14 +158,14 @@ def test_push_to_hub_and_load_by_repo_id(api: FakeApi, monkeypatch: pytest.Monke
         return str(api.remote / repo_id)
 
     monkeypatch.setattr(pretrained, "snapshot_download", fake_download)
-    loaded = MLPReward.from_pretrained("me/mlp-reward@v1", OBS, ACT)
+    loaded = pretrained.load_pretrained("me/mlp-reward@v1", OBS, ACT, expected=MLPReward)
     assert asked["repo_id"] == "me/mlp-reward" and asked["revision"] == "v1"
     assert "agent.zip" not in str(asked["allow_patterns"])  # no pickles fetched
     np.testing.assert_array_equal(loaded(_batch(30)), model(_batch(30)))
     with pytest.raises(TypeError, match="not a PreferenceReward"):
         from rewardlearn.preference.reward import PreferenceReward
 
-        PreferenceReward.from_pretrained("me/mlp-reward")
+        pretrained.load_pretrained("me/mlp-reward", expected=PreferenceReward)
 
 
 def test_a_repo_id_reads_the_hub_cache_offline(tmp_path: Path,
@@ -178,7 +178,7 @@ def test_a_repo_id_reads_the_hub_cache_offline(tmp_path: Path,
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     model = _model()
-    model.save_pretrained(repo / "snapshots" / commit)
+    pretrained.save_pretrained(model, repo / "snapshots" / commit)
     loaded = pretrained.load_pretrained("hf://me/cached", OBS, ACT, cache_dir=str(cache))
     np.testing.assert_array_equal(loaded(_batch(10)), model(_batch(10)))
     with pytest.raises(FileNotFoundError, match=r"'me/missing'.*HF_HUB_OFFLINE is set"):
@@ -208,7 +208,7 @@ def test_convert_writes_the_hub_format_and_needs_trust_for_a_pickle(tmp_path: Pa
     model = _model()
     pt = save_reward_model(model, tmp_path / "reward_model.pt")
     out = convert_cli.main([str(pt), str(tmp_path / "converted")])
-    np.testing.assert_array_equal(RewardModel.from_pretrained(out)(_batch(9)), model(_batch(9)))
+    np.testing.assert_array_equal(pretrained.load_pretrained(out)(_batch(9)), model(_batch(9)))
     # an old checkpoint whose state holds an object only a full unpickle rebuilds
     payload = torch.load(pt, weights_only=True)
     target = tmp_path / "ran"

@@ -13,6 +13,7 @@ from rewardlearn.rewards.checkpoint import (
 )
 from rewardlearn.rewards.env import EnvReward
 from rewardlearn.rewards.mlp import MLPReward
+from rewardlearn.rewards.pretrained import load_pretrained, push_to_hub, save_pretrained
 
 __all__ = [
     "EnvReward",
@@ -22,6 +23,9 @@ __all__ = [
     "RewardOutput",
     "SpaceMismatchError",
     "TransitionBatch",
+    "load_pretrained",
     "load_reward_model",
+    "push_to_hub",
+    "save_pretrained",
     "save_reward_model",
 ]

@@ -314,31 +314,3 @@ class RewardModel(abc.ABC):
         """Restore what :meth:`state_dict` returned."""
         if state:
             raise ValueError(f"{type(self).__name__} has no learned state to load")
-
-    # -- Hub format (rewardlearn.rewards.pretrained) ------------------------------------
-
-    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` + ``README.md`` to ``folder``
-        (:func:`rewardlearn.rewards.pretrained.save_pretrained`)."""
-        from rewardlearn.rewards.pretrained import save_pretrained
-
-        return save_pretrained(self, folder, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, source: str | Path, observation_space: gym.Space | None = None,
-                        action_space: gym.Space | None = None, **kwargs: Any) -> RewardModel:
-        """Load a folder, run folder, Hub repo id or ``.pt`` saved from this class (or any
-        registered class when called on :class:`RewardModel`); no code runs from the files."""
-        from rewardlearn.rewards.pretrained import load_pretrained
-
-        model = load_pretrained(source, observation_space, action_space, **kwargs)
-        if not isinstance(model, cls):
-            raise TypeError(f"{source} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this model to the Hub repo ``repo_id``; returns the commit URL
-        (:func:`rewardlearn.rewards.pretrained.push_to_hub`)."""
-        from rewardlearn.rewards.pretrained import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)

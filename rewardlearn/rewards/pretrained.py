@@ -52,14 +52,9 @@ from safetensors.torch import load_file, save_file
 
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.rewards.checkpoint import (
-    _short,
-    check_spaces,
-    describe_space,
-    read_checkpoint,
-    space_from_description,
-)
 from rewardlearn.rewards.registry import check_reference, registered_name, reward_class
+from rewardlearn.rewards.spaces import _short, check_spaces, describe_space, space_from_description
+from rewardlearn.rewards.torchfile import read_checkpoint
 from rewardlearn.utils import guarded_imports
 
 CONFIG_NAME = "config.json"
@@ -388,9 +383,12 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
 def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space | None = None,
                     action_space: gym.Space | None = None, *, revision: str | None = None,
                     token: str | None = None, cache_dir: str | None = None,
-                    trust: Sequence[str] = (), **overrides: Any) -> RewardModel:
+                    trust: Sequence[str] = (), expected: type[RewardModel] | None = None,
+                    **overrides: Any) -> RewardModel:
     """Load a reward model from a folder, run folder, repo id or ``.pt`` file (see
     :func:`resolve_source`), refusing it if its spaces differ from the given ones.
+
+    ``expected``: refuse a model of another class (``expected=PreferenceReward``).
 
     ``trust``: dotted paths its settings may import besides rewardlearn's (your shaping
     function, ``"my_pkg.potentials:phi"``); ``overrides`` change constructor settings
@@ -399,8 +397,11 @@ def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space
     path = resolve_source(source, revision=revision, token=token, cache_dir=cache_dir)
     payload = read_pretrained(path) if path.is_dir() else read_checkpoint(path)
     label = "reward model" if path.is_dir() else "reward checkpoint"
-    return build_from_payload(payload, observation_space, action_space, f"{label} {path}",
-                              trust, **overrides)
+    model = build_from_payload(payload, observation_space, action_space, f"{label} {path}",
+                               trust, **overrides)
+    if expected is not None and not isinstance(model, expected):
+        raise TypeError(f"{source} holds a {type(model).__name__}, not a {expected.__name__}")
+    return model
 
 
 # ----------------------------------------------------------------------------- push

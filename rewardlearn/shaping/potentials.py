@@ -253,7 +253,7 @@ class ValuePotential(Potential):
     def bind(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         if self.agent is None:
             return
-        from rewardlearn.rewards.checkpoint import check_spaces, describe_space
+        from rewardlearn.rewards.spaces import check_spaces, describe_space
 
         check_spaces(describe_space(self.agent.observation_space),
                      describe_space(self.agent.action_space), observation_space, action_space,

@@ -236,7 +236,8 @@ def plot_profile(groups: Mapping[str, Sequence[float]], metric: str, path: Path,
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(
         profiles, taus, performance_profile_cis=cis, ax=ax, xlabel=f"{metric} ($\\tau$)",
-        ylabel=f"fraction of runs with {metric} $> \\tau$", legend=True)
+        ylabel="fraction of runs $> \\tau$", legend=True, labelsize="large",
+        ticklabelsize="medium", legendsize="medium")
     ax.set_title(f"performance profile of {metric} (95% bootstrap bands)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -228,3 +228,6 @@ def cli() -> None:
 
 
 __all__ = ["cli", "main", "replay"]
+
+if __name__ == "__main__":
+    cli()

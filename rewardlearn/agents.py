@@ -117,6 +117,16 @@ def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _reward_agent_kwargs(venv: VecEnv, algo: str) -> dict[str, Any]:
+    """Agent settings the reward module asks for (``agent_kwargs(algo)``, e.g. a replay
+    buffer class for QPA's hybrid replay); none without such a module."""
+    from rewardlearn.wrappers.vec import find_reward_wrapper
+
+    wrapper = find_reward_wrapper(venv)
+    hook = getattr(wrapper.reward_model, "agent_kwargs", None) if wrapper is not None else None
+    return dict(hook(algo)) if callable(hook) else {}
+
+
 def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     """The SB3 agent: env's recommended settings, then ``agent.kwargs`` on top."""
     algo = str(cfg.agent.algo)
@@ -130,6 +140,7 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     kwargs: dict[str, Any] = {**recommended, **user, "gamma": agent_gamma(cfg)}
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
+    kwargs.update(_reward_agent_kwargs(venv, algo))
     return ALGOS[algo](
         policy_for(venv.observation_space, str(cfg.agent.policy)),
         venv,

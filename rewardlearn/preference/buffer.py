@@ -5,6 +5,17 @@ spans an episode end (B-Pref samples fixed offsets into a flat buffer and so
 pairs steps of different episodes when lengths vary). Episodes of any length
 are kept; the in-progress episode of each env is usable up to its last step.
 
+Absorbing padding (``absorbing=True`` in :meth:`SegmentBuffer.sample`): a window
+may also run past a *termination*; the steps after it are absorbing steps
+(zero features, true reward 0, flagged in ``Segments.absorbing``), so every
+segment keeps the full length and a segment that falls early is compared with
+one that lives on. A truncated episode (time limit) is never padded: the agent
+would have lived on, so nothing is known about the steps after it.
+
+Each step also keeps its next state (``next_states`` in :meth:`SegmentBuffer.add`,
+the flattened ``next_obs``), so a segment knows ``s_L``, the state reached after
+its last action (the regret model's ``V(s_L)``, Knox et al.).
+
 Example:
     >>> import numpy as np
     >>> from rewardlearn.preference.buffer import SegmentBuffer
@@ -37,6 +48,8 @@ class Segments:
     episode: np.ndarray  # (N,) episode serial number
     start: np.ndarray  # (N,) first step index within the episode
     states: np.ndarray | None = None  # (N, L, S) simulator states, for rendering clips
+    next_state: np.ndarray | None = None  # (N, S) the state after the last real step's action
+    absorbing: np.ndarray | None = None  # (N, L) bool: absorbing steps after a termination
 
     def __len__(self) -> int:
         return len(self.features)
@@ -50,7 +63,15 @@ class Segments:
         return Segments(
             self.features[idx], self.true_rewards[idx], self.terminated[idx], self.episode[idx],
             self.start[idx], None if self.states is None else self.states[idx],
+            None if self.next_state is None else self.next_state[idx],
+            None if self.absorbing is None else self.absorbing[idx],
         )
+
+    def real_lengths(self) -> np.ndarray:
+        """``(N,)`` steps before the absorbing padding (``L`` for unpadded segments)."""
+        if self.absorbing is None:
+            return np.full(len(self), self.length, np.int64)
+        return (~self.absorbing).sum(1).astype(np.int64)
 
 
 @dataclass
@@ -60,6 +81,11 @@ class _Episode:
     true_rewards: np.ndarray
     terminated: np.ndarray
     states: np.ndarray | None
+    next_states: np.ndarray | None
+
+    @property
+    def ended_by_termination(self) -> bool:
+        return bool(len(self.terminated) and self.terminated[-1])
 
 
 class _Running:
@@ -71,6 +97,7 @@ class _Running:
         self.rewards: list[float] = []
         self.terminated: list[bool] = []
         self.states: list[np.ndarray] = []
+        self.next_states: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -82,6 +109,7 @@ class _Running:
             np.asarray(self.rewards, dtype=np.float32),
             np.asarray(self.terminated, dtype=bool),
             np.stack(self.states) if self.states else None,
+            np.stack(self.next_states).astype(np.float32) if self.next_states else None,
         )
 
 
@@ -104,6 +132,7 @@ class SegmentBuffer:
         self._running = [self._new_running() for _ in range(n_envs)]
         self._frozen_running: dict[int, tuple[int, _Episode]] = {}
         self.total_steps = 0
+        self.seen_termination = False
 
     def _new_running(self) -> _Running:
         run = _Running(self._serial)
@@ -117,15 +146,23 @@ class SegmentBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         states: np.ndarray | None = None,
+        next_states: np.ndarray | None = None,
     ) -> None:
-        """Append one step of every env (``(n_envs, ...)`` arrays)."""
+        """Append one step of every env (``(n_envs, ...)`` arrays).
+
+        ``next_states`` (``(n_envs, S)``): the flattened true next observation of
+        each step (the last one of an episode, not the reset observation).
+        """
         for i in range(self.n_envs):
             run = self._running[i]
             run.features.append(np.asarray(features[i], dtype=np.float32))
             run.rewards.append(float(true_rewards[i]))
             run.terminated.append(bool(terminated[i]))
+            self.seen_termination |= bool(terminated[i])
             if states is not None:
                 run.states.append(np.asarray(states[i]))
+            if next_states is not None:
+                run.next_states.append(np.asarray(next_states[i], dtype=np.float32))
             if terminated[i] or truncated[i]:
                 self._push(run.freeze())
                 self._running[i] = self._new_running()
@@ -154,27 +191,52 @@ class SegmentBuffer:
     def __len__(self) -> int:
         return self._stored + sum(len(r) for r in self._running)
 
-    def num_windows(self, length: int) -> int:
-        """How many distinct ``length``-step windows lie inside single episodes."""
-        return int(sum(max(0, len(e.true_rewards) - length + 1) for e in self._all_episodes()))
+    def _episodes_for(self, recent: int | None) -> list[_Episode]:
+        eps = self._all_episodes()
+        return eps if recent is None else eps[-int(recent):]
 
-    def longest_feasible(self, length: int, needed: int, min_length: int = 2) -> int:
+    @staticmethod
+    def _window_counts(eps: list[_Episode], length: int, absorbing: bool) -> np.ndarray:
+        """Valid window starts per episode: ``n - L + 1``; with ``absorbing``, a terminated
+        episode allows every start ``0..n-1`` (windows past its end are padded)."""
+        n = np.array([len(e.true_rewards) for e in eps], dtype=np.int64)
+        counts = np.maximum(n - length + 1, 0)
+        if absorbing and len(eps):
+            term = np.array([e.ended_by_termination for e in eps])
+            counts = np.where(term, n, counts)
+        return counts
+
+    def num_windows(self, length: int, absorbing: bool = False, recent: int | None = None) -> int:
+        """How many distinct ``length``-step windows lie inside single episodes."""
+        return int(self._window_counts(self._episodes_for(recent), length, absorbing).sum())
+
+    def longest_feasible(self, length: int, needed: int, min_length: int = 2,
+                         absorbing: bool = False, recent: int | None = None) -> int:
         """The largest ``L <= length`` with at least ``needed`` windows (``0`` if none).
 
         Early in training (agents that fall fast) episodes can be shorter than
         the configured segment length; shorter segments beat pairing across
-        episode ends.
+        episode ends. With ``absorbing`` padding a terminated episode gives
+        full-length windows whatever its length.
         """
-        lengths = np.array([len(e.true_rewards) for e in self._all_episodes()])
+        eps = self._episodes_for(recent)
         for cand in range(length, min_length - 1, -1):
-            if int(np.maximum(lengths - cand + 1, 0).sum()) >= needed:
+            if int(self._window_counts(eps, cand, absorbing).sum()) >= needed:
                 return cand
         return 0
 
-    def sample(self, n: int, length: int, rng: np.random.Generator) -> Segments:
-        """``n`` windows of ``length`` steps, uniform over all valid windows."""
-        eps = self._all_episodes()
-        counts = np.array([max(0, len(e.true_rewards) - length + 1) for e in eps], dtype=np.int64)
+    def sample(self, n: int, length: int, rng: np.random.Generator, absorbing: bool = False,
+               recent: int | None = None) -> Segments:
+        """``n`` windows of ``length`` steps, uniform over all valid windows.
+
+        Args:
+            absorbing: also draw windows that run past a termination, padded with
+                absorbing steps (see the module docstring); truncations are never padded.
+            recent: draw only from the ``recent`` most recent episodes (the running
+                ones count), QPA's policy-aligned query pool (Hu et al., ICLR 2024).
+        """
+        eps = self._episodes_for(recent)
+        counts = self._window_counts(eps, length, absorbing)
         total = int(counts.sum())
         if total == 0:
             raise ValueError(f"no episode has {length} steps yet; cannot sample segments")
@@ -182,23 +244,35 @@ class SegmentBuffer:
         cum = np.cumsum(counts)
         which = np.searchsorted(cum, flat, side="right")
         starts = flat - (cum[which] - counts[which])
-        feats = np.empty((n, length, self.feature_dim), np.float32)
-        rews = np.empty((n, length), np.float32)
-        term = np.empty((n, length), bool)
+        feats = np.zeros((n, length, self.feature_dim), np.float32)
+        rews = np.zeros((n, length), np.float32)
+        term = np.zeros((n, length), bool)
+        absorb = np.zeros((n, length), bool)
         has_states = all(e.states is not None for e in eps)
+        has_next = all(e.next_states is not None for e in eps)
         states = None
+        nxt = None
         for k, (w, s) in enumerate(zip(which, starts, strict=True)):
             ep = eps[int(w)]
-            sl = slice(int(s), int(s) + length)
-            feats[k] = ep.features[sl]
-            rews[k] = ep.true_rewards[sl]
-            term[k] = ep.terminated[sl]
+            end = min(int(s) + length, len(ep.true_rewards))
+            real = end - int(s)
+            sl = slice(int(s), end)
+            feats[k, :real] = ep.features[sl]
+            rews[k, :real] = ep.true_rewards[sl]
+            term[k, :real] = ep.terminated[sl]
+            absorb[k, real:] = True
             if has_states and ep.states is not None:
                 if states is None:
                     states = np.empty((n, length, *ep.states.shape[1:]), ep.states.dtype)
-                states[k] = ep.states[sl]
+                states[k, :real] = ep.states[sl]
+                states[k, real:] = ep.states[end - 1]  # the fallen pose, held
+            if has_next and ep.next_states is not None:
+                if nxt is None:
+                    nxt = np.empty((n, ep.next_states.shape[1]), np.float32)
+                nxt[k] = ep.next_states[end - 1]
         serials = np.array([eps[int(w)].serial for w in which], dtype=np.int64)
-        return Segments(feats, rews, term, serials, starts.astype(np.int64), states)
+        return Segments(feats, rews, term, serials, starts.astype(np.int64), states, nxt,
+                        absorb if absorbing else None)
 
     def recent_true_reward_mean(self, last: int = 10_000) -> float:
         """Mean true reward per step over the most recent ``last`` stored steps."""

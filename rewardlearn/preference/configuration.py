@@ -3,12 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rewardlearn.preference.modeling import PREFERENCE_MODELS
 from rewardlearn.preference.query import QUERY_METHODS
 from rewardlearn.settings import Settings
 
 SCHEDULES = ("constant", "linear_decay")
+ABSORBING_MODES = ("auto", "on", "off")
+REGRET_END_STATES = ("next_obs", "last_obs")
+EARLY_STOPS = ("train_acc", "heldout")
+
+
+@dataclass
+class SurfConfig(Settings):
+    """SURF (Park et al., ICLR 2022), ``reward.model.surf.*``; off by default.
+
+    ``enabled``: pseudo-labels and crops on. Pseudo-labels: each round draws
+    ``unlabelled_ratio`` x (labels + one round's queries) unlabelled pairs (at most
+    ``max_unlabelled``); every epoch the pairs whose ensemble-mean ``P(first)``
+    has ``max(p, 1 - p) > tau`` get the label ``1[p > 0.5]`` and join the loss
+    with weight ``weight`` (the paper's lambda). Crops (``crop``): each labelled
+    pair is trained on both sides cut to one random length in
+    ``[ceil(crop_min * H), H]`` at independent offsets, the label kept.
+    """
+
+    what = "preference surf"
+
+    enabled: bool = False
+    tau: float = 0.99
+    weight: float = 1.0
+    unlabelled_ratio: float = 4.0
+    max_unlabelled: int = 5000
+    crop: bool = True
+    crop_min: float = 0.8
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (0.5 <= self.tau < 1, "tau must be in [0.5, 1)"),
+            (self.weight >= 0, "weight must be >= 0"),
+            (self.unlabelled_ratio >= 0, "unlabelled_ratio must be >= 0"),
+            (self.max_unlabelled >= 1, "max_unlabelled must be >= 1"),
+            (0 < self.crop_min <= 1, "crop_min must be in (0, 1]"),
+        ]
 
 
 @dataclass
@@ -36,11 +73,29 @@ class PreferenceConfig(Settings):
     Segments have ``segment_length`` steps (shorter only while no episode is that long).
 
     Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to
-    ``max_epochs`` per round, stopping once train accuracy reaches
-    ``early_stop_acc``. Experience: the last ``buffer_capacity`` transitions.
+    ``max_epochs`` per round, warm-started from the previous round's weights.
+    ``early_stop``: ``train_acc`` stops once train accuracy reaches
+    ``early_stop_acc`` (PEBBLE); ``heldout`` holds out ``holdout_frac`` of the labels
+    (at least ``holdout_min``) and stops when their loss has not improved for
+    ``patience`` epochs, keeping the best epoch. ``bagging``: each member fits a
+    bootstrap resample of the labels (imitation #491). ``surf``: :class:`SurfConfig`.
+    Experience: the last ``buffer_capacity`` transitions.
     Off-policy agents: ``unsup_steps`` of PEBBLE's state-entropy pre-training
     (k-th nearest neighbour, ``entropy_k``), and the replay buffer relabelled
     after each reward update.
+
+    Episodes that end early: ``absorbing`` (``auto``: on once a termination is
+    seen; ``on``; ``off``) pads segments that run into a termination with
+    absorbing steps of a learned reward, and the agent's reward is taken
+    relative to it (see :mod:`rewardlearn.preference.modeling`). Truncations are
+    never padded. ``regret_end_state``: where the regret model evaluates
+    ``V(s_L)``: ``next_obs`` (Knox et al.: the state after the last action) or
+    ``last_obs`` (the last observed state, the behaviour before it was fixed).
+
+    QPA (Hu et al., ICLR 2024): ``query_pool_episodes`` draws query candidates from
+    that many most recent episodes only (``null``: the whole buffer);
+    ``replay_recent_fraction`` of each SAC batch comes from the last
+    ``replay_recent_window`` transitions (hybrid experience replay; 0 = off).
     """
 
     what = "preference"
@@ -71,11 +126,26 @@ class PreferenceConfig(Settings):
     buffer_capacity: int = 100_000
     unsup_steps: int = 0
     entropy_k: int = 5
+    absorbing: str = "auto"
+    regret_end_state: str = "next_obs"
+    early_stop: str = "train_acc"
+    holdout_frac: float = 0.1
+    holdout_min: int = 5
+    patience: int = 3
+    bagging: bool = False
+    surf: Any = field(default_factory=SurfConfig)
+    query_pool_episodes: int | None = None
+    replay_recent_fraction: float = 0.0
+    replay_recent_window: int = 10_000
     device: str = "auto"
     seed: int | None = 0
 
     def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+        if self.surf is None:
+            self.surf = SurfConfig()
+        elif not isinstance(self.surf, SurfConfig):
+            self.surf = SurfConfig.from_kwargs(dict(self.surf))
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -103,6 +173,17 @@ class PreferenceConfig(Settings):
             (self.hybrid_factor >= 1, "hybrid_factor must be >= 1"),
             (self.unsup_steps >= 0, "unsup_steps must be >= 0"),
             (self.entropy_k >= 1, "entropy_k must be >= 1"),
+            (self.absorbing in ABSORBING_MODES, f"absorbing must be one of {ABSORBING_MODES}"),
+            (self.regret_end_state in REGRET_END_STATES,
+             f"regret_end_state must be one of {REGRET_END_STATES}"),
+            (self.early_stop in EARLY_STOPS, f"early_stop must be one of {EARLY_STOPS}"),
+            (0 < self.holdout_frac < 1, "holdout_frac must be in (0, 1)"),
+            (self.holdout_min >= 1, "holdout_min must be >= 1"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.query_pool_episodes is None or self.query_pool_episodes >= 1,
+             "query_pool_episodes must be >= 1 or null"),
+            (0 <= self.replay_recent_fraction <= 1, "replay_recent_fraction must be in [0, 1]"),
+            (self.replay_recent_window >= 1, "replay_recent_window must be >= 1"),
         ]
 
 

@@ -51,6 +51,44 @@ class LabelledPair:
     term2: np.ndarray
     label: float
     query_id: int
+    pad1: int = 0
+    pad2: int = 0
+    next1: np.ndarray | None = None
+    next2: np.ndarray | None = None
+
+
+class StateRenderer:
+    """Frames of saved simulator states, drawn in a private copy of the env.
+
+    Args:
+        env: the env config (or its name).
+        size: frame height and width in pixels.
+        fps: clip frame rate (default: the env's ``render_fps``).
+    """
+
+    def __init__(self, env: Any, size: int, fps: float | None = None) -> None:
+        from rewardlearn.env_factory import camera_config, env_config, make_env
+        from rewardlearn.wrappers.frames import EnvFrameSource
+
+        cfg = env_config(env)
+        self.env = make_env(cfg, render_mode="rgb_array")
+        self.env.reset(seed=0)
+        self.fps = float(fps or self.env.metadata.get("render_fps") or 30)
+        self.source = EnvFrameSource(self.env, size, size, camera_config(cfg))
+
+    def frames(self, states: np.ndarray) -> np.ndarray:
+        """``(T, size, size, 3)`` uint8 frames of ``states`` ``(T, S)``."""
+        from rewardlearn.wrappers.state import restore_sim_state
+
+        out = []
+        for s in states:
+            restore_sim_state(self.env, s)
+            out.append(self.source.render())
+        return np.stack(out)
+
+    def close(self) -> None:
+        self.source.close()
+        self.env.close()
 
 
 class HumanTeacher:
@@ -88,7 +126,7 @@ class HumanTeacher:
         self.last_seq = 0
         self._resumed = False
         self._store: LabelStore | None = None
-        self._renderer: Any = None
+        self._renderer: StateRenderer | None = None
 
     @property
     def store(self) -> LabelStore:
@@ -110,28 +148,15 @@ class HumanTeacher:
     def query_dir(self) -> Path:
         return self.root / self.run / "queries"
 
-    def _clip_renderer(self) -> Any:
+    def _clip_renderer(self) -> StateRenderer:
         if self._renderer is None:
-            from rewardlearn.env_factory import camera_config, env_config, make_env
-            from rewardlearn.wrappers.frames import EnvFrameSource
-
-            cfg = env_config(self.env_cfg)
-            env = make_env(cfg, render_mode="rgb_array")
-            env.reset(seed=0)
-            fps = self.fps or float(env.metadata.get("render_fps") or 30)
-            source = EnvFrameSource(env, self.clip_size, self.clip_size, camera_config(cfg))
-            self._renderer = (env, source, fps)
+            self._renderer = StateRenderer(self.env_cfg, self.clip_size, self.fps)
         return self._renderer
 
     def _write_clip(self, states: np.ndarray, name: str) -> ClipRef:
-        from rewardlearn.wrappers.state import restore_sim_state
-
-        env, source, fps = self._clip_renderer()
-        frames = []
-        for s in states:
-            restore_sim_state(env, s)
-            frames.append(source.render())
-        path = write_video(self.query_dir / name, frames, fps)
+        renderer = self._clip_renderer()
+        frames = list(renderer.frames(states))
+        path = write_video(self.query_dir / name, frames, renderer.fps)
         return ClipRef(self.clip_path(path), 0, len(frames))
 
     def clip_path(self, path: Path) -> str:
@@ -165,9 +190,13 @@ class HumanTeacher:
             qid = self.store.add_query(self.run, left, right,
                                        meta={"round": round_, "pair": k,
                                              "length": first.length})
-            np.savez(self.query_dir / f"q{qid}.npz", x1=first.features[k],
-                     x2=second.features[k], term1=first.terminated[k],
-                     term2=second.terminated[k])
+            n1, n2 = int(first.real_lengths()[k]), int(second.real_lengths()[k])
+            extra = {} if first.next_state is None or second.next_state is None else \
+                {"next1": first.next_state[k], "next2": second.next_state[k]}
+            np.savez(self.query_dir / f"q{qid}.npz", x1=first.features[k, :n1],
+                     x2=second.features[k, :n2], term1=first.terminated[k, :n1],
+                     term2=second.terminated[k, :n2], pad1=first.length - n1,
+                     pad2=second.length - n2, **extra)
         log.info("asked %d queries (round %d): label them at the review page (%s)",
                  len(first), round_, self.review_command())
         return len(first)
@@ -185,8 +214,11 @@ class HumanTeacher:
             if a.label not in LABEL_VALUES:
                 continue
             data = np.load(self.query_dir / f"q{a.query_id}.npz")
-            out.append(LabelledPair(data["x1"], data["x2"], data["term1"], data["term2"],
-                                    LABEL_VALUES[a.label], a.query_id))
+            out.append(LabelledPair(
+                data["x1"], data["x2"], data["term1"], data["term2"], LABEL_VALUES[a.label],
+                a.query_id, int(data["pad1"]) if "pad1" in data else 0,
+                int(data["pad2"]) if "pad2" in data else 0,
+                data.get("next1"), data.get("next2")))
         return out
 
     def pending(self) -> int:
@@ -202,7 +234,5 @@ class HumanTeacher:
 
     def close(self) -> None:
         if self._renderer is not None:
-            env, source, _ = self._renderer
-            source.close()
-            env.close()
+            self._renderer.close()
             self._renderer = None

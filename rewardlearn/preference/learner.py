@@ -10,6 +10,8 @@ accuracy, and Pearson/Spearman correlation of learned vs true segment returns.
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,12 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardlearn.preference.augment import (
+    bootstrap_indices,
+    crop_batch,
+    crop_windows,
+    pseudo_labels,
+)
 from rewardlearn.preference.buffer import SegmentBuffer, Segments
 from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.modeling import (
     RewardEnsemble,
     preference_accuracy,
-    preference_logits,
     preference_loss,
     segment_scores,
 )
@@ -31,10 +38,18 @@ from rewardlearn.preference.query import select_queries
 from rewardlearn.preference.teachers import PreferenceLabels
 from rewardlearn.stats import pearson, spearman
 
+log = logging.getLogger("rewardlearn")
+
 
 @dataclass
 class PreferenceDataset:
-    """All labelled pairs so far; segments of different rounds may differ in length."""
+    """All labelled pairs so far; segments of different rounds may differ in length.
+
+    ``x1``/``x2`` hold the *real* steps of each side; ``pad1``/``pad2`` count the
+    absorbing steps after a termination (both sides then have the same total
+    length); ``next1``/``next2`` the state after the last real step's action
+    (``None``: unknown, labels saved before it was kept).
+    """
 
     x1: list[np.ndarray] = field(default_factory=list)
     x2: list[np.ndarray] = field(default_factory=list)
@@ -42,54 +57,108 @@ class PreferenceDataset:
     term2: list[np.ndarray] = field(default_factory=list)
     labels: list[float] = field(default_factory=list)
     rounds: list[int] = field(default_factory=list)
+    pad1: list[int] = field(default_factory=list)
+    pad2: list[int] = field(default_factory=list)
+    next1: list[np.ndarray | None] = field(default_factory=list)
+    next2: list[np.ndarray | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def add(self, first: Segments, second: Segments, labels: np.ndarray, round_: int) -> None:
         """Add labelled segment pairs (``labels[k]`` for ``first[k]`` vs ``second[k]``)."""
-        self.add_pairs(list(first.features), list(second.features), list(first.terminated),
-                       list(second.terminated), list(labels), round_)
+        n1, n2 = first.real_lengths(), second.real_lengths()
+        self.add_pairs(
+            [f[:n] for f, n in zip(first.features, n1, strict=True)],
+            [f[:n] for f, n in zip(second.features, n2, strict=True)],
+            [t[:n] for t, n in zip(first.terminated, n1, strict=True)],
+            [t[:n] for t, n in zip(second.terminated, n2, strict=True)],
+            list(labels), round_,
+            pad1=[first.length - int(n) for n in n1], pad2=[second.length - int(n) for n in n2],
+            next1=None if first.next_state is None else list(first.next_state),
+            next2=None if second.next_state is None else list(second.next_state))
 
     def add_pairs(self, x1: list[np.ndarray], x2: list[np.ndarray], term1: list[np.ndarray],
-                  term2: list[np.ndarray], labels: list[float], round_: int) -> None:
+                  term2: list[np.ndarray], labels: list[float], round_: int,
+                  pad1: list[int] | None = None, pad2: list[int] | None = None,
+                  next1: list[np.ndarray | None] | None = None,
+                  next2: list[np.ndarray | None] | None = None) -> None:
         """Add pairs given as per-pair arrays (segments may differ in length between pairs)."""
+        k = len(labels)
         self.x1 += [np.asarray(x, np.float32) for x in x1]
         self.x2 += [np.asarray(x, np.float32) for x in x2]
         self.term1 += [np.asarray(t, bool) for t in term1]
         self.term2 += [np.asarray(t, bool) for t in term2]
         self.labels += [float(v) for v in labels]
-        self.rounds += [round_] * len(labels)
+        self.rounds += [round_] * k
+        self.pad1 += [int(v) for v in pad1] if pad1 is not None else [0] * k
+        self.pad2 += [int(v) for v in pad2] if pad2 is not None else [0] * k
+        self.next1 += [None if v is None else np.asarray(v, np.float32) for v in next1] \
+            if next1 is not None else [None] * k
+        self.next2 += [None if v is None else np.asarray(v, np.float32) for v in next2] \
+            if next2 is not None else [None] * k
+
+    def total_length(self, i: int) -> int:
+        """Steps of pair ``i`` per side, absorbing steps included."""
+        return len(self.x1[i]) + self.pad1[i]
 
     def tensors(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        """Padded batch of pairs ``idx``: x1, x2 ``(B, L, D)``, mask ``(B, L)``, terms, labels."""
-        lengths = [len(self.x1[i]) for i in idx]
-        L, D = max(lengths), self.x1[idx[0]].shape[1]
-        x1 = np.zeros((len(idx), L, D), np.float32)
-        x2 = np.zeros_like(x1)
-        mask = np.zeros((len(idx), L), np.float32)
-        t1 = np.zeros((len(idx), L), bool)
-        t2 = np.zeros_like(t1)
-        for b, i in enumerate(idx):
-            n = lengths[b]
-            x1[b, :n], x2[b, :n], mask[b, :n] = self.x1[i], self.x2[i], 1.0
-            t1[b, :n], t2[b, :n] = self.term1[i], self.term2[i]
-        out = {"x1": x1, "x2": x2, "mask": mask, "term1": t1, "term2": t2,
-               "labels": np.asarray([self.labels[i] for i in idx], np.float32)}
+        """Padded batch of pairs ``idx``.
+
+        Keys: ``x1``, ``x2`` ``(B, L, D)`` (absorbing and padding rows are zero);
+        ``real1``/``real2`` and ``abs1``/``abs2`` ``(B, L)`` 0/1 masks of real and
+        absorbing steps; ``term1``/``term2``; ``next1``/``next2`` ``(B, D)`` feature rows
+        whose state columns hold ``s_L`` (the last observed row when unknown);
+        ``last1``/``last2`` index of the last real step; ``length`` ``(B,)`` total steps;
+        ``labels``.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths = [self.total_length(int(i)) for i in idx]
+        L, D = max(lengths), self.x1[int(idx[0])].shape[1]
+        out: dict[str, np.ndarray] = {"length": np.asarray(lengths, np.int64),
+                                      "labels": np.asarray([self.labels[i] for i in idx],
+                                                           np.float32)}
+        for side, xs, ts, pads, nxts in ((1, self.x1, self.term1, self.pad1, self.next1),
+                                         (2, self.x2, self.term2, self.pad2, self.next2)):
+            x = np.zeros((len(idx), L, D), np.float32)
+            real = np.zeros((len(idx), L), np.float32)
+            absorb = np.zeros((len(idx), L), np.float32)
+            term = np.zeros((len(idx), L), bool)
+            nxt = np.zeros((len(idx), D), np.float32)
+            for b, i in enumerate(idx):
+                n = len(xs[i])
+                x[b, :n], real[b, :n], term[b, :n] = xs[i], 1.0, ts[i]
+                absorb[b, n:n + pads[i]] = 1.0
+                s_next = nxts[i]
+                if s_next is None:
+                    nxt[b] = xs[i][n - 1]
+                else:
+                    nxt[b, : len(s_next)] = s_next
+            out.update({f"x{side}": x, f"real{side}": real, f"abs{side}": absorb,
+                        f"term{side}": term, f"next{side}": nxt})
         return {k: torch.as_tensor(v, device=device) for k, v in out.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"x1": self.x1, "x2": self.x2, "term1": self.term1, "term2": self.term2,
-                "labels": self.labels, "rounds": self.rounds}
+                "labels": self.labels, "rounds": self.rounds, "pad1": self.pad1,
+                "pad2": self.pad2, "next1": self.next1, "next2": self.next2}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PreferenceDataset:
+        """Rebuild from :meth:`state_dict`; older states lack pads and next states."""
+        n = len(state["labels"])
         return cls(list(state["x1"]), list(state["x2"]), list(state["term1"]),
-                   list(state["term2"]), list(state["labels"]), list(state["rounds"]))
+                   list(state["term2"]), list(state["labels"]), list(state["rounds"]),
+                   list(state.get("pad1", [0] * n)), list(state.get("pad2", [0] * n)),
+                   list(state.get("next1", [None] * n)), list(state.get("next2", [None] * n)))
 
 
 class PreferenceLearner:
-    """Runs feedback rounds and trains a :class:`RewardEnsemble` on all labels so far."""
+    """Runs feedback rounds and trains a :class:`RewardEnsemble` on all labels so far.
+
+    The ensemble is warm-started: each round continues from the previous
+    round's weights (and Adam state) on the grown label set.
+    """
 
     def __init__(self, cfg: PreferenceConfig, ensemble: RewardEnsemble, teacher: Any,
                  device: torch.device) -> None:
@@ -100,9 +169,12 @@ class PreferenceLearner:
         self.dataset = PreferenceDataset()
         self.rounds_done = 0
         self.queries_asked = 0
+        self.absorbing_active = cfg.absorbing == "on"
         self.rng = np.random.default_rng(cfg.seed)
         self.optimizer = torch.optim.Adam(ensemble.parameters(), lr=cfg.lr,
                                           weight_decay=cfg.weight_decay)
+        self.unlabelled: PreferenceDataset | None = None
+        self.last_member_indices: list[np.ndarray] = []
 
     @property
     def labels_used(self) -> int:
@@ -112,25 +184,59 @@ class PreferenceLearner:
     def budget_left(self) -> int:
         return max(0, self.cfg.budget - self.queries_asked)
 
+    @property
+    def _use_next(self) -> bool:
+        return self.cfg.regret_end_state == "next_obs"
+
+    def update_absorbing(self, buffer: SegmentBuffer) -> bool:
+        """Turn absorbing padding on once a termination is seen (``absorbing=auto``)."""
+        if self.cfg.absorbing == "auto" and buffer.seen_termination and not self.absorbing_active:
+            self.absorbing_active = True
+            log.info("preference: the env terminates; segments that run into a termination "
+                     "are padded with absorbing steps (reward.model.absorbing=off disables)")
+        return self.absorbing_active
+
+    def _segments_batch(self, segs: Segments, sl: slice) -> dict[str, torch.Tensor]:
+        """A :meth:`PreferenceDataset.tensors`-style side of ``segs[sl]`` (keys without side)."""
+        x = segs.features[sl]
+        n = len(x)
+        absorb = np.zeros(x.shape[:2], np.float32) if segs.absorbing is None \
+            else segs.absorbing[sl].astype(np.float32)
+        real = 1.0 - absorb
+        last = np.maximum(real.sum(1).astype(np.int64) - 1, 0)
+        nxt = x[np.arange(n), last].copy()
+        if segs.next_state is not None:
+            nxt[:] = 0.0
+            nxt[:, : segs.next_state.shape[1]] = segs.next_state[sl]
+        arrays = {"x": x, "real": real, "abs": absorb, "term": segs.terminated[sl], "next": nxt}
+        return {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}
+
+    def _side_scores(self, e: int, side: dict[str, torch.Tensor], model: str) -> torch.Tensor:
+        return segment_scores(self.ensemble, e, side["x"], side["real"], side["term"], model,
+                              side["abs"], side["next"] if self._use_next else None)
+
     @torch.no_grad()
     def member_probs(self, first: Segments, second: Segments) -> np.ndarray:
         """``(E, N)`` each member's ``P(first preferred)``."""
         out = []
+        model = self.cfg.preference_model
         for s in range(0, len(first), 512):
-            x1 = torch.as_tensor(first.features[s : s + 512], device=self.device)
-            x2 = torch.as_tensor(second.features[s : s + 512], device=self.device)
-            t1 = torch.as_tensor(first.terminated[s : s + 512], device=self.device)
-            t2 = torch.as_tensor(second.terminated[s : s + 512], device=self.device)
-            logits = preference_logits(self.ensemble, x1, x2, self.cfg.preference_model,
-                                       term1=t1, term2=t2)
+            sl = slice(s, s + 512)
+            b1, b2 = self._segments_batch(first, sl), self._segments_batch(second, sl)
+            logits = torch.stack([self._side_scores(e, b1, model) - self._side_scores(e, b2, model)
+                                  for e in range(self.ensemble.n_members)])
             out.append(torch.sigmoid(logits).cpu().numpy())
         return np.concatenate(out, axis=1)
 
     @torch.no_grad()
     def segment_returns(self, segs: Segments) -> np.ndarray:
-        """Ensemble-mean learned return of each segment."""
-        x = torch.as_tensor(segs.features, device=self.device)
-        return self.ensemble(x).mean(0).sum(-1).cpu().numpy()
+        """Ensemble-mean learned return of each segment (absorbing steps included)."""
+        out = []
+        for s in range(0, len(segs), 512):
+            side = self._segments_batch(segs, slice(s, s + 512))
+            out.append(torch.stack([self._side_scores(e, side, "bradley_terry")
+                                    for e in range(self.ensemble.n_members)]).mean(0))
+        return torch.cat(out).cpu().numpy()
 
     def fit_normalizer(self, buffer: SegmentBuffer, n: int = 20_000) -> None:
         """Re-estimate input statistics from recent experience."""
@@ -144,6 +250,9 @@ class PreferenceLearner:
         norm.update(torch.as_tensor(feats, device=self.device))
 
     def _label(self, first: Segments, second: Segments) -> PreferenceLabels:
+        if hasattr(self.teacher, "label_segments"):  # teachers that look at the segments
+            seg_labels: PreferenceLabels = self.teacher.label_segments(first, second)
+            return seg_labels
         labels: PreferenceLabels = self.teacher.label(first.true_rewards, second.true_rewards)
         return labels
 
@@ -156,16 +265,26 @@ class PreferenceLearner:
             start = len(self.dataset)
             self.dataset.add_pairs([p.x1 for p in pairs], [p.x2 for p in pairs],
                                    [p.term1 for p in pairs], [p.term2 for p in pairs],
-                                   [p.label for p in pairs], self.rounds_done)
+                                   [p.label for p in pairs], self.rounds_done,
+                                   pad1=[p.pad1 for p in pairs], pad2=[p.pad2 for p in pairs],
+                                   next1=[p.next1 for p in pairs], next2=[p.next2 for p in pairs])
             metrics["heldout_acc"] = self.accuracy_on(np.arange(start, len(self.dataset)))
 
     @torch.no_grad()
     def accuracy_on(self, idx: np.ndarray) -> float:
         """Ensemble-mean accuracy on the dataset pairs ``idx`` (non-equal labels)."""
         batch = self.dataset.tensors(idx, self.device)
-        logits = torch.stack([_member_logits(self.ensemble, e, batch, self.cfg.preference_model)
-                              for e in range(self.ensemble.n_members)])
+        logits = self._logits(batch)
         return preference_accuracy(logits, batch["labels"])
+
+    def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([_member_logits(self.ensemble, e, batch, self.cfg.preference_model,
+                                           self._use_next)
+                            for e in range(self.ensemble.n_members)])
+
+    def _sample(self, buffer: SegmentBuffer, n: int, length: int) -> Segments:
+        return buffer.sample(n, length, self.rng, absorbing=self.absorbing_active,
+                             recent=self._pool)
 
     def run_round(self, buffer: SegmentBuffer, n_queries: int) -> dict[str, float]:
         """One round of at most ``n_queries`` queries; returns its metrics."""
@@ -174,13 +293,22 @@ class PreferenceLearner:
         first_round = self.rounds_done == 0
         method = "uniform" if first_round else self.cfg.query_selection
         n_cand = n_queries if method == "uniform" else n_queries * self.cfg.candidates_factor
-        length = buffer.longest_feasible(self.cfg.segment_length, needed=max(2 * n_cand, 2))
+        absorbing = self.update_absorbing(buffer)
+        needed = max(2 * n_cand, 2)
+        self._pool = self.cfg.query_pool_episodes
+        length = buffer.longest_feasible(self.cfg.segment_length, needed=needed,
+                                         absorbing=absorbing, recent=self._pool)
+        if self._pool is not None and length < self.cfg.segment_length:
+            # too few steps in the recent episodes for full segments: the whole buffer
+            full = buffer.longest_feasible(self.cfg.segment_length, needed, absorbing=absorbing)
+            if full > length:
+                self._pool, length = None, full
         if n_queries <= 0 or length == 0:
             return {}
         if first_round or len(self.dataset) == 0:
             self.fit_normalizer(buffer)
-        a = buffer.sample(n_cand, length, self.rng)
-        b = buffer.sample(n_cand, length, self.rng)
+        a = self._sample(buffer, n_cand, length)
+        b = self._sample(buffer, n_cand, length)
         probs = self.member_probs(a, b) if method != "uniform" else None
         feats = None
         if method.startswith("kcenter"):
@@ -191,6 +319,10 @@ class PreferenceLearner:
                              labelled_features=labelled, hybrid_factor=self.cfg.hybrid_factor)
         a, b = a.take(idx), b.take(idx)
         metrics: dict[str, float] = {"queries": float(len(idx)), "segment_length": float(length)}
+        if a.absorbing is not None and b.absorbing is not None:
+            metrics["padded_share"] = float(np.mean(np.r_[a.absorbing.any(1),
+                                                          b.absorbing.any(1)]))
+        self._draw_unlabelled(buffer, length)
         if hasattr(self.teacher, "ask"):
             self._run_async_round(a, b, metrics)
             return self._finish_round(buffer, length, metrics, t0)
@@ -208,6 +340,21 @@ class PreferenceLearner:
             metrics["heldout_acc"] = self.accuracy_on(np.arange(start, len(self.dataset)))
         return self._finish_round(buffer, length, metrics, t0)
 
+    _pool: int | None = None
+
+    def _draw_unlabelled(self, buffer: SegmentBuffer, length: int) -> None:
+        """SURF: a fresh pool of unlabelled pairs for this round's pseudo-labels."""
+        surf = self.cfg.surf
+        if not surf.enabled or surf.unlabelled_ratio <= 0:
+            self.unlabelled = None
+            return
+        n = max(1, int(surf.unlabelled_ratio * (len(self.dataset) + self.cfg.queries_per_round)))
+        n = min(n, surf.max_unlabelled)
+        pool = PreferenceDataset()
+        a, b = self._sample(buffer, n, length), self._sample(buffer, n, length)
+        pool.add(a, b, np.full(n, 0.5), self.rounds_done)
+        self.unlabelled = pool
+
     def _finish_round(self, buffer: SegmentBuffer, length: int, metrics: dict[str, float],
                       t0: float) -> dict[str, float]:
         self.rounds_done += 1
@@ -220,44 +367,121 @@ class PreferenceLearner:
 
     def _labelled_pair_features(self, length: int) -> np.ndarray | None:
         rows = [np.concatenate([x1.reshape(-1), x2.reshape(-1)])
-                for x1, x2 in zip(self.dataset.x1, self.dataset.x2, strict=True)
-                if len(x1) == length]
+                for x1, x2, p1, p2 in zip(self.dataset.x1, self.dataset.x2, self.dataset.pad1,
+                                          self.dataset.pad2, strict=True)
+                if len(x1) == length and p1 == 0 and p2 == 0]
         return np.stack(rows) if rows else None
 
+    def _split_holdout(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training and held-out label indices (``early_stop=heldout``; else no held-out)."""
+        cfg = self.cfg
+        if cfg.early_stop != "heldout" or n < 2 * cfg.holdout_min:
+            return np.arange(n), np.empty(0, np.int64)
+        perm = self.rng.permutation(n)
+        k = max(cfg.holdout_min, round(cfg.holdout_frac * n))
+        return np.sort(perm[k:]), np.sort(perm[:k])
+
     def train(self) -> dict[str, float]:
-        """Train every member on its own shuffle of all labels; stop at ``early_stop_acc``."""
+        """Train every member on its own shuffle (or bootstrap resample) of the labels.
+
+        Stops at ``early_stop_acc`` train accuracy (``early_stop=train_acc``, PEBBLE), or
+        when the held-out labels' loss has not improved for ``patience`` epochs
+        (``early_stop=heldout``; the best epoch's weights are kept).
+        """
         cfg = self.cfg
         n = len(self.dataset)
-        bs = min(cfg.batch_size, n)
+        train_idx, held = self._split_holdout(n)
+        full = self.dataset.tensors(np.arange(n), self.device)
+        n_members = self.ensemble.n_members
+        if cfg.bagging:
+            self.last_member_indices = bootstrap_indices(train_idx, n_members, self.rng)
+        else:
+            self.last_member_indices = [train_idx] * n_members
+        m = len(train_idx)
+        bs = min(cfg.batch_size, m)
         acc, loss_v, epochs = 0.0, float("nan"), 0
+        best_loss, best_state, stale = math.inf, None, 0
+        pseudo_n = 0.0
         self.ensemble.train()
         for epochs in range(1, cfg.max_epochs + 1):  # noqa: B007  (the count is reported)
-            perms = [self.rng.permutation(n) for _ in range(self.ensemble.n_members)]
+            perms = [idx[self.rng.permutation(m)] for idx in self.last_member_indices]
+            pseudo = self._pseudo_batches(-(-m // bs))
+            pseudo_n += sum(len(p[0]) for p in pseudo)
             correct = decided = 0.0
             losses = []
-            for s in range(0, n, bs):
+            for k, s in enumerate(range(0, m, bs)):
                 self.optimizer.zero_grad()
                 total = torch.zeros((), device=self.device)
                 for e, perm in enumerate(perms):
-                    batch = self.dataset.tensors(perm[s : s + bs], self.device)
-                    logit = _member_logits(self.ensemble, e, batch, cfg.preference_model)
+                    batch = self._take(full, perm[s : s + bs])
+                    logit = _member_logits(self.ensemble, e, batch, cfg.preference_model,
+                                           self._use_next)
                     total = total + preference_loss(logit, batch["labels"])
                     dec = batch["labels"] != 0.5
                     correct += float(((logit > 0).float() == batch["labels"])[dec].sum())
                     decided += float(dec.sum())
+                    if pseudo and len(pseudo[k][0]):
+                        ub = pseudo[k][1]
+                        ul = _member_logits(self.ensemble, e, ub, cfg.preference_model,
+                                            self._use_next)
+                        total = total + cfg.surf.weight * preference_loss(ul, ub["labels"])
                 total.backward()
                 self.optimizer.step()
-                losses.append(float(total.detach()) / self.ensemble.n_members)
+                losses.append(float(total.detach()) / n_members)
             acc = correct / decided if decided else 1.0
             loss_v = float(np.mean(losses))
-            if acc >= cfg.early_stop_acc:
+            if len(held):
+                with torch.no_grad():
+                    hb = _select(full, torch.as_tensor(held, device=self.device))
+                    h_loss = float(preference_loss(self._logits(hb), hb["labels"]))
+                if h_loss < best_loss - 1e-4:
+                    best_loss, stale = h_loss, 0
+                    best_state = copy.deepcopy(self.ensemble.state_dict())
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        break
+            elif acc >= cfg.early_stop_acc:
                 break
+        if best_state is not None:
+            self.ensemble.load_state_dict(best_state)
         self.ensemble.eval()
-        return {"train_acc": acc, "train_loss": loss_v, "epochs": float(epochs)}
+        out = {"train_acc": acc, "train_loss": loss_v, "epochs": float(epochs)}
+        if len(held):
+            out["holdout_loss"] = best_loss
+            out["holdout_acc"] = self.accuracy_on(held)
+        if self.unlabelled is not None:
+            out["pseudo_labels"] = pseudo_n / max(epochs, 1)
+        return out
+
+    def _take(self, full: dict[str, torch.Tensor], idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Rows ``idx`` of the padded label tensors, SURF-cropped when cropping is on."""
+        batch = _select(full, torch.as_tensor(idx, device=self.device))
+        surf = self.cfg.surf
+        if surf.enabled and surf.crop:
+            c, s1, s2 = crop_windows(batch["length"].cpu().numpy(), surf.crop_min, self.rng)
+            batch = crop_batch(batch, c, s1, s2)
+        return batch
+
+    @torch.no_grad()
+    def _pseudo_batches(self, n_batches: int) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """SURF: this epoch's confident unlabelled pairs, pseudo-labelled, split per minibatch."""
+        pool = self.unlabelled
+        if pool is None or len(pool) == 0 or not self.cfg.surf.enabled:
+            return []
+        full = pool.tensors(np.arange(len(pool)), self.device)
+        probs = torch.sigmoid(self._logits(full)).mean(0).cpu().numpy()
+        idx, labels = pseudo_labels(probs, self.cfg.surf.tau)
+        target = np.full(len(pool), 0.5, np.float32)  # unused: only confident pairs are taken
+        target[idx] = labels
+        full["labels"] = torch.as_tensor(target, device=self.device)
+        chunks = np.array_split(self.rng.permutation(idx), max(1, n_batches))
+        return [(c, _select(full, torch.as_tensor(c, dtype=torch.long, device=self.device)))
+                for c in chunks]
 
     def correlation(self, buffer: SegmentBuffer, length: int, n: int = 256) -> dict[str, float]:
         """Pearson/Spearman of learned vs true returns on fresh segments."""
-        segs = buffer.sample(n, length, self.rng)
+        segs = buffer.sample(n, length, self.rng, absorbing=self.absorbing_active)
         learned = self.segment_returns(segs)
         true = segs.true_rewards.sum(-1)
         return {"pearson": pearson(learned, true), "spearman": spearman(learned, true)}
@@ -270,8 +494,14 @@ class PreferenceLearner:
         return min(q, self.budget_left)
 
 
+def _select(full: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in full.items()}
+
+
 def _member_logits(ens: RewardEnsemble, e: int, batch: dict[str, torch.Tensor],
-                   model: str) -> torch.Tensor:
-    s1 = segment_scores(ens, e, batch["x1"], batch["mask"], batch["term1"], model)
-    s2 = segment_scores(ens, e, batch["x2"], batch["mask"], batch["term2"], model)
+                   model: str, use_next: bool = True) -> torch.Tensor:
+    s1 = segment_scores(ens, e, batch["x1"], batch["real1"], batch["term1"], model,
+                        batch["abs1"], batch["next1"] if use_next else None)
+    s2 = segment_scores(ens, e, batch["x2"], batch["real2"], batch["term2"], model,
+                        batch["abs2"], batch["next2"] if use_next else None)
     return s1 - s2

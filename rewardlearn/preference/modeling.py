@@ -6,11 +6,20 @@ compared through logits ``z = score(sigma_1) - score(sigma_2)``:
 
 * Bradley-Terry (Christiano et al. 2017): ``score = sum_t r(x_t)``, so
   ``P(sigma_1 > sigma_2) = sigmoid(z)``, the two-way softmax of the returns.
-* Regret (Knox et al. 2024): ``score = -regret = sum_t r(x_t) + V(s_end) - V(s_0)``
-  with a learned state value ``V`` per member (``V = 0`` after termination).
-  The true model uses the optimal value; a value head trained jointly on the
-  preferences is the practical approximation, and it is evaluated at the
-  segment's first and last observed states.
+* Regret (Knox et al. 2024): ``score = -regret = sum_t r(x_t) + V(s_L) - V(s_0)``
+  with a learned state value ``V`` per member, ``s_L`` the state reached after
+  the segment's last action (the last transition's ``next_obs``) and
+  ``V(s_L) = 0`` when that step terminated (not when it was truncated). The
+  true model uses the optimal value; a value head trained jointly on the
+  preferences is the practical approximation. Without ``s_L`` (labels saved
+  before it was kept, or ``regret_end_state=last_obs``) the value is taken at
+  the last observed state instead.
+
+Absorbing steps (segments padded after a termination, see
+:mod:`rewardlearn.preference.buffer`) score a learned per-member constant
+``a_e`` (:attr:`RewardEnsemble.absorbing`) instead of ``r(x)``: the comparison
+then pins the level of ``r`` against "being dead", which Bradley-Terry on
+equal-length living segments cannot see (a constant offset cancels).
 
 Labels are soft targets: ``1`` first preferred, ``0`` second, ``0.5`` equal.
 
@@ -26,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,6 +88,8 @@ class RewardEnsemble(nn.Module):
             [build_mlp(value_dim, hidden_sizes, activation, None) for _ in range(n_members)]
             if value_dim > 0 else []
         )
+        #: reward of an absorbing step (after a termination), one per member
+        self.absorbing = nn.Parameter(torch.zeros(n_members))
 
     @property
     def n_members(self) -> int:
@@ -97,6 +109,12 @@ class RewardEnsemble(nn.Module):
         z = self.norm(x)[..., : self.value_dim]
         return self.values[e](z).squeeze(-1)
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights; state dicts saved before absorbing steps existed get ``a_e = 0``."""
+        state = dict(state_dict)
+        state.setdefault("absorbing", torch.zeros(self.n_members))
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
 
 def segment_scores(
     ens: RewardEnsemble,
@@ -105,19 +123,35 @@ def segment_scores(
     mask: torch.Tensor | None = None,
     terminated: torch.Tensor | None = None,
     model: str = "bradley_terry",
+    absorbing: torch.Tensor | None = None,
+    next_x: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Score of each segment under member ``e``: return (BT) or negative regret."""
+    """Score of each segment under member ``e``: return (BT) or negative regret.
+
+    Args:
+        x: ``(N, L, D)`` features; ``mask`` ``(N, L)`` marks the real steps (padding
+            of shorter pairs and absorbing steps are 0).
+        terminated: ``(N, L)`` bool, read at the last real step (``V(s_L) = 0``).
+        absorbing: ``(N, L)`` 0/1, absorbing steps, each worth ``ens.absorbing[e]``.
+        next_x: ``(N, D)`` feature rows whose state columns hold ``s_L``, the state after
+            the last real step's action (regret only; ``None``: the last observed state).
+    """
     r = ens.member_reward(e, x)
     if mask is not None:
         r = r * mask
     score = r.sum(-1)
+    if absorbing is not None:
+        score = score + ens.absorbing[e] * absorbing.float().sum(-1)
     if model == "regret":
         v = ens.member_value(e, x)  # (N, L)
         if mask is None:
             last = torch.full((v.shape[0],), v.shape[1] - 1, dtype=torch.long, device=v.device)
         else:
-            last = mask.sum(-1).long() - 1
-        v_end = v.gather(1, last[:, None]).squeeze(1)
+            last = (mask.sum(-1).long() - 1).clamp(min=0)
+        if next_x is not None:
+            v_end = ens.member_value(e, next_x)
+        else:
+            v_end = v.gather(1, last[:, None]).squeeze(1)
         if terminated is not None:
             ended = terminated.gather(1, last[:, None]).squeeze(1)
             v_end = torch.where(ended, torch.zeros_like(v_end), v_end)
@@ -135,11 +169,20 @@ def preference_logits(
     mask: torch.Tensor | None = None,
     term1: torch.Tensor | None = None,
     term2: torch.Tensor | None = None,
+    absorbing1: torch.Tensor | None = None,
+    absorbing2: torch.Tensor | None = None,
+    next1: torch.Tensor | None = None,
+    next2: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``(E, N)`` logits of ``P(first preferred)`` for ``N`` segment pairs ``(N, L, D)``."""
+    """``(E, N)`` logits of ``P(first preferred)`` for ``N`` segment pairs ``(N, L, D)``.
+
+    With absorbing steps, ``mask`` is taken per side as ``1 - absorbing``.
+    """
+    m1 = mask if absorbing1 is None else (1.0 - absorbing1.float()) * (1 if mask is None else mask)
+    m2 = mask if absorbing2 is None else (1.0 - absorbing2.float()) * (1 if mask is None else mask)
     return torch.stack([
-        segment_scores(ens, e, x1, mask, term1, model) - segment_scores(ens, e, x2, mask, term2,
-                                                                       model)
+        segment_scores(ens, e, x1, m1, term1, model, absorbing1, next1)
+        - segment_scores(ens, e, x2, m2, term2, model, absorbing2, next2)
         for e in range(ens.n_members)
     ])
 

@@ -59,6 +59,8 @@ class PreferenceReward(RewardModel):
         super().__init__(observation_space, action_space)
         self.cfg = PreferenceConfig.from_kwargs(settings)
         self.teacher = teacher
+        if callable(getattr(teacher, "validate", None)):
+            teacher.validate()  # a teacher's own settings, refused before anything runs
         self.needs_sim_states = bool(getattr(teacher, "needs_sim_states", False))
         self.device = resolve_device(self.cfg.device)
         self.features = TransitionFeatures(observation_space, action_space, True,
@@ -90,8 +92,17 @@ class PreferenceReward(RewardModel):
 
     @torch.no_grad()
     def member_rewards(self, x: torch.Tensor) -> torch.Tensor:
-        """``(E, N)`` rewards of each member for raw features ``(N, D)``."""
-        return self.ensemble(x.to(self.device))
+        """``(E, N)`` rewards of each member for raw features ``(N, D)``.
+
+        With absorbing padding active (an env that terminates), each member's reward
+        is taken relative to its absorbing-step reward, ``r_e(x) - a_e``: after a
+        termination the agent collects 0, so living pays exactly when the learned
+        comparison says a living step beats being dead.
+        """
+        r = self.ensemble(x.to(self.device))
+        if self.learner.absorbing_active:
+            r = r - self.ensemble.absorbing.detach()[:, None]
+        return r
 
     @torch.no_grad()
     def reward_from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +148,11 @@ class PreferenceReward(RewardModel):
                 raise RuntimeError(f"teacher {self.teacher.name} needs simulator states; make "
                                    "the envs with make_vec_env(..., sim_state=True)")
             states = np.stack([info[STATE_KEY] for info in batch.infos])
-        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated, states)
+        from rewardlearn.rewards.features import flatten_obs
+
+        next_states = flatten_obs(self.observation_space, batch.next_obs)
+        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated, states,
+                        next_states)
         self._rollout_feats.append(x)
         self._rollout_rewards.append(np.asarray(rewards, np.float32))
 
@@ -145,6 +160,18 @@ class PreferenceReward(RewardModel):
         if self.teacher is None:
             return []
         return [PreferenceCallback(self)]
+
+    def agent_kwargs(self, algo: str) -> dict[str, Any]:
+        """SB3 settings for the agent: QPA's hybrid replay buffer for SAC when
+        ``replay_recent_fraction > 0`` (read by :func:`rewardlearn.agents.build_agent`)."""
+        if algo != "sac" or self.cfg.replay_recent_fraction <= 0:
+            return {}
+        from rewardlearn.preference.replay import HybridReplayBuffer
+
+        return {"replay_buffer_class": HybridReplayBuffer,
+                "replay_buffer_kwargs": {"recent_fraction": self.cfg.replay_recent_fraction,
+                                         "recent_window": self.cfg.replay_recent_window,
+                                         "seed": self.cfg.seed}}
 
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -157,6 +184,7 @@ class PreferenceReward(RewardModel):
             "queries_asked": self.learner.queries_asked,
             "history": self.history,
             "teacher": self.teacher.state_dict() if hasattr(self.teacher, "state_dict") else None,
+            "absorbing_active": self.learner.absorbing_active,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,6 +193,8 @@ class PreferenceReward(RewardModel):
         self.learner.rounds_done = int(state["rounds_done"])
         self.learner.queries_asked = int(state["queries_asked"])
         self.history = list(state.get("history", []))
+        self.learner.absorbing_active = bool(state.get("absorbing_active",
+                                                       self.learner.absorbing_active))
         if state.get("teacher") is not None and hasattr(self.teacher, "load_state_dict"):
             self.teacher.load_state_dict(state["teacher"])
 

@@ -16,8 +16,9 @@ import rewardlearn.preference.teachers as teachers_module
 from rewardlearn.preference import PRESETS, PreferenceLabels, SyntheticTeacher, Teacher
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "teacher"
-# Synthetic presets only; teacher=human is tested end to end in test_human_teacher.py
-YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml") if p.stem != "human")
+# Synthetic presets only; teacher=human is tested end to end in test_human_teacher.py,
+# teacher=model in test_preference_model_teacher.py
+YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml") if p.stem not in ("human", "model"))
 
 
 def _pairs(*pairs: tuple[list[float], list[float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -384,9 +384,11 @@ class PreferenceLearner:
     def train(self) -> dict[str, float]:
         """Train every member on its own shuffle (or bootstrap resample) of the labels.
 
-        Stops at ``early_stop_acc`` train accuracy (``early_stop=train_acc``, PEBBLE), or
-        when the held-out labels' loss has not improved for ``patience`` epochs
-        (``early_stop=heldout``; the best epoch's weights are kept).
+        Stops at ``early_stop_acc`` train accuracy (PEBBLE); with ``early_stop=heldout``
+        also when the held-out labels' loss has not improved for ``patience`` epochs
+        (the best epoch's weights are kept), which bounds the rounds whose labels
+        never reach ``early_stop_acc`` (near ties, noisy teachers) and used to run
+        all ``max_epochs``.
         """
         cfg = self.cfg
         n = len(self.dataset)
@@ -441,7 +443,7 @@ class PreferenceLearner:
                     stale += 1
                     if stale >= cfg.patience:
                         break
-            elif acc >= cfg.early_stop_acc:
+            if acc >= cfg.early_stop_acc:
                 break
         if best_state is not None:
             self.ensemble.load_state_dict(best_state)

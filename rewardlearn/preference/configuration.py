@@ -74,11 +74,13 @@ class PreferenceConfig(Settings):
 
     Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to
     ``max_epochs`` per round, warm-started from the previous round's weights.
-    ``early_stop``: ``train_acc`` stops once train accuracy reaches
-    ``early_stop_acc`` (PEBBLE); ``heldout`` holds out ``holdout_frac`` of the labels
-    (at least ``holdout_min``) and stops when their loss has not improved for
-    ``patience`` epochs, keeping the best epoch. ``bagging``: each member fits a
-    bootstrap resample of the labels (imitation #491). ``surf``: :class:`SurfConfig`.
+    Every round stops once train accuracy reaches ``early_stop_acc`` (PEBBLE);
+    ``early_stop=heldout`` (default) also holds out ``holdout_frac`` of the labels (at
+    least ``holdout_min``) and stops when their loss has not improved for
+    ``patience`` epochs, keeping the best epoch (``train_acc``: the PEBBLE rule
+    alone, which ran on while labels could not be fit to 97%: 12.8x the time on
+    10%-flipped labels, ``bench/results/preference_labels.md``). ``bagging``: each
+    member fits a bootstrap resample of the labels (imitation #491). ``surf``: :class:`SurfConfig`.
     Experience: the last ``buffer_capacity`` transitions.
     Off-policy agents: ``unsup_steps`` of PEBBLE's state-entropy pre-training
     (k-th nearest neighbour, ``entropy_k``), and the replay buffer relabelled
@@ -128,7 +130,7 @@ class PreferenceConfig(Settings):
     entropy_k: int = 5
     absorbing: str = "auto"
     regret_end_state: str = "next_obs"
-    early_stop: str = "train_acc"
+    early_stop: str = "heldout"
     holdout_frac: float = 0.1
     holdout_min: int = 5
     patience: int = 3

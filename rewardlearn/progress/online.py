@@ -13,7 +13,7 @@ the whole run, so the model cannot forget the task):
 
     loss = CE(stage) + tau_weight * sum(w (tau - t)^2) / sum(w) + rank_weight * rank
 
-The updated network is published to the :class:`~rewardlearn.progress.potential.ProgressScorer`
+The updated network is published to the :class:`~rewardlearn.progress.scorer.ProgressScorer`
 as a new model version; each env switches to it at its next episode start, so ``Phi`` is
 one function over each episode: ``F = gamma * Phi(s') - Phi(s)`` takes ``Phi(s)`` and
 ``Phi(s')`` from the same version, and the shaping cache's ``Phi(s)`` (computed when
@@ -33,8 +33,8 @@ import torch
 from rewardlearn.demos import Episode
 from rewardlearn.progress.configuration import OnlineConfig
 from rewardlearn.progress.modeling import ProgressModel
-from rewardlearn.progress.potential import ProgressScorer
 from rewardlearn.progress.processor import failure_aware_labels, frame_windows
+from rewardlearn.progress.scorer import ProgressScorer
 from rewardlearn.progress.training import RankPairs, demo_features, fit_loss, rank_loss
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.stages import PeriodicUpdate

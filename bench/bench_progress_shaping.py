@@ -339,7 +339,9 @@ def training_curve(run_dir: Path) -> dict[str, Any]:
     if not files:
         return {"first_success_step": None, "half_success_step": None,
                 "train_success_final": None}
-    acc = EventAccumulator(files[0])
+    # the newest log: a run restarted in the same folder (after an interrupted one) writes
+    # a second tb/<algo>_<n> beside the first
+    acc = EventAccumulator(max(files, key=lambda f: Path(f).stat().st_mtime))
     acc.Reload()
     if "rollout/success_rate" not in acc.Tags()["scalars"]:
         return {"first_success_step": None, "half_success_step": None,

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewardlearn.rewards.base import Obs
+from rewardlearn.rewards.registry import allow_subclasses_of
 from rewardlearn.utils import import_object
 
 log = logging.getLogger("rewardlearn")
@@ -88,6 +89,7 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
+@allow_subclasses_of
 class Encoder:
     """Base class of the encoders: observations (and frames) to ``(N, dim)`` features.
 

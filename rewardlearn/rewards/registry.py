@@ -158,6 +158,19 @@ def trust(reference: str) -> None:
     _TRUSTED.add(_canonical(reference))
 
 
+_REFERENCE_BASES: list[type] = []
+"""Classes whose rewardlearn subclasses saved settings may name (potentials, encoders);
+their modules add them with :func:`allow_subclasses_of`, so this module imports nothing
+above it."""
+
+
+def allow_subclasses_of(base: type) -> type:
+    """Let saved settings name rewardlearn's subclasses of ``base``; returns ``base``."""
+    if base not in _REFERENCE_BASES:
+        _REFERENCE_BASES.append(base)
+    return base
+
+
 def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
     """Refuse a dotted path in saved settings unless loading may import it (see module doc);
     ``trusted`` adds references the caller vouches for (``load_reward_model(trust=...)``).
@@ -173,14 +186,11 @@ def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
     if root in _TRUSTED_PACKAGES:
         return
     if root == "rewardlearn":
-        from rewardlearn.encoders import Encoder
-        from rewardlearn.shaping.potentials import Potential
-
         try:
             obj = _resolve(qualified)
         except (ImportError, AttributeError):
             return  # import_object reports the missing name itself
-        if isinstance(obj, type) and issubclass(obj, (Potential, Encoder)):
+        if isinstance(obj, type) and issubclass(obj, tuple(_REFERENCE_BASES)):
             return
     raise UntrustedReferenceError(
         f"the saved settings name {qualified!r}, which loading may not import: only registered "
@@ -190,6 +200,15 @@ def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
         f"rewardlearn.rewards.registry.trust({qualified!r}) first")
 
 
-__all__ = ["REWARD_CLASSES", "RewardRegistry", "UnknownRewardClassError",
-           "UntrustedReferenceError", "check_reference", "register_reward_class",
-           "registered_name", "reward_class", "trust"]
+__all__ = [
+    "REWARD_CLASSES",
+    "RewardRegistry",
+    "UnknownRewardClassError",
+    "UntrustedReferenceError",
+    "allow_subclasses_of",
+    "check_reference",
+    "register_reward_class",
+    "registered_name",
+    "reward_class",
+    "trust",
+]

@@ -36,6 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from rewardlearn.rewards.base import Obs, TransitionBatch
+from rewardlearn.rewards.registry import allow_subclasses_of
 from rewardlearn.utils import import_object
 
 
@@ -56,6 +57,7 @@ def _row(obs: Obs, i: int) -> Obs:
     return np.asarray(obs)[i]
 
 
+@allow_subclasses_of
 class Potential(abc.ABC):
     """Base class of shaping potentials.
 

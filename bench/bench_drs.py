@@ -5,6 +5,11 @@ Usage::
 
     python bench/bench_drs.py                                   # 1M steps, seeds 0-4, 2 jobs
     python bench/bench_drs.py --timesteps 300000 --seeds 0 --conditions drs
+    python bench/bench_drs.py --env metaworld_push --out bench/results/drs_metaworld_push.md
+
+``--env`` takes ``pick_place`` or any env config with a top-level ``reward_type`` and a
+stage signal (the Meta-World configs: ``MetaWorldStages`` adds ``info["stage"]``; dense
+is Meta-World's own shaped reward, sparse its success signal).
 
 Steps: collect 50 scripted-expert demos (``rewardlearn-collect``, seeds 0-49), then train
 PPO on ``pick_place`` (the env's recommended settings, 8 envs, ``torch_threads=1``) for
@@ -58,28 +63,36 @@ LABELS = {
     "dense": "env's hand-written dense reward (reference)",
     "sparse": "env's sparse reward (1 at success)",
 }
+OTHER_ENV_CONDITIONS: dict[str, list[str]] = {
+    "drs": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
+    "dense": ["env.reward_type=dense", "reward=env"],
+    "sparse": ["env.reward_type=sparse", "reward=env"],
+}
+"""Envs other than pick_place: ``reward_type`` is a top-level key of their config."""
 
 
-def prepare_demos(work: Path) -> Path:
+def prepare_demos(work: Path, env: str = "pick_place") -> Path:
     """50 scripted-expert demos (reused if present)."""
     from rewardlearn.cli.collect import CollectConfig, collect
 
     out = work / "demos-expert"
     if not out.exists():
-        collect(CollectConfig(env="pick_place", n_episodes=50, out=str(out),
-                              dataset_id="rewardlearn/pick_place/drs-expert-v0"), verbose=False)
+        collect(CollectConfig(env=env, n_episodes=50, out=str(out),
+                              dataset_id=f"rewardlearn/{env}/drs-expert-v0"), verbose=False)
     return out
 
 
 def run_one(cond: str, seed: int, timesteps: int, demos: Path, work: Path,
-            extra: list[str]) -> dict[str, Any]:
+            extra: list[str], env: str = "pick_place") -> dict[str, Any]:
     """One ``train.py`` run; returns its summary plus training-curve figures."""
     run_dir = work / "runs" / f"{cond}_s{seed}"
-    overrides = [*[o.format(demos=demos) for o in CONDITIONS[cond]], *extra,
+    conditions = CONDITIONS if env == "pick_place" else OTHER_ENV_CONDITIONS
+    overrides = [*[o.format(demos=demos) for o in conditions[cond]], *extra,
                  f"total_timesteps={timesteps}", f"seed={seed}"]
-    summary = pick_place_run(run_dir, overrides, work / "logs" / f"{cond}_s{seed}.log")
+    log = work / "logs" / f"{cond}_s{seed}.log"
+    summary = pick_place_run(run_dir, overrides, log, env=env)
+    summary.update(stages_reached(run_dir, env_name=None if env == "pick_place" else env))
     summary.update(training_curve(run_dir))
-    summary.update(stages_reached(run_dir))
     summary["seed"] = seed
     return summary
 
@@ -89,15 +102,19 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], args: Any,
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     lines = [
-        "## DrS: a learned stage-indexed reward, PPO from scratch on pick_place", "",
+        f"## DrS: a learned stage-indexed reward, PPO from scratch on {args.env}", "",
         f"Machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores "
         f"(shared), no GPU; commit {commit}; command: `python bench/bench_drs.py "
-        f"--timesteps {args.timesteps} --seeds {' '.join(map(str, args.seeds))} --jobs "
+        f"--env {args.env} --timesteps {args.timesteps} "
+        f"--seeds {' '.join(map(str, args.seeds))} --jobs "
         f"{args.jobs} --conditions {' '.join(args.conditions)}"
         + (f" --extra {' '.join(args.extra)}" if args.extra else "")
         + f"`; {wall_s / 60:.0f} min wall time ({args.jobs} runs at a time).", "",
-        "Agent: PPO, the env's recommended settings (8 envs, n_steps 256, batch 256, 10 epochs, "
-        "lr 3e-4, ent_coef 0.01, 256x256 nets, normalised observations, gamma 0.99). Eval: "
+        ("Agent: PPO, the env's recommended settings (8 envs, n_steps 256, batch 256, 10 epochs, "
+         "lr 3e-4, ent_coef 0.01, 256x256 nets, normalised observations, gamma 0.99). Eval: "
+         if args.env == "pick_place" else
+         f"Agent: PPO, 8 envs, conf/env/{args.env}.yaml's `agent_kwargs.ppo` (SB3's defaults "
+         "otherwise). Eval: ") +
         "deterministic policy, 50 held-out seeds. The drs condition reads only the env's stage "
         "and success signals (and 50 expert demos), never its reward.", "",
         "| reward | seeds | eval success per seed | mean | training success (last 100 ep.) | "
@@ -131,6 +148,8 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], args: Any,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="pick_place",
+                        help="pick_place, or an env config with reward_type and a stage signal")
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--jobs", type=int, default=2)
@@ -141,14 +160,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "drs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drs.md")
     args = parser.parse_args()
-    work = args.work / f"t{args.timesteps}"
+    base = args.work if args.env == "pick_place" else args.work / args.env
+    work = base / f"t{args.timesteps}"
     work.mkdir(parents=True, exist_ok=True)
-    demos = prepare_demos(args.work)
+    demos = prepare_demos(base, args.env)
     t0 = time.perf_counter()
     jobs = [(c, s) for s in args.seeds for c in args.conditions]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {job: pool.submit(run_one, *job, args.timesteps, demos, work, args.extra)
-                   for job in jobs}
+        futures = {job: pool.submit(run_one, *job, args.timesteps, demos, work, args.extra,
+                                    args.env) for job in jobs}
         results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.conditions}
         for (cond, seed), fut in futures.items():
             summary = fut.result()

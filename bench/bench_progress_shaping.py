@@ -293,12 +293,14 @@ def run_one(cond: str, seed: int, timesteps: int, model: Path, work: Path,
     return summary
 
 
-def pick_place_run(run_dir: Path, overrides: list[str], log: Path) -> dict[str, Any]:
-    """One ``train.py`` run of PPO on pick_place (8 envs, one torch thread, 50 eval episodes,
-    no videos) into ``run_dir``, reused when its ``summary.json`` exists; its summary."""
+def pick_place_run(run_dir: Path, overrides: list[str], log: Path,
+                   env: str = "pick_place") -> dict[str, Any]:
+    """One ``train.py`` run of PPO on pick_place (or ``env``; 8 envs, one torch thread,
+    50 eval episodes, no videos) into ``run_dir``, reused when its ``summary.json`` exists;
+    its summary."""
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
-        cmd = [sys.executable, "train.py", "env=pick_place", *PPO, *overrides,
+        cmd = [sys.executable, "train.py", f"env={env}", *PPO, *overrides,
                "torch_threads=1", "video.enabled=false", "progress_bar=false",
                "eval.n_episodes=50", "~teacher", f"hydra.run.dir={run_dir}"]
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -308,15 +310,19 @@ def pick_place_run(run_dir: Path, overrides: list[str], log: Path) -> dict[str, 
     return summary
 
 
-def stages_reached(run_dir: Path, episodes: int = 20) -> dict[str, Any]:
-    """Furthest stage of each deterministic evaluation episode (how far the policy gets)."""
+def stages_reached(run_dir: Path, episodes: int = 20, env_name: str | None = None
+                   ) -> dict[str, Any]:
+    """Furthest stage of each deterministic evaluation episode (how far the policy gets),
+    on pick_place or on the env config ``env_name`` (any env with ``info["stage"]``)."""
     import gymnasium as gym
     import rewardlearn_envs  # noqa: F401  (registers the env)
 
     from rewardlearn.agents import agent_policy
+    from rewardlearn.env_factory import make_env
 
     act = agent_policy(str(run_dir / "agent.zip"), deterministic=True)
-    env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")
+    env = (gym.make("rewardlearn/PickPlace-v0", reward_type="sparse") if env_name is None
+           else make_env(env_name))
     furthest = []
     for k in range(episodes):
         obs, info = env.reset(seed=10_000 + k)

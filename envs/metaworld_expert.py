@@ -81,12 +81,18 @@ class MetaWorldStages(gym.Wrapper):
             ``obs_mode="state_pixels"``.
         task: the Meta-World task name (``pick-place-v3``...).
         obs_mode: ``state`` or ``state_pixels`` (reads ``info["frame"]``).
+        reward_type: ``dense`` (Meta-World's own shaped reward) or ``sparse`` (1 on a
+            step where the task succeeds, else 0: the success signal alone).
     """
 
     SUBTASKS: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, env: gym.Env, task: str, obs_mode: str = "state") -> None:
+    def __init__(self, env: gym.Env, task: str, obs_mode: str = "state",
+                 reward_type: str = "dense") -> None:
         super().__init__(env)
+        if reward_type not in ("dense", "sparse"):
+            raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
+        self.reward_type = reward_type
         if task not in METAWORLD_TASKS:
             raise ValueError(f"no scripted Meta-World expert for {task!r}; supported: "
                              f"{', '.join(sorted(METAWORLD_TASKS))}")
@@ -142,6 +148,8 @@ class MetaWorldStages(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = self._label(info, float(reward))
+        if self.reward_type == "sparse":
+            reward = info["sparse_reward"]
         return self._obs(obs, info), reward, terminated, truncated, info
 
 

@@ -22,7 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import gymnasium as gym
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -104,6 +104,7 @@ def make_env(
         env = gym.make(cfg.id, **kwargs)
     except gym.error.Error as e:
         raise ValueError(f"could not make env {cfg.get('name', cfg.id)} ({cfg.id}): {e}") from e
+    env = apply_wrappers(env, cfg.get("wrappers"))
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -114,6 +115,36 @@ def make_env(
     if frame_size is not None:
         height, width = frame_size
         env = FrameCapture(env, width=width, height=height, camera=camera_config(cfg))
+    return env
+
+
+def apply_wrappers(env: gym.Env, specs: Any) -> gym.Env:
+    """Wrap ``env`` in the env config's ``wrappers:`` list, innermost first.
+
+    Each entry is ``{_target_: dotted.Class, **kwargs}`` and is called as
+    ``Class(env, **kwargs)``; the Meta-World configs use it to add stage labels
+    (``rewardlearn_envs.metaworld_expert.MetaWorldStages``) that stage-aware rewards read.
+    """
+    import importlib
+
+    if specs is None:
+        return env
+    if isinstance(specs, ListConfig):
+        specs = OmegaConf.to_container(specs, resolve=True)
+    if not isinstance(specs, list):
+        raise ValueError(f"env wrappers must be a list of {{_target_: ...}} (got {specs!r})")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("_target_"), str):
+            raise ValueError(f"env wrappers[{i}] must be a mapping with _target_: "
+                             f"dotted.path.Class (got {spec!r})")
+        kwargs = {k: v for k, v in spec.items() if k != "_target_"}
+        module_name, _, attr = spec["_target_"].rpartition(".")
+        try:
+            wrapper = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ValueError(f"env wrappers[{i}]: cannot import {spec['_target_']!r}: {e}"
+                             ) from e
+        env = wrapper(env, **kwargs)
     return env
 
 

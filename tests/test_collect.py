@@ -92,6 +92,8 @@ def test_malformed_dataset_id_refused_before_collecting(tmp_path: Path) -> None:
     out = tmp_path / "d"
     with pytest.raises(ValueError, match="Malformed dataset ID"):
         main(["n_episodes=1", f"out={out}", "dataset_id=a/noisy0.5-v0"])
+    with pytest.raises(ValueError, match=r"not a Minari id: .*name-v<version>"):
+        main(["n_episodes=1", f"out={out}", "dataset_id=a/noisy"])  # no version: TypeError
     assert not out.exists()
 
 

@@ -129,3 +129,69 @@ def test_bad_settings_and_missing_stage_are_named() -> None:
     b.infos = [{"progress": 0.3}]
     with pytest.raises(ValueError, match=r"info\['stage'\].*stage_key"):
         r(b)
+
+
+def test_env_config_wrappers_are_applied_innermost_first_and_bad_ones_named() -> None:
+    from rewardlearn.env_factory import apply_wrappers, make_env
+
+    cfg = {"name": "pendulum", "id": "Pendulum-v1",
+           "wrappers": [{"_target_": "gymnasium.wrappers.TransformReward", "func": None},
+                        {"_target_": "gymnasium.wrappers.ClipAction"}]}
+    with pytest.raises(TypeError):  # the kwargs reach the wrapper (func=None is refused)
+        make_env(cfg, seed=0).step(np.zeros(1, np.float32))
+    cfg["wrappers"] = [{"_target_": "gymnasium.wrappers.ClipAction"},
+                       {"_target_": "gymnasium.wrappers.TimeLimit", "max_episode_steps": 3}]
+    env = make_env(cfg, seed=0)
+    assert isinstance(env, gym.wrappers.TimeLimit)
+    assert isinstance(env.env, gym.wrappers.ClipAction)
+    env.reset(seed=0)
+    assert [env.step(np.zeros(1, np.float32))[3] for _ in range(3)] == [False, False, True]
+    with pytest.raises(ValueError, match=r"wrappers\[0\]: cannot import 'no.such.Wrapper'"):
+        make_env({**cfg, "wrappers": [{"_target_": "no.such.Wrapper"}]})
+    with pytest.raises(ValueError, match=r"wrappers\[0\] must be a mapping with _target_"):
+        apply_wrappers(env, [{"task": "x"}])
+    with pytest.raises(ValueError, match="must be a list"):
+        apply_wrappers(env, {"_target_": "gymnasium.wrappers.ClipAction"})
+
+
+def test_metaworld_configs_report_stages_and_drs_trains_on_one(tmp_path: Path) -> None:
+    """Meta-World env configs add ``info["stage"]`` (so ``reward=drs`` runs unchanged on them)
+    and ``env.reward_type=sparse`` pays only success."""
+    pytest.importorskip("metaworld", reason="Meta-World is the [metaworld] extra")
+    import json
+    import subprocess
+    import sys
+
+    from rewardlearn.env_factory import env_config, make_env
+
+    for name in ("metaworld_reach", "metaworld_push", "metaworld_pick_place"):
+        env = make_env(name, seed=0)
+        _, info = env.reset(seed=0)
+        assert info["stage"] == 0 and info["is_success"] is False
+    cfg = env_config("metaworld_push")
+    cfg.reward_type = "sparse"
+    env = make_env(cfg, seed=0)
+    env.reset(seed=0)
+    rewards = [float(env.step(env.action_space.sample())[1]) for _ in range(5)]
+    assert rewards == [0.0] * 5  # random actions do not push the puck onto the goal
+    dense = make_env("metaworld_push", seed=0)
+    dense.reset(seed=0)
+    assert float(dense.step(dense.action_space.sample())[1]) > 0.0
+
+    root = Path(__file__).resolve().parents[1]
+    demos = tmp_path / "demos"
+    subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld_push",
+                    "n_episodes=3", f"out={demos}"], cwd=root, check=True, capture_output=True)
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "train.py", "env=metaworld_push", "env.reward_type=sparse",
+                    "agent=ppo", "n_envs=2", "total_timesteps=2000", "reward=drs",
+                    f"reward.model.demos={demos}", "reward.model.update_every=500",
+                    "reward.model.min_negatives=16", "reward.model.train_steps=5",
+                    "eval.n_episodes=1", "video.enabled=false", "progress_bar=false",
+                    "torch_threads=1", f"hydra.run.dir={run}"],
+                   cwd=root, check=True, capture_output=True)
+    summary = json.loads((run / "summary.json").read_text())
+    # stage-indexed negative form: every learned reward lies in [-1 - alpha / K, 0]
+    # (push: K = 3 stages, alpha = 0.3) over Meta-World's 500-step episodes
+    assert -500.0 * (1 + 0.3 / 3) <= summary["learned_return_mean"] <= 0.0
+    assert (run / "reward_model" / "model.safetensors").is_file()

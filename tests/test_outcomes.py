@@ -9,6 +9,8 @@ import pytest
 
 from rewardlearn.metrics.outcomes import (
     exploit_probe,
+    furthest_stage,
+    kendall_ceiling,
     kendall_outcome,
     outcome_ranking,
     success_failure_gap,
@@ -35,6 +37,30 @@ def test_outcome_ranking_reaches_its_maximum_for_a_perfect_rater() -> None:
     tied = outcome_ranking(lambda ep: np.full(3, float(ep["success"])), episodes)
     assert tied["kendall_tau"] == pytest.approx(1.0) and tied["concordance"] == 1.0
     assert out["successes"] == 5 and out["success_failure_gap"] == pytest.approx(0.5)
+    assert out["kendall_tau_max"] == pytest.approx(out["kendall_tau"])  # perfect = ceiling
+
+
+def test_kendall_ceiling_and_the_stage_ladder() -> None:
+    from scipy.stats import kendalltau
+
+    # 21 successes in 150: even a perfect ranking stays below 0.5; balanced: 0.71
+    assert kendall_ceiling(np.r_[np.ones(21), np.zeros(129)]) == pytest.approx(0.4924, abs=1e-4)
+    assert kendall_ceiling(np.r_[np.ones(75), np.zeros(75)]) == pytest.approx(0.7095, abs=1e-4)
+    assert np.isnan(kendall_ceiling(np.ones(5)))
+    success = np.r_[np.ones(3), np.zeros(5)].astype(bool)
+    perfect = np.arange(8)[::-1]  # the successes rated highest, all ratings distinct
+    assert kendall_ceiling(success) == pytest.approx(kendalltau(perfect, success).statistic)
+    # the ladder: furthest stage reached, a success one above the last stage
+    stages = [[0, 1, 2, 3, 3], [0, 1, 2, 3, 3], [0, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    eps = [{"observations": np.zeros((5, 1)), "success": i == 0,
+            "infos": [{"stage": k} for k in st]} for i, st in enumerate(stages)]
+    assert [furthest_stage(ep) for ep in eps] == [4, 3, 1, 0]
+    # a rater that orders the failures by how far they got: tau on the ladder is 1,
+    # one that rates every failure alike is not
+    by_stage = outcome_ranking(lambda ep: np.full(5, furthest_stage(ep) / 4), eps)
+    assert by_stage["kendall_tau_stage"] == pytest.approx(1.0)
+    flat = outcome_ranking(lambda ep: np.full(5, float(ep["success"])), eps)
+    assert flat["kendall_tau"] == pytest.approx(1.0) and flat["kendall_tau_stage"] < 0.9
 
 
 def test_exploit_probe_compares_the_last_states_with_their_true_progress() -> None:

@@ -109,6 +109,7 @@ def _make_env(short: str, env_id: str, cfg: CollectConfig) -> gym.Env:
         env_cfg = env_config(short)
         env_cfg.kwargs.terminate_on_success = True  # a demo ends at success
         env_cfg.kwargs.seed = cfg.seed  # MT1 draws its task layouts at make time
+        env_cfg.wrappers = []  # the stage labels are added below, outside the frames
         size = (cfg.frame_size, cfg.frame_size) if cfg.frames else None
         inner = make_env(env_cfg, frame_size=size)
         return MetaWorldStages(inner, metaworld[short][1],
@@ -247,7 +248,19 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     cfg = cfg.resolved()
     assert cfg.out is not None and cfg.dataset_id is not None and cfg.max_tries is not None
     _, env_id = resolve_env(cfg.env)
-    parse_dataset_id(cfg.dataset_id)  # refuse a malformed id before collecting, not after
+    # refuse a malformed id before collecting, not after
+    try:
+        _, _, version = parse_dataset_id(cfg.dataset_id)
+    except (TypeError, ValueError) as exc:
+        version = None
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if version is None:
+        raise ValueError(
+            f"dataset_id={cfg.dataset_id!r} is not a Minari id: it must read "
+            "[namespace/]name-v<version>, e.g. rewardlearn/pick_place/expert-v0"
+            + (f" ({cause})" if isinstance(cause, ValueError) else "")) from cause
     out = Path(cfg.out).resolve()
     if out.exists():
         if not cfg.overwrite:

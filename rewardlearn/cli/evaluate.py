@@ -142,7 +142,8 @@ def _progress_checks(opts: dict[str, Any], models: dict[str, Any],
         row = result["rewards"][name]
         if episodes is not None:
             ranking = outcome_ranking(rate, episodes)
-            row.update({k: ranking[k] for k in ("kendall_tau", "concordance",
+            row.update({k: ranking[k] for k in ("kendall_tau", "kendall_tau_max",
+                                                 "kendall_tau_stage", "concordance",
                                                  "success_failure_gap")})
         if probes is not None:
             for probe, figures in exploit_probe(rate, probes).items():

@@ -21,7 +21,7 @@ class DrSConfig(Settings):
     Reward: ``r = k + alpha * tanh(D_k(s'))`` for a state ``s'`` in stage ``k``, and
     ``r = num_stages`` at success. ``alpha < 0.5`` keeps the stage ranges apart, so reaching
     a later stage always pays more than polishing an earlier one. ``form="negative"``
-    returns ``r / num_stages - 1`` (in ``[-1, 0]``, 0 at success) so that an env that ends
+    returns ``r / num_stages - 1`` (in ``[-1 - alpha / K, 0]``, 0 at success) so that an env that ends
     on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
     with a fixed horizon).
 

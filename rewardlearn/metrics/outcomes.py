@@ -48,6 +48,29 @@ def kendall_outcome(final_progress: np.ndarray, success: np.ndarray) -> float:
     return float(kendalltau(np.asarray(final_progress, np.float64), success).statistic)
 
 
+def kendall_ceiling(success: np.ndarray) -> float:
+    """The largest tau-b a ranking with distinct predictions can reach against a binary
+    outcome: ``sqrt(n_s n_f / (n (n - 1) / 2))``. It is 0.49 for 21 successes in 150
+    rollouts and 0.71 for 75, so a tau target needs rollouts of balanced outcome.
+
+    Example:
+        >>> round(kendall_ceiling(np.array([1, 1, 0, 0])), 3)
+        0.816
+    """
+    s = np.asarray(success, bool)
+    n, n_s = len(s), int(s.sum())
+    if n < 2 or n_s in (0, n):
+        return float("nan")
+    return float(np.sqrt(n_s * (n - n_s) / (n * (n - 1) / 2)))
+
+
+def furthest_stage(episode: Mapping[str, Any]) -> int:
+    """The episode's outcome on the stage ladder: the furthest ``info["stage"]`` reached,
+    plus one for a success (so a success ranks above holding the object at the last stage)."""
+    stages = [int(info.get("stage", 0)) for info in episode.get("infos", ())]
+    return (max(stages) if stages else 0) + int(bool(episode["success"]))
+
+
 def concordance(final_progress: np.ndarray, success: np.ndarray) -> float:
     """Share of (success, failure) pairs rated in the right order, ties half; ``nan`` if one
     outcome only."""
@@ -67,10 +90,19 @@ def success_failure_gap(final_progress: np.ndarray, success: np.ndarray) -> floa
 
 
 def outcome_ranking(rate: Rater, episodes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Kendall tau and success-failure gap of a rater's final progress on ``episodes``."""
+    """Kendall tau (and its ceiling), concordance and success-failure gap of a rater's final
+    progress on ``episodes``; ``kendall_tau_stage`` is tau-b against :func:`furthest_stage`,
+    an ordinal outcome that also orders the failures."""
+    from scipy.stats import kendalltau
+
     final = np.array([float(np.asarray(rate(ep))[-1]) for ep in episodes])
     success = np.array([bool(ep["success"]) for ep in episodes])
+    ladder = np.array([furthest_stage(ep) for ep in episodes], np.float64)
+    tau_stage = (float(kendalltau(final, ladder).statistic) if ladder.min() < ladder.max()
+                 else float("nan"))
     return {"kendall_tau": kendall_outcome(final, success),
+            "kendall_tau_max": kendall_ceiling(success),
+            "kendall_tau_stage": tau_stage,
             "concordance": concordance(final, success),
             "success_failure_gap": success_failure_gap(final, success),
             "episodes": float(len(episodes)), "successes": float(success.sum())}
@@ -120,5 +152,6 @@ def rater_for(model: Any) -> Rater | None:
     return None
 
 
-__all__ = ["Rater", "concordance", "episodes_from_dataset", "exploit_probe", "kendall_outcome",
-           "outcome_ranking", "rater_for", "success_failure_gap"]
+__all__ = ["Rater", "concordance", "episodes_from_dataset", "exploit_probe", "furthest_stage",
+           "kendall_ceiling", "kendall_outcome", "outcome_ranking", "rater_for",
+           "success_failure_gap"]

@@ -172,8 +172,8 @@ def table(result: dict[str, Any]) -> str:
 
 _ORDER = ("epic", "starc", "pref_acc", "pref_pairs", "return_pearson", "return_spearman",
           "episodes", "voc", "voc_min", "stage_acc", "progress_mae", "voc_demos",
-          "kendall_tau", "concordance", "success_failure_gap", "hover_excess", "stall_excess",
-          "drop_excess")
+          "kendall_tau", "kendall_tau_max", "kendall_tau_stage", "concordance",
+          "success_failure_gap", "hover_excess", "stall_excess", "drop_excess")
 
 
 def _fmt(v: Any) -> str:

@@ -111,7 +111,9 @@ def main() -> None:
              + f" --noise {args.noise}`.", "",
              f"Rollouts: 150 noisy expert episodes (action noise {args.noise}), {n_succ} "
              "successes. Kendall's tau-b of predicted final progress vs outcome (success), "
-             "with the most a perfect ranking can reach on these outcomes (max), and vs the "
+             "with the most a perfect ranking with distinct ratings can reach on these outcomes "
+             "(max; a rater that reads the success signal, as `reward=drs` does, rates every "
+             "success exactly 1 and may exceed it), and vs the "
              "furthest stage reached (+1 for a success; orders the failures too); "
              "concordance = share of "
              "(success, failure) pairs with the success rated higher (ties half; 1 perfect, "

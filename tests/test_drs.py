@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_envs import LineEnv
 
 from rewardlearn.drs.configuration import DrSConfig
-from rewardlearn.drs.processor import StageBuffers, episode_labels
+from rewardlearn.drs.processor import StageBuffers, episode_labels, positive_tail
 from rewardlearn.drs.reward import DrSReward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch
@@ -195,3 +195,44 @@ def test_metaworld_configs_report_stages_and_drs_trains_on_one(tmp_path: Path) -
     # (push: K = 3 stages, alpha = 0.3) over Meta-World's 500-step episodes
     assert -500.0 * (1 + 0.3 / 3) <= summary["learned_return_mean"] <= 0.0
     assert (run / "reward_model" / "model.safetensors").is_file()
+
+
+def test_positive_tail_keeps_each_stages_last_positives_and_every_negative() -> None:
+    # stage 0 for 6 steps, stage 1 for 4 (advanced), then stage 1 again after a drop, fail
+    k = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 1, 1])
+    _, pos = episode_labels(k, success=False, num_stages=3)
+    assert pos.tolist() == [True] * 10 + [False] * 3
+    keep = positive_tail(k, pos, 0.5)
+    # the last 3 of 6 stage-0 positives, the last 2 of 4 stage-1 positives, all negatives
+    assert np.flatnonzero(keep).tolist() == [3, 4, 5, 8, 9, 10, 11, 12]
+    assert positive_tail(k, pos, 1.0).all()
+    assert positive_tail(k, pos, 0.01).sum() == 2 + 3  # at least one positive per stage
+    with pytest.raises(ValueError, match="tail must be in"):
+        positive_tail(k, pos, 0.0)
+    with pytest.raises(ValueError, match="positive_tail must be in"):
+        DrSConfig(positive_tail=1.5)
+
+
+def test_positive_tail_scores_a_stages_exit_above_its_entry() -> None:
+    """Demos walk 0 -> 1 (stage 1 from x >= 1); the agent stalls at x = 0.2 (early in
+    stage 0). With a tail of 0.3 only the demos' states near x = 1 are positives, so the
+    score rises along the way out of stage 0; a policy stalled early is scored lowest."""
+    def demo() -> list[float]:
+        return list(np.linspace(0.0, 1.5, 16))
+
+    scores = {}
+    for tail in (1.0, 0.3):
+        r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=16, batch_size=64,
+                      train_steps=200, positive_tail=tail, seed=0)
+        for _ in range(5):
+            play(r, demo(), success=True)
+        for _ in range(5):
+            play(r, [0.2] * 20, success=False)
+        r.update()
+        xs = np.array([[0.2, 1.0], [0.5, 1.0], [0.9, 1.0]], np.float32)
+        scores[tail] = r.scores(xs, np.zeros(3, np.int64))
+    tail_scores = scores[0.3]
+    assert tail_scores[0] < tail_scores[1] < tail_scores[2]
+    assert tail_scores[2] > 0 > tail_scores[0]
+    # as published (tail 1), a mid-stage demo state is a full positive: no pull to the exit
+    assert scores[1.0][1] > 0.9 and scores[0.3][1] < scores[1.0][1] - 0.1

@@ -21,8 +21,8 @@ class DrSConfig(Settings):
     Reward: ``r = k + alpha * tanh(D_k(s'))`` for a state ``s'`` in stage ``k``, and
     ``r = num_stages`` at success. ``alpha < 0.5`` keeps the stage ranges apart, so reaching
     a later stage always pays more than polishing an earlier one. ``form="negative"``
-    returns ``r / num_stages - 1`` (in ``[-1 - alpha / K, 0]``, 0 at success) so that an env that ends
-    on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
+    returns ``r / num_stages - 1`` (in ``[-1 - alpha / K, 0]``, 0 at success) so that an env
+    that ends on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
     with a fixed horizon).
 
     Classifiers: one MLP trunk (``hidden_sizes``) with a logit per stage over the
@@ -32,6 +32,8 @@ class DrSConfig(Settings):
     ``demos`` (comma-separated datasets, at most ``max_demos`` episodes) seed the
     positives and stay in for the whole run; ``min_negatives`` agent failures are needed
     before a stage's classifier is trained (until then its term is 0).
+    ``positive_tail`` < 1 keeps, of each episode's positives of a stage, only the last
+    fraction in time (the states near the stage's exit; 1 = every one, as published).
     """
 
     what = "drs"
@@ -50,6 +52,7 @@ class DrSConfig(Settings):
     update_every: int = 4096
     buffer_size: int = 100_000
     min_negatives: int = 256
+    positive_tail: float = 1.0
     device: str = "cpu"
     seed: int = 0
 
@@ -69,6 +72,8 @@ class DrSConfig(Settings):
             (self.update_every >= 1, "update_every must be >= 1"),
             (self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size"),
             (self.min_negatives >= 1, "min_negatives must be >= 1"),
+            (0.0 < self.positive_tail <= 1.0,
+             f"positive_tail must be in (0, 1], got {self.positive_tail}"),
             (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),
         ]
 

@@ -42,6 +42,35 @@ def episode_labels(stages: np.ndarray, success: bool, num_stages: int
     return k, positive
 
 
+def positive_tail(stages: np.ndarray, positive: np.ndarray, tail: float) -> np.ndarray:
+    """Rows to train on: every negative, and of each stage's positives in one episode only
+    the last ``tail`` fraction in time (at least one).
+
+    ``tail = 1`` is DrS as published: every state of a run that went on to advance is a
+    positive, so the first states of a stage (the object just lifted, high over the target)
+    count as much as the ones right before the stage is done (set down, about to release).
+    A smaller tail keeps only the states close to each stage's exit, so a stage's score
+    rises towards the way out of it, and a policy holding still early in a stage is scored
+    below the demos' states near its end.
+
+    Example:
+        >>> k = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> pos = np.array([True, True, True, True, False, False, False, False])
+        >>> positive_tail(k, pos, 0.5).astype(int).tolist()
+        [0, 0, 1, 1, 1, 1, 1, 1]
+    """
+    if not 0.0 < tail <= 1.0:
+        raise ValueError(f"tail must be in (0, 1], got {tail}")
+    k = np.asarray(stages, np.int64).reshape(-1)
+    pos = np.asarray(positive, bool).reshape(-1)
+    keep = ~pos
+    for stage in np.unique(k[pos]):
+        idx = np.flatnonzero(pos & (k == stage))
+        n = max(1, int(np.ceil(tail * len(idx))))
+        keep[idx[-n:]] = True
+    return keep
+
+
 class StageBuffers:
     """Per-stage FIFO buffers of positive and negative feature rows.
 
@@ -105,4 +134,4 @@ class StageBuffers:
             self._next[(k, lab)] = len(saved) % self.capacity
 
 
-__all__ = ["StageBuffers", "episode_labels"]
+__all__ = ["StageBuffers", "episode_labels", "positive_tail"]

@@ -38,7 +38,7 @@ from torch.nn import functional as F
 
 from rewardlearn.drs.configuration import DrSConfig
 from rewardlearn.drs.modeling import StageClassifier
-from rewardlearn.drs.processor import StageBuffers, episode_labels
+from rewardlearn.drs.processor import StageBuffers, episode_labels, positive_tail
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.stages import PeriodicUpdate
@@ -116,7 +116,8 @@ class DrSReward(RewardModel):
         for ep in demos:
             feats = flatten_obs(self.observation_space, ep.observations[1:])
             stages, positive = episode_labels(ep.stages[1:], ep.success, self.num_stages)
-            self.buffers.add_demo(feats, stages, positive)
+            keep = positive_tail(stages, positive, self.cfg.positive_tail)
+            self.buffers.add_demo(feats[keep], stages[keep], positive[keep])
             rows.append(feats)
         self.net.fit_scale(np.concatenate(rows))
         log.info("drs: %d demos, %d stages, demo positives per stage %s", len(demos),
@@ -187,7 +188,8 @@ class DrSReward(RewardModel):
     def _finish(self, episode: dict[str, list[Any]], success: bool) -> None:
         assert self.buffers is not None
         k, positive = episode_labels(np.array(episode["k"]), success, self.num_stages)
-        self.buffers.add(np.stack(episode["x"]), k, positive)
+        keep = positive_tail(k, positive, self.cfg.positive_tail)
+        self.buffers.add(np.stack(episode["x"])[keep], k[keep], positive[keep])
         episode["x"], episode["k"] = [], []
 
     def update(self) -> dict[str, float]:

@@ -363,3 +363,20 @@ def test_heldout_early_stopping_stops_and_keeps_the_best_epoch() -> None:
         from rewardlearn.preference.modeling import preference_loss
         loss = float(preference_loss(learner._logits(batch), batch["labels"]))
     assert loss == pytest.approx(m["holdout_loss"], rel=1e-4)  # the best epoch's weights
+
+
+def test_few_labels_are_never_held_out() -> None:
+    """Held-out stopping takes ``holdout_frac`` of the labels only once that is at least
+    ``holdout_min``: at 25 labels every one is trained on (5 of 10 used to be held out)."""
+    cfg = PreferenceConfig(early_stop="heldout", holdout_frac=0.1, holdout_min=5,
+                           device="cpu")
+    learner = PreferenceLearner(cfg, RewardEnsemble(2, 3, [16], seed=0),
+                                SyntheticTeacher(seed=0), CPU)
+    for n, held in ((10, 0), (25, 0), (40, 0), (50, 5), (100, 10), (1000, 100)):
+        train_idx, held_idx = learner._split_holdout(n)
+        assert len(held_idx) == held and len(train_idx) == n - held
+        assert sorted(np.r_[train_idx, held_idx].tolist()) == list(range(n))
+    cfg_acc = PreferenceConfig(early_stop="train_acc", device="cpu")
+    learner = PreferenceLearner(cfg_acc, RewardEnsemble(2, 3, [16], seed=0),
+                                SyntheticTeacher(seed=0), CPU)
+    assert len(learner._split_holdout(1000)[1]) == 0

@@ -75,8 +75,9 @@ class PreferenceConfig(Settings):
     Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to
     ``max_epochs`` per round, warm-started from the previous round's weights.
     Every round stops once train accuracy reaches ``early_stop_acc`` (PEBBLE);
-    ``early_stop=heldout`` (default) also holds out ``holdout_frac`` of the labels (at
-    least ``holdout_min``) and stops when their loss has not improved for
+    ``early_stop=heldout`` (default) also holds out ``holdout_frac`` of the labels (once
+    that is at least ``holdout_min`` labels; never below) and stops when their loss has
+    not improved for
     ``patience`` epochs, keeping the best epoch (``train_acc``: the PEBBLE rule
     alone, which ran on while labels could not be fit to 97%: 12.8x the time on
     10%-flipped labels, ``bench/results/preference_labels.md``). ``bagging``: each

@@ -90,11 +90,13 @@ def write_table(out: Path, env: str, steps: int, seeds: list[int],
                 results: dict[tuple[str, int, str], dict[int, dict[str, object]]],
                 started: float) -> None:
     true = results.get(("true", 0, "-"), {})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
     lines = [
         f"## Preference learning from few labels: {env}, PPO, {steps} env steps",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU torch, one torch thread "
-        f"per run; command: `python bench/bench_preference_labels.py "
+        f"per run; commit {commit}; command: `python bench/bench_preference_labels.py "
         f"{' '.join(sys.argv[1:])}`; {(time.time() - started) / 60:.0f} min so far.",
         "Every run: `python train.py env=" + env + " agent=ppo reward=preference "
         "teacher=<teacher> total_timesteps=" + str(steps) + " reward.model.budget=<labels> "

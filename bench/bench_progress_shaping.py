@@ -322,7 +322,7 @@ def stages_reached(run_dir: Path, episodes: int = 20, env_name: str | None = Non
 
     act = agent_policy(str(run_dir / "agent.zip"), deterministic=True)
     env = (gym.make("rewardlearn/PickPlace-v0", reward_type="sparse") if env_name is None
-           else make_env(env_name))
+           else make_env(env_name, seed=10_000))
     furthest = []
     for k in range(episodes):
         obs, info = env.reset(seed=10_000 + k)

@@ -376,9 +376,9 @@ class PreferenceLearner:
         """Training and held-out label indices (``early_stop=heldout``; else no held-out).
 
         ``round(holdout_frac * n)`` labels are held out once that is at least
-        ``holdout_min`` (from about 50 labels with the defaults); below, none: a few dozen labels are
-        too precious to set aside (holding out 5 of 10 halved the training set), and those
-        rounds are short under the train-accuracy rule anyway.
+        ``holdout_min`` (from about 50 labels with the defaults); below, none: a few dozen
+        labels are too precious to set aside (holding out 5 of 10 halved the training set),
+        and those rounds are short under the train-accuracy rule anyway.
         """
         cfg = self.cfg
         k = round(cfg.holdout_frac * n)

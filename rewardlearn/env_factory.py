@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from rewardlearn.utils import to_dict
+from rewardlearn.utils import import_object, to_dict
 from rewardlearn.wrappers.frames import FrameCapture
 from rewardlearn.wrappers.state import SimStateCapture
 
@@ -129,8 +129,6 @@ def apply_wrappers(env: gym.Env, specs: Any) -> gym.Env:
     ``Class(env, **kwargs)``; the Meta-World configs use it to add stage labels
     (``rewardlearn_envs.metaworld_expert.MetaWorldStages``) that stage-aware rewards read.
     """
-    import importlib
-
     if specs is None:
         return env
     if isinstance(specs, ListConfig):
@@ -142,9 +140,8 @@ def apply_wrappers(env: gym.Env, specs: Any) -> gym.Env:
             raise ValueError(f"env wrappers[{i}] must be a mapping with _target_: "
                              f"dotted.path.Class (got {spec!r})")
         kwargs = {k: v for k, v in spec.items() if k != "_target_"}
-        module_name, _, attr = spec["_target_"].rpartition(".")
         try:
-            wrapper = getattr(importlib.import_module(module_name), attr)
+            wrapper = import_object(spec["_target_"])
         except (ImportError, AttributeError, ValueError) as e:
             raise ValueError(f"env wrappers[{i}]: cannot import {spec['_target_']!r}: {e}"
                              ) from e

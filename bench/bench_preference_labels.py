@@ -8,7 +8,8 @@ for every seed: the same PPO on the env's own reward (``reward=env``), then
 * ``surf``: + SURF pseudo-labels and temporal crops (Park et al. 2022);
 * ``bagging``: + bootstrap-resampled labels per ensemble member;
 * ``qpa``: + queries drawn from the most recent episodes only (Hu et al. 2024);
-* ``all``: all three.
+* ``all``: all three;
+* ``front``: 40% of the budget in the first round (``reward.model.first_round_frac=0.4``).
 
 Runs are taken from a priority queue (``--plan``) and the table is rewritten after every
 finished run, so a bench stopped early still reports what it measured. A run whose
@@ -45,6 +46,7 @@ VARIANTS: dict[str, list[str]] = {
     "qpa": ["reward.model.query_pool_episodes=5"],
     "all": ["reward.model.surf.enabled=true", "reward.model.bagging=true",
             "reward.model.query_pool_episodes=5"],
+    "front": ["reward.model.first_round_frac=0.4"],
 }
 DEFAULT_PLAN = ("current:25:oracle all:25:oracle current:10:oracle all:10:oracle "
                 "current:100:oracle current:100:noisy current:50:oracle all:50:oracle "
@@ -136,7 +138,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--env", default="halfcheetah")
     ap.add_argument("--steps", type=int, default=300_000)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="run in this order (the table lists them sorted)")
     ap.add_argument("--plan", default=DEFAULT_PLAN,
                     help="space-separated variant:labels:teacher, in priority order")
     ap.add_argument("--jobs", type=int, default=2)
@@ -171,7 +174,7 @@ def main() -> None:
             results.setdefault((variant, budget, teacher), {})[seed] = summary
             ordered = {k: results[k] for k in
                        [("true", 0, "-"), *plan] if k in results}
-            write_table(args.out, args.env, args.steps, args.seeds, ordered, started)
+            write_table(args.out, args.env, args.steps, sorted(args.seeds), ordered, started)
             print(f"{name}: {float(summary['env_return_mean']):.1f} "
                   f"({float(summary['wall_s']):.0f} s)", flush=True)
 

@@ -23,6 +23,9 @@ whose ``summary.json`` exists is reused). Conditions:
   (``shaping=function``, :func:`rewardlearn_envs.pick_place.state_progress`, offset 1): the
   best potential there is, to separate the potential's quality from the method's reach;
 * ``dense``: the env's hand-written staged reward (reference, not learned);
+* ``drs``: ``reward=drs`` with the same 50 clean demos (:mod:`rewardlearn.drs`: stage index +
+  a per-stage classifier score refined online on the agent's own rollouts; the env's reward
+  is not read, only its ``info["stage"]``/``is_success``);
 * ``perceptual``: ``reward=perceptual`` fitted on the same demos (state features), no
   env reward (issue #5's PPO comparison);
 * ``perceptual_add``: the sparse env reward plus ``reward=perceptual`` (``reward.mode=add``);
@@ -64,7 +67,7 @@ import os
 import platform
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,7 @@ CONDITIONS: dict[str, list[str]] = {
                "shaping.potential.function=rewardlearn_envs.pick_place:state_progress",
                "shaping.potential.offset=1"],
     "dense": ["env.kwargs.reward_type=dense", "reward=env"],
+    "drs": ["env.kwargs.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
     "perceptual": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.demos={demos}",
                    "reward.model.encoder.target=state"],
     "perceptual_add": ["env.kwargs.reward_type=sparse", "reward=perceptual", "reward.mode=add",
@@ -131,6 +135,8 @@ LABELS = {
     "oracle": "sparse env reward + shaping with the env's true progress (`shaping=function`, "
               "oracle potential)",
     "dense": "env's hand-written dense reward (reference)",
+    "drs": "`reward=drs` (DrS: stage index + learned per-stage score, trained online on the "
+           "agent's successes and failures; same demos + the env's stage signal)",
     "perceptual": "`reward=perceptual` (Sermanet et al., state features, same demos, no env "
                   "reward)",
     "perceptual_add": "sparse env reward + `reward=perceptual` (`reward.mode=add`, state features)",
@@ -418,8 +424,8 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
         "",
         "| reward | seeds | eval success per seed | eval success mean | training success (last "
         "100 ep.) | steps to first success | steps to 50% training success | eval episodes "
-        "reaching grasp / transport / place |",
-        "|---|---|---|---|---|---|---|---|",
+        "reaching grasp / transport / place | p vs sparse |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     if bc_only:
         far = np.concatenate([r["furthest_stage"] for r in bc_only])
@@ -440,10 +446,27 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
             f"{', '.join(f'{s:.0%}' for s in succ)} | "
             f"**{np.mean(succ):.0%}** | {np.mean(train):.0%} | "
             f"{_fmt_steps([r['first_success_step'] for r in runs])} | "
-            f"{_fmt_steps([r.get('half_success_step') for r in runs])} | {reach} |")
+            f"{_fmt_steps([r.get('half_success_step') for r in runs])} | {reach} | "
+            f"{_vs_sparse(runs, results.get('sparse', []))} |")
     lines += ["", "Stages reached: furthest stage of 20 deterministic evaluation episodes per seed "
-              "(`info[\"stage\"]`: 1 grasp, 2 transport, 3 place)."]
+              "(`info[\"stage\"]`: 1 grasp, 2 transport, 3 place). p vs sparse: one-sided "
+              "Mann-Whitney U (scipy, `alternative='greater'`) of the per-seed eval success "
+              "rates against the sparse row's on the same seeds."]
     replace_section(out, f"t{args.timesteps}{'_bc' if args.bc else ''}", "\n".join(lines))
+
+
+def _vs_sparse(runs: list[dict[str, Any]], sparse: list[dict[str, Any]]) -> str:
+    """One-sided Mann-Whitney U p-value that this condition's per-seed eval success exceeds
+    the sparse reward's, on the seeds both have ('-' for the sparse row or fewer than 3)."""
+    from scipy.stats import mannwhitneyu
+
+    base = {r["seed"]: r["success_rate"] for r in sparse}
+    pairs = [(r["success_rate"], base[r["seed"]]) for r in runs if r["seed"] in base]
+    if runs is sparse or len(pairs) < 3:
+        return "-"
+    p = mannwhitneyu([a for a, _ in pairs], [b for _, b in pairs],
+                     alternative="greater").pvalue
+    return f"{p:.2g} (n={len(pairs)})"
 
 
 def _section_order(marker: str) -> float:
@@ -497,7 +520,8 @@ def main() -> None:
     model, report = prepare_model(args.work)
     print(f"progress model: held-out VOC {report['heldout']['voc']:.4f}, stage accuracy "
           f"{report['heldout']['stage_acc']:.1%}")
-    jobs = [(c, s) for c in args.conditions for s in args.seeds]
+    # seed-major: a sweep stopped early still has every condition on the same seeds
+    jobs = [(c, s) for s in args.seeds for c in args.conditions]
     if args.existing:
         jobs = [(c, s) for c, s in jobs
                 if (work / "runs" / f"{c}_s{s}" / "summary.json").is_file()]
@@ -509,15 +533,18 @@ def main() -> None:
         bc_only = [f.result() for f in before_rl]
         if "adapted" in args.conditions and not args.existing:
             prepare_adapted(args.work, work, work / "bc_only" / "runs" / f"sparse_s{args.seeds[0]}")
-        futures = {job: pool.submit(run_one, *job, args.timesteps, model, work, args.bc)
-                   for job in jobs}
-        results: dict[str, list[dict[str, Any]]] = {c: [] for c, _ in jobs}
-        for (cond, seed), fut in futures.items():
-            summary = fut.result()
-            results[cond].append(summary)
+        futures = {pool.submit(run_one, *job, args.timesteps, model, work, args.bc): job
+                    for job in jobs}
+        done: dict[tuple[str, int], dict[str, Any]] = {}
+        for fut in as_completed(futures):
+            cond, seed = futures[fut]
+            done[cond, seed] = summary = fut.result()
             print(f"{cond} seed {seed}: eval success {summary['success_rate']:.0%}, first "
-                  f"training success at {summary['first_success_step']}")
-    write_report(args.out, results, report, args, bc_only)
+                  f"training success at {summary['first_success_step']}", flush=True)
+            # the table after every run, conditions and seeds in the order asked
+            results = {c: [done[c, s] for s in args.seeds if (c, s) in done]
+                       for c in args.conditions if any((c, s) in done for s in args.seeds)}
+            write_report(args.out, results, report, args, bc_only)
     print(f"written {args.out}")
 
 

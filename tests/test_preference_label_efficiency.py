@@ -380,3 +380,34 @@ def test_few_labels_are_never_held_out() -> None:
     learner = PreferenceLearner(cfg_acc, RewardEnsemble(2, 3, [16], seed=0),
                                 SyntheticTeacher(seed=0), CPU)
     assert len(learner._split_holdout(1000)[1]) == 0
+
+
+@pytest.mark.parametrize(("frac", "expected"), [(0.0, [5, 5, 5, 5, 5]), (0.4, [10, 5, 5, 5])])
+def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
+        frac: float, expected: list[int]) -> None:
+    """``first_round_frac``: the first round asks ``max(queries_per_round, ceil(frac x
+    budget))`` labels, the later ones ``queries_per_round``; the rounds are spread so that
+    the whole budget is asked by ``feedback_until``."""
+    from stable_baselines3 import PPO
+
+    from rewardlearn.env_factory import make_vec_env
+    from rewardlearn.preference.reward import PreferenceCallback
+    from rewardlearn.wrappers import RewardVecEnvWrapper
+
+    venv = make_vec_env("pendulum", n_envs=2, seed=0)
+    reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
+                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=25,
+                              queries_per_round=5, first_round_frac=frac, first_round_at=128,
+                              feedback_until=0.5, segment_length=10, max_epochs=2)
+    venv = RewardVecEnvWrapper(venv, reward)
+    callback = PreferenceCallback(reward)
+    agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
+    agent.learn(4096, callback=callback)
+    asked = np.diff([0, *[int(m["labels_used"]) for m in reward.history]]).tolist()
+    assert asked == expected
+    assert reward.learner.budget_left == 0
+    # rounds evenly spread from the first at 128 steps to feedback_until x 4096 steps
+    assert callback.interval == (2048 - 128) // (len(expected) - 1)
+    assert reward.history[-1]["timesteps"] <= 2048 + 2 * callback.interval
+    with pytest.raises(ValueError, match="first_round_frac"):
+        PreferenceConfig(first_round_frac=1.5)

@@ -68,7 +68,12 @@ class PreferenceConfig(Settings):
     (``schedule``: ``constant`` or ``linear_decay`` over training), rounds every
     ``interval`` env steps (``None``: spread the budget evenly until
     ``feedback_until`` of training), the first at ``first_round_at`` steps,
-    before the agent learns from the learned reward. Candidates:
+    before the agent learns from the learned reward. ``first_round_frac``: the first
+    round asks ``max(queries_per_round, ceil(first_round_frac x budget))`` labels
+    (Christiano et al. 2017 took 25% of theirs up front; imitation's
+    ``initial_comparison_frac``): the first reward steers the agent until the next
+    round, and on HalfCheetah's random-policy data 5 labels gave it a Pearson of 0.38
+    with the true returns (8 seeds, min 0.07) against 0.64 for 10 and 0.82 for 25. Candidates:
     ``candidates_factor`` x the queries, picked by ``query_selection``.
     Segments have ``segment_length`` steps (shorter only while no episode is that long).
 
@@ -116,6 +121,7 @@ class PreferenceConfig(Settings):
     queries_per_round: int = 100
     schedule: str = "constant"
     first_round_at: int = 1000
+    first_round_frac: float = 0.0
     interval: int | None = None
     feedback_until: float = 0.5
     query_selection: str = "disagreement"
@@ -173,6 +179,7 @@ class PreferenceConfig(Settings):
             (self.buffer_capacity >= self.segment_length,
              "buffer_capacity must be >= segment_length"),
             (self.first_round_at >= 0, "first_round_at must be >= 0"),
+            (0 <= self.first_round_frac <= 1, "first_round_frac must be in [0, 1]"),
             (self.hybrid_factor >= 1, "hybrid_factor must be >= 1"),
             (self.unsup_steps >= 0, "unsup_steps must be >= 0"),
             (self.entropy_k >= 1, "entropy_k must be >= 1"),

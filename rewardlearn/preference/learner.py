@@ -499,6 +499,8 @@ class PreferenceLearner:
         q = self.cfg.queries_per_round
         if self.cfg.schedule == "linear_decay":
             q = max(1, math.ceil(q * (1.0 - min(max(progress, 0.0), 1.0))))
+        if self.rounds_done == 0:
+            q = max(q, math.ceil(self.cfg.first_round_frac * self.cfg.budget))
         return min(q, self.budget_left)
 
 

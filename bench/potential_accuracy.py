@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import git_commit  # noqa: E402
 
 
 def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
@@ -152,8 +154,7 @@ def main() -> None:
                      f"`{args.perceptual_demos}`)",
                      accuracy(perceptual_values(args.perceptual_demos, episodes, settings),
                               truth)))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     lines = [
         "## Learned potentials on a policy's own states (pick_place)",
         "",

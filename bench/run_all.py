@@ -64,6 +64,9 @@ SCRIPTS: dict[str, Spec] = {
     "evaluate": Spec(["--quick"], [], seeds="quick: 0; full: 0 1 2", out_flag="--out"),
     "perceptual": Spec(["--tasks", "pick_place", "--tcn-steps", "200"], [], seeds="0",
                        out_flag="--out", note="quick: pick_place only, 200 TCN steps"),
+    "preference_first_round": Spec(
+        ["--labels", "5", "--seeds", "2", "--steps", "1024"], [], seeds="quick: 0 1; full: 0-7",
+        out_flag="--out", note="quick: 1024 steps, 5 labels, 2 seeds"),
 }
 
 

@@ -72,9 +72,11 @@ class PreferenceConfig(Settings):
     round asks ``max(queries_per_round, ceil(first_round_frac x budget))`` labels
     (Christiano et al. 2017 took 25% of theirs up front; imitation's
     ``initial_comparison_frac``): the first reward steers the agent until the next
-    round, and on HalfCheetah's random-policy data 5 labels gave it a Pearson of 0.38
-    with the true returns (8 seeds, min 0.07) against 0.64 for 10 and 0.82 for 25. Candidates:
-    ``candidates_factor`` x the queries, picked by ``query_selection``.
+    round. Off by default: on HalfCheetah (PPO, 300k steps, 25 labels, 3 seeds) 0.4 kept
+    57% of the true-reward return against 58% without; the first round's data, from
+    PPO's near-deterministic initial policy, gave a reward with a Pearson of 0.24 with
+    the true returns at 5 and at 10 labels (``bench/results/preference_first_round.md``).
+    Candidates: ``candidates_factor`` x the queries, picked by ``query_selection``.
     Segments have ``segment_length`` steps (shorter only while no episode is that long).
 
     Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -99,8 +99,7 @@ def run_one(cond: str, seed: int, timesteps: int, demos: Path, work: Path,
 
 def write_report(out: Path, results: dict[str, list[dict[str, Any]]], args: Any,
                  wall_s: float) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     lines = [
         f"## DrS: a learned stage-indexed reward, PPO from scratch on {args.env}", "",
         f"Machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "evaluate.md"
@@ -93,8 +93,7 @@ def main() -> None:
     envs = ["pendulum"] if args.quick else ["pendulum", "hopper"]
     n_steps, n_eval, n_samples = (2000, 500, 128) if args.quick else (10000, 2000, 512)
     fit_sizes = [200, 2000] if args.quick else [200, 2000, 10000]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     cmd = "python bench/bench_evaluate.py " + " ".join(sys.argv[1:])
     lines = ["## Reward evaluation: EPIC, STARC, preference accuracy, return correlation", "",
              f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import git_commit  # bench/ is on sys.path when a script runs
 from stable_baselines3 import PPO
 
 import rewardlearn  # noqa: F401  (headless GL defaults before mujoco loads)
@@ -90,8 +90,7 @@ def main() -> None:
             fast_noaa = frames_per_s(env_name, size, True, n_frames, antialias=False)
             render_rows.append((env_name, size, slow, fast, fast_noaa))
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit()
     lines = [
         "## Foundation: wrapper overhead and fast rendering",
         "",

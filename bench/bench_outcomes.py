@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,8 +102,7 @@ def main() -> None:
         probe = exploit_probe(rate, probes)
         rows.append({"model": name, **ranking, "probes": probe})
         print(name, json.dumps({**ranking, "probes": probe}, default=float))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     n_succ = int(sum(ep["success"] for ep in episodes))
     lines = ["## Outcome ranking and exploit probes on pick_place", "",
              f"Commit {commit}; command: `python bench/bench_outcomes.py"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,11 +41,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewardlearn.cli.collect import CollectConfig, collect, load_demos  # noqa: E402
+from rewardlearn.cli.collect import CollectConfig, collect  # noqa: E402
+from rewardlearn.demos import load_demos  # noqa: E402
 from rewardlearn.encoders import build_encoder  # noqa: E402
 from rewardlearn.perceptual import evaluate_perceptual, fit_perceptual  # noqa: E402
 
@@ -181,8 +182,7 @@ def main() -> None:
     rows = [r for task in args.tasks
             for r in run_task(task, args.seeds, work, args.tcn_steps, args.frame_size)]
     wall = time.perf_counter() - start
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     cmd = "python bench/bench_perceptual.py " + " ".join(sys.argv[1:])
     lines = [
         "## Perceptual rewards from a few demos (Sermanet et al. 2016)",

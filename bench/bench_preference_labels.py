@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,7 @@ def write_table(out: Path, env: str, steps: int, seeds: list[int],
                 results: dict[tuple[str, int, str], dict[int, dict[str, object]]],
                 started: float) -> None:
     true = results.get(("true", 0, "-"), {})
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     lines = [
         f"## Preference learning from few labels: {env}, PPO, {steps} env steps",
         "",

@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -397,8 +398,7 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], report: di
     import torch
 
     jobs = [r for rs in results.values() for r in rs]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     start = ("PPO from a behaviour-cloned policy (`--bc`: `bc.demos=` the 50 clean expert "
              "demos)" if args.bc else "PPO from scratch")
     lines = [

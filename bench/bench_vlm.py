@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import git_commit  # bench/ is on sys.path when a script runs
 
 import rewardlearn  # noqa: F401  (headless GL defaults before mujoco loads)
 from rewardlearn._compat import import_open_clip
@@ -320,8 +320,7 @@ def main() -> None:
                    ("vlm", 128 if q else 256), ("vlm_defer", 128 if q else 256),
                    ("vlm_distilled", 512 if q else 2048)]]
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit()
     load = os.getloadavg()
     med = {n: {k: float(np.median(v)) for k, v in d.items()} for n, d in tput.items()}
     lines = [

@@ -273,11 +273,11 @@ class PreferenceCallback(BaseCallback):
         if cfg.interval is not None:
             self.interval = int(cfg.interval)
         else:
+            # the next round (the first may be larger: first_round_frac), then the rest
             learner = self.reward.learner
-            first_q = learner.queries_for_round(0.0) if learner.rounds_done == 0 else 0
-            n_rounds = (first_q > 0) + int(np.ceil(max(0, learner.budget_left - first_q)
-                                                     / cfg.queries_per_round))
-            n_rounds = max(1, n_rounds)
+            next_q = learner.queries_for_round(0.0)
+            n_rounds = 1 + int(np.ceil(max(0, learner.budget_left - next_q)
+                                       / cfg.queries_per_round))
             span = max(1, int(cfg.feedback_until * self.total) - first)
             self.interval = max(1, span // max(1, n_rounds - 1)) if n_rounds > 1 else span
         self.next_round_at = self.num_timesteps + first

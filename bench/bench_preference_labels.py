@@ -9,7 +9,9 @@ for every seed: the same PPO on the env's own reward (``reward=env``), then
 * ``bagging``: + bootstrap-resampled labels per ensemble member;
 * ``qpa``: + queries drawn from the most recent episodes only (Hu et al. 2024);
 * ``all``: all three;
-* ``front``: 40% of the budget in the first round (``reward.model.first_round_frac=0.4``).
+* ``front``: 40% of the budget in the first round (``reward.model.first_round_frac=0.4``);
+* ``unsup``: PEBBLE's state-entropy pre-training for the first 20k steps, so the first
+  queries are drawn from more varied behaviour (``reward.model.unsup_steps=20000``).
 
 Runs are taken from a priority queue (``--plan``) and the table is rewritten after every
 finished run, so a bench stopped early still reports what it measured. A run whose
@@ -48,6 +50,7 @@ VARIANTS: dict[str, list[str]] = {
     "all": ["reward.model.surf.enabled=true", "reward.model.bagging=true",
             "reward.model.query_pool_episodes=5"],
     "front": ["reward.model.first_round_frac=0.4"],
+    "unsup": ["reward.model.unsup_steps=20000"],
 }
 DEFAULT_PLAN = ("current:25:oracle all:25:oracle current:10:oracle all:10:oracle "
                 "current:100:oracle current:100:noisy current:50:oracle all:50:oracle "

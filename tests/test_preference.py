@@ -268,3 +268,45 @@ def test_ppo_rollout_relabelled_before_update() -> None:
     agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
     agent.learn(128, callback=Check(reward))
     assert np.allclose(seen["got"], seen["expected"], atol=1e-5)
+
+
+@pytest.mark.parametrize("activation,output", [("leaky_relu", None), ("tanh", "tanh"),
+                                               ("relu", None), ("elu", None), ("silu", None)])
+def test_stacked_inference_matches_forward_and_follows_weight_updates(
+        activation: str, output: str | None) -> None:
+    ens = RewardEnsemble(6, n_members=3, hidden_sizes=(16, 8), activation=activation,
+                         output_activation=output, seed=0)
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(ens.predict(x), ens(x))  # no input statistics yet
+    ens.norm.update(torch.randn(64, 6) * 3 + 1)  # folded into the first layer
+    with torch.no_grad():
+        big = torch.randn(ens.STACKED_MAX_ROWS + 1, 6)  # many rows: the members one by one
+        torch.testing.assert_close(ens.predict(big), ens(big))
+        torch.testing.assert_close(ens.predict(x), ens(x))
+        torch.testing.assert_close(ens.predict(x[0]), ens(x[0]))  # one step, no batch dim
+        torch.testing.assert_close(ens.predict(x.reshape(1, 5, 6)), ens(x.reshape(1, 5, 6)))
+    before = ens.predict(x).clone()
+    opt = torch.optim.Adam(ens.parameters(), lr=0.1)  # a training step writes in place
+    loss = ens(torch.randn(32, 6)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        after = ens.predict(x)
+        assert not torch.allclose(after, before)
+        torch.testing.assert_close(after, ens(x))
+        other = RewardEnsemble(6, n_members=3, hidden_sizes=(16, 8), activation=activation,
+                               output_activation=output, seed=1)
+        ens.load_state_dict(other.state_dict())
+        torch.testing.assert_close(ens.predict(x), other(x))
+        ens.norm.update(torch.randn(64, 6))  # new input statistics are read on every call
+        torch.testing.assert_close(ens.predict(x), ens(x))
+
+
+def test_stacked_inference_falls_back_for_layers_it_cannot_stack() -> None:
+    ens = RewardEnsemble(4, n_members=2, hidden_sizes=(8,), seed=0)
+    for member in ens.members:
+        member.insert(1, torch.nn.LayerNorm(8))  # has parameters: not stackable as a Linear
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(ens.predict(x), ens(x))

@@ -90,6 +90,8 @@ class RewardEnsemble(nn.Module):
         )
         #: reward of an absorbing step (after a termination), one per member
         self.absorbing = nn.Parameter(torch.zeros(n_members))
+        self._stacked: tuple[tuple[tuple[int, int], ...], list[Any]] | None = None
+        self._watched: list[torch.Tensor] | None = None
 
     @property
     def n_members(self) -> int:
@@ -99,6 +101,63 @@ class RewardEnsemble(nn.Module):
         """Per-member rewards ``(E, *batch)`` for raw features ``(*batch, D)``."""
         z = self.norm(x)
         return torch.stack([m(z).squeeze(-1) for m in self.members])
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` for inference, with every layer one batched matmul for all members.
+
+        For a few rows per call (a preference run asks once per env step with ``n_envs``
+        rows) the members' ``Linear`` weights run stacked as ``(E, in, out)`` tensors, one
+        ``torch.baddbmm`` per layer, with the input standardisation folded into the first
+        layer; elementwise layers run once on the stacked activations. About 2-3x faster
+        than :meth:`forward`'s ``E`` module calls at one row
+        (``bench/results/preference_inference.md``); above :attr:`STACKED_MAX_ROWS` rows
+        the separate calls are faster and are used. The stack is rebuilt when a weight or
+        the input statistics change (training steps, :meth:`RunningNorm.update` and
+        ``load_state_dict`` write tensors in place, which bumps their version counters).
+        Members whose layers are not ``Linear`` or parameter-free use :meth:`forward`.
+        """
+        if x.numel() > self.STACKED_MAX_ROWS * x.shape[-1]:
+            return self.forward(x)
+        layers = self._stacked_layers()
+        if layers is None:
+            return self.forward(x)
+        lead = x.shape[:-1]
+        h = x.reshape(1, -1, x.shape[-1]).expand(self.n_members, -1, -1)
+        for layer in layers:
+            h = torch.baddbmm(layer[1], h, layer[0]) if isinstance(layer, tuple) else layer(h)
+        return h.reshape(self.n_members, *lead)
+
+    #: :meth:`predict` stacks the members up to this many rows per call
+    STACKED_MAX_ROWS = 32
+
+    def _stacked_layers(self) -> list[Any] | None:
+        if self._watched is None:
+            self._watched = [*(p for m in self.members for p in m.parameters()),
+                             self.norm.mean, self.norm.var, self.norm.count]
+            self._stacked = None
+        key = tuple((t.data_ptr(), t._version) for t in self._watched)
+        if self._stacked is not None and self._stacked[0] == key:
+            return self._stacked[1]
+        layers: list[Any] = []
+        for group in zip(*(list(m.children()) for m in self.members), strict=True):
+            first = group[0]
+            if isinstance(first, nn.Linear) and first.bias is not None:
+                weight = torch.stack([g.weight.detach().t() for g in group])
+                bias = torch.stack([g.bias.detach() for g in group])[:, None, :]
+                if not layers and float(self.norm.count) > 0.0:
+                    # fold (x - mean) / sqrt(var + eps) into the first layer
+                    inv = torch.rsqrt(self.norm.var + self.norm.eps)
+                    bias = bias - (self.norm.mean * inv)[None, None, :] @ weight
+                    weight = weight * inv[None, :, None]
+                layers.append((weight.contiguous(), bias.contiguous()))
+            elif next(first.parameters(), None) is None and all(
+                    type(g) is type(first) and repr(g) == repr(first) for g in group):
+                layers.append(first)
+            else:
+                return None
+        self._stacked = (key, layers)
+        return layers
 
     def member_reward(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Rewards of member ``e`` only (training one member at a time)."""
@@ -113,6 +172,7 @@ class RewardEnsemble(nn.Module):
         """Load weights; state dicts saved before absorbing steps existed get ``a_e = 0``."""
         state = dict(state_dict)
         state.setdefault("absorbing", torch.zeros(self.n_members))
+        self._watched = None  # assign=True swaps the tensors predict() watches
         return super().load_state_dict(state, strict=strict, assign=assign)
 
 

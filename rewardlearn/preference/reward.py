@@ -99,7 +99,7 @@ class PreferenceReward(RewardModel):
         termination the agent collects 0, so living pays exactly when the learned
         comparison says a living step beats being dead.
         """
-        r = self.ensemble(x.to(self.device))
+        r = self.ensemble.predict(x.to(self.device))
         if self.learner.absorbing_active:
             r = r - self.ensemble.absorbing.detach()[:, None]
         return r

@@ -90,9 +90,10 @@ class PreferenceConfig(Settings):
     10%-flipped labels, ``bench/results/preference_labels.md``). ``bagging``: each
     member fits a bootstrap resample of the labels (imitation #491). ``surf``: :class:`SurfConfig`.
     Experience: the last ``buffer_capacity`` transitions.
-    Off-policy agents: ``unsup_steps`` of PEBBLE's state-entropy pre-training
-    (k-th nearest neighbour, ``entropy_k``), and the replay buffer relabelled
-    after each reward update.
+    ``unsup_steps`` of PEBBLE's state-entropy pre-training (k-th nearest
+    neighbour, ``entropy_k``; any agent, measured worse with PPO on HalfCheetah at
+    25 labels), and for off-policy agents the replay buffer relabelled after each
+    reward update.
 
     Episodes that end early: ``absorbing`` (``auto``: on once a termination is
     seen; ``on``; ``off``) pads segments that run into a termination with

@@ -133,10 +133,11 @@ class RewardEnsemble(nn.Module):
 
     def _stacked_layers(self) -> list[Any] | None:
         if self._watched is None:
-            self._watched = [*(p for m in self.members for p in m.parameters()),
-                             self.norm.mean, self.norm.var, self.norm.count]
+            self._watched = [p for m in self.members for p in m.parameters()]
             self._stacked = None
-        key = tuple((t.data_ptr(), t._version) for t in self._watched)
+        # the norm's buffers are read afresh: RunningNorm.update replaces var and count
+        norm = (self.norm.mean, self.norm.var, self.norm.count)
+        key = tuple((t.data_ptr(), t._version) for t in (*self._watched, *norm))
         if self._stacked is not None and self._stacked[0] == key:
             return self._stacked[1]
         layers: list[Any] = []

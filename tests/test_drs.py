@@ -236,3 +236,31 @@ def test_positive_tail_scores_a_stages_exit_above_its_entry() -> None:
     assert tail_scores[2] > 0 > tail_scores[0]
     # as published (tail 1), a mid-stage demo state is a full positive: no pull to the exit
     assert scores[1.0][1] > 0.9 and scores[0.3][1] < scores[1.0][1] - 0.1
+
+
+def test_mixup_scores_blends_of_agent_and_demo_states_by_their_blend_weight() -> None:
+    """Before its first success at a stage the agent's states there are all negatives and
+    the demos the only positives. Trained to certainty, the classifier is a step: -1 for
+    everything up to halfway towards the demos, a flat reward with nothing to climb.
+    ``mixup`` trains blends ``lam * pos + (1 - lam) * neg`` towards the soft label ``lam``,
+    so the score ``tanh(logit(lam))`` rises along the whole way."""
+    lam = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    line = np.stack([-2 + 4 * lam, np.ones(5)], 1).astype(np.float32)
+
+    def trained(mixup: float) -> np.ndarray:
+        r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=16, batch_size=64,
+                      train_steps=500, lr=3e-3, mixup=mixup, seed=0)
+        assert r.buffers is not None
+        demo = np.stack([np.full(40, 2.0), np.ones(40)], 1).astype(np.float32)
+        r.buffers.add_demo(demo, np.zeros(40, np.int64), np.ones(40, bool))
+        for _ in range(2):
+            play(r, [-2.0] * 20, success=False)  # the agent, stuck at x = -2
+        r.update()
+        return r.scores(line, np.zeros(5, np.int64))
+
+    plain, mixed = trained(0.0), trained(1.0)
+    assert plain[1] < -0.95 and plain[3] > 0.95                 # a step
+    inner = lam[1:4]
+    np.testing.assert_allclose(mixed[1:4], np.tanh(np.log(inner / (1 - inner))), atol=0.1)
+    with pytest.raises(ValueError, match="mixup must be"):
+        DrSConfig(mixup=-1.0)

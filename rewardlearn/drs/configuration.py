@@ -32,6 +32,13 @@ class DrSConfig(Settings):
     ``demos`` (comma-separated datasets, at most ``max_demos`` episodes) seed the
     positives and stay in for the whole run; ``min_negatives`` agent failures are needed
     before a stage's classifier is trained (until then its term is 0).
+    ``mixup`` > 0 adds, per stage and step, a loss of that weight on blends
+    ``lam * pos + (1 - lam) * neg`` (``lam ~ U(0, 1)``) with the soft label ``lam``
+    (mixup, Zhang et al., ICLR 2018): until the agent succeeds at a stage its states there
+    are all negatives against demo positives, and a classifier trained to certainty
+    scores them all -1, a flat reward where the agent is (measured on pick_place); with
+    mixup the score rises along the way from the agent's states to the demos'. Off by
+    default: on pick_place it did not raise the mean success (``bench/results/drs.md``).
     ``positive_tail`` < 1 keeps, of each episode's positives of a stage, only the last
     fraction in time (the states near the stage's exit; 1 = every one, as published).
     """
@@ -53,6 +60,7 @@ class DrSConfig(Settings):
     buffer_size: int = 100_000
     min_negatives: int = 256
     positive_tail: float = 1.0
+    mixup: float = 0.0
     device: str = "cpu"
     seed: int = 0
 
@@ -72,6 +80,7 @@ class DrSConfig(Settings):
             (self.update_every >= 1, "update_every must be >= 1"),
             (self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size"),
             (self.min_negatives >= 1, "min_negatives must be >= 1"),
+            (self.mixup >= 0.0, f"mixup must be >= 0, got {self.mixup}"),
             (0.0 < self.positive_tail <= 1.0,
              f"positive_tail must be in (0, 1], got {self.positive_tail}"),
             (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),

@@ -216,6 +216,12 @@ class DrSReward(RewardModel):
                 logit = self.net(torch.as_tensor(x, device=self.device))[:, k]
                 loss = loss + F.binary_cross_entropy_with_logits(logit, target)
                 acc.append(((logit > 0).float() == target).float().mean().item())
+                if self.cfg.mixup > 0:
+                    lam = self.rng.random(half).astype(np.float32)
+                    mixed = lam[:, None] * x[:half] + (1 - lam[:, None]) * x[half:]
+                    mix_logit = self.net(torch.as_tensor(mixed, device=self.device))[:, k]
+                    loss = loss + self.cfg.mixup * F.binary_cross_entropy_with_logits(
+                        mix_logit, torch.as_tensor(lam, device=self.device))
             self.optim.zero_grad()
             (loss / len(ready)).backward()
             self.optim.step()

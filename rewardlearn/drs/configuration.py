@@ -36,7 +36,7 @@ class DrSConfig(Settings):
     ``lam * pos + (1 - lam) * neg`` (``lam ~ U(0, 1)``) with the soft label ``lam``
     (mixup, Zhang et al., ICLR 2018): until the agent succeeds at a stage its states there
     are all negatives against demo positives, and a classifier trained to certainty
-    scores them all -1, a flat reward where the agent is (measured on pick_place); with
+    scores most of them -1, a flat reward where the agent is (measured on pick_place); with
     mixup the score rises along the way from the agent's states to the demos'. Off by
     default: on pick_place it did not raise the mean success (``bench/results/drs.md``).
     ``positive_tail`` < 1 keeps, of each episode's positives of a stage, only the last

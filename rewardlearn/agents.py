@@ -18,11 +18,39 @@ import numpy as np
 from omegaconf import DictConfig
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlearn.utils import resolve_device, to_dict
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+REWARD_TIMINGS = ("auto", "step", "rollout")
+"""``reward_timing`` choices: when a learned reward is computed for the agent."""
+
+
+def on_policy(algo: str) -> bool:
+    """Whether agent ``algo`` learns from whole rollouts (PPO), not a replay buffer."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
+    return issubclass(ALGOS[algo], OnPolicyAlgorithm)
+
+
+def defer_rewards(timing: str, algo: str, module: str, deferrable: bool) -> bool:
+    """Whether a rollout's learned rewards are computed in one call at its end.
+
+    ``rollout`` asks for it (refused for an off-policy agent or a module whose
+    ``deferrable`` flag is off), ``step`` never, ``auto`` where both allow it: the agent
+    learns from the same rewards, for one batched reward call per rollout.
+    """
+    if timing not in REWARD_TIMINGS:
+        raise ValueError(f"reward_timing={timing!r}; valid choices: {', '.join(REWARD_TIMINGS)}")
+    allowed = on_policy(algo) and deferrable
+    if timing == "rollout" and not allowed:
+        why = (f"agent={algo} is off-policy" if not on_policy(algo) else
+               f"reward module {module} changes its reward within a rollout (deferrable off)")
+        raise ValueError(f"reward_timing=rollout: {why}; use reward_timing=step or auto")
+    return timing != "step" and allowed
 
 ActFn = Callable[[Any], np.ndarray]
 """Observation(s) -> action(s)."""
@@ -152,5 +180,6 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     )
 
 
-__all__ = ["ALGOS", "ActFn", "NormalizedPolicy", "Policy", "agent_gamma", "agent_policy",
-           "build_agent", "normalize_obs_enabled", "policy_for"]
+__all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "NormalizedPolicy", "Policy", "agent_gamma",
+           "agent_policy", "build_agent", "defer_rewards", "normalize_obs_enabled", "on_policy",
+           "policy_for"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rewardlearn.agents import ALGOS
+from rewardlearn.agents import ALGOS, REWARD_TIMINGS, on_policy
 from rewardlearn.preference.reward import PreferenceReward, read_resume_file
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.pretrained import is_repo_id
@@ -185,6 +185,11 @@ def validate_settings(cfg: DictConfig) -> None:
     except (ValueError, RuntimeError) as err:
         c.add("device", cfg.get("device"), str(err).splitlines()[0])
     c.choice("agent.algo", cfg.agent.get("algo"), tuple(ALGOS))
+    c.choice("reward_timing", cfg.get("reward_timing", "auto"), REWARD_TIMINGS)
+    if (cfg.get("reward_timing") == "rollout" and cfg.agent.get("algo") in ALGOS
+            and not on_policy(str(cfg.agent.algo))):
+        c.add("reward_timing", "rollout", f"needs an on-policy agent (agent={cfg.agent.algo} "
+              "stores each step's reward as it goes); use step or auto")
     c.number("agent.gamma", cfg.agent.get("gamma"), 0, 1, low_open=True, optional=True)
     c.choice("reward.mode", cfg.reward.get("mode", "replace"), ("replace", "add"))
     c.number("reward.weight", cfg.reward.get("weight", 1.0))

@@ -41,7 +41,13 @@ from omegaconf import DictConfig
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rewardlearn.agents import NormalizedPolicy, agent_gamma, build_agent, normalize_obs_enabled
+from rewardlearn.agents import (
+    NormalizedPolicy,
+    agent_gamma,
+    build_agent,
+    defer_rewards,
+    normalize_obs_enabled,
+)
 from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.cli.checks import validate_settings
 from rewardlearn.cli.objective import check_objective, is_optuna_sweep, objective_value
@@ -59,7 +65,11 @@ from rewardlearn.runs import (
 )
 from rewardlearn.shaping import build_shaping
 from rewardlearn.utils import set_torch_threads, to_dict
-from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
+from rewardlearn.wrappers.vec import (
+    DeferredRewardCallback,
+    RewardLoggingCallback,
+    RewardVecEnvWrapper,
+)
 
 log = logging.getLogger("rewardlearn")
 
@@ -107,6 +117,8 @@ def _build(cfg: DictConfig, run_dir: Path) -> _Built:
     reward_model.run_dir = run_dir
     reward_model = build_shaping(cfg.shaping, reward_model, obs_space, act_space, agent_gamma(cfg))
     learned = not reward_model.is_ground_truth
+    defer = learned and defer_rewards(str(cfg.get("reward_timing", "auto")), str(cfg.agent.algo),
+                                      reward_model.name, reward_model.deferrable)
 
     frame_size = reward_model.frame_size if reward_model.needs_frames else None
     venv: VecEnv = make_vec_env(cfg.env, n_envs=int(cfg.n_envs), seed=int(cfg.seed),
@@ -116,8 +128,10 @@ def _build(cfg: DictConfig, run_dir: Path) -> _Built:
         callbacks: list[Any] = []
         if learned:
             venv = RewardVecEnvWrapper(venv, reward_model, mode=str(cfg.reward.mode),
-                                       weight=float(cfg.reward.weight))
-            callbacks = [RewardLoggingCallback(), *reward_model.callbacks()]
+                                       weight=float(cfg.reward.weight), defer=defer)
+            # first: the deferred rewards go into the rollout before anything reads them
+            logging_cb = DeferredRewardCallback() if defer else RewardLoggingCallback()
+            callbacks = [logging_cb, *reward_model.callbacks()]
         normalizer: VecNormalize | None = None
         if normalize_obs_enabled(cfg):
             normalizer = VecNormalize(venv, norm_obs=True, norm_reward=False,

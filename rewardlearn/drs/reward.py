@@ -57,6 +57,7 @@ class DrSReward(RewardModel):
 
     name = "drs"
     settings_class = DrSConfig
+    deferrable = True  # the classifiers change only in DrSCallback, between rollouts
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  **settings: Any) -> None:

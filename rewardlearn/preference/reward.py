@@ -34,7 +34,7 @@ from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces, import_class, read_checkpoint
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
-from rewardlearn.wrappers.vec import find_reward_wrapper
+from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
 
 log = logging.getLogger("rewardlearn")
 
@@ -75,6 +75,7 @@ class PreferenceReward(RewardModel):
         self.buffer: SegmentBuffer | None = None
         self.history: list[dict[str, float]] = []
         self.unsupervised = self.cfg.unsup_steps > 0
+        self.deferrable = not self.unsupervised  # the entropy bonus reads the growing buffer
         self._entropy_std = _RunningStd()
         self._rollout_feats: list[np.ndarray] = []
         self._rollout_rewards: list[np.ndarray] = []
@@ -349,9 +350,7 @@ class PreferenceCallback(BaseCallback):
         x = np.stack(feats)
         new, _ = self.reward.reward_from_features(x.reshape(-1, x.shape[-1]))
         delta = (new.reshape(x.shape[:2]) - np.stack(old)) * self._scale
-        buf.rewards += delta.astype(buf.rewards.dtype)
-        buf.compute_returns_and_advantage(last_values=self.locals["values"],
-                                          dones=self.locals["dones"])
+        write_rollout_rewards(agent, delta, self.locals["values"], self.locals["dones"])
 
 
 def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,

@@ -127,6 +127,48 @@ class TransitionBatch:
             obs_frame_ids=obs_frame_ids,
         )
 
+    @classmethod
+    def concat(cls, batches: list[TransitionBatch]) -> TransitionBatch:
+        """One batch of every row of ``batches``, in order (e.g. the steps of a rollout).
+
+        Optional fields are kept only when every batch has them; ``infos`` is the
+        concatenated list.
+
+        Example:
+            >>> a = TransitionBatch.from_arrays(np.zeros((2, 3)), np.zeros((2, 1)), np.ones((2, 3)))
+            >>> b = TransitionBatch.from_arrays(np.ones((1, 3)), np.ones((1, 1)), np.ones((1, 3)),
+            ...                                 terminated=np.array([True]))
+            >>> TransitionBatch.concat([a, b]).terminated.tolist()
+            [False, False, True]
+        """
+        if not batches:
+            raise ValueError("TransitionBatch.concat needs at least one batch")
+
+        def cat(values: list[Any]) -> Any:
+            if any(v is None for v in values):
+                return None
+            if isinstance(values[0], dict):
+                return {k: np.concatenate([v[k] for v in values]) for k in values[0]}
+            return np.concatenate(values)
+
+        def get(name: str) -> list[Any]:
+            return [getattr(b, name) for b in batches]
+
+        infos = get("infos")
+        return cls(
+            obs=cat(get("obs")),
+            acts=cat(get("acts")),
+            next_obs=cat(get("next_obs")),
+            terminated=cat(get("terminated")),
+            truncated=cat(get("truncated")),
+            frames=cat(get("frames")),
+            obs_frames=cat(get("obs_frames")),
+            env_rewards=cat(get("env_rewards")),
+            infos=None if any(i is None for i in infos) else [x for i in infos for x in i],
+            frame_ids=cat(get("frame_ids")),
+            obs_frame_ids=cat(get("obs_frame_ids")),
+        )
+
     def __len__(self) -> int:
         return len(self.acts)
 
@@ -250,6 +292,12 @@ class RewardModel(abc.ABC):
             ``None`` means "the agent's", filled in by ``shaping.bind_gamma``.
         shapes_with_progress: the module already adds a progress potential, so
             ``shaping=progress`` on top of it would shape twice and is refused.
+        deferrable: the reward of a transition depends only on that transition and on
+            parameters that change between rollouts, never during one (a module that
+            learns does it in callbacks at a rollout's end, and ``observe`` does not
+            change ``compute``). An on-policy agent may then have a whole rollout's
+            rewards computed in one batched call at its end (``reward_timing``; see
+            :mod:`rewardlearn.wrappers.vec`), with the same result.
         settings_class: the :class:`~rewardlearn.settings.Settings` dataclass of the
             module's settings, if it has one: ``train`` then builds (and so checks) the
             settings of ``reward.model`` before any env is made.
@@ -263,6 +311,7 @@ class RewardModel(abc.ABC):
     uses_shaping_gamma: bool = False
     gamma: float | None = None
     shapes_with_progress: bool = False
+    deferrable: bool = False
     settings_class: ClassVar[type[Settings] | None] = None
     frame_cache: FrameCache | None = None
     """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""

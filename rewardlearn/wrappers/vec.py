@@ -6,6 +6,14 @@ the real terminal frame; ``terminated`` and ``truncated`` are recovered from
 SB3's ``done`` and ``info["TimeLimit.truncated"]`` and never mixed. The env's
 own reward stays in ``info["env_reward"]``.
 
+With ``defer=True`` (``reward_timing=rollout``, on-policy agents) ``step`` returns the
+env's part alone (0 in ``replace`` mode) and keeps each step's transitions; at the end
+of the rollout :meth:`RewardVecEnvWrapper.flush` computes them all in one batched call
+and :class:`DeferredRewardCallback` writes them into the agent's rollout buffer. For a
+module whose reward depends only on the transition and on parameters that change
+between rollouts (:attr:`RewardModel.deferrable`) the agent learns from the same
+rewards, at one call per rollout instead of one per step.
+
 Example:
     >>> import numpy as np
     >>> from stable_baselines3.common.env_util import make_vec_env
@@ -25,10 +33,13 @@ Example:
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
@@ -75,6 +86,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         weight: weight of the learned reward in ``"add"`` mode.
         training: pass every batch to ``reward_model.observe`` (modules that
             learn from experience); set ``False`` for evaluation envs.
+        defer: keep the transitions and compute their rewards in one call at
+            :meth:`flush` (needs a module with ``deferrable``; see the module docstring).
 
     ``info`` of each env gains ``env_reward``, ``learned_reward`` and
     ``reward_signals``; at an episode end ``info["learned_episode"]`` holds the
@@ -88,9 +101,14 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         mode: str = "replace",
         weight: float = 1.0,
         training: bool = True,
+        defer: bool = False,
     ) -> None:
         super().__init__(venv)
+        if defer and not reward_model.deferrable:
+            raise ValueError(f"reward module {reward_model.name} cannot defer its reward to "
+                             "the rollout's end (its deferrable flag is off); use defer=False")
         self.training = training
+        self.defer = bool(defer)
         combine_rewards(np.zeros(1), np.zeros(1), mode, weight)
         self.reward_model = reward_model
         self.mode = mode
@@ -102,8 +120,15 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._ep_env = np.zeros(self.num_envs)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_returns: deque[dict[str, float]] = deque(maxlen=100)
+        self._pending: list[TransitionBatch] = []
+
+    @property
+    def pending(self) -> int:
+        """Steps whose reward waits for :meth:`flush` (``defer=True``)."""
+        return len(self._pending)
 
     def reset(self) -> Any:
+        self._pending.clear()  # a rollout cut short by a reset is not trained on
         obs = self.venv.reset()
         self._last_obs = copy_obs(obs)
         if self.reward_model.needs_frames:
@@ -151,9 +176,19 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             truncated=truncated,
             frames=frames,
             obs_frames=obs_frames,
-            env_rewards=np.asarray(env_rew, dtype=np.float32),
+            env_rewards=np.array(env_rew, dtype=np.float32),
             infos=list(infos),
         )
+        self._last_obs = copy_obs(obs)
+        if frames is not None:
+            self._last_frames = frames.copy()
+            for j in np.flatnonzero(dones):
+                self._last_frames[j] = self.venv.reset_infos[j][FRAME_KEY]
+        if self.defer:
+            self._pending.append(batch)
+            zero = np.zeros(self.num_envs, np.float32)
+            return obs, combine_rewards(zero, env_rew, self.mode, self.weight).astype(
+                np.float32), dones, infos
         out = self.reward_model.compute(batch)
         learned = check_finite(
             np.asarray(out.rewards, dtype=np.float32).reshape(self.num_envs), self.reward_model.name
@@ -161,29 +196,73 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         rewards = combine_rewards(learned, env_rew, self.mode, self.weight).astype(np.float32)
         if self.training:
             self.reward_model.observe(batch, learned)
+        self._account(batch, learned, out.signals)
+        return obs, rewards, dones, infos
 
+    def _account(self, batch: TransitionBatch, learned: np.ndarray,
+                 signals: dict[str, np.ndarray]) -> list[dict[str, float]]:
+        """Fill each env's info with its rewards; returns the episodes that ended."""
+        assert batch.env_rewards is not None and batch.infos is not None
+        env_rew, dones, ended = batch.env_rewards, batch.dones, []
         self._ep_learned += learned
         self._ep_env += env_rew
         self._ep_len += 1
-        for i, info in enumerate(infos):
+        for i, info in enumerate(batch.infos):
             info["env_reward"] = float(env_rew[i])
             info["learned_reward"] = float(learned[i])
-            info["reward_signals"] = {k: float(np.asarray(v)[i]) for k, v in out.signals.items()}
+            info["reward_signals"] = {k: float(np.asarray(v)[i]) for k, v in signals.items()}
             if dones[i]:
                 ep = {"r": float(self._ep_learned[i]), "r_env": float(self._ep_env[i]),
                       "l": int(self._ep_len[i])}
                 info[LEARNED_EPISODE_KEY] = ep
                 self.episode_returns.append(ep)
+                ended.append(ep)
                 self._ep_learned[i] = 0.0
                 self._ep_env[i] = 0.0
                 self._ep_len[i] = 0
+        return ended
 
-        self._last_obs = copy_obs(obs)
-        if frames is not None:
-            self._last_frames = frames.copy()
-            for j in np.flatnonzero(dones):
-                self._last_frames[j] = self.venv.reset_infos[j][FRAME_KEY]
-        return obs, rewards, dones, infos
+    def flush(self) -> FlushedRewards:
+        """Compute the rewards of every deferred step in one call (``defer=True``).
+
+        Steps are then observed by the module in their order, as without deferral, and
+        their infos get ``learned_reward`` and ``reward_signals``. Returns the learned
+        rewards ``(T, n_envs)``, the change to what ``step`` returned (``combined -
+        returned``: the learned reward in ``replace`` mode, ``weight`` times it in
+        ``add`` mode), the episodes that ended and each signal's ``(T, n_envs)`` values.
+        """
+        pending, self._pending = self._pending, []
+        t, n = len(pending), self.num_envs
+        if not t:
+            empty = np.zeros((0, n), np.float32)
+            return FlushedRewards(empty, empty.copy())
+        out = self.reward_model.compute(TransitionBatch.concat(pending))
+        learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
+                               self.reward_model.name).reshape(t, n)
+        signals = {k: np.asarray(v).reshape(t, n) for k, v in out.signals.items()}
+        env = np.stack([np.asarray(b.env_rewards, np.float32) for b in pending])
+        delta = (combine_rewards(learned, env, self.mode, self.weight)
+                 - combine_rewards(np.zeros_like(learned), env, self.mode, self.weight))
+        episodes: list[dict[str, float]] = []
+        for k, batch in enumerate(pending):
+            if self.training:
+                self.reward_model.observe(batch, learned[k])
+            episodes += self._account(batch, learned[k], {s: v[k] for s, v in signals.items()})
+        return FlushedRewards(learned, delta.astype(np.float32), episodes, signals)
+
+
+@dataclass
+class FlushedRewards:
+    """What :meth:`RewardVecEnvWrapper.flush` computed for the deferred steps."""
+
+    learned: np.ndarray
+    """The module's rewards, ``(T, n_envs)``."""
+    delta: np.ndarray
+    """What to add to the rewards ``step`` returned, ``(T, n_envs)``."""
+    episodes: list[dict[str, float]] = field(default_factory=list)
+    """Episodes that ended in these steps (``r``, ``r_env``, ``l``)."""
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each of the module's signals, ``(T, n_envs)``."""
 
 
 class RewardLoggingCallback(BaseCallback):
@@ -201,17 +280,65 @@ class RewardLoggingCallback(BaseCallback):
         self.env: deque[float] = deque(maxlen=window)
 
     def _on_step(self) -> bool:
-        new = False
-        for info in self.locals.get("infos", []):
-            ep = info.get(LEARNED_EPISODE_KEY)
-            if ep is not None:
-                self.learned.append(ep["r"])
-                self.env.append(ep["r_env"])
-                new = True
-        if new:
+        self._record([info[LEARNED_EPISODE_KEY] for info in self.locals.get("infos", [])
+                      if LEARNED_EPISODE_KEY in info])
+        return True
+
+    def _record(self, episodes: list[dict[str, float]]) -> None:
+        for ep in episodes:
+            self.learned.append(ep["r"])
+            self.env.append(ep["r_env"])
+        if episodes:
             self.logger.record("rollout/ep_learned_rew_mean", float(np.mean(self.learned)))
             self.logger.record("rollout/ep_env_rew_mean", float(np.mean(self.env)))
+
+
+class DeferredRewardCallback(RewardLoggingCallback):
+    """``reward_timing=rollout``: the rollout's rewards in one call, into the agent's buffer.
+
+    At each rollout end it flushes the deferred reward wrapper, adds the rewards to the
+    on-policy rollout buffer (whose entries then equal what per-step rewards would have
+    stored, including SB3's time-limit bootstrap ``gamma * V(s_T)``) and recomputes the
+    returns and advantages, which SB3 computes before ``on_rollout_end``. It must come
+    before any callback that reads the rollout's rewards (``train.py`` puts it first).
+    Logs the learned returns as :class:`RewardLoggingCallback` does, and each reward
+    signal's rollout mean as ``reward/<signal>``.
+    """
+
+    def _on_training_start(self) -> None:
+        wrapper = find_reward_wrapper(self.training_env)
+        if wrapper is None or not wrapper.defer:
+            raise RuntimeError("DeferredRewardCallback needs the env wrapped in "
+                               "RewardVecEnvWrapper(..., defer=True)")
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            raise ValueError(f"deferred rewards need an on-policy agent; "
+                             f"{type(self.model).__name__} stores each step's reward as it goes")
+        self.wrapper = wrapper
+
+    def _on_step(self) -> bool:
         return True
+
+    def _on_rollout_end(self) -> None:
+        flushed = self.wrapper.flush()
+        write_rollout_rewards(self.model, flushed.delta, self.locals["values"],
+                              self.locals["dones"])
+        self._record(flushed.episodes)
+        for name, values in flushed.signals.items():
+            self.logger.record(f"reward/{name}", float(np.mean(values)))
+
+
+def write_rollout_rewards(agent: BaseAlgorithm, delta: np.ndarray, last_values: Any,
+                          dones: np.ndarray) -> None:
+    """Add ``delta`` (``(n_steps, n_envs)``) to an on-policy agent's rollout buffer rewards
+    and recompute its returns and advantages (GAE) from them."""
+    if not isinstance(agent, OnPolicyAlgorithm):
+        raise ValueError(f"{type(agent).__name__} has no rollout buffer to write rewards into")
+    buf = agent.rollout_buffer
+    if delta.shape != buf.rewards.shape:
+        raise RuntimeError(f"{delta.shape[0]} deferred steps for a rollout of "
+                           f"{buf.rewards.shape[0]}: something else stepped the training env")
+    buf.rewards += delta.astype(buf.rewards.dtype)
+    buf.compute_returns_and_advantage(last_values=last_values, dones=dones)
 
 
 def find_reward_wrapper(venv: VecEnv) -> RewardVecEnvWrapper | None:
@@ -226,8 +353,11 @@ def find_reward_wrapper(venv: VecEnv) -> RewardVecEnvWrapper | None:
 
 __all__ = [
     "LEARNED_EPISODE_KEY",
+    "DeferredRewardCallback",
+    "FlushedRewards",
     "RewardLoggingCallback",
     "RewardVecEnvWrapper",
     "combine_rewards",
     "find_reward_wrapper",
+    "write_rollout_rewards",
 ]

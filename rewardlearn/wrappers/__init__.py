@@ -2,6 +2,11 @@
 
 from rewardlearn.wrappers.frames import FrameCapture
 from rewardlearn.wrappers.gym import LearnedRewardWrapper
-from rewardlearn.wrappers.vec import RewardLoggingCallback, RewardVecEnvWrapper
+from rewardlearn.wrappers.vec import (
+    DeferredRewardCallback,
+    RewardLoggingCallback,
+    RewardVecEnvWrapper,
+)
 
-__all__ = ["FrameCapture", "LearnedRewardWrapper", "RewardLoggingCallback", "RewardVecEnvWrapper"]
+__all__ = ["DeferredRewardCallback", "FrameCapture", "LearnedRewardWrapper",
+           "RewardLoggingCallback", "RewardVecEnvWrapper"]

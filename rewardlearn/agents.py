@@ -123,6 +123,15 @@ def agent_gamma(cfg: DictConfig) -> float:
     return float(recommended.get("gamma", 0.99))
 
 
+def agent_mean_bound(cfg: DictConfig) -> float | None:
+    """``agent.mean_bound``, else the env's ``mean_bound`` recommendation for PPO; ``None``:
+    SB3's unbounded Gaussian mean (:mod:`rewardlearn.policies`)."""
+    bound = cfg.agent.get("mean_bound")
+    if bound is None and str(cfg.agent.algo) == "ppo":
+        bound = cfg.env.get("mean_bound")
+    return None if bound is None else float(bound)
+
+
 def normalize_obs_enabled(cfg: DictConfig) -> bool:
     """``agent.normalize_obs``, or the env's recommendation when that is null."""
     flag = cfg.agent.get("normalize_obs")
@@ -169,8 +178,19 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
     kwargs.update(_reward_agent_kwargs(venv, algo))
+    policy: Any = policy_for(venv.observation_space, str(cfg.agent.policy))
+    bound = agent_mean_bound(cfg)
+    if bound is not None:
+        from rewardlearn.policies import BOUNDED_POLICIES, check_mean_bound
+
+        if algo != "ppo" or policy not in BOUNDED_POLICIES:
+            raise ValueError(f"agent.mean_bound applies to PPO's {sorted(BOUNDED_POLICIES)}, "
+                             f"not agent={algo} with policy {policy}: set agent.mean_bound=null")
+        check_mean_bound(bound, venv.action_space)
+        policy = BOUNDED_POLICIES[policy]
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "mean_bound": bound}
     return ALGOS[algo](
-        policy_for(venv.observation_space, str(cfg.agent.policy)),
+        policy,
         venv,
         seed=int(cfg.seed),
         device=str(resolve_device(str(cfg.device))),
@@ -181,5 +201,6 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
 
 
 __all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "NormalizedPolicy", "Policy", "agent_gamma",
+           "agent_mean_bound",
            "agent_policy", "build_agent", "defer_rewards", "normalize_obs_enabled", "on_policy",
            "policy_for"]

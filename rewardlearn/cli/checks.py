@@ -191,6 +191,10 @@ def validate_settings(cfg: DictConfig) -> None:
         c.add("reward_timing", "rollout", f"needs an on-policy agent (agent={cfg.agent.algo} "
               "stores each step's reward as it goes); use step or auto")
     c.number("agent.gamma", cfg.agent.get("gamma"), 0, 1, low_open=True, optional=True)
+    c.number("agent.mean_bound", cfg.agent.get("mean_bound"), 0, low_open=True, optional=True)
+    if cfg.agent.get("mean_bound") is not None and cfg.agent.get("algo") not in (None, "ppo"):
+        c.add("agent.mean_bound", cfg.agent.mean_bound, f"applies to PPO's Gaussian policy; "
+              f"agent={cfg.agent.algo} squashes its actions already: set agent.mean_bound=null")
     c.choice("reward.mode", cfg.reward.get("mode", "replace"), ("replace", "add"))
     c.number("reward.weight", cfg.reward.get("weight", 1.0))
     c.integer("eval.n_episodes", cfg.eval.get("n_episodes"), 1)

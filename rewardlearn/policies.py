@@ -13,7 +13,11 @@ bound loss on ``mu`` for it. Here the mean is squashed softly instead::
     mu = c + m * h * tanh((raw - c) / (m * h))       c, h: the Box's centre and half-width
 
 so ``|mu - c| < m * h`` always (``m = mean_bound``; 1: inside the bounds) while the noise,
-the log-probabilities and the clipping are SB3's own.
+the log-probabilities and the clipping are SB3's own. A squash alone lets ``raw`` run deep
+into ``tanh``'s flat tail, where the mean sits at the bound with no gradient left to move
+it (measured: a run whose place-stage suction mean sat at +1.00 released only by noise,
+95% stochastic success, 0% deterministic); training therefore also minimises
+``0.5 * relu(|z| - 1)^2`` per component, ``z = (raw - c) / (m * h)`` (rl_games' bound loss).
 
 Example:
     >>> import gymnasium as gym, torch
@@ -54,8 +58,19 @@ class BoundedMean(nn.Module):
     radius: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.net(x)
-        return self.centre + self.radius * torch.tanh((raw - self.centre) / self.radius)
+        z = (self.net(x) - self.centre) / self.radius
+        if z.requires_grad:
+            z.register_hook(_pull_inside(z.detach()))
+        return self.centre + self.radius * torch.tanh(z)
+
+
+def _pull_inside(z: torch.Tensor) -> Any:
+    """Gradient hook adding ``d/dz`` of ``mean_batch(sum 0.5 relu(|z| - 1)^2)``: the raw
+    output is pulled back to ``|z| <= 1``, where ``tanh`` still passes at least 42% of the
+    gradient, so a mean held at a bound can still be moved off it by the policy loss (the
+    bound loss of rl_games' PPO, applied before the squash)."""
+    push = torch.sign(z) * torch.relu(z.abs() - 1.0) / max(1, z.shape[0])
+    return lambda grad: grad + push
 
 
 def check_mean_bound(bound: float, action_space: gym.Space) -> None:

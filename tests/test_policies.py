@@ -39,6 +39,23 @@ def test_gradient_still_reaches_a_mean_past_the_bound() -> None:
     assert raw.grad is not None and (raw.grad > 0).all()
 
 
+def test_training_pulls_a_raw_mean_past_the_bound_back_inside() -> None:
+    """With no signal from the loss, the bound loss alone moves the raw output back to
+    |z| <= 1, where tanh still passes the policy gradient (a squash alone would not)."""
+    layer = BoundedMean(torch.nn.Identity(), np.array([-1.0]), np.array([1.0]), bound=1.0)
+    raw = torch.tensor([[3.0], [0.5], [-2.0]], requires_grad=True)
+    (0.0 * layer(raw)).sum().backward()  # the policy loss says nothing here
+    assert raw.grad is not None
+    np.testing.assert_allclose(raw.grad.numpy(), [[2.0 / 3], [0.0], [-1.0 / 3]], atol=1e-6)
+    param = torch.nn.Parameter(torch.tensor([[4.0]]))
+    opt = torch.optim.SGD([param], lr=1.0)
+    for _ in range(200):
+        opt.zero_grad()
+        (0.0 * layer(param)).sum().backward()
+        opt.step()
+    assert 1.0 <= float(param) < 1.01
+
+
 def test_ppo_with_bounded_mean_learns_saves_and_loads(tmp_path: Path) -> None:
     env = gym.make("Pendulum-v1")
     agent = PPO(BoundedMeanPolicy, env, policy_kwargs={"mean_bound": 1.0}, n_steps=64,

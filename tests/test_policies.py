@@ -108,3 +108,12 @@ def test_train_refuses_mean_bound_for_sac_before_anything_runs(
         validate_settings(compose_cfg("env=pendulum", "agent=sac", "agent.mean_bound=1.0"))
     with pytest.raises(SettingsError, match=r"agent.mean_bound=0: must be a number > 0"):
         validate_settings(compose_cfg("env=pendulum", "agent=ppo", "agent.mean_bound=0"))
+
+
+def test_module_docstring_example_runs() -> None:
+    import doctest
+
+    from rewardlearn import policies
+
+    result = doctest.testmod(policies)
+    assert result.attempted > 0 and result.failed == 0

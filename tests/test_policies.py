@@ -117,3 +117,16 @@ def test_module_docstring_example_runs() -> None:
 
     result = doctest.testmod(policies)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_pick_place_recommends_the_bound_for_ppo_and_it_can_be_turned_off(
+        compose_cfg: Callable[..., Any]) -> None:
+    """The suction command switches at 0: pick_place's PPO keeps its mean inside the bounds."""
+    from rewardlearn.agents import agent_mean_bound
+
+    assert agent_mean_bound(compose_cfg("env=pick_place", "agent=ppo")) == 1.0
+    off = compose_cfg("env=pick_place", "agent=ppo", "env.mean_bound=null")
+    assert agent_mean_bound(off) is None
+    assert agent_mean_bound(compose_cfg("env=pick_place", "agent=sac")) is None
+    assert agent_mean_bound(compose_cfg("env=hopper", "agent=ppo")) is None
+    assert agent_mean_bound(compose_cfg("env=hopper", "agent=ppo", "agent.mean_bound=0.5")) == 0.5

@@ -181,12 +181,11 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     policy: Any = policy_for(venv.observation_space, str(cfg.agent.policy))
     bound = agent_mean_bound(cfg)
     if bound is not None:
-        from rewardlearn.policies import BOUNDED_POLICIES, check_mean_bound
+        from rewardlearn.policies import BOUNDED_POLICIES  # the policy checks the bound
 
         if algo != "ppo" or policy not in BOUNDED_POLICIES:
             raise ValueError(f"agent.mean_bound applies to PPO's {sorted(BOUNDED_POLICIES)}, "
                              f"not agent={algo} with policy {policy}: set agent.mean_bound=null")
-        check_mean_bound(bound, venv.action_space)
         policy = BOUNDED_POLICIES[policy]
         kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "mean_bound": bound}
     return ALGOS[algo](

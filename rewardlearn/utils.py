@@ -23,6 +23,26 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run faster than fp32 on ``device`` (native bf16 units)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
 def set_torch_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads deliberately (default: all cores); returns the count.
 

@@ -3,6 +3,7 @@ bagged members, QPA's recent-episode queries and hybrid replay, held-out early s
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -411,3 +412,219 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
     assert reward.history[-1]["timesteps"] <= 2048 + 2 * callback.interval
     with pytest.raises(ValueError, match="first_round_frac"):
         PreferenceConfig(first_round_frac=1.5)
+
+
+# ------------------------------------------------------- 8. bf16 training (compute target)
+
+def test_train_precision_picks_the_dtype_and_refuses_unknown_names() -> None:
+    from rewardlearn.preference.learner import train_dtype
+    from rewardlearn.utils import cpu_has_native_bf16
+
+    assert train_dtype("fp32", CPU) == torch.float32
+    assert train_dtype("bf16", CPU) == torch.bfloat16
+    native = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert train_dtype("auto", CPU) == native
+    with pytest.raises(ValueError, match="train_precision must be one of"):
+        PreferenceConfig(train_precision="fp16")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_bf16_training_runs_the_layers_in_bf16_and_keeps_everything_else_float32() -> None:
+    """``train_precision=bf16``: the members' matmuls run in bf16 while training (seen by a
+    hook), but the weights, Adam's state, the metrics and the agent's reward stay float32,
+    and the labels are learned as well as in fp32 (the living-pays preferences)."""
+    buf = _survival_buffer()
+    feats = torch.as_tensor(buf.features_sample(500, np.random.default_rng(1)))
+    out: dict[str, dict[str, float]] = {}
+    for precision in ("fp32", "bf16"):
+        reward = PreferenceReward(gym.spaces.Box(-10, 10, (2,)), gym.spaces.Box(-1, 1, (0,)),
+                                  teacher=SyntheticTeacher(seed=0), segment_length=20,
+                                  budget=100, queries_per_round=100, hidden_sizes=[16],
+                                  device="cpu", use_action=False, absorbing="off",
+                                  train_precision=precision, seed=0)
+        seen: set[torch.dtype] = set()
+        hook = reward.ensemble.members[0][0].register_forward_hook(
+            lambda _m, _i, o, seen=seen: seen.add(o.dtype))
+        out[precision] = reward.learner.run_round(buf, 100)
+        hook.remove()
+        assert seen == ({torch.float32, torch.bfloat16} if precision == "bf16"
+                        else {torch.float32})  # bf16 in training, fp32 for the metrics
+        assert all(p.dtype == torch.float32 for p in reward.ensemble.parameters())
+        assert all(v.dtype == torch.float32 for st in reward.learner.optimizer.state.values()
+                   for v in st.values() if torch.is_floating_point(v))
+        agent_r, _ = reward.reward_from_features(feats.numpy())
+        assert agent_r.dtype == np.float32
+        with torch.no_grad():
+            exact = reward.ensemble(feats).mean(0).numpy()  # a plain float32 forward
+        np.testing.assert_allclose(agent_r, exact, rtol=1e-5, atol=1e-5)
+    assert out["bf16"]["train_acc"] >= out["fp32"]["train_acc"] - 0.05
+    assert out["bf16"]["pearson"] > 0.5 and out["fp32"]["pearson"] > 0.5
+
+
+# ------------------------------------------- 9. background rounds (``background_lag``)
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_background_round_trains_the_same_model_as_a_foreground_one() -> None:
+    """The worker thread runs the very same training: same labels, same weights, same
+    metrics, and the reward the agent is served meanwhile is the pre-round copy."""
+    buf = _survival_buffer()
+    feats = buf.features_sample(300, np.random.default_rng(1))
+    rewards = []
+    for background in (False, True):
+        reward = _learn_survival("auto")  # three foreground rounds, then one more
+        reward.cfg.budget = 200
+        before, _ = reward.reward_from_features(feats)
+        if background:
+            reward.serving = copy.deepcopy(reward.ensemble)
+        m = reward.learner.run_round(buf, 50, background=background)
+        if background:
+            assert m["background"] == 1.0 and reward.learner.training_in_background
+            with pytest.raises(RuntimeError, match="still training"):
+                reward.learner.run_round(buf, 50)
+            served, _ = reward.reward_from_features(feats)
+            np.testing.assert_array_equal(served, before)  # the copy, while it trains
+            saved = reward.state_dict()  # a checkpoint now: the new labels, the served model
+            assert len(saved["dataset"]["labels"]) == 200
+            for k, v in reward.serving.state_dict().items():
+                assert torch.equal(saved["ensemble"][k], v)
+            m.update(reward.learner.finish_background())
+            reward.serving = None
+            assert m["background_s"] > 0 and m["wait_s"] >= 0
+            assert not reward.learner.training_in_background
+        after, _ = reward.reward_from_features(feats)
+        assert not np.array_equal(after, before)  # the round changed the reward
+        rewards.append((after, m, len(reward.learner.dataset)))
+    (fg, m_fg, n_fg), (bg, m_bg, n_bg) = rewards
+    assert n_fg == n_bg == 200
+    np.testing.assert_array_equal(fg, bg)
+    for key in ("train_acc", "epochs", "heldout_acc", "pearson"):
+        assert m_fg[key] == m_bg[key]
+
+
+def test_a_failed_background_round_raises_in_the_callers_thread() -> None:
+    reward = _learn_survival("auto")
+
+    def broken() -> dict[str, float]:
+        raise ValueError("boom")
+
+    reward.cfg.budget = 200
+    reward.learner.train = broken  # type: ignore[method-assign]
+    reward.learner.run_round(_survival_buffer(), 10, background=True)
+    with pytest.raises(RuntimeError, match="background thread") as err:
+        reward.learner.finish_background()
+    assert isinstance(err.value.__cause__, ValueError)
+
+
+def _ppo_preference_run(lag: float | None) -> tuple[PreferenceReward, Any, np.ndarray]:
+    from stable_baselines3 import PPO
+
+    from rewardlearn.env_factory import make_vec_env
+    from rewardlearn.preference.reward import PreferenceCallback
+    from rewardlearn.wrappers import RewardVecEnvWrapper
+
+    venv = make_vec_env("pendulum", n_envs=2, seed=0)
+    reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
+                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=20,
+                              queries_per_round=5, first_round_at=128, feedback_until=0.5,
+                              segment_length=10, max_epochs=3, background_lag=lag)
+    callback = PreferenceCallback(reward)
+    agent = PPO("MlpPolicy", RewardVecEnvWrapper(venv, reward), n_steps=64, batch_size=64,
+                n_epochs=1, device="cpu", seed=0)
+    agent.learn(2048, callback=callback)
+    params = torch.nn.utils.parameters_to_vector(agent.policy.parameters()).detach().numpy()
+    return reward, callback, params
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_background_rounds_land_at_a_fixed_step_and_rerun_identically() -> None:
+    """Rounds after the first train on a thread and are installed at the first rollout end
+    ``background_lag`` x interval after they began, never earlier and never by timing: two
+    runs of one seed give the same agent and reward; ``null`` trains every round in place."""
+    reward, callback, params = _ppo_preference_run(0.5)
+    hist = reward.history
+    assert len(hist) == 4 and reward.learner.labels_used == 20
+    assert "background" not in hist[0]  # the first round trains in the foreground
+    rollout = 64 * 2
+    for m in hist[1:]:
+        assert m["background"] == 1.0
+        lag = m["installed_at"] - m["timesteps"]
+        assert callback.lag_steps <= lag < callback.lag_steps + rollout
+    assert callback.lag_steps == int(0.5 * callback.interval)
+    again, _, params_again = _ppo_preference_run(0.5)
+    np.testing.assert_array_equal(params, params_again)
+    for a, b in zip(reward.ensemble.state_dict().values(),
+                    again.ensemble.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    foreground, fg_callback, _ = _ppo_preference_run(None)
+    assert fg_callback.lag_steps == 0
+    assert all("background" not in m for m in foreground.history)
+    with pytest.raises(ValueError, match="background_lag"):
+        PreferenceConfig(background_lag=1.5)
+
+
+def _random_steps(t: int, n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    term = rng.random((t, n)) < 0.08
+    trunc = ~term & (rng.random((t, n)) < 0.05)
+    return {"features": rng.normal(size=(t, n, 3)).astype(np.float32),
+            "true_rewards": rng.normal(size=(t, n)).astype(np.float32),
+            "terminated": term, "truncated": trunc,
+            "next_states": rng.normal(size=(t, n, 2)).astype(np.float32)}
+
+
+def _episodes(buf: SegmentBuffer) -> list[tuple[Any, ...]]:
+    return [(ep.serial, ep.features.tolist(), ep.true_rewards.tolist(), ep.terminated.tolist(),
+             None if ep.next_states is None else ep.next_states.tolist())
+            for ep in buf._all_episodes()]
+
+
+def test_add_steps_stores_exactly_what_step_by_step_add_stores() -> None:
+    """A rollout at once (``add_steps``) and step by step (``add``): the same episodes,
+    serials (episodes numbered in the order they end) and eviction, in chunks of any size;
+    each stored episode is the env's own rows from one reset to its end."""
+    steps = _random_steps(97, 3, seed=0)
+    one, many = SegmentBuffer(3, 3, capacity=120), SegmentBuffer(3, 3, capacity=120)
+    for k in range(97):
+        one.add(*(steps[key][k] for key in ("features", "true_rewards", "terminated",
+                                            "truncated")), None, steps["next_states"][k])
+    for a, b in ((0, 1), (1, 40), (40, 41), (41, 97)):
+        many.add_steps(*(steps[key][a:b] for key in ("features", "true_rewards", "terminated",
+                                                      "truncated")), None,
+                       steps["next_states"][a:b])
+    assert _episodes(one) == _episodes(many)
+    whole = SegmentBuffer(3, 3)  # nothing evicted
+    whole.add_steps(*(steps[key] for key in ("features", "true_rewards", "terminated",
+                                             "truncated")), None, steps["next_states"])
+    first_end = int(np.flatnonzero(steps["terminated"][:, 1] | steps["truncated"][:, 1])[0])
+    ep = next(e for e in whole._all_episodes() if len(e.true_rewards) == first_end + 1
+              and np.array_equal(e.features, steps["features"][: first_end + 1, 1]))
+    assert ep.terminated.tolist() == steps["terminated"][: first_end + 1, 1].tolist()
+    assert (one.total_steps, one.seen_termination, one._stored) == \
+        (many.total_steps, many.seen_termination, many._stored)
+
+
+def test_a_deferred_rollout_is_observed_as_its_steps_would_be() -> None:
+    """``observe_steps`` (the wrapper's deferred flush) against ``observe`` per step: the
+    same segment buffer and the same rollout features for PPO's relabelling."""
+    from rewardlearn.rewards.base import TransitionBatch
+
+    steps = _random_steps(40, 2, seed=1)
+    obs = np.random.default_rng(2).normal(size=(41, 2, 2)).astype(np.float32)
+    acts = np.random.default_rng(3).uniform(-1, 1, size=(40, 2, 1)).astype(np.float32)
+    batches = [TransitionBatch(obs=obs[k], acts=acts[k], next_obs=obs[k + 1],
+                               terminated=steps["terminated"][k],
+                               truncated=steps["truncated"][k],
+                               env_rewards=steps["true_rewards"][k]) for k in range(40)]
+    learned = np.random.default_rng(4).normal(size=(40, 2)).astype(np.float32)
+    models = [PreferenceReward(gym.spaces.Box(-9, 9, (2,)), gym.spaces.Box(-1, 1, (1,)),
+                               hidden_sizes=[4], device="cpu") for _ in range(2)]
+    for batch, r in zip(batches, learned, strict=True):
+        models[0].observe(batch, r)
+    models[1].observe_steps(batches, learned)
+    a, b = (m.buffer for m in models)
+    assert a is not None and b is not None
+    assert _episodes(a) == _episodes(b)
+    np.testing.assert_array_equal(np.stack(models[0]._rollout_feats),
+                                  np.stack(models[1]._rollout_feats))
+    np.testing.assert_array_equal(np.stack(models[0]._rollout_rewards),
+                                  np.stack(models[1]._rollout_rewards))

@@ -153,20 +153,54 @@ class SegmentBuffer:
         ``next_states`` (``(n_envs, S)``): the flattened true next observation of
         each step (the last one of an episode, not the reset observation).
         """
-        for i in range(self.n_envs):
-            run = self._running[i]
-            run.features.append(np.asarray(features[i], dtype=np.float32))
-            run.rewards.append(float(true_rewards[i]))
-            run.terminated.append(bool(terminated[i]))
-            self.seen_termination |= bool(terminated[i])
+        self.add_steps(np.asarray(features)[None], np.asarray(true_rewards)[None],
+                       np.asarray(terminated)[None], np.asarray(truncated)[None],
+                       None if states is None else np.asarray(states)[None],
+                       None if next_states is None else np.asarray(next_states)[None])
+
+    def add_steps(
+        self,
+        features: np.ndarray,
+        true_rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        states: np.ndarray | None = None,
+        next_states: np.ndarray | None = None,
+    ) -> None:
+        """Append ``T`` consecutive steps of every env (``(T, n_envs, ...)`` arrays) at once.
+
+        The same as ``T`` calls of :meth:`add`, with per-episode slices in place of
+        per-step appends (one PPO rollout's steps, when the rewards are deferred).
+        """
+        n_steps = len(true_rewards)
+        rewards = np.asarray(true_rewards, dtype=np.float32)
+        term = np.asarray(terminated, bool)
+        ends = term | np.asarray(truncated, bool)
+        feats = np.asarray(features, dtype=np.float32)
+        nxt = None if next_states is None else np.asarray(next_states, dtype=np.float32)
+        start = [0] * self.n_envs
+
+        def extend(i: int, stop: int) -> None:
+            run, sl = self._running[i], slice(start[i], stop)
+            run.features.extend(feats[sl, i])
+            run.rewards.extend(rewards[sl, i].tolist())
+            run.terminated.extend(term[sl, i].tolist())
             if states is not None:
-                run.states.append(np.asarray(states[i]))
-            if next_states is not None:
-                run.next_states.append(np.asarray(next_states[i], dtype=np.float32))
-            if terminated[i] or truncated[i]:
-                self._push(run.freeze())
-                self._running[i] = self._new_running()
-        self.total_steps += self.n_envs
+                run.states.extend(np.asarray(states[sl, i]))
+            if nxt is not None:
+                run.next_states.extend(nxt[sl, i])
+            start[i] = stop
+
+        # episodes end in time order (then env order), as step-by-step add() pushes them
+        for t, i in zip(*np.nonzero(ends), strict=True):
+            extend(int(i), int(t) + 1)
+            self._push(self._running[i].freeze())
+            self._running[i] = self._new_running()
+        for i in range(self.n_envs):
+            if start[i] < n_steps:
+                extend(i, n_steps)
+        self.seen_termination |= bool(np.asarray(terminated, bool).any())
+        self.total_steps += n_steps * self.n_envs
         self._frozen_running.clear()
 
     def _push(self, ep: _Episode) -> None:

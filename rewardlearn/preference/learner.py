@@ -10,10 +10,13 @@ accuracy, and Pearson/Spearman correlation of learned vs true segment returns.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +40,7 @@ from rewardlearn.preference.modeling import (
 from rewardlearn.preference.query import select_queries
 from rewardlearn.preference.teachers import PreferenceLabels
 from rewardlearn.stats import pearson, spearman
+from rewardlearn.utils import fast_bf16
 
 log = logging.getLogger("rewardlearn")
 
@@ -175,6 +179,14 @@ class PreferenceLearner:
                                           weight_decay=cfg.weight_decay)
         self.unlabelled: PreferenceDataset | None = None
         self.last_member_indices: list[np.ndarray] = []
+        self.train_dtype = train_dtype(cfg.train_precision, device)
+        self._background: _BackgroundFit | None = None
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast for the ensemble's training and query passes (``train_precision``)."""
+        if self.train_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.train_dtype)
 
     @property
     def labels_used(self) -> int:
@@ -223,8 +235,10 @@ class PreferenceLearner:
         for s in range(0, len(first), 512):
             sl = slice(s, s + 512)
             b1, b2 = self._segments_batch(first, sl), self._segments_batch(second, sl)
-            logits = torch.stack([self._side_scores(e, b1, model) - self._side_scores(e, b2, model)
-                                  for e in range(self.ensemble.n_members)])
+            with self._autocast():
+                logits = torch.stack([self._side_scores(e, b1, model)
+                                      - self._side_scores(e, b2, model)
+                                      for e in range(self.ensemble.n_members)])
             out.append(torch.sigmoid(logits).cpu().numpy())
         return np.concatenate(out, axis=1)
 
@@ -286,8 +300,17 @@ class PreferenceLearner:
         return buffer.sample(n, length, self.rng, absorbing=self.absorbing_active,
                              recent=self._pool)
 
-    def run_round(self, buffer: SegmentBuffer, n_queries: int) -> dict[str, float]:
-        """One round of at most ``n_queries`` queries; returns its metrics."""
+    def run_round(self, buffer: SegmentBuffer, n_queries: int,
+                  background: bool = False) -> dict[str, float]:
+        """One round of at most ``n_queries`` queries; returns its metrics (``{}``: no round).
+
+        ``background``: the queries and labels are taken here, the ensemble trains on a
+        worker thread (metrics ``background=1``); :meth:`finish_background` waits for it
+        and returns the training metrics. Until then the ensemble, the labels and
+        :attr:`rng` belong to that thread: the agent's reward must come from a copy.
+        """
+        if self._background is not None:
+            raise RuntimeError("a feedback round is still training; call finish_background()")
         t0 = time.perf_counter()
         n_queries = min(n_queries, self.budget_left)
         first_round = self.rounds_done == 0
@@ -325,7 +348,7 @@ class PreferenceLearner:
         self._draw_unlabelled(buffer, length)
         if hasattr(self.teacher, "ask"):
             self._run_async_round(a, b, metrics)
-            return self._finish_round(buffer, length, metrics, t0)
+            return self._finish_round(buffer, length, metrics, t0, background)
         if hasattr(self.teacher, "update_thresholds") and getattr(
                 self.teacher, "needs_thresholds", False):
             self.teacher.update_thresholds(buffer.recent_true_reward_mean(), length)
@@ -338,7 +361,7 @@ class PreferenceLearner:
             start = len(self.dataset)
             self.dataset.add(a.take(keep), b.take(keep), new_labels, self.rounds_done)
             metrics["heldout_acc"] = self.accuracy_on(np.arange(start, len(self.dataset)))
-        return self._finish_round(buffer, length, metrics, t0)
+        return self._finish_round(buffer, length, metrics, t0, background)
 
     _pool: int | None = None
 
@@ -356,14 +379,36 @@ class PreferenceLearner:
         self.unlabelled = pool
 
     def _finish_round(self, buffer: SegmentBuffer, length: int, metrics: dict[str, float],
-                      t0: float) -> dict[str, float]:
+                      t0: float, background: bool = False) -> dict[str, float]:
         self.rounds_done += 1
+        metrics["labels_used"] = float(len(self.dataset))
+        if background and len(self.dataset):
+            metrics["background"] = 1.0
+            metrics["round_s"] = time.perf_counter() - t0  # the foreground part
+            self._background = _BackgroundFit(self.train, buffer, length)
+            return metrics
         if len(self.dataset):
             metrics.update(self.train())
         metrics.update(self.correlation(buffer, length))
-        metrics["labels_used"] = float(len(self.dataset))
         metrics["round_s"] = time.perf_counter() - t0
         return metrics
+
+    @property
+    def training_in_background(self) -> bool:
+        """Whether a round's ensemble training is running (or finished, not yet collected)."""
+        return self._background is not None
+
+    def finish_background(self) -> dict[str, float]:
+        """Wait for the background round, then its training metrics, correlations and
+        ``background_s`` (the training's own time) and ``wait_s`` (how long this waited)."""
+        bg, self._background = self._background, None
+        if bg is None:
+            return {}
+        t0 = time.perf_counter()
+        out = bg.result()
+        out["wait_s"] = time.perf_counter() - t0
+        out.update(self.correlation(bg.buffer, bg.length))
+        return out
 
     def _labelled_pair_features(self, length: int) -> np.ndarray | None:
         rows = [np.concatenate([x1.reshape(-1), x2.reshape(-1)])
@@ -422,16 +467,18 @@ class PreferenceLearner:
                 total = torch.zeros((), device=self.device)
                 for e, perm in enumerate(perms):
                     batch = self._take(full, perm[s : s + bs])
-                    logit = _member_logits(self.ensemble, e, batch, cfg.preference_model,
-                                           self._use_next)
+                    with self._autocast():
+                        logit = _member_logits(self.ensemble, e, batch, cfg.preference_model,
+                                               self._use_next)
                     total = total + preference_loss(logit, batch["labels"])
                     dec = batch["labels"] != 0.5
                     correct += float(((logit > 0).float() == batch["labels"])[dec].sum())
                     decided += float(dec.sum())
                     if pseudo and len(pseudo[k][0]):
                         ub = pseudo[k][1]
-                        ul = _member_logits(self.ensemble, e, ub, cfg.preference_model,
-                                            self._use_next)
+                        with self._autocast():
+                            ul = _member_logits(self.ensemble, e, ub, cfg.preference_model,
+                                                self._use_next)
                         total = total + cfg.surf.weight * preference_loss(ul, ub["labels"])
                 total.backward()
                 self.optimizer.step()
@@ -439,7 +486,7 @@ class PreferenceLearner:
             acc = correct / decided if decided else 1.0
             loss_v = float(np.mean(losses))
             if len(held):
-                with torch.no_grad():
+                with torch.no_grad():  # float32, as every reported metric
                     hb = _select(full, torch.as_tensor(held, device=self.device))
                     h_loss = float(preference_loss(self._logits(hb), hb["labels"]))
                 if h_loss < best_loss - 1e-4:
@@ -478,7 +525,8 @@ class PreferenceLearner:
         if pool is None or len(pool) == 0 or not self.cfg.surf.enabled:
             return []
         full = pool.tensors(np.arange(len(pool)), self.device)
-        probs = torch.sigmoid(self._logits(full)).mean(0).cpu().numpy()
+        with self._autocast():
+            probs = torch.sigmoid(self._logits(full).float()).mean(0).cpu().numpy()
         idx, labels = pseudo_labels(probs, self.cfg.surf.tau)
         target = np.full(len(pool), 0.5, np.float32)  # unused: only confident pairs are taken
         target[idx] = labels
@@ -502,6 +550,45 @@ class PreferenceLearner:
         if self.rounds_done == 0:
             q = max(q, math.ceil(self.cfg.first_round_frac * self.cfg.budget))
         return min(q, self.budget_left)
+
+
+class _BackgroundFit:
+    """One round's ensemble training on a worker thread (``background_lag``).
+
+    Torch releases the GIL inside its kernels, so the training overlaps with the
+    agent's env steps on a second core (measured: neither slowed the other).
+    """
+
+    def __init__(self, fit: Callable[[], dict[str, float]], buffer: SegmentBuffer,
+                 length: int) -> None:
+        self.buffer, self.length = buffer, length
+        self._out: dict[str, float] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fit,), daemon=True,
+                                        name="rewardlearn-preference-fit")
+        self._thread.start()
+
+    def _run(self, fit: Callable[[], dict[str, float]]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._out = fit()
+        except BaseException as err:  # re-raised in the caller's thread by result()
+            self._error = err
+        self._out["background_s"] = time.perf_counter() - t0
+
+    def result(self) -> dict[str, float]:
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("preference ensemble training failed on its background "
+                               "thread") from self._error
+        return dict(self._out)
+
+
+def train_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of ``train_precision`` on ``device`` (float32: no autocast)."""
+    if precision == "bf16" or (precision == "auto" and fast_bf16(device)):
+        return torch.bfloat16
+    return torch.float32
 
 
 def _select(full: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -197,20 +197,20 @@ def segment_scores(
         next_x: ``(N, D)`` feature rows whose state columns hold ``s_L``, the state after
             the last real step's action (regret only; ``None``: the last observed state).
     """
-    r = ens.member_reward(e, x)
+    r = ens.member_reward(e, x).float()  # sums in float32 under bf16 autocast
     if mask is not None:
         r = r * mask
     score = r.sum(-1)
     if absorbing is not None:
         score = score + ens.absorbing[e] * absorbing.float().sum(-1)
     if model == "regret":
-        v = ens.member_value(e, x)  # (N, L)
+        v = ens.member_value(e, x).float()  # (N, L)
         if mask is None:
             last = torch.full((v.shape[0],), v.shape[1] - 1, dtype=torch.long, device=v.device)
         else:
             last = (mask.sum(-1).long() - 1).clamp(min=0)
         if next_x is not None:
-            v_end = ens.member_value(e, next_x)
+            v_end = ens.member_value(e, next_x).float()
         else:
             v_end = v.gather(1, last[:, None]).squeeze(1)
         if terminated is not None:

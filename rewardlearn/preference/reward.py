@@ -15,7 +15,9 @@ label, and ``reward.model.resume=<path>`` continues from such a file.
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -72,6 +74,8 @@ class PreferenceReward(RewardModel):
         ).to(self.device)
         self.ensemble.eval()
         self.learner = PreferenceLearner(self.cfg, self.ensemble, teacher, self.device)
+        #: the agent's reward while a round trains in the background (``background_lag``)
+        self.serving: RewardEnsemble | None = None
         self.buffer: SegmentBuffer | None = None
         self.history: list[dict[str, float]] = []
         self.unsupervised = self.cfg.unsup_steps > 0
@@ -100,9 +104,10 @@ class PreferenceReward(RewardModel):
         termination the agent collects 0, so living pays exactly when the learned
         comparison says a living step beats being dead.
         """
-        r = self.ensemble.predict(x.to(self.device))
+        ens = self.serving if self.serving is not None else self.ensemble
+        r = ens.predict(x.to(self.device))
         if self.learner.absorbing_active:
-            r = r - self.ensemble.absorbing.detach()[:, None]
+            r = r - ens.absorbing.detach()[:, None]
         return r
 
     @torch.no_grad()
@@ -157,6 +162,30 @@ class PreferenceReward(RewardModel):
         self._rollout_feats.append(x)
         self._rollout_rewards.append(np.asarray(rewards, np.float32))
 
+    def observe_steps(self, batches: Sequence[TransitionBatch], rewards: np.ndarray,
+                      joined: TransitionBatch | None = None) -> None:
+        """A rollout's steps in one pass: features once, episodes stored by slices."""
+        if self.needs_sim_states or not batches:
+            super().observe_steps(batches, rewards, joined)  # states come step by step
+            return
+        from rewardlearn.rewards.features import flatten_obs
+
+        batch = joined if joined is not None else TransitionBatch.concat(list(batches))
+        if batch.env_rewards is None:
+            raise ValueError("preference learning needs the env reward in the batch (teachers)")
+        t = len(batches)
+        x = self.features(batch.obs, batch.acts, batch.next_obs, batch.terminated).numpy()
+        n = len(x) // t
+        if self.buffer is None:
+            self.buffer = SegmentBuffer(n, self.features.dim, self.cfg.buffer_capacity)
+        x = x.reshape(t, n, -1)
+        next_states = flatten_obs(self.observation_space, batch.next_obs).reshape(t, n, -1)
+        self.buffer.add_steps(x, np.reshape(batch.env_rewards, (t, n)),
+                              np.reshape(batch.terminated, (t, n)),
+                              np.reshape(batch.truncated, (t, n)), None, next_states)
+        self._rollout_feats.extend(x)
+        self._rollout_rewards.extend(np.asarray(rewards, np.float32).reshape(t, n))
+
     def callbacks(self) -> list[Any]:
         if self.teacher is None:
             return []
@@ -178,8 +207,11 @@ class PreferenceReward(RewardModel):
         return self.cfg.to_dict()
 
     def state_dict(self) -> dict[str, Any]:
+        """Weights and every label. While a round trains in the background: its labels
+        with the model the agent is using (the round's training is redone on resume)."""
+        ens = self.serving if self.serving is not None else self.ensemble
         return {
-            "ensemble": {k: v.cpu() for k, v in self.ensemble.state_dict().items()},
+            "ensemble": {k: v.cpu() for k, v in ens.state_dict().items()},
             "dataset": self.learner.dataset.state_dict(),
             "rounds_done": self.learner.rounds_done,
             "queries_asked": self.learner.queries_asked,
@@ -263,6 +295,9 @@ class PreferenceCallback(BaseCallback):
         self.next_round_at = 0
         self.interval = 1
         self.total = 1
+        self.lag_steps = 0
+        self.install_at = 0
+        self._pending: dict[str, float] = {}
         self._scale = 1.0
         self._std_sum = 0.0
         self._std_n = 0
@@ -282,6 +317,8 @@ class PreferenceCallback(BaseCallback):
             span = max(1, int(cfg.feedback_until * self.total) - first)
             self.interval = max(1, span // max(1, n_rounds - 1)) if n_rounds > 1 else span
         self.next_round_at = self.num_timesteps + first
+        lag = cfg.background_lag
+        self.lag_steps = 0 if lag is None else max(1, int(lag * self.interval))
         if self.reward.run_dir is not None and hasattr(self.reward.teacher, "bind"):
             self.reward.teacher.bind(self.reward.run_dir)
         wrapper = find_reward_wrapper(self.training_env)
@@ -316,24 +353,55 @@ class PreferenceCallback(BaseCallback):
             self.logger.record("reward/ensemble_std", self._std_sum / self._std_n)
             self._std_sum, self._std_n = 0.0, 0
         learner = self.reward.learner
+        if learner.training_in_background and self.num_timesteps >= self.install_at:
+            self._install()
         due = self.num_timesteps >= self.next_round_at and learner.budget_left > 0
         if due and self.reward.buffer is not None:
+            if learner.training_in_background:
+                self._install()  # the next round's queries need the last round's model
             n = learner.queries_for_round(self.num_timesteps / max(self.total, 1))
-            metrics = learner.run_round(self.reward.buffer, n)
+            background = self.lag_steps > 0 and learner.rounds_done > 0
+            if background:
+                self.reward.serving = copy.deepcopy(self.reward.ensemble)
+            metrics = learner.run_round(self.reward.buffer, n, background=background)
             if metrics:
                 self.next_round_at = self.num_timesteps + self.interval
                 self.reward.unsupervised = False
                 metrics["timesteps"] = float(self.num_timesteps)
-                self.reward.history.append(metrics)
-                for k, v in metrics.items():
-                    self.logger.record(f"reward/{k}", v)
-                log.info("feedback round %d at %d steps: %s", learner.rounds_done,
-                         self.num_timesteps, _fmt(metrics))
-                self.relabel(self.model)
-                self.reward.save_progress()
+                if learner.training_in_background:
+                    self._pending = metrics
+                    self.install_at = self.num_timesteps + self.lag_steps
+                    self.reward.save_progress()  # the new labels, before they train
+                else:
+                    self._report(metrics)
+            else:
+                self.reward.serving = None
         if isinstance(self.model, OnPolicyAlgorithm):
             self.reward._rollout_feats.clear()
             self.reward._rollout_rewards.clear()
+
+    def _on_training_end(self) -> None:
+        if self.reward.learner.training_in_background:
+            self._install(relabel=False)  # nothing left to learn from; saved for the user
+
+    def _install(self, relabel: bool = True) -> None:
+        """Collect a background round and make its model the agent's reward."""
+        metrics = self._pending
+        metrics.update(self.reward.learner.finish_background())
+        self.reward.serving = None
+        metrics["installed_at"] = float(self.num_timesteps)
+        self._report(metrics, relabel)
+
+    def _report(self, metrics: dict[str, float], relabel: bool = True) -> None:
+        """Log a finished round, relabel what the agent learns from, save the labels."""
+        self.reward.history.append(metrics)
+        for k, v in metrics.items():
+            self.logger.record(f"reward/{k}", v)
+        log.info("feedback round %d at %d steps: %s", len(self.reward.history),
+                 int(metrics["timesteps"]), _fmt(metrics))
+        if relabel:
+            self.relabel(self.model)
+        self.reward.save_progress()
 
     def relabel(self, agent: BaseAlgorithm) -> None:
         """Recompute the learned rewards the agent is about to learn from."""
@@ -392,5 +460,6 @@ def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,
 
 
 def _fmt(metrics: dict[str, float]) -> str:
-    keys = ("labels_used", "heldout_acc", "train_acc", "pearson", "spearman", "epochs", "round_s")
+    keys = ("labels_used", "heldout_acc", "train_acc", "pearson", "spearman", "epochs", "round_s",
+            "background_s", "wait_s", "installed_at")
     return ", ".join(f"{k}={metrics[k]:.3g}" for k in keys if k in metrics)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
@@ -342,6 +342,17 @@ class RewardModel(abc.ABC):
         Modules that learn online (preference learning, distillation) store the
         experience here; the default ignores it. ``rewards`` are the module's own.
         """
+
+    def observe_steps(self, batches: Sequence[TransitionBatch], rewards: np.ndarray,
+                      joined: TransitionBatch | None = None) -> None:
+        """Consecutive steps at once (deferred rewards: one rollout), in their order.
+
+        ``rewards``: ``(T, n_envs)``; ``joined``: ``TransitionBatch.concat(batches)`` when the
+        caller has it. The default calls :meth:`observe` step by step; modules that
+        store many steps override it with one vectorised pass.
+        """
+        for batch, r in zip(batches, rewards, strict=True):
+            self.observe(batch, r)
 
     def callbacks(self) -> list[Any]:
         """SB3 callbacks that train or refresh this module during ``learn``."""

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from rewardlearn._compat import import_open_clip
-from rewardlearn.utils import resolve_device
+from rewardlearn.utils import cpu_has_native_bf16, resolve_device
 
 log = logging.getLogger("rewardlearn")
 
@@ -102,19 +102,6 @@ class ClipBundle:
         if self.dtype == torch.float32 or self.weights_cast:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:

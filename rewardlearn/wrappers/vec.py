@@ -236,17 +236,18 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         if not t:
             empty = np.zeros((0, n), np.float32)
             return FlushedRewards(empty, empty.copy())
-        out = self.reward_model.compute(TransitionBatch.concat(pending))
+        joined = TransitionBatch.concat(pending)
+        out = self.reward_model.compute(joined)
         learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
                                self.reward_model.name).reshape(t, n)
         signals = {k: np.asarray(v).reshape(t, n) for k, v in out.signals.items()}
         env = np.stack([np.asarray(b.env_rewards, np.float32) for b in pending])
         delta = (combine_rewards(learned, env, self.mode, self.weight)
                  - combine_rewards(np.zeros_like(learned), env, self.mode, self.weight))
+        if self.training:
+            self.reward_model.observe_steps(pending, learned, joined)
         episodes: list[dict[str, float]] = []
         for k, batch in enumerate(pending):
-            if self.training:
-                self.reward_model.observe(batch, learned[k])
             episodes += self._account(batch, learned[k], {s: v[k] for s, v in signals.items()})
         return FlushedRewards(learned, delta.astype(np.float32), episodes, signals)
 

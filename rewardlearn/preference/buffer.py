@@ -139,15 +139,9 @@ class SegmentBuffer:
         self._serial += 1
         return run
 
-    def add(
-        self,
-        features: np.ndarray,
-        true_rewards: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-        states: np.ndarray | None = None,
-        next_states: np.ndarray | None = None,
-    ) -> None:
+    def add(self, features: np.ndarray, true_rewards: np.ndarray, terminated: np.ndarray,
+            truncated: np.ndarray, states: np.ndarray | None = None,
+            next_states: np.ndarray | None = None) -> None:
         """Append one step of every env (``(n_envs, ...)`` arrays).
 
         ``next_states`` (``(n_envs, S)``): the flattened true next observation of

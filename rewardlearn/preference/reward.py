@@ -141,35 +141,16 @@ class PreferenceReward(RewardModel):
         return (knn / max(self._entropy_std.std, 1e-8)).astype(np.float32)
 
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
-        x = self.features(batch.obs, batch.acts, batch.next_obs, batch.terminated).numpy()
-        if self.buffer is None:
-            self.buffer = SegmentBuffer(len(x), self.features.dim, self.cfg.buffer_capacity)
-        if batch.env_rewards is None:
-            raise ValueError("preference learning needs the env reward in the batch (teachers)")
-        states = None
-        if self.needs_sim_states:
-            from rewardlearn.wrappers.state import STATE_KEY
-
-            if not batch.infos or STATE_KEY not in batch.infos[0]:
-                raise RuntimeError(f"teacher {self.teacher.name} needs simulator states; make "
-                                   "the envs with make_vec_env(..., sim_state=True)")
-            states = np.stack([info[STATE_KEY] for info in batch.infos])
-        from rewardlearn.rewards.features import flatten_obs
-
-        next_states = flatten_obs(self.observation_space, batch.next_obs)
-        self.buffer.add(x, batch.env_rewards, batch.terminated, batch.truncated, states,
-                        next_states)
-        self._rollout_feats.append(x)
-        self._rollout_rewards.append(np.asarray(rewards, np.float32))
+        self.observe_steps([batch], np.asarray(rewards)[None], batch)
 
     def observe_steps(self, batches: Sequence[TransitionBatch], rewards: np.ndarray,
                       joined: TransitionBatch | None = None) -> None:
-        """A rollout's steps in one pass: features once, episodes stored by slices."""
-        if self.needs_sim_states or not batches:
-            super().observe_steps(batches, rewards, joined)  # states come step by step
-            return
+        """Consecutive steps in one pass (one step, or a deferred rollout): features once,
+        episodes stored by slices (:meth:`SegmentBuffer.add_steps`)."""
         from rewardlearn.rewards.features import flatten_obs
 
+        if not batches:
+            return
         batch = joined if joined is not None else TransitionBatch.concat(list(batches))
         if batch.env_rewards is None:
             raise ValueError("preference learning needs the env reward in the batch (teachers)")
@@ -178,11 +159,20 @@ class PreferenceReward(RewardModel):
         n = len(x) // t
         if self.buffer is None:
             self.buffer = SegmentBuffer(n, self.features.dim, self.cfg.buffer_capacity)
+        states = None
+        if self.needs_sim_states:
+            from rewardlearn.wrappers.state import STATE_KEY
+
+            if not batch.infos or STATE_KEY not in batch.infos[0]:
+                raise RuntimeError(f"teacher {self.teacher.name} needs simulator states; make "
+                                   "the envs with make_vec_env(..., sim_state=True)")
+            states = np.stack([info[STATE_KEY] for info in batch.infos])
+            states = states.reshape(t, n, *states.shape[1:])
         x = x.reshape(t, n, -1)
         next_states = flatten_obs(self.observation_space, batch.next_obs).reshape(t, n, -1)
         self.buffer.add_steps(x, np.reshape(batch.env_rewards, (t, n)),
                               np.reshape(batch.terminated, (t, n)),
-                              np.reshape(batch.truncated, (t, n)), None, next_states)
+                              np.reshape(batch.truncated, (t, n)), states, next_states)
         self._rollout_feats.extend(x)
         self._rollout_rewards.extend(np.asarray(rewards, np.float32).reshape(t, n))
 

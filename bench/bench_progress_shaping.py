@@ -19,6 +19,9 @@ whose ``summary.json`` exists is reused). Conditions:
 * ``progress``: ``reward=progress`` (model success bonus + progress shaping, no env reward);
 * ``level``: ``reward=progress_level`` (``progress(s') - 1`` per step, the form of the env's
   dense reward with the learned progress; comparison only);
+* ``stage``: ``shaping`` with the stage of each state read from the env's ``info["stage"]``
+  (``shaping.potential.stage_key=stage``), the model giving only the within-stage progress;
+* ``stage_online``: ``stage`` with the model refined online as in ``online``;
 * ``oracle``: the sparse reward + shaping with the env's own true progress as the potential
   (``shaping=function``, :func:`rewardlearn_envs.pick_place.state_progress`, offset 1): the
   best potential there is, to separate the potential's quality from the method's reach;
@@ -85,6 +88,12 @@ CONDITIONS: dict[str, list[str]] = {
     "sparse": ["env.kwargs.reward_type=sparse", "reward=env"],
     "shaping": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
                 "shaping.potential.path={model}"],
+    "stage": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
+              "shaping.potential.path={model}", "shaping.potential.stage_key=stage"],
+    "stage_online": ["env.kwargs.reward_type=sparse", "reward=env", "shaping=progress",
+                     "shaping.potential.path={model}", "shaping.potential.stage_key=stage",
+                     "shaping.potential.online.enabled=true",
+                     "shaping.potential.online.demos='{demo_sets}'"],
     "delta": ["env.kwargs.reward_type=sparse", "reward=progress_delta",
               "reward.model.path={model}"],
     "progress": ["env.kwargs.reward_type=sparse", "reward=progress", "reward.model.path={model}"],
@@ -130,6 +139,10 @@ DEFAULT = ["sparse", "shaping", "oracle", "progress", "delta", "level", "dense",
 LABELS = {
     "sparse": "sparse env reward",
     "shaping": "sparse env reward + `shaping=progress`",
+    "stage": "sparse env reward + `shaping=progress` with the env's stage "
+             "(`shaping.potential.stage_key=stage`: the model gives the within-stage progress)",
+    "stage_online": "sparse env reward + `shaping=progress` with the env's stage, model refined "
+                    "online (`stage_key=stage`, `online.enabled=true`)",
     "delta": "raw progress delta (`reward=progress_delta`)",
     "progress": "`reward=progress` (model success bonus + progress shaping, no env reward)",
     "level": "predicted progress - 1 per step (`reward=progress_level`, comparison only)",

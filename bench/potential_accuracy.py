@@ -10,7 +10,10 @@ Rolls out the trained (or behaviour-cloned) PPO agent in ``--policy`` (``agent.z
 shaping sees during training, and scores every state with each potential. Reported per
 potential, against the env's true progress (:func:`rewardlearn_envs.pick_place.state_progress`):
 Spearman of the values, Pearson of the per-step changes (what shaping adds to the reward),
-and the fraction of the true-stage states scored in each quarter of [0, 1]. Progress models
+the fraction of the true-stage states scored in each quarter of [0, 1], and the Spearman
+within each true stage (does the potential order the states of one stage?).
+``--env-stage`` adds, per progress model, the same model with the env's stage given
+(``shaping.potential.stage_key=stage``). Progress models
 score through :class:`~rewardlearn.progress.ProgressScorer` (the windows of training time),
 the perceptual potential (state features, fitted on ``--perceptual-demos``) per state.
 Writes ``bench/results/potential_accuracy.md``.
@@ -33,8 +36,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import git_commit  # noqa: E402
 
 
-def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
-    """Observation sequences of ``episodes`` stochastic episodes (held-out reset seeds)."""
+def rollouts(policy: Path, episodes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Observation sequences of ``episodes`` stochastic episodes (held-out reset seeds), and
+    the env's ``info["stage"]`` of every state after the first."""
     import gymnasium as gym
     import rewardlearn_envs  # noqa: F401  (registers the env)
     import torch
@@ -44,28 +48,32 @@ def rollouts(policy: Path, episodes: int) -> list[np.ndarray]:
     act = agent_policy(str(policy / "agent.zip"))
     torch.manual_seed(0)
     env = gym.make("rewardlearn/PickPlace-v0", reward_type="sparse")
-    out = []
+    out, stages = [], []
     for k in range(episodes):
         obs, _ = env.reset(seed=20_000 + k)
-        seq, done = [obs], False
+        seq, stage, done = [obs], [], False
         while not done:
-            obs, _, terminated, truncated, _ = env.step(act(obs))
+            obs, _, terminated, truncated, info = env.step(act(obs))
             seq.append(obs)
+            stage.append(int(info["stage"]))
             done = terminated or truncated
         out.append(np.asarray(seq))
+        stages.append(np.asarray(stage))
     env.close()
-    return out
+    return out, stages
 
 
-def progress_values(model_path: str, episodes: list[np.ndarray]) -> list[np.ndarray]:
-    """A progress model's prediction for every state, with the windows of rollout time."""
+def progress_values(model_path: str, episodes: list[np.ndarray],
+                    stages: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """A progress model's prediction for every state, with the windows of rollout time;
+    with ``stages``, tau conditioned on the env's stage (``shaping.potential.stage_key``)."""
     from rewardlearn.progress import ProgressModel
     from rewardlearn.progress.potential import ProgressScorer
     from rewardlearn.rewards.base import TransitionBatch
 
     scorer = ProgressScorer(ProgressModel.load(model_path))
     out = []
-    for seq in episodes:
+    for e, seq in enumerate(episodes):
         n = len(seq) - 1
         values = []
         for t in range(n):
@@ -73,7 +81,8 @@ def progress_values(model_path: str, episodes: list[np.ndarray]) -> list[np.ndar
             batch = TransitionBatch.from_arrays(seq[t:t + 1], np.zeros((1, 4), np.float32),
                                                 seq[t + 1:t + 2], np.array([last]),
                                                 np.array([False]))
-            before, after = scorer.score(batch)
+            known = None if stages is None else stages[e][t:t + 1]
+            before, after = scorer.score(batch, known)
             if t == 0:
                 values.append(before.progress[0])
             values.append(after.progress[0])
@@ -115,6 +124,8 @@ def accuracy(values: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, Any
     dv = np.concatenate([np.diff(x) for x in values])
     dt = np.concatenate([np.diff(x) for x in truth])
     stage = np.minimum((t * 4).astype(int), 3)
+    within = {k: float(spearmanr(v[stage == k], t[stage == k])[0])
+              for k in range(4) if (stage == k).sum() > 5}
     spread = {}
     for k in range(4):
         sel = stage == k
@@ -122,7 +133,8 @@ def accuracy(values: list[np.ndarray], truth: list[np.ndarray]) -> dict[str, Any
             lo = (v[sel] - v.min()) / max(v.max() - v.min(), 1e-9)
             spread[k] = np.bincount(np.minimum((lo * 4).astype(int), 3), minlength=4) / sel.sum()
     return {"spearman": float(spearmanr(v, t)[0]), "delta_pearson": float(pearsonr(dv, dt)[0]),
-            "spread": spread}
+            "spread": spread, "within": within,
+            "steps": {k: int((stage == k).sum()) for k in range(4)}}
 
 
 def main() -> None:
@@ -135,12 +147,15 @@ def main() -> None:
                         help="perceptual variants, each name=key:value,key:value (settings of "
                              "PerceptualConfig), e.g. 'uncapped=max_deviation:null'")
     parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--env-stage", action="store_true",
+                        help="also score each progress model with the env's stage given "
+                             "(tau from the model), as shaping.potential.stage_key=stage does")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" /
                         "potential_accuracy.md")
     args = parser.parse_args()
     from rewardlearn_envs.pick_place import state_progress
 
-    episodes = rollouts(args.policy, args.episodes)
+    episodes, env_stages = rollouts(args.policy, args.episodes)
     truth = [state_progress(seq) for seq in episodes]
     steps = sum(len(s) - 1 for s in episodes)
     rows: list[tuple[str, dict[str, Any]]] = []
@@ -148,6 +163,10 @@ def main() -> None:
         name, _, path = entry.rpartition("=")
         rows.append((f"progress model: {name or path} (`{path}`)",
                      accuracy(progress_values(path, episodes), truth)))
+        if args.env_stage:
+            rows.append((f"progress model: {name or path}, stage from the env "
+                         "(`shaping.potential.stage_key=stage`)",
+                         accuracy(progress_values(path, episodes, env_stages), truth)))
     for entry in args.perceptual_settings if args.perceptual_demos else []:
         name, settings = parse_settings(entry)
         rows.append((f"perceptual potential, {name} (state features, "
@@ -166,14 +185,19 @@ def main() -> None:
         "quarter k.",
         "",
         "| potential | Spearman | Pearson of per-step change | true reach / grasp / transport "
-        "/ place states, share in the top quarter |",
-        "|---|---|---|---|",
+        "/ place states, share in the top quarter | Spearman within each true stage "
+        "(states) |",
+        "|---|---|---|---|---|",
     ]
     for name, acc in rows:
         top = " / ".join(f"{acc['spread'][k][3]:.0%}" if k in acc["spread"] else "-"
                          for k in range(4))
-        lines.append(f"| {name} | {acc['spearman']:.3f} | {acc['delta_pearson']:.3f} | {top} |")
-        print(f"{name}: spearman {acc['spearman']:.3f}, delta pearson {acc['delta_pearson']:.3f}")
+        inside = " / ".join(f"{acc['within'][k]:.3f} ({acc['steps'][k]})" if k in acc["within"]
+                            else "-" for k in range(4))
+        lines.append(f"| {name} | {acc['spearman']:.3f} | {acc['delta_pearson']:.3f} | {top} "
+                     f"| {inside} |")
+        print(f"{name}: spearman {acc['spearman']:.3f}, delta pearson {acc['delta_pearson']:.3f}, "
+              f"within stages {inside}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"written {args.out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -281,3 +282,83 @@ def test_online_settings_are_checked_early(toy_model: ProgressModel) -> None:
     pot = ProgressPotential(model=toy_model)
     assert pot.refiner is None and pot.callbacks() == []
     assert pot.config()["online"]["enabled"] is False
+
+
+# -- the env's stage signal in the potential (shaping.potential.stage_key) ---------------
+
+def test_predict_conditions_tau_on_a_given_stage(toy_model: ProgressModel) -> None:
+    windows = np.array([[[0.2, 0.0]], [[0.8, 0.0]], [[0.3, 0.0]]], np.float32)
+    free = toy_model.predict(windows)
+    assert free.stage.tolist() == [0, 1, 0]
+    given = toy_model.predict(windows, stage=np.array([1, -1, 0]))
+    assert given.stage.tolist() == [1, 1, 0]                 # -1: the stage head decides
+    with torch.no_grad():
+        h = toy_model.net.encode(toy_model.to_tensor(windows))
+        tau = toy_model.net.tau(h, torch.tensor([1, 1, 0])).numpy()
+    np.testing.assert_allclose(given.tau, tau, atol=1e-6)
+    np.testing.assert_allclose(given.progress, toy_model.cum[[1, 1, 0]]
+                               + toy_model.alpha[[1, 1, 0]] * tau, atol=1e-6)
+    np.testing.assert_allclose(given.progress[1:], free.progress[1:], atol=1e-9)
+    np.testing.assert_allclose(given.stage_probs, free.stage_probs)
+    with pytest.raises(ValueError, match="stage 2 given for a model of 2 stages"):
+        toy_model.predict(windows, stage=np.array([2, 0, 0]))
+
+
+def test_the_potential_reads_the_stage_from_the_env_when_asked(
+        toy_model: ProgressModel) -> None:
+    obs = np.array([[0.1, 0.0], [0.1, 0.0]], np.float32)
+    nxt = np.array([[0.2, 0.0], [0.2, 0.0]], np.float32)   # stage head: 0 for both
+
+    def batch(infos: list[dict]) -> TransitionBatch:
+        return TransitionBatch(obs, np.zeros((2, 1)), nxt, np.zeros(2, bool), np.zeros(2, bool),
+                               infos=infos)
+
+    infos = [{"stage": 1}, {}]                             # the env says stage 1; no signal
+    env_stage = ProgressPotential(model=toy_model, stage_key="stage")
+    _, phi_next, signals = env_stage.transition(batch(infos), np.ones(2, bool))
+    ref = toy_model.predict(nxt[:, None], stage=np.array([1, -1]))
+    np.testing.assert_allclose(phi_next, ref.progress - 1.0, atol=1e-9)
+    assert signals["stage"].tolist() == [1.0, 0.0]
+    assert phi_next[0] >= toy_model.cum[1] - 1.0            # at least the stage's start level
+    head = ProgressPotential(model=toy_model)                 # default: the model's stage
+    _, phi_head, _ = head.transition(batch(infos), np.ones(2, bool))
+    assert phi_head[0] < phi_next[0] and phi_head[1] == pytest.approx(phi_next[1])
+    with pytest.raises(ValueError, match=r"info\['stage'\] = 5, outside the progress model"):
+        ProgressPotential(model=toy_model, stage_key="stage").transition(
+            batch([{"stage": 5}, {"stage": 0}]), np.ones(2, bool))
+    assert env_stage.config()["stage_key"] == "stage"
+
+
+def test_env_stage_shaping_still_telescopes(toy_model: ProgressModel) -> None:
+    """Phi(s) of each step is the Phi(s') scored with the env's stage one step earlier."""
+    potential = ProgressPotential(model=toy_model, stage_key="stage")
+    shaped = ShapedReward(SPACE, SPACE, base=EnvReward(SPACE, SPACE), potential=potential,
+                          gamma=0.9)
+    xs = np.r_[np.linspace(0, 0.45, 6), np.linspace(0.4, 0.9, 5)]
+    terms, phi = [], []
+    for t, b in enumerate(_batches(xs, 0.0, success=False)):
+        b.infos = [{"stage": int(t >= 3)}] * len(b)          # the env's stage leads the head's
+        out = shaped.compute(b)
+        terms.append(out.signals["shaping"][0])
+        phi.append(out.signals["potential"][0])
+    disc = 0.9 ** np.arange(len(terms))
+    phi_0 = float(potential(np.array([[xs[0], 0.0]], np.float32))[0])
+    assert float(disc @ np.array(terms)) == pytest.approx(
+        0.9 ** len(terms) * phi[-1] - phi_0, abs=1e-9)
+    assert min(phi[3:]) >= toy_model.cum[1] - 1.0 - 1e-9     # stage 1 from step 3 on
+
+
+def test_reward_progress_reads_the_env_stage_too(toy_model: ProgressModel,
+                                                  tmp_path: Path) -> None:
+    from rewardlearn.progress.reward import ProgressReward
+
+    path = toy_model.save(tmp_path / "progress_model.pt")
+    nxt = np.array([[0.2, 0.0], [0.2, 0.0]], np.float32)
+    batch = TransitionBatch(nxt, np.zeros((2, 1)), nxt, np.zeros(2, bool), np.zeros(2, bool),
+                            infos=[{"stage": 1}, {"stage": 0}])
+    level = ProgressReward(SPACE, SPACE, path=str(path), mode="level", stage_key="stage")
+    want = toy_model.predict(nxt[:, None], stage=np.array([1, 0])).progress - 1.0
+    np.testing.assert_allclose(level(batch), want, atol=1e-6)
+    assert level.config()["stage_key"] == "stage"
+    head = ProgressReward(SPACE, SPACE, path=str(path), mode="level")
+    assert head(batch)[0] < want[0]                          # the head says stage 0

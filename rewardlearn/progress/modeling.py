@@ -160,23 +160,39 @@ class ProgressModel:
         return self.cum[stage] + self.alpha[stage] * np.asarray(tau, dtype=np.float64)
 
     @torch.no_grad()
-    def predict(self, windows: np.ndarray, batch_size: int = 4096) -> Prediction:
-        """Stage, stage probabilities, ``tau`` and progress for windows ``(B, W, D)``."""
+    def predict(self, windows: np.ndarray, batch_size: int = 4096,
+                stage: np.ndarray | None = None) -> Prediction:
+        """Stage, stage probabilities, ``tau`` and progress for windows ``(B, W, D)``.
+
+        ``stage`` (``(B,)`` ints, optional): a known stage per row (``-1``: unknown). Where
+        it is known, ``tau`` is conditioned on it and progress is ``P_{k-1} + alpha_k * tau``
+        of that stage; elsewhere the predicted stage is used.
+        """
         self.net.eval()
-        logits_l, tau_l = [], []
-        for s in range(0, len(windows), batch_size):
-            logits, tau = self.net(self.to_tensor(windows[s:s + batch_size]))
-            logits_l.append(logits.cpu())
-            tau_l.append(tau.cpu())
-        if not logits_l:
+        n = len(windows)
+        if n == 0:
             empty = np.zeros(0)
             return Prediction(empty.astype(np.int64), np.zeros((0, self.num_stages)), empty,
                               empty)
-        logits = torch.cat(logits_l)
-        probs = torch.softmax(logits, 1).numpy().astype(np.float64)
-        stage = probs.argmax(1)
+        given = None if stage is None else np.asarray(stage, np.int64).reshape(n)
+        if given is not None and (given >= self.num_stages).any():
+            raise ValueError(f"stage {int(given.max())} given for a model of "
+                             f"{self.num_stages} stages (0..{self.num_stages - 1})")
+        probs_l, stage_l, tau_l = [], [], []
+        for s in range(0, n, batch_size):
+            h = self.net.encode(self.to_tensor(windows[s:s + batch_size]))
+            logits = self.net.stage_head(h)
+            cond = logits.argmax(1)
+            if given is not None:
+                known = torch.as_tensor(given[s:s + batch_size], device=cond.device)
+                cond = torch.where(known >= 0, known, cond)
+            probs_l.append(torch.softmax(logits.float(), 1).cpu())
+            stage_l.append(cond.cpu())
+            tau_l.append(self.net.tau(h, cond).cpu())
+        probs = torch.cat(probs_l).numpy().astype(np.float64)
+        stages = torch.cat(stage_l).numpy().astype(np.int64)
         tau = torch.cat(tau_l).numpy().astype(np.float64)
-        return Prediction(stage, probs, tau, self.progress_from(stage, tau))
+        return Prediction(stages, probs, tau, self.progress_from(stages, tau))
 
     # ------------------------------------------------------------------ save / load
     def payload(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 from rewardlearn.progress.configuration import OnlineConfig
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.online import OnlineRefiner
-from rewardlearn.progress.scorer import ProgressScorer
+from rewardlearn.progress.scorer import ProgressScorer, env_stages
 from rewardlearn.rewards.base import Obs, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces, describe_space
 from rewardlearn.shaping.potentials import Potential
@@ -43,6 +43,14 @@ class ProgressPotential(Potential):
         scale: multiplies the progress (in [0, 1]).
         offset: subtracted from the progress before scaling.
         device: torch device for the model.
+        stage_key: read the stage of each ``s'`` from ``info[stage_key]`` (the env's stage
+            signal, as ``reward=drs`` and online refinement use it) instead of the model's
+            stage head; the model then supplies only the within-stage progress ``tau``,
+            conditioned on that stage. ``Phi(s)`` of an episode's first state (no info yet)
+            and rows whose info lacks the key use the predicted stage. ``None`` (default):
+            the model predicts both. On a learner's own states the stage head is where a
+            model trained on demos errs most (a stage flip moves ``Phi`` by a whole stage
+            share), so an env that reports its stage should pass it.
 
         online: :class:`~rewardlearn.progress.configuration.OnlineConfig` fields: refine
             the model on the agent's own rollouts while RL runs (off by default;
@@ -58,8 +66,10 @@ class ProgressPotential(Potential):
 
     def __init__(self, path: str | None = None, scale: float = 1.0, offset: float = 1.0,
                  device: str = "cpu", model: ProgressModel | None = None,
-                 online: Mapping[str, Any] | None = None) -> None:
+                 online: Mapping[str, Any] | None = None, stage_key: str | None = None
+                 ) -> None:
         self.path = path
+        self.stage_key = stage_key or None
         self.scale = float(scale)
         self.offset = float(offset)
         self.device = device
@@ -100,7 +110,9 @@ class ProgressPotential(Potential):
 
     def transition(self, batch: TransitionBatch, need_obs: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        pred_s, pred_next = self._scorer().score(batch)
+        scorer = self._scorer()
+        pred_s, pred_next = scorer.score(
+            batch, env_stages(batch, self.stage_key, scorer.model.num_stages))
         signals = {"stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress,
                    "model_version": self._scorer().last_versions.astype(np.float64)}
         return self.phi(pred_s.progress), self.phi(pred_next.progress), signals
@@ -114,7 +126,7 @@ class ProgressPotential(Potential):
 
     def config(self) -> dict[str, Any]:
         return {"path": None, "scale": self.scale, "offset": self.offset, "device": self.device,
-                "online": saved_online(self.online)}
+                "online": saved_online(self.online), "stage_key": self.stage_key}
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self._scorer().model.payload()}

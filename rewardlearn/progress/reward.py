@@ -42,6 +42,7 @@ from rewardlearn.progress.potential import (
     make_refiner,
     saved_online,
 )
+from rewardlearn.progress.scorer import env_stages
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
 from rewardlearn.utils import to_dict
@@ -72,6 +73,9 @@ class ProgressReward(ShapingGamma, RewardModel):
         online: :class:`~rewardlearn.progress.configuration.OnlineConfig` fields: refine
             the model on the agent's own rollouts (off by default; see
             :class:`~rewardlearn.progress.potential.ProgressPotential`).
+        stage_key: read each ``s'``'s stage from ``info[stage_key]`` (the env's stage
+            signal); the model then gives only the within-stage progress (as
+            :class:`~rewardlearn.progress.potential.ProgressPotential`'s ``stage_key``).
     """
 
     name = "progress"
@@ -82,13 +86,15 @@ class ProgressReward(ShapingGamma, RewardModel):
                  path: str | None = None, mode: str = "potential", success_bonus: float = 1.0,
                  delta: float = 0.05, bonus_once: bool = True, scale: float = 1.0,
                  offset: float = 1.0, gamma: float | None = None, device: str = "cpu",
-                 online: Mapping[str, Any] | None = None) -> None:
+                 online: Mapping[str, Any] | None = None, stage_key: str | None = None
+                 ) -> None:
         super().__init__(observation_space, action_space)
         if mode not in MODES:
             raise ValueError(f"unknown progress reward mode {mode!r}; choose from {MODES}")
         if not 0.0 <= delta < 1.0:
             raise ValueError(f"delta must be in [0, 1), got {delta}")
         self.path = path
+        self.stage_key = stage_key or None
         self.mode = mode
         self.success_bonus = float(success_bonus)
         self.delta = float(delta)
@@ -121,7 +127,8 @@ class ProgressReward(ShapingGamma, RewardModel):
             raise RuntimeError("reward=progress has no model: set reward.model.path=<progress "
                                "model .pt> (rewardlearn-train-progress makes one)")
         new_episode = self.term.need_obs(batch)
-        pred_s, pred_next = self.scorer.score(batch)
+        pred_s, pred_next = self.scorer.score(
+            batch, env_stages(batch, self.stage_key, self.scorer.model.num_stages))
         reached = pred_next.progress >= 1.0 - self.delta
         signals: dict[str, np.ndarray] = {
             "stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress,
@@ -163,7 +170,7 @@ class ProgressReward(ShapingGamma, RewardModel):
                 "delta": self.delta, "bonus_once": self.bonus_once, "scale": self.scale,
                 "offset": self.offset,
                 "gamma": self.gamma, "device": self.device,
-                "online": saved_online(self.online)}
+                "online": saved_online(self.online), "stage_key": self.stage_key}
 
     def state_dict(self) -> dict[str, Any]:
         if self.scorer is None:

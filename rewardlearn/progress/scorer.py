@@ -45,8 +45,13 @@ class ProgressScorer:
         return (m.features(batch.obs, batch.obs_frames if m.needs_frames else None),
                 m.features(batch.next_obs, batch.frames if m.needs_frames else None))
 
-    def score(self, batch: TransitionBatch) -> tuple[Prediction, Prediction]:
-        """``(prediction for s, prediction for s')`` per row."""
+    def score(self, batch: TransitionBatch, next_stage: np.ndarray | None = None
+              ) -> tuple[Prediction, Prediction]:
+        """``(prediction for s, prediction for s')`` per row.
+
+        ``next_stage`` (``(B,)`` ints, optional): the known stage of each ``s'`` (``-1``:
+        unknown), used in place of the predicted one (:meth:`ProgressModel.predict`).
+        """
         self._last = None
         f_obs, f_next = self.features_of(batch)
         self._last = (id(batch), f_obs, f_next)
@@ -58,13 +63,16 @@ class ProgressScorer:
         w_obs, w_next = self.tracker.windows(f_obs, f_next, batch.dones)
         windows = np.concatenate([w_obs, w_next])
         versions = np.concatenate([self.last_versions, self.last_versions])
+        known = np.full(2 * n, -1, np.int64)
+        if next_stage is not None:
+            known[n:] = np.asarray(next_stage, np.int64).reshape(n)
         stage = np.zeros(2 * n, np.int64)
         probs = np.zeros((2 * n, self.model.num_stages))
         tau = np.zeros(2 * n)
         progress = np.zeros(2 * n)
         for v in np.unique(versions):
             rows = versions == v
-            p = self.models[int(v)].predict(windows[rows])
+            p = self.models[int(v)].predict(windows[rows], stage=known[rows])
             stage[rows], probs[rows], tau[rows], progress[rows] = (p.stage, p.stage_probs,
                                                                   p.tau, p.progress)
         for v in [v for v in self.models if v != self.version and v not in self.last_versions]:
@@ -79,3 +87,27 @@ class ProgressScorer:
         """Predictions for observations without history (the frame repeated over the window)."""
         f = self.model.features(obs, frames)
         return self.model.predict(np.repeat(f[:, None], self.model.config.window, axis=1))
+
+
+def env_stages(batch: TransitionBatch, key: str | None, num_stages: int) -> np.ndarray | None:
+    """Each ``s'``'s stage from ``info[key]`` (the env's stage signal; ``-1`` where an info
+    lacks it), for :meth:`ProgressScorer.score`; ``None`` when ``key`` is ``None`` or the
+    batch carries no infos (the model's stage head decides).
+
+    Raises ``ValueError`` on a stage outside the model's ``0..num_stages - 1``.
+    """
+    if key is None or not batch.infos:
+        return None
+    out = np.full(len(batch), -1, np.int64)
+    for i, info in enumerate(batch.infos):
+        value = info.get(key) if info else None
+        if value is None:
+            continue
+        stage = int(value)
+        if not 0 <= stage < num_stages:
+            raise ValueError(
+                f"info[{key!r}] = {stage}, outside the progress model's {num_stages} stages "
+                f"(0..{num_stages - 1}); the env's stages must be the ones the model was "
+                "trained on, or set stage_key=null")
+        out[i] = stage
+    return out

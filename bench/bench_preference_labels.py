@@ -12,9 +12,10 @@ for every seed: the same PPO on the env's own reward (``reward=env``), then
 * ``front``: 40% of the budget in the first round (``reward.model.first_round_frac=0.4``);
 * ``unsup``: PEBBLE's state-entropy pre-training for the first 20k steps, so the first
   queries are drawn from more varied behaviour (``reward.model.unsup_steps=20000``);
-* ``fast``: one label a round, every label by a quarter of the run
-  (``reward.model.queries_per_round=1 reward.model.feedback_until=0.25``), so a reward
-  fitted to the first few labels is corrected before the policy commits to it.
+* ``fast``: 25 small rounds, every label by a quarter of the run
+  (``reward.model.queries_per_round=<budget/25, at least 1>
+  reward.model.feedback_until=0.25``), so a reward fitted to the first few labels is
+  corrected before the policy commits to it.
 
 Runs are taken from a priority queue (``--plan``) and the table is rewritten after every
 finished run, so a bench stopped early still reports what it measured. A run whose
@@ -54,8 +55,11 @@ VARIANTS: dict[str, list[str]] = {
             "reward.model.query_pool_episodes=5"],
     "front": ["reward.model.first_round_frac=0.4"],
     "unsup": ["reward.model.unsup_steps=20000"],
-    "fast": ["reward.model.feedback_until=0.25", "reward.model.queries_per_round=1"],
+    "fast": ["reward.model.feedback_until=0.25"],
 }
+# Variants that ask their labels in this many rounds (queries_per_round = budget / rounds,
+# at least 1) instead of :func:`queries_per_round`'s five or ten.
+ROUNDS: dict[str, int] = {"fast": 25}
 DEFAULT_PLAN = ("current:25:oracle all:25:oracle current:10:oracle all:10:oracle "
                 "current:100:oracle current:100:noisy current:50:oracle all:50:oracle "
                 "surf:25:oracle bagging:25:oracle qpa:25:oracle all:100:oracle "
@@ -77,12 +81,11 @@ def overrides(env: str, steps: int, variant: str, budget: int, teacher: str,
             "torch_threads=1", "progress_bar=false", "video.enabled=false"]
     if variant == "true":
         return [*base, "reward=env"]
-    options = VARIANTS[variant]
-    per_round = ([] if any(o.startswith("reward.model.queries_per_round=") for o in options)
-                 else [f"reward.model.queries_per_round={queries_per_round(budget)}"])
+    per_round = (max(1, -(-budget // ROUNDS[variant])) if variant in ROUNDS
+                 else queries_per_round(budget))
     return [*base, "reward=preference", f"teacher={teacher}",
-            f"reward.model.budget={budget}", *per_round,
-            "reward.model.first_round_at=4096", *options]
+            f"reward.model.budget={budget}", f"reward.model.queries_per_round={per_round}",
+            "reward.model.first_round_at=4096", *VARIANTS[variant]]
 
 
 def run(work: Path, name: str, args: list[str]) -> dict[str, object]:

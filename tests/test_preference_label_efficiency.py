@@ -414,6 +414,36 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
         PreferenceConfig(first_round_frac=1.5)
 
 
+def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until() -> None:
+    """``rounds=R`` asks ``ceil(budget / R)`` labels a round (whatever ``queries_per_round``
+    said), all of them by ``feedback_until``: the few-label recipe of ``docs/preference.md``."""
+    from stable_baselines3 import PPO
+
+    from rewardlearn.env_factory import make_vec_env
+    from rewardlearn.preference.reward import PreferenceCallback
+    from rewardlearn.wrappers import RewardVecEnvWrapper
+
+    assert PreferenceConfig(budget=25, rounds=25).queries_per_round == 1
+    assert PreferenceConfig(budget=1000, rounds=25, queries_per_round=7).queries_per_round == 40
+    assert PreferenceConfig(budget=10, rounds=25).queries_per_round == 1
+    with pytest.raises(ValueError, match="rounds must be >= 1 or null"):
+        PreferenceConfig(rounds=0)
+    venv = make_vec_env("pendulum", n_envs=2, seed=0)
+    reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
+                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=12,
+                              rounds=6, queries_per_round=40, first_round_at=128,
+                              feedback_until=0.25, segment_length=10, max_epochs=2)
+    venv = RewardVecEnvWrapper(venv, reward)
+    callback = PreferenceCallback(reward)
+    agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
+    agent.learn(4096, callback=callback)
+    asked = np.diff([0, *[int(m["labels_used"]) for m in reward.history]]).tolist()
+    assert asked == [2] * 6
+    assert callback.interval == (1024 - 128) // 5
+    # a round runs at the first rollout end (128 steps) past its time: at most 5 late ones
+    assert reward.history[-1]["timesteps"] <= 1024 + 5 * 128
+
+
 # ------------------------------------------------------- 8. bf16 training (compute target)
 
 def test_train_precision_picks_the_dtype_and_refuses_unknown_names() -> None:

@@ -383,12 +383,9 @@ def test_few_labels_are_never_held_out() -> None:
     assert len(learner._split_holdout(1000)[1]) == 0
 
 
-@pytest.mark.parametrize(("frac", "expected"), [(0.0, [5, 5, 5, 5, 5]), (0.4, [10, 5, 5, 5])])
-def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
-        frac: float, expected: list[int]) -> None:
-    """``first_round_frac``: the first round asks ``max(queries_per_round, ceil(frac x
-    budget))`` labels, the later ones ``queries_per_round``; the rounds are spread so that
-    the whole budget is asked by ``feedback_until``."""
+def _schedule_run(**settings: Any) -> tuple[PreferenceReward, Any, list[int]]:
+    """PPO on pendulum (2 envs, 4096 steps) with a tiny preference reward: the reward, its
+    callback, and the labels each round asked."""
     from stable_baselines3 import PPO
 
     from rewardlearn.env_factory import make_vec_env
@@ -397,14 +394,24 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
 
     venv = make_vec_env("pendulum", n_envs=2, seed=0)
     reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
-                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=25,
-                              queries_per_round=5, first_round_frac=frac, first_round_at=128,
-                              feedback_until=0.5, segment_length=10, max_epochs=2)
+                              device="cpu", teacher=SyntheticTeacher(seed=0), first_round_at=128,
+                              segment_length=10, max_epochs=2, **settings)
     venv = RewardVecEnvWrapper(venv, reward)
     callback = PreferenceCallback(reward)
     agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
     agent.learn(4096, callback=callback)
     asked = np.diff([0, *[int(m["labels_used"]) for m in reward.history]]).tolist()
+    return reward, callback, asked
+
+
+@pytest.mark.parametrize(("frac", "expected"), [(0.0, [5, 5, 5, 5, 5]), (0.4, [10, 5, 5, 5])])
+def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
+        frac: float, expected: list[int]) -> None:
+    """``first_round_frac``: the first round asks ``max(queries_per_round, ceil(frac x
+    budget))`` labels, the later ones ``queries_per_round``; the rounds are spread so that
+    the whole budget is asked by ``feedback_until``."""
+    reward, callback, asked = _schedule_run(budget=25, queries_per_round=5,
+                                            first_round_frac=frac, feedback_until=0.5)
     assert asked == expected
     assert reward.learner.budget_left == 0
     # rounds evenly spread from the first at 128 steps to feedback_until x 4096 steps
@@ -417,28 +424,15 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
 def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until() -> None:
     """``rounds=R`` asks ``ceil(budget / R)`` labels a round (whatever ``queries_per_round``
     said), all of them by ``feedback_until``: the few-label recipe of ``docs/preference.md``."""
-    from stable_baselines3 import PPO
-
-    from rewardlearn.env_factory import make_vec_env
-    from rewardlearn.preference.reward import PreferenceCallback
-    from rewardlearn.wrappers import RewardVecEnvWrapper
-
     assert PreferenceConfig(budget=25, rounds=25).queries_per_round == 1
     assert PreferenceConfig(budget=1000, rounds=25, queries_per_round=7).queries_per_round == 40
     assert PreferenceConfig(budget=10, rounds=25).queries_per_round == 1
     with pytest.raises(ValueError, match="rounds must be >= 1 or null"):
         PreferenceConfig(rounds=0)
-    venv = make_vec_env("pendulum", n_envs=2, seed=0)
-    reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
-                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=12,
-                              rounds=6, queries_per_round=40, first_round_at=128,
-                              feedback_until=0.25, segment_length=10, max_epochs=2)
-    venv = RewardVecEnvWrapper(venv, reward)
-    callback = PreferenceCallback(reward)
-    agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
-    agent.learn(4096, callback=callback)
-    asked = np.diff([0, *[int(m["labels_used"]) for m in reward.history]]).tolist()
+    reward, callback, asked = _schedule_run(budget=12, rounds=6, queries_per_round=40,
+                                            feedback_until=0.25)
     assert asked == [2] * 6
+    assert reward.learner.budget_left == 0
     assert callback.interval == (1024 - 128) // 5
     # a round runs at the first rollout end (128 steps) past its time: at most 5 late ones
     assert reward.history[-1]["timesteps"] <= 1024 + 5 * 128

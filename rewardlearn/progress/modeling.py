@@ -74,10 +74,13 @@ class StageProgressNet(nn.Module):
 
     def forward(self, x: torch.Tensor, stage: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(stage logits, tau)``; ``tau`` conditioned on ``stage`` or the predicted one."""
+        """``(stage logits, tau)``; ``tau`` conditioned on ``stage`` where it is given and
+        ``>= 0``, else on the predicted stage."""
         h = self.encode(x)
         logits = self.stage_head(h)
-        cond = logits.argmax(1) if stage is None else stage
+        cond = logits.argmax(1)
+        if stage is not None:
+            cond = torch.where(stage >= 0, stage.long(), cond)
         return logits, self.tau(h, cond)
 
 
@@ -180,15 +183,15 @@ class ProgressModel:
                              f"{self.num_stages} stages (0..{self.num_stages - 1})")
         probs_l, stage_l, tau_l = [], [], []
         for s in range(0, n, batch_size):
-            h = self.net.encode(self.to_tensor(windows[s:s + batch_size]))
-            logits = self.net.stage_head(h)
+            known = (None if given is None
+                     else torch.as_tensor(given[s:s + batch_size], device=self.device))
+            logits, tau = self.net(self.to_tensor(windows[s:s + batch_size]), known)
             cond = logits.argmax(1)
-            if given is not None:
-                known = torch.as_tensor(given[s:s + batch_size], device=cond.device)
+            if known is not None:
                 cond = torch.where(known >= 0, known, cond)
             probs_l.append(torch.softmax(logits.float(), 1).cpu())
             stage_l.append(cond.cpu())
-            tau_l.append(self.net.tau(h, cond).cpu())
+            tau_l.append(tau.cpu())
         probs = torch.cat(probs_l).numpy().astype(np.float64)
         stages = torch.cat(stage_l).numpy().astype(np.int64)
         tau = torch.cat(tau_l).numpy().astype(np.float64)

@@ -115,7 +115,7 @@ class ProgressPotential(Potential):
         pred_s, pred_next = scorer.score(
             batch, env_stages(batch, self.stage_key, scorer.model.num_stages))
         signals = {"stage": pred_next.stage.astype(np.float64), "progress": pred_next.progress,
-                   "model_version": self._scorer().last_versions.astype(np.float64)}
+                   "model_version": scorer.last_versions.astype(np.float64)}
         return self.phi(pred_s.progress), self.phi(pred_next.progress), signals
 
     def observe(self, batch: TransitionBatch) -> None:

@@ -15,7 +15,12 @@ for every seed: the same PPO on the env's own reward (``reward=env``), then
 * ``fast``: 25 small rounds, every label by a quarter of the run
   (``reward.model.queries_per_round=<budget/25, at least 1>
   reward.model.feedback_until=0.25``), so a reward fitted to the first few labels is
-  corrected before the policy commits to it.
+  corrected before the policy commits to it;
+* ``spaced``: 25 rounds until half-way, packed early (``reward.model.round_spacing=2``:
+  round k of n at ``first + span x (k / (n - 1))^2``), so the first reward is corrected
+  as quickly as with ``fast`` and queries still come from later behaviour;
+* ``spaced_qpa``: ``spaced`` with QPA's query pool (the 5 most recent episodes), so each
+  small round asks about what the policy does now.
 
 Runs are taken from a priority queue (``--plan``) and the table is rewritten after every
 finished run, so a bench stopped early still reports what it measured. A run whose
@@ -56,10 +61,12 @@ VARIANTS: dict[str, list[str]] = {
     "front": ["reward.model.first_round_frac=0.4"],
     "unsup": ["reward.model.unsup_steps=20000"],
     "fast": ["reward.model.feedback_until=0.25"],
+    "spaced": ["reward.model.round_spacing=2"],
+    "spaced_qpa": ["reward.model.round_spacing=2", "reward.model.query_pool_episodes=5"],
 }
 # Variants that ask their labels in this many rounds (queries_per_round = budget / rounds,
 # at least 1) instead of :func:`queries_per_round`'s five or ten.
-ROUNDS: dict[str, int] = {"fast": 25}
+ROUNDS: dict[str, int] = {"fast": 25, "spaced": 25, "spaced_qpa": 25}
 DEFAULT_PLAN = ("current:25:oracle all:25:oracle current:10:oracle all:10:oracle "
                 "current:100:oracle current:100:noisy current:50:oracle all:50:oracle "
                 "surf:25:oracle bagging:25:oracle qpa:25:oracle all:100:oracle "

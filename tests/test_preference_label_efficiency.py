@@ -4,6 +4,7 @@ bagged members, QPA's recent-episode queries and hybrid replay, held-out early s
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -406,12 +407,15 @@ def _schedule_run(**settings: Any) -> tuple[PreferenceReward, Any, list[int]]:
 
 @pytest.mark.parametrize(("frac", "expected"), [(0.0, [5, 5, 5, 5, 5]), (0.4, [10, 5, 5, 5])])
 def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
-        frac: float, expected: list[int]) -> None:
+        frac: float, expected: list[int], caplog: pytest.LogCaptureFixture) -> None:
     """``first_round_frac``: the first round asks ``max(queries_per_round, ceil(frac x
     budget))`` labels, the later ones ``queries_per_round``; the rounds are spread so that
-    the whole budget is asked by ``feedback_until``."""
-    reward, callback, asked = _schedule_run(budget=25, queries_per_round=5,
-                                            first_round_frac=frac, feedback_until=0.5)
+    the whole budget is asked by ``feedback_until``. PPO with few labels on this default
+    schedule is pointed to the few-label recipe."""
+    with caplog.at_level(logging.INFO, logger="rewardlearn"):
+        reward, callback, asked = _schedule_run(budget=25, queries_per_round=5,
+                                                first_round_frac=frac, feedback_until=0.5)
+    assert "reward.model.rounds=25 reward.model.feedback_until=0.25" in caplog.text
     assert asked == expected
     assert reward.learner.budget_left == 0
     # rounds evenly spread from the first at 128 steps to feedback_until x 4096 steps
@@ -421,7 +425,8 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
         PreferenceConfig(first_round_frac=1.5)
 
 
-def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until() -> None:
+def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until(
+        caplog: pytest.LogCaptureFixture) -> None:
     """``rounds=R`` asks ``ceil(budget / R)`` labels a round (whatever ``queries_per_round``
     said), all of them by ``feedback_until``: the few-label recipe of ``docs/preference.md``."""
     assert PreferenceConfig(budget=25, rounds=25).queries_per_round == 1
@@ -429,13 +434,31 @@ def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until() -> N
     assert PreferenceConfig(budget=10, rounds=25).queries_per_round == 1
     with pytest.raises(ValueError, match="rounds must be >= 1 or null"):
         PreferenceConfig(rounds=0)
-    reward, callback, asked = _schedule_run(budget=12, rounds=6, queries_per_round=40,
-                                            feedback_until=0.25)
+    with caplog.at_level(logging.INFO, logger="rewardlearn"):
+        reward, callback, asked = _schedule_run(budget=12, rounds=6, queries_per_round=40,
+                                                feedback_until=0.25)
+    assert "few labels" not in caplog.text  # the rounds were chosen: no hint
     assert asked == [2] * 6
     assert reward.learner.budget_left == 0
     assert callback.interval == (1024 - 128) // 5
     # a round runs at the first rollout end (128 steps) past its time: at most 5 late ones
     assert reward.history[-1]["timesteps"] <= 1024 + 5 * 128
+
+
+
+def test_round_spacing_packs_the_early_rounds_and_still_asks_until_feedback_until() -> None:
+    """``round_spacing=p``: round k of n starts at ``first + span x (k / (n - 1))^p``, at the
+    first rollout end (128 steps here) past that step; the last one at ``feedback_until``."""
+    reward, callback, asked = _schedule_run(budget=10, rounds=5, round_spacing=2.0,
+                                            feedback_until=0.75)
+    assert asked == [2] * 5
+    # span = 0.75 x 4096 - 128 = 2944: planned 128, 312, 864, 1784, 3072
+    assert callback._round_times == [128, 312, 864, 1784, 3072]
+    assert [int(m["timesteps"]) for m in reward.history] == [128, 384, 896, 1792, 3072]
+    with pytest.raises(ValueError, match="round_spacing must be > 0"):
+        PreferenceConfig(round_spacing=0)
+    with pytest.raises(ValueError, match="it needs interval: null"):
+        PreferenceConfig(round_spacing=2, interval=1000)
 
 
 # ------------------------------------------------------- 8. bf16 training (compute target)

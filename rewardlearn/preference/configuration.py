@@ -86,7 +86,18 @@ class PreferenceConfig(Settings):
     fitted to the first five labels steered PPO's near-deterministic policy for 37k
     steps before the next round (``bench/results/preference_label_table.md``). Not with
     many labels: on Hopper at 1000 it kept 63.9% against 145.8% for the defaults (every
-    query from the first quarter of the run).
+    query from the first quarter of the run), nor where episodes end early: on Hopper at
+    100 labels the defaults' agents sampled 1126.7 on average against 675.0
+    (``bench/results/preference_round_spacing.md``).
+    ``round_spacing`` (``p``, with ``interval: null``): of ``n`` rounds, round ``k``
+    starts at ``first + span x (k / (n - 1))^p`` steps, ``span`` running to
+    ``feedback_until``; 1 spaces them evenly, ``p > 1`` packs the early rounds close
+    together (the first reward is corrected within a few thousand steps) and still asks
+    until ``feedback_until``. Measured no better than even spacing: HalfCheetah at 25
+    labels, ``rounds=25 round_spacing=2`` (until half-way) lost 2 of 5 seeds (0-18% kept)
+    where ``rounds=25 feedback_until=0.25`` kept 103.5% over the same 5
+    (``bench/results/preference_round_spacing.md``): the rounds it thins out, 20k-100k
+    steps, are where the failing runs' reward turned against the true one.
     Candidates: ``candidates_factor`` x the queries, picked by ``query_selection``.
     Segments have ``segment_length`` steps (shorter only while no episode is that long).
 
@@ -151,6 +162,7 @@ class PreferenceConfig(Settings):
     budget: int = 1000
     queries_per_round: int = 100
     rounds: int | None = None
+    round_spacing: float = 1.0
     schedule: str = "constant"
     first_round_at: int = 1000
     first_round_frac: float = 0.0
@@ -205,6 +217,9 @@ class PreferenceConfig(Settings):
             (self.queries_per_round >= 1, "queries_per_round must be >= 1"),
             (self.rounds is None or self.rounds >= 1, "rounds must be >= 1 or null"),
             (self.interval is None or self.interval >= 1, "interval must be >= 1 or null"),
+            (self.round_spacing > 0, "round_spacing must be > 0"),
+            (self.interval is None or self.round_spacing == 1,
+             "round_spacing spaces rounds over feedback_until; it needs interval: null"),
             (0 < self.feedback_until <= 1, "feedback_until must be in (0, 1]"),
             (self.conservative_k >= 0, "conservative_k must be >= 0"),
             (self.candidates_factor >= 1, "candidates_factor must be >= 1"),

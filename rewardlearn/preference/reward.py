@@ -299,6 +299,7 @@ class PreferenceCallback(BaseCallback):
         cfg = self.reward.cfg
         self.total = int(self.locals.get("total_timesteps", self.model._total_timesteps))
         first = max(cfg.first_round_at, cfg.unsup_steps)
+        self._round_times = None  # planned afresh on every learn() call
         if cfg.interval is not None:
             self.interval = int(cfg.interval)
         else:

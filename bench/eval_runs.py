@@ -32,17 +32,12 @@ from _common import git_commit  # noqa: E402
 
 def returns(run: Path, episodes: int, deterministic: bool) -> list[float]:
     """Env returns of ``episodes`` episodes of the run's agent in the run's env."""
-    from rewardlearn.agents import agent_policy
+    from rewardlearn.agents import ActPolicy, agent_policy
     from rewardlearn.cli.replay import run_config
     from rewardlearn.rollouts import evaluate
 
-    act = agent_policy(run / "agent.zip", deterministic=deterministic)
-
-    class _Predict:
-        def predict(self, obs: object, deterministic: bool = True) -> tuple[np.ndarray, None]:
-            return act(obs), None
-
-    result = evaluate(_Predict(), run_config(run).env, n_episodes=episodes,
+    policy = ActPolicy(agent_policy(run / "agent.zip", deterministic=deterministic))
+    result = evaluate(policy, run_config(run).env, n_episodes=episodes,
                       deterministic=deterministic)
     return [float(r) for r in result.env_returns]
 

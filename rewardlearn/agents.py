@@ -76,6 +76,18 @@ class NormalizedPolicy:
                                   episode_start, deterministic)
 
 
+class ActPolicy:
+    """An action function (:func:`agent_policy`'s) with SB3's ``predict``, for
+    :func:`rewardlearn.rollouts.evaluate`; the function decides deterministic or not."""
+
+    def __init__(self, act: ActFn) -> None:
+        self.act = act
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[Any, Any]:
+        return self.act(observation), None
+
+
 def agent_policy(path: str | Path, deterministic: bool = False) -> ActFn:
     """A saved SB3 agent (SAC or PPO) acting on raw observations (stochastic by default).
 
@@ -199,7 +211,6 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     )
 
 
-__all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "NormalizedPolicy", "Policy", "agent_gamma",
-           "agent_mean_bound",
-           "agent_policy", "build_agent", "defer_rewards", "normalize_obs_enabled", "on_policy",
-           "policy_for"]
+__all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "ActPolicy", "NormalizedPolicy", "Policy",
+           "agent_gamma", "agent_mean_bound", "agent_policy", "build_agent", "defer_rewards",
+           "normalize_obs_enabled", "on_policy", "policy_for"]

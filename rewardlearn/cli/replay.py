@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rewardlearn.agents import ActFn, agent_policy
+from rewardlearn.agents import ActPolicy, agent_policy
 from rewardlearn.cli.options import cli_args, parse_bool, parse_key_values, run_cli
 from rewardlearn.env_factory import env_config, make_env
 from rewardlearn.rewards.base import RewardModel
@@ -54,17 +54,6 @@ OPTIONS: dict[str, Callable[[str], Any]] = {
     "n_episodes": int, "seed": int, "deterministic": parse_bool, "camera": str, "out": str,
     "width": int, "height": int, "fps": _optional_float, "reward_model": str}
 CONFIG_FILES = (".hydra/config.yaml", "config.yaml")  # a run; a rewardlearn-push folder
-
-
-class _ActPolicy:
-    """:func:`~rewardlearn.agents.agent_policy`'s action function with SB3's ``predict``."""
-
-    def __init__(self, act: ActFn) -> None:
-        self.act = act
-
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = False) -> tuple[Any, Any]:
-        return self.act(observation), None
 
 
 def run_config(run_dir: Path) -> DictConfig:
@@ -179,7 +168,7 @@ def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
         raise ValueError(f"width and height must be >= 16 pixels, got {size[1]}x{size[0]}")
     env = replay_env(cfg, camera)
     model, source = reward_model_for(run_dir, reward_model, env)
-    policy = _ActPolicy(agent_policy(agent, deterministic=deterministic))
+    policy = ActPolicy(agent_policy(agent, deterministic=deterministic))
     folder = Path(out) if out is not None else default_out(cfg, run_dir, seed)
     claim_folder(folder, VIDEO_OUTPUTS, "out")
     try:

@@ -95,7 +95,7 @@ class PreferenceConfig(Settings):
     together (the first reward is corrected within a few thousand steps) and still asks
     until ``feedback_until``. Measured no better than even spacing: HalfCheetah at 25
     labels, ``rounds=25 round_spacing=2`` (until half-way) lost 2 of 5 seeds (0-18% kept)
-    where ``rounds=25 feedback_until=0.25`` kept 103.5% over the same 5
+    where ``rounds=25 feedback_until=0.25`` kept 103.4% over the same 5
     (``bench/results/preference_round_spacing.md``): the rounds it thins out, 20k-100k
     steps, are where the failing runs' reward turned against the true one.
     Candidates: ``candidates_factor`` x the queries, picked by ``query_selection``.

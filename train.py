@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rewardlearn.cli.train import main as _main
+from rewardlearn.cli.train import prepare_command_line
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -21,4 +22,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | float:
 
 
 if __name__ == "__main__":
+    import sys
+
+    sys.argv[1:] = prepare_command_line(sys.argv[1:])  # env=<file.yaml>, typos in one line
     main()

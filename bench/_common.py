@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import subprocess
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,3 +14,26 @@ def git_commit() -> str:
     """The short hash of the checkout's HEAD, for a results table's header."""
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                           capture_output=True, text=True).stdout.strip()
+
+
+def training_curve(run_dir: Path) -> dict[str, Any]:
+    """First step with a successful training episode, the first with a 50% training success
+    rate (last 100 episodes), and the final training success rate."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = glob.glob(str(run_dir / "tb" / "**" / "events*"), recursive=True)
+    if not files:
+        return {"first_success_step": None, "half_success_step": None,
+                "train_success_final": None}
+    # the newest log: a run restarted in the same folder (after an interrupted one) writes
+    # a second tb/<algo>_<n> beside the first
+    acc = EventAccumulator(max(files, key=lambda f: Path(f).stat().st_mtime))
+    acc.Reload()
+    if "rollout/success_rate" not in acc.Tags()["scalars"]:
+        return {"first_success_step": None, "half_success_step": None,
+                "train_success_final": None}
+    events = acc.Scalars("rollout/success_rate")
+    first = next((e.step for e in events if e.value > 0), None)
+    half = next((e.step for e in events if e.value >= 0.5), None)
+    return {"first_success_step": first, "half_success_step": half,
+            "train_success_final": float(events[-1].value)}

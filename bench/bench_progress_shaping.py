@@ -64,7 +64,6 @@ successful training episode (from SB3's ``rollout/success_rate``, so to the roll
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -75,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import git_commit  # bench/ is on sys.path when a script runs
+from _common import git_commit, training_curve  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -354,29 +353,6 @@ def stages_reached(run_dir: Path, episodes: int = 20, env_name: str | None = Non
         furthest.append(stage)
     env.close()
     return {"furthest_stage": furthest}
-
-
-def training_curve(run_dir: Path) -> dict[str, Any]:
-    """First step with a successful training episode, the first with a 50% training success
-    rate (last 100 episodes), and the final training success rate."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    files = glob.glob(str(run_dir / "tb" / "**" / "events*"), recursive=True)
-    if not files:
-        return {"first_success_step": None, "half_success_step": None,
-                "train_success_final": None}
-    # the newest log: a run restarted in the same folder (after an interrupted one) writes
-    # a second tb/<algo>_<n> beside the first
-    acc = EventAccumulator(max(files, key=lambda f: Path(f).stat().st_mtime))
-    acc.Reload()
-    if "rollout/success_rate" not in acc.Tags()["scalars"]:
-        return {"first_success_step": None, "half_success_step": None,
-                "train_success_final": None}
-    events = acc.Scalars("rollout/success_rate")
-    first = next((e.step for e in events if e.value > 0), None)
-    half = next((e.step for e in events if e.value >= 0.5), None)
-    return {"first_success_step": first, "half_success_step": half,
-            "train_success_final": float(events[-1].value)}
 
 
 def _fmt_steps(steps: list[int | None]) -> str:

@@ -100,13 +100,17 @@ def expert_for(
     """The scripted expert for ``env`` (raises ``ValueError`` for envs without one)."""
     if isinstance(env.unwrapped, PickPlaceEnv):
         return PickPlaceExpert(env, noise=noise, seed=seed)
-    make = getattr(env, "make_expert", None)  # e.g. metaworld_expert.MetaWorldStages
+    try:  # e.g. metaworld_expert.MetaWorldStages, anywhere in the wrapper stack
+        make = env.get_wrapper_attr("make_expert")
+    except AttributeError:
+        make = None
     if callable(make):
         expert: Callable[[Any], np.ndarray] = make(noise=noise, seed=seed)
         return expert
     spec = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     supported = ", ".join(f"{name} ({env_id})" for name, env_id in sorted(SUPPORTED_ENVS.items()))
-    raise ValueError(f"no scripted expert for {spec!r}; supported envs: {supported}")
+    raise ValueError(f"no scripted expert for {spec!r}; supported envs: {supported} and every "
+                     "Meta-World task (env=metaworld env.task=<task>)")
 
 
 def success_rate(

@@ -1,59 +1,219 @@
-"""Scripted Meta-World experts (metaworld's own policies) with stage labels for demos.
+"""Every Meta-World v3 task: scripted experts and stage labels derived from their demos.
 
-:data:`METAWORLD_TASKS` maps a Meta-World v3 task to its scripted policy class in
-``metaworld.policies`` and to its subtasks. :class:`MetaWorldStages` wraps a
-Meta-World env so collected demos look like ``PickPlace-v0``'s: ``info["stage"]`` /
-``info["subtask"]`` (derived from the env's ``near_object`` and ``grasp_success``:
-``reach`` until the gripper is near the object, ``grasp`` until it holds it (or the
-task succeeds), then the last subtask; stages never go back), ``is_success``, ``grasped``,
-``dense_reward``/``sparse_reward``, and, for ``obs_mode="state_pixels"``, dict
-observations ``{"state", "pixels"}`` with the frame an inner
-``rewardlearn.wrappers.FrameCapture`` rendered (so demo frames match training's).
+Meta-World ships a scripted policy for each of its 50 v3 tasks
+(``metaworld.policies.ENV_POLICY_MAP``) and every task's ``info`` carries
+``near_object``, ``grasp_success`` and ``success``. :class:`MetaWorldStages` turns these
+into the per-step stage signal that stage-aware rewards (``reward=drs``) and the demo
+tools read, with **one rule for every task**:
 
-A seeded reset gives the same task layout whatever ran before (``Meta-World/MT1``
-picks the layout from its RNG before reseeding it, so the wrapper seeds it first).
-Needs the ``metaworld`` extra (imported lazily).
+* the ladder is ``reach`` (gripper away from the object) -> ``near_object`` (gripper at
+  the object) -> ``grasped`` (at the object and ``grasp_success``); success is the end of
+  the ladder (DrS's stage ``num_stages``);
+* a state's raw level is the highest rung it satisfies; stages never go back within an
+  episode (the running maximum);
+* which rungs a task keeps is read off its scripted expert's demos
+  (:func:`task_stages`): a signal that has the same value on every demo state (on
+  ``drawer-close-v3`` ``grasp_success`` is 1.0 by definition; on the button tasks it is
+  ``gripper open``) says nothing and is not used, and a rung that no demo state falls in
+  (on ``hammer-v3`` the gripper starts near the handle, so no state is in ``reach``) is
+  dropped rather than trained with no positives.
+
+So ``pick-place-v3`` keeps ``(reach, near_object, grasped)``, ``coffee-push-v3``
+``(reach, near_object)`` and ``reach-v3`` a single stage. The derivation runs the expert
+on seeds 0-4 once per task and machine (under a second) and is cached in
+``$XDG_CACHE_HOME/rewardlearn/`` (``~/.cache``); pass ``stages=[...]`` to fix a ladder by
+hand.
+
+A seeded reset gives the same task layout whatever ran before (``Meta-World/MT1`` picks
+the layout from its RNG before reseeding it, so the wrapper seeds it first). Needs the
+``metaworld`` extra (imported lazily).
+
+Example:
+    >>> from rewardlearn_envs.metaworld_expert import level_of
+    >>> level_of({"near_object": 1.0, "grasp_success": 0.0}, ("near_object", "grasp_success"))
+    1
+    >>> level_of({"near_object": 1.0, "grasp_success": 1.0}, ("near_object",))
+    1
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, SupportsFloat
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-METAWORLD_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pick-place-v3": ("SawyerPickPlaceV3Policy", ("reach", "grasp", "place")),
-    "pick-place-wall-v3": ("SawyerPickPlaceWallV3Policy", ("reach", "grasp", "place")),
-    "shelf-place-v3": ("SawyerShelfPlaceV3Policy", ("reach", "grasp", "place")),
-    "bin-picking-v3": ("SawyerBinPickingV3Policy", ("reach", "grasp", "place")),
-    "push-v3": ("SawyerPushV3Policy", ("reach", "grasp", "push")),
-    "reach-v3": ("SawyerReachV3Policy", ("reach",)),
-}
-"""Meta-World task -> (scripted policy class in ``metaworld.policies``, subtask names)."""
+LADDER: tuple[str, ...] = ("reach", "near_object", "grasped")
+"""Stage names by raw level: 0 away from the object, 1 at it, 2 at it and grasping."""
+
+SIGNALS: tuple[str, ...] = ("near_object", "grasp_success")
+"""The ``info`` signals that raise the level (rung 1 and rung 2)."""
+
+DERIVE_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""Expert episodes (reset seeds) the stage ladder of a task is derived from."""
+
+
+def metaworld_tasks() -> list[str]:
+    """The Meta-World v3 task names (MT50), in Meta-World's order."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return list(ALL_V3_ENVIRONMENTS)
+
+
+def check_task(task: str) -> str:
+    """``task`` if it is a Meta-World v3 task, else ``ValueError`` listing the valid ones."""
+    tasks = metaworld_tasks()
+    if task not in tasks:
+        import difflib
+
+        close = difflib.get_close_matches(str(task), tasks, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"unknown Meta-World task {task!r}{hint}; valid tasks: "
+                         f"{', '.join(sorted(tasks))}")
+    return task
 
 
 def metaworld_policy(task: str) -> Any:
-    """A fresh scripted policy for ``task`` (``ValueError`` listing the supported tasks)."""
-    if task not in METAWORLD_TASKS:
-        raise ValueError(f"no scripted Meta-World expert for {task!r}; supported: "
-                         f"{', '.join(sorted(METAWORLD_TASKS))}")
-    import metaworld.policies as policies
+    """A fresh scripted policy for ``task`` (``ValueError`` listing the valid tasks)."""
+    from metaworld.policies import ENV_POLICY_MAP
 
-    return getattr(policies, METAWORLD_TASKS[task][0])()
+    policy_class: Any = ENV_POLICY_MAP[check_task(task)]
+    return policy_class()
 
 
-def metaworld_stage(info: dict[str, Any], n_stages: int) -> int:
-    """Raw stage of one step's info: 0 reach, 1 near the object, 2 holding it (capped).
+def level_of(info: dict[str, Any], signals: Sequence[str]) -> int:
+    """Raw level of one step's info under the used ``signals``: the highest rung met, each
+    rung requiring the ones below it (``grasp_success`` counts only near the object)."""
+    level = 0
+    for rung, key in enumerate(SIGNALS, start=1):
+        if key not in signals:
+            continue
+        if float(info.get(key, 0.0)) <= 0.5:
+            break
+        level = rung
+    return level
 
-    Success counts as the last stage even when ``grasp_success`` never fired (the
-    scripted policy sometimes nudges the object onto the goal without a firm grasp).
+
+@dataclass(frozen=True)
+class StageLadder:
+    """A task's stages as derived from its expert demos.
+
+    Attributes:
+        levels: the raw levels kept (indices into :data:`LADDER`), ascending.
+        signals: the info signals used (a constant one is left out).
+        expert_success: the expert's success rate over the derivation episodes.
     """
-    if n_stages <= 1:
-        return 0
-    if float(info.get("grasp_success", 0.0)) > 0.5 or float(info.get("success", 0.0)) > 0.5:
-        return min(2, n_stages - 1)
-    return 1 if float(info.get("near_object", 0.0)) > 0.5 else 0
+
+    levels: tuple[int, ...]
+    signals: tuple[str, ...]
+    expert_success: float
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(LADDER[k] for k in self.levels)
+
+    @property
+    def has_grasp(self) -> bool:
+        """Whether the expert passes into ``grasped`` from an earlier stage."""
+        return 2 in self.levels and len(self.levels) > 1
+
+    def stage(self, level: int) -> int:
+        """Stage index of a raw level: the highest kept level at or below it (0 below all)."""
+        idx = int(np.searchsorted(np.asarray(self.levels), level, side="right")) - 1
+        return max(idx, 0)
+
+
+def derive_ladder(episodes: Sequence[Sequence[dict[str, Any]]]) -> StageLadder:
+    """The stage ladder from demo episodes given as per-step infos.
+
+    A signal equal on every state is unused; a level no state reaches (as a running
+    maximum) is dropped. Infos without any of :data:`SIGNALS` (Meta-World's reset info is
+    empty) are skipped.
+    """
+    episodes = [[i for i in ep if any(k in i for k in SIGNALS)] for ep in episodes]
+    infos = [info for ep in episodes for info in ep]
+    if not infos:
+        raise ValueError("no demo states to derive stages from")
+    signals = tuple(key for key in SIGNALS
+                    if len({float(i.get(key, 0.0)) > 0.5 for i in infos}) > 1)
+    seen: set[int] = set()
+    successes = 0
+    for ep in episodes:
+        level = 0
+        for info in ep:
+            level = max(level, level_of(info, signals))
+            seen.add(level)
+        successes += any(float(i.get("success", 0.0)) > 0.5 for i in ep)
+    return StageLadder(tuple(sorted(seen)), signals, successes / max(len(episodes), 1))
+
+
+def _cache_file() -> Path:
+    import metaworld
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    version = getattr(metaworld, "__version__", "unknown")
+    return root / "rewardlearn" / f"metaworld_stages-{version}.json"
+
+
+def _expert_episodes(task: str, seeds: Sequence[int], max_steps: int = 500
+                     ) -> list[list[dict[str, Any]]]:
+    """The expert's per-step infos on each reset seed, each episode ending at success."""
+    env = gym.make("Meta-World/MT1", env_name=task, seed=int(seeds[0]))
+    policy = metaworld_policy(task)
+    episodes = []
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        obs, _ = env.reset()
+        infos: list[dict[str, Any]] = []
+        for _ in range(max_steps):
+            obs, _, terminated, truncated, info = env.step(
+                np.clip(policy.get_action(obs), -1.0, 1.0))
+            infos.append({k: info.get(k) for k in (*SIGNALS, "success")})
+            if terminated or truncated or float(info.get("success", 0.0)) > 0.5:
+                break  # as collected demos: an episode ends at success
+        episodes.append(infos)
+    env.close()
+    return episodes
+
+
+@cache
+def task_stages(task: str) -> StageLadder:
+    """The stage ladder of a Meta-World task, derived from its expert on seeds 0-4 (cached
+    on disk per Meta-World version; a cache that cannot be read or written is ignored)."""
+    check_task(task)
+    path = _cache_file()
+    try:
+        cached = json.loads(path.read_text()).get(task)
+    except (OSError, ValueError):
+        cached = None
+    if isinstance(cached, dict):
+        try:
+            return StageLadder(tuple(cached["levels"]), tuple(cached["signals"]),
+                               float(cached["expert_success"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    ladder = derive_ladder(_expert_episodes(task, DERIVE_SEEDS))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}
+        table[task] = asdict(ladder)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return ladder
 
 
 class MetaWorldExpert:
@@ -73,35 +233,53 @@ class MetaWorldExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
+def _ladder_from(task: str, stages: str | Sequence[str]) -> StageLadder:
+    if isinstance(stages, str):
+        if stages != "auto":
+            raise ValueError(f"stages must be 'auto' or a list of {list(LADDER)}, "
+                             f"got {stages!r}")
+        return task_stages(task)
+    names = list(stages)
+    bad = [n for n in names if n not in LADDER]
+    if bad or not names or len(set(names)) != len(names):
+        raise ValueError(f"stages must be distinct names from {list(LADDER)}, got {names}")
+    levels = tuple(sorted(LADDER.index(n) for n in names))
+    return StageLadder(levels, SIGNALS, float("nan"))
+
+
 class MetaWorldStages(gym.Wrapper):
-    """Stage labels (and optionally frames in the observation) for a Meta-World task.
+    """Stage labels (and optionally frames in the observation) for any Meta-World task.
 
     Args:
         env: a Meta-World env (``Meta-World/MT1``), wrapped in ``FrameCapture`` when
             ``obs_mode="state_pixels"``.
-        task: the Meta-World task name (``pick-place-v3``...).
+        task: the Meta-World v3 task name (``drawer-open-v3``...).
         obs_mode: ``state`` or ``state_pixels`` (reads ``info["frame"]``).
         reward_type: ``dense`` (Meta-World's own shaped reward) or ``sparse`` (1 on a
             step where the task succeeds, else 0: the success signal alone).
+        stages: ``auto`` (derived from the task's expert, :func:`task_stages`) or a list
+            of names from :data:`LADDER`.
+
+    ``info`` gains ``stage`` (index into the kept stages), ``subtask`` (its name),
+    ``num_stages``, ``success`` (Meta-World's, this step), ``is_success`` (success reached
+    at any step of the episode so far: Meta-World's own evaluation counts an episode that
+    way), ``grasped``, ``dense_reward`` and ``sparse_reward`` (this step's success).
     """
 
-    SUBTASKS: ClassVar[tuple[str, ...]] = ()
-
     def __init__(self, env: gym.Env, task: str, obs_mode: str = "state",
-                 reward_type: str = "dense") -> None:
+                 reward_type: str = "dense", stages: str | Sequence[str] = "auto") -> None:
         super().__init__(env)
         if reward_type not in ("dense", "sparse"):
             raise ValueError(f"reward_type must be 'dense' or 'sparse', got {reward_type!r}")
-        self.reward_type = reward_type
-        if task not in METAWORLD_TASKS:
-            raise ValueError(f"no scripted Meta-World expert for {task!r}; supported: "
-                             f"{', '.join(sorted(METAWORLD_TASKS))}")
         if obs_mode not in ("state", "state_pixels"):
             raise ValueError(f"obs_mode must be 'state' or 'state_pixels', got {obs_mode!r}")
-        self.task = task
-        self.SUBTASKS = METAWORLD_TASKS[task][1]  # type: ignore[misc]
+        self.reward_type = reward_type
+        self.task = check_task(task)
+        self.ladder = _ladder_from(task, stages)
+        self.SUBTASKS = self.ladder.names
         self.obs_mode = obs_mode
-        self._stage = 0
+        self._level = 0
+        self._succeeded = False
         state_space = env.observation_space
         if obs_mode == "state_pixels":
             _, info = env.reset(seed=0)
@@ -126,10 +304,12 @@ class MetaWorldStages(gym.Wrapper):
         return state
 
     def _label(self, info: dict[str, Any], reward: float) -> dict[str, Any]:
-        self._stage = max(self._stage, metaworld_stage(info, len(self.SUBTASKS)))
+        self._level = max(self._level, level_of(info, self.ladder.signals))
+        stage = self.ladder.stage(self._level)
         success = float(info.get("success", 0.0))
-        info.update(stage=self._stage, subtask=self.SUBTASKS[self._stage], success=success,
-                    is_success=success > 0.5,
+        self._succeeded = self._succeeded or success > 0.5
+        info.update(stage=stage, subtask=self.SUBTASKS[stage], num_stages=len(self.SUBTASKS),
+                    success=success, is_success=self._succeeded,
                     grasped=float(info.get("grasp_success", 0.0)) > 0.5,
                     dense_reward=float(reward), sparse_reward=success)
         return info
@@ -141,7 +321,8 @@ class MetaWorldStages(gym.Wrapper):
             # first, so that a seed gives the same layout whatever ran before
             self.env.reset(seed=seed, options=options)
         obs, info = self.env.reset(options=options)
-        self._stage = 0
+        self._level = 0
+        self._succeeded = False
         info = self._label(info, 0.0)
         return self._obs(obs, info), info
 
@@ -153,5 +334,6 @@ class MetaWorldStages(gym.Wrapper):
         return self._obs(obs, info), reward, terminated, truncated, info
 
 
-__all__ = ["METAWORLD_TASKS", "MetaWorldExpert", "MetaWorldStages", "metaworld_policy",
-           "metaworld_stage"]
+__all__ = ["DERIVE_SEEDS", "LADDER", "SIGNALS", "MetaWorldExpert", "MetaWorldStages",
+           "StageLadder", "check_task", "derive_ladder", "level_of", "metaworld_policy",
+           "metaworld_tasks", "task_stages"]

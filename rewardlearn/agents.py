@@ -150,6 +150,14 @@ def normalize_obs_enabled(cfg: DictConfig) -> bool:
     return bool(cfg.env.get("normalize_obs", False) if flag is None else flag)
 
 
+def normalize_reward_enabled(cfg: DictConfig) -> bool:
+    """``agent.normalize_reward`` (the agent's rewards divided by a running std of the
+    discounted return, rl-zoo's ``VecNormalize(norm_reward=True)``), or the env's
+    recommendation when that is null."""
+    flag = cfg.agent.get("normalize_reward")
+    return bool(cfg.env.get("normalize_reward", False) if flag is None else flag)
+
+
 _ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "leaky_relu": "LeakyReLU",
                 "silu": "SiLU", "gelu": "GELU"}
 
@@ -213,4 +221,4 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
 
 __all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "ActPolicy", "NormalizedPolicy", "Policy",
            "agent_gamma", "agent_mean_bound", "agent_policy", "build_agent", "defer_rewards",
-           "normalize_obs_enabled", "on_policy", "policy_for"]
+           "normalize_obs_enabled", "normalize_reward_enabled", "on_policy", "policy_for"]

@@ -46,7 +46,7 @@ from torch import nn
 
 from rewardlearn.rewards.base import Obs
 from rewardlearn.rewards.registry import allow_subclasses_of
-from rewardlearn.utils import import_object
+from rewardlearn.utils import guard_active, import_object
 
 log = logging.getLogger("rewardlearn")
 
@@ -472,7 +472,8 @@ def build_encoder(spec: dict[str, Any] | str | None) -> Encoder | FrameEncoder |
         if ":" not in target and "." not in target:
             raise ValueError(f"unknown encoder {target!r}; choose from {sorted(ENCODERS)} or give "
                              "a dotted path 'pkg.module:Class'")
-        cls = import_object(target)
+        # from a saved file: only a registered Encoder subclass (the guard checks the rest)
+        cls = import_object(target, base=Encoder if guard_active() else None, what="encoder")
     else:
         cls = target
     encoder = cls(**dict(spec.get("kwargs") or {}))

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +32,105 @@ from rewardlearn.wrappers.state import SimStateCapture
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
+CONFIG_DIR_ENV = "REWARDLEARN_CONFIG_DIR"
+"""Environment variable naming folders (``:``-separated) of your own configs, laid out as
+``conf/`` is (``<folder>/env/<name>.yaml``); every command looks there before the package."""
+
 _IMPORT_HOOKS: dict[str, str] = {
     "rewardlearn/": "rewardlearn_envs",
     "Meta-World/": "metaworld",
 }
 
 
+def user_config_dirs() -> list[Path]:
+    """The folders of :data:`CONFIG_DIR_ENV`, in order."""
+    raw = os.environ.get(CONFIG_DIR_ENV, "")
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def env_config_dirs() -> list[Path]:
+    """Where env configs are looked up by name: your folders first, then the package's."""
+    return [*(d / "env" for d in user_config_dirs()), CONF_DIR / "env"]
+
+
 def available_envs() -> list[str]:
-    """Names of the env configs under ``conf/env``."""
-    return sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
+    """Names of the env configs (the package's ``conf/env`` and your config folders)."""
+    return sorted({p.stem for d in env_config_dirs() for p in d.glob("*.yaml")})
 
 
-def env_config(name_or_cfg: str | Mapping[str, Any] | DictConfig) -> DictConfig:
-    """The env config for a name (``conf/env/<name>.yaml``), or the given config itself."""
+def is_config_path(name: str) -> bool:
+    """Whether ``name`` names a YAML file rather than a config by name."""
+    return str(name).endswith((".yaml", ".yml"))
+
+
+def _find_env(name: str, base: Path | None = None) -> Path:
+    """The file of env config ``name``: a path to a YAML file, else ``<dir>/<name>.yaml`` in
+    ``base`` (the folder of the config that names it in its ``defaults``) or
+    :func:`env_config_dirs`."""
+    if is_config_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"env config {name!r}: no such file")
+        return path
+    for folder in [*([base] if base is not None else []), *env_config_dirs()]:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    import difflib
+
+    close = difflib.get_close_matches(str(name), available_envs(), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"unknown env {name!r}{hint}; valid choices: {', '.join(available_envs())} "
+                     f"or a path to an env YAML file (env=path/to/my_env.yaml)")
+
+
+def _load_env_file(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """An env YAML with its ``defaults`` list merged in (Hydra's group defaults: names of
+    sibling env configs, ``_self_`` last unless placed)."""
+    if path.resolve() in seen:
+        raise ValueError(f"env config {path}: its defaults list includes itself")
+    loaded = OmegaConf.load(path)
+    if not isinstance(loaded, DictConfig):
+        raise ValueError(f"env config {path} is not a mapping")
+    cfg = loaded
+    defaults = cfg.pop("defaults", None)
+    if defaults is None:
+        return cfg
+    entries = [str(d) for d in defaults] if isinstance(defaults, ListConfig) else None
+    if entries is None:
+        raise ValueError(f"env config {path}: defaults must be a list of env config names")
+    if "_self_" not in entries:
+        entries.append("_self_")
+    parts = [cfg if entry == "_self_" else _load_env_file(
+        _find_env(entry, path.parent), (*seen, path.resolve())) for entry in entries]
+    merged = OmegaConf.merge(*parts)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def env_config(name_or_cfg: str | os.PathLike[str] | Mapping[str, Any] | DictConfig,
+               overrides: Sequence[str] = ()) -> DictConfig:
+    """The env config for a name (your config folders, then ``conf/env/<name>.yaml``), a path
+    to a YAML file, or the given config itself; ``overrides`` are ``key=value`` changes
+    (``task=drawer-open-v3``, as ``env.task=...`` on the command line).
+
+    Example:
+        >>> env_config("metaworld", ["task=drawer-open-v3"]).name
+        'metaworld_drawer-open-v3'
+    """
     if isinstance(name_or_cfg, DictConfig):
-        return name_or_cfg
-    if isinstance(name_or_cfg, Mapping):
-        return OmegaConf.create(dict(name_or_cfg))
-    path = CONF_DIR / "env" / f"{name_or_cfg}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"unknown env {name_or_cfg!r}; valid choices: {', '.join(available_envs())}"
-        )
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
+        cfg = name_or_cfg
+    elif isinstance(name_or_cfg, Mapping):
+        cfg = OmegaConf.create(dict(name_or_cfg))
+    else:
+        cfg = _load_env_file(_find_env(str(name_or_cfg)))
+    if overrides:
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        assert isinstance(merged, DictConfig)
+        cfg = merged
+    for key in ("id", "name"):
+        if OmegaConf.select(cfg, key) is None:
+            raise ValueError(f"env config {name_or_cfg!r} has no {key!r}: an env config names "
+                             "its gymnasium id and a short name (docs/your_env.md)")
     return cfg
 
 
@@ -100,6 +175,10 @@ def make_env(
     _import_for(cfg.id)
     if cfg.get("max_episode_steps") is not None:
         kwargs["max_episode_steps"] = int(cfg.max_episode_steps)
+    if str(cfg.id).startswith("Meta-World/") and "env_name" in kwargs:
+        from rewardlearn_envs.metaworld_expert import check_task
+
+        check_task(str(kwargs["env_name"]))  # an unknown task lists the valid ones
     if str(cfg.id).startswith("Meta-World/") and seed is not None:
         # MT1 draws its task layouts at construction from numpy's global RNG unless seeded;
         # some global states yield a duplicate layout and metaworld's assertion fails

@@ -79,13 +79,27 @@ def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def evaluation_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics of a ``rewardlearn-evaluate`` result: ``{metric: value}`` for one reward,
-    ``{reward: {metric: value}}`` for several."""
+def evaluation_metrics(result: Mapping[str, Any],
+                       run_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The metrics of a ``rewardlearn-evaluate`` result for one model: with ``run_dir``, the
+    row of that run's reward model (its folder, ``reward_model/`` or ``reward_model.pt``,
+    matched by the paths the result records); without it, the only row. A comparison's
+    other models never enter (``{}`` when no row is this run's)."""
     rewards = dict(result.get("rewards") or {})
+    paths = dict((result.get("setup") or {}).get("paths") or {})
+    if run_dir is not None and paths:
+        run = Path(run_dir).resolve()
+        own = {run, run / RUN_FOLDER, run / "reward_model.pt"}
+        for label, path in paths.items():
+            try:
+                if Path(str(path)).resolve() in own and label in rewards:
+                    return dict(rewards[label])
+            except OSError:
+                continue
+        return {}
     if len(rewards) == 1:
         return dict(next(iter(rewards.values())))
-    return rewards
+    return {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -122,7 +136,8 @@ def run_card_info(run_dir: str | os.PathLike[str], cfg: Mapping[str, Any] | None
     return CardInfo(env=summary.get("env") or _get(cfg, "env.name"), command=run_command(run_dir),
                     training=dict(training if training is not None
                                   else summary.get("reward_training") or {}),
-                    data=data, metrics=evaluation_metrics(evaluation) if evaluation else {},
+                    data=data,
+                    metrics=evaluation_metrics(evaluation, run_dir) if evaluation else {},
                     extra=extra)
 
 
@@ -130,14 +145,30 @@ def save_run_reward_model(model: RewardModel, run_dir: str | os.PathLike[str],
                           cfg: Mapping[str, Any] | None = None) -> Path | None:
     """Write a run's reward model in the Hub format (``runs/<run>/reward_model/``).
 
-    A model that cannot be (an unregistered class, settings that are not JSON) is logged,
-    not raised: the run's ``reward_model.pt`` is its record then.
+    A model the run loaded (``reward=checkpoint``) keeps the card of the run that trained
+    it (its command, env and training figures) and says which runs reused it. A model that
+    cannot be saved (an unregistered class, settings that are not JSON) is logged, not
+    raised: the run's ``reward_model.pt`` is its record then.
     """
     run_dir = Path(run_dir)
     try:
         card = run_card_info(run_dir, cfg, training=model.summary())
-        return save_pretrained(model, run_dir / RUN_FOLDER, card,
-                               extra={"env": card.env, "seed": card.extra.get("seed")})
+        extra: dict[str, Any] = {"env": card.env, "seed": card.extra.get("seed"),
+                                 "command": card.command, "run": run_dir.name}
+        origin = dict(model.provenance)
+        if origin.get("command") or origin.get("run"):
+            reused = [*origin.get("reused_by", []), run_dir.name]
+            extra = {**{k: v for k, v in origin.items() if k != "source"},
+                     "reused_by": reused}
+            card = CardInfo(
+                env=origin.get("env") or card.env, command=origin.get("command"),
+                training=dict(origin.get("training") or {}), data=card.data,
+                extra={"trained by run": origin.get("run") or "not recorded",
+                       "reused (not trained) by": ", ".join(reused),
+                       "loaded from": origin.get("source")})
+        else:
+            extra["training"] = card.training
+        return save_pretrained(model, run_dir / RUN_FOLDER, card, extra=extra)
     except (TypeError, ValueError, OSError) as err:
         log.warning("reward model not written in the Hub format (%s); reward_model.pt has it",
                     err)
@@ -197,10 +228,59 @@ def run_card(summary: Mapping[str, Any], cfg: Mapping[str, Any], files: list[str
 
 # ----------------------------------------------------------------------------- package / push
 
-def _video(run_dir: Path, summary: Mapping[str, Any]) -> Path | None:
-    candidates = [Path(str(v)) for v in summary.get("videos") or []]
-    candidates += sorted(run_dir.glob("*.mp4"))
-    return next((v for v in candidates if v.is_file()), None)
+def video_folders(run_dir: Path, cfg: Mapping[str, Any]) -> list[Path]:
+    """The run's own video folders: ``<run>/videos`` and, for a run that wrote them
+    elsewhere (``video.dir``, or an older run), ``<video.dir>/<run name>``. A folder that is a
+    symbolic link is not one (it could point anywhere)."""
+    where = _get(cfg, "video.dir")
+    candidates = [run_dir / "videos", Path(str(where or "videos")) / run_dir.name]
+    return [f.resolve() for f in candidates if f.is_dir() and not f.is_symlink()]
+
+
+def own_video(path: str | os.PathLike[str], run_dir: Path, folders: list[Path]) -> Path | None:
+    """``path`` (relative to the run folder, else to the working directory) if it is an mp4
+    file inside one of the run's own video ``folders`` and no link; else ``None``."""
+    path = Path(path)
+    tries = [path] if path.is_absolute() else [run_dir / path, path]
+    for candidate in tries:
+        if candidate.is_symlink() or not candidate.is_file():
+            continue
+        real = candidate.resolve()
+        if real.suffix == ".mp4" and any(real.is_relative_to(f) for f in folders):
+            return real
+    return None
+
+
+def _video(run_dir: Path, summary: Mapping[str, Any], cfg: Mapping[str, Any],
+           video: str | os.PathLike[str] | None) -> Path | None:
+    """The rollout video to package: ``video`` or the first one ``summary.json`` names,
+    only from the run's own video folders (a summary naming another file is not followed)."""
+    folders = video_folders(run_dir, cfg)
+    if video is not None:
+        found = own_video(video, run_dir, folders)
+        if found is None:
+            raise ValueError(f"video {video}: only an .mp4 file inside the run's own video "
+                             f"folder ({', '.join(map(str, folders)) or run_dir / 'videos'}) "
+                             "is packaged")
+        return found
+    for name in [*(summary.get("videos") or []), *sorted(str(p) for f in folders
+                                                         for p in f.glob("*.mp4"))]:
+        found = own_video(str(name), run_dir, folders)
+        if found is not None:
+            return found
+        log.warning("not packaging %s: not an mp4 inside the run's own video folder", name)
+    return None
+
+
+def _staging(out: Path) -> Path:
+    """A fresh folder beside ``out`` to build the package in (renamed to ``out`` at the end,
+    so a refused or failed push leaves nothing at ``out``)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; pass a folder to write the run into")
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; pass a new folder to write the run into")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
 
 
 def package_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -209,50 +289,61 @@ def package_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                 repo_id: str | None = None) -> Path:
     """Write a finished run's shareable files and card into ``out`` (see the module doc).
 
-    Refuses a run without ``agent.zip`` (unfinished) and an ``out`` that is not empty.
-    ``evaluation``: a ``rewardlearn-evaluate`` JSON (default: ``runs/<run>/evaluation.json``
-    if present); ``video``: the rollout to include (default: the run's first video).
+    Refuses a run without ``agent.zip`` (unfinished) and an ``out`` that is a file or not
+    empty. ``evaluation``: a ``rewardlearn-evaluate`` JSON (default:
+    ``runs/<run>/evaluation.json`` if present); ``video``: the rollout to include (default:
+    the run's first video); only an mp4 inside the run's own video folder is taken. The
+    package is built in a temp folder beside ``out`` and renamed into place when complete.
     """
     run_dir, out = Path(run_dir), Path(out)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found; pass runs/<run>")
     if not (run_dir / "agent.zip").is_file():
         raise FileNotFoundError(f"{run_dir} has no agent.zip: only a finished run is packaged")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; pass a new folder to write the run into")
-    out.mkdir(parents=True, exist_ok=True)
     summary = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     cfg = run_config(run_dir)
     eval_path = Path(evaluation) if evaluation is not None else run_dir / EVALUATION_FILE
     if evaluation is not None and not eval_path.is_file():
         raise FileNotFoundError(f"evaluation file {eval_path} not found")
     result = _read_json(eval_path) if eval_path.is_file() else None
+    clip = _video(run_dir, summary, cfg, video)
+    stage = _staging(out)
+    try:
+        _fill(stage, run_dir, summary, cfg, result, clip, repo_id)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.rename(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out
 
+
+def _fill(stage: Path, run_dir: Path, summary: Mapping[str, Any], cfg: Mapping[str, Any],
+          result: Mapping[str, Any] | None, clip: Path | None, repo_id: str | None) -> None:
     for name in ("agent.zip", "vecnormalize.pkl", "summary.json"):
         if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, out / name)
+            shutil.copy2(run_dir / name, stage / name)
     if (run_dir / ".hydra" / "config.yaml").is_file():
-        shutil.copy2(run_dir / ".hydra" / "config.yaml", out / "config.yaml")
+        shutil.copy2(run_dir / ".hydra" / "config.yaml", stage / "config.yaml")
     if result is not None:
-        write_text_atomic(out / EVALUATION_FILE, json.dumps(result, indent=2))
-    clip = Path(video) if video is not None else _video(run_dir, summary)
-    if video is not None and (clip is None or not clip.is_file()):
-        raise FileNotFoundError(f"video {video} not found")
+        write_text_atomic(stage / EVALUATION_FILE, json.dumps(result, indent=2))
     if clip is not None:
-        shutil.copy2(clip, out / "replay.mp4")
-        if clip.with_suffix(".json").is_file():
-            shutil.copy2(clip.with_suffix(".json"), out / "replay.json")
-
+        shutil.copy2(clip, stage / "replay.mp4")
+        sidecar = clip.with_suffix(".json")
+        if sidecar.is_file() and not sidecar.is_symlink():
+            data = _read_json(sidecar)
+            data["video"] = "replay.mp4"  # renamed in the package
+            write_text_atomic(stage / "replay.json", json.dumps(data))
     card = run_card_info(run_dir, cfg, evaluation=result)
     if (run_dir / RUN_FOLDER / CONFIG_NAME).is_file():
-        shutil.copytree(run_dir / RUN_FOLDER, out / RUN_FOLDER)
-        write_card(out / RUN_FOLDER, card)
+        shutil.copytree(run_dir / RUN_FOLDER, stage / RUN_FOLDER)
+        write_card(stage / RUN_FOLDER, card)
     elif (run_dir / "reward_model.pt").is_file():  # a run saved before the Hub format
-        save_pretrained(load_pretrained(run_dir / "reward_model.pt"), out / RUN_FOLDER, card)
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    write_text_atomic(out / "README.md", run_card(summary, cfg, ["README.md", *files],
-                                                  card.command, repo_id, card.metrics))
-    return out
+        save_pretrained(load_pretrained(run_dir / "reward_model.pt"), stage / RUN_FOLDER, card)
+    files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    write_text_atomic(stage / "README.md", run_card(summary, cfg, ["README.md", *files],
+                                                    card.command, repo_id, card.metrics))
 
 
 def push_run(run_dir: str | os.PathLike[str], repo_id: str,

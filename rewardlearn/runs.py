@@ -1,7 +1,7 @@
 """Run folders: unique names, one live run per folder, and finished runs never overwritten.
 
 A run claims its folder (:func:`claim_folder`: a ``run.claim`` file locked with ``flock``
-while the run lives, released when the process ends), and a folder that already holds a
+while the run lives, removed when it ends), and a folder that already holds a
 finished run's outputs, or that another live run holds, is refused before anything is
 built. The default folder name ends with ``${run_id:}``, a random id, so runs started in
 the same second get their own folders.
@@ -15,15 +15,14 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 log = logging.getLogger("rewardlearn")
 
@@ -43,6 +42,7 @@ RUN_OUTPUTS = ("summary.json", "agent.zip", "agent_interrupted.zip")
 VIDEO_OUTPUTS = ("episode_*.mp4", "episode_*.json")
 
 _HELD: dict[str, int] = {}  # folder -> descriptor of its locked claim file
+_CREATED: dict[str, Path] = {}  # folder -> the topmost folder its claim created
 _HANDED_OVER: set[str] = set()  # claimed by the Hydra callback for this process's run()
 
 
@@ -73,10 +73,11 @@ def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting
     the process ends or :func:`release_folder` is called); writing the claim
     also proves the folder is writable. Raises :class:`RunDirError` if another
     live run holds the lock or the folder already holds a file matching one of
-    ``outputs``, and ``PermissionError`` if it cannot be written. The claim
-    file stays as a record of the last run that held the folder.
+    ``outputs``, and ``PermissionError`` if it cannot be written.
     """
     folder = Path(folder)
+    created = next((p for p in [*reversed(folder.absolute().parents), folder.absolute()]
+                    if not p.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         key = str(folder.resolve())
@@ -113,6 +114,8 @@ def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting
         os.close(fd)
         raise _unwritable(setting, folder, err) from None
     _HELD[key] = fd
+    if created is not None:
+        _CREATED[key] = created
     if hand_over:
         _HANDED_OVER.add(key)
 
@@ -133,44 +136,50 @@ def _lock(fd: int, folder: Path, setting: str) -> None:
                     folder / CLAIM_FILE, err)
 
 
-def release_folder(folder: str | os.PathLike[str], discard: bool = False) -> None:
-    """Release a claim of :func:`claim_folder`; its ``run.claim`` file stays as a record.
+def release_folder(folder: str | os.PathLike[str], discard: bool = False,
+                   bookkeeping: Sequence[str] = ()) -> None:
+    """Release a claim of :func:`claim_folder`: its ``run.claim`` file is removed while the
+    lock is still held (the run's record is its ``.hydra/`` and outputs; a claim file left
+    behind means its process was killed, and the next run takes it over).
 
-    ``discard`` (a run that stopped before writing anything there) removes the
-    claim file, while still holding its lock, and the folder if that leaves it empty.
+    ``discard`` (a run that stopped before writing anything there) also removes the folder
+    if that leaves it empty, after removing the ``bookkeeping`` entries (glob patterns: Hydra's
+    ``.hydra/`` and log) when the claim created the folder.
     """
     folder = Path(folder)
     key = str(folder.resolve())
     _HANDED_OVER.discard(key)
     fd = _HELD.pop(key, None)
+    created = _CREATED.pop(key, None)
     if fd is None:
         return
+    with contextlib.suppress(OSError):
+        (folder / CLAIM_FILE).unlink()
     if discard:
-        with contextlib.suppress(OSError):
-            (folder / CLAIM_FILE).unlink()
-            folder.rmdir()
+        if created is not None:
+            for pattern in bookkeeping:
+                for entry in folder.glob(pattern):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            entry.unlink()
+        _remove_empty(folder.absolute(), created)
     os.close(fd)
 
 
-class ClaimRunDir(Callback):
-    """Hydra callback: claim ``hydra.run.dir`` before Hydra writes ``.hydra/`` into it.
-
-    So a run refused for its folder leaves the folder's ``.hydra`` record (the
-    settings of the run that is there) untouched. :func:`run` takes the claim over.
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+def _remove_empty(folder: Path, top: Path | None) -> None:
+    """Remove ``folder`` and the parents up to ``top`` (the ones a claim created) while empty."""
+    path = folder
+    while True:
         try:
-            folder = Path(str(config.hydra.run.dir))
-        except Exception:  # an interpolation only the job can resolve: run() claims then
+            path.rmdir()
+        except OSError:
             return
-        try:
-            claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir", hand_over=True)
-        except OSError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            raise SystemExit(f"error: {err}") from None
+        if top is None or path == top or path.parent == path:
+            return
+        path = path.parent
 
 
-__all__ = ["CLAIM_FILE", "RUN_OUTPUTS", "VIDEO_OUTPUTS", "ClaimRunDir", "RunDirError",
+__all__ = ["CLAIM_FILE", "RUN_OUTPUTS", "VIDEO_OUTPUTS", "RunDirError",
            "claim_folder", "release_folder", "run_id"]

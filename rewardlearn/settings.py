@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -37,6 +38,21 @@ S = TypeVar("S", bound="Settings")
 
 class UnknownSettingError(ValueError):
     """A setting name that the settings class does not have."""
+
+
+def did_you_mean(unknown: Sequence[str], valid: Sequence[str]) -> str:
+    """`` (did you mean budget?)`` for the closest valid name of each unknown one (difflib),
+    or ``""`` when none is close."""
+    import difflib
+
+    close = [m[0] for name in unknown
+             if (m := difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6))]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def positive_widths(sizes: Sequence[Any]) -> bool:
+    """Whether ``sizes`` are positive integer layer widths (``hidden_sizes`` checks)."""
+    return all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)
 
 
 @dataclass
@@ -74,11 +90,13 @@ class Settings:
 
     @classmethod
     def from_kwargs(cls: type[S], kwargs: dict[str, Any]) -> S:
-        """Build from a dict, refusing unknown names and listing the valid ones."""
+        """Build from a dict, refusing unknown names (with the closest valid one) and listing
+        the valid ones."""
         unknown = sorted(set(kwargs) - set(cls.names()))
         if unknown:
             raise UnknownSettingError(
-                f"unknown {cls.what} setting(s) {unknown}; valid: {cls.names()}")
+                f"unknown {cls.what} setting(s) {unknown}{did_you_mean(unknown, cls.names())}; "
+                f"valid: {cls.names()}")
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,4 +104,4 @@ class Settings:
         return asdict(self)
 
 
-__all__ = ["Settings", "UnknownSettingError"]
+__all__ = ["Settings", "UnknownSettingError", "did_you_mean", "positive_widths"]

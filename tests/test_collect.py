@@ -103,9 +103,13 @@ def test_overrides_and_errors() -> None:
     resolved = CollectConfig().resolved()
     assert resolved.out == "data/pick_place-expert-v0"
     assert resolved.dataset_id == "rewardlearn/pick_place/expert-v0"
-    assert resolve_env("rewardlearn/PickPlace-v0") == ("pick_place", "rewardlearn/PickPlace-v0")
-    with pytest.raises(ValueError, match=r"valid choices: .*pick_place \(rewardlearn/PickPl"):
-        resolve_env("Hopper-v5")
+    short, env_cfg = resolve_env("rewardlearn/PickPlace-v0")
+    assert (short, env_cfg.id) == ("pick_place", "rewardlearn/PickPlace-v0")
+    assert resolve_env("Hopper-v5")[0] == "hopper"  # a packaged config names that id
+    with pytest.raises(ValueError, match=r"unknown env 'NoSuch-v0'.*valid choices: .*pick_place"):
+        resolve_env("NoSuch-v0")
+    with pytest.raises(ValueError, match=r"no scripted expert.*expert=<pkg.module:policy>"):
+        main(["env=hopper", "n_episodes=1", "out=/tmp/never-written-hopper"])
     with pytest.raises(ValueError, match="unknown option"):
         parse_overrides(["episodes=3"])
     with pytest.raises(ValueError, match="key=value"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ def run(tmp_path: Path) -> Path:
     (run / ".hydra" / "overrides.yaml").write_text("- env=pendulum\n- reward=mlp\n- seed=0\n")
     (run / "agent.zip").write_bytes(b"PK agent")
     (run / "vecnormalize.pkl").write_bytes(b"stats")
-    videos = tmp_path / "videos" / run.name
+    videos = run / "videos"
     videos.mkdir(parents=True)
     (videos / "episode_0.mp4").write_bytes(b"mp4")
     (videos / "episode_0.json").write_text("{}")
@@ -88,7 +90,7 @@ def run(tmp_path: Path) -> Path:
         "env": "pendulum", "agent": "sac", "reward": "mlp", "seed": 0,
         "env_return_mean": -150.5, "env_return_std": 12.25, "learned_return_mean": -3.0,
         "success_rate": None, "eval_episodes": 5, "total_timesteps": 1000,
-        "videos": [str(videos / "episode_0.mp4")], "reward_training": {"updates": 3}}))
+        "videos": ["videos/episode_0.mp4"], "reward_training": {"updates": 3}}))
     return run
 
 
@@ -227,3 +229,56 @@ def test_convert_writes_the_hub_format_and_needs_trust_for_a_pickle(tmp_path: Pa
     out = convert_cli.main([str(tmp_path / "dated.pt"), str(tmp_path / "o3"), "--trust"])
     assert json.loads((out / "config.json").read_text())["extra"] == {"saved": "2024-05-01"}
     np.testing.assert_array_equal(load_reward_model(out)(_batch(9)), model(_batch(9)))
+
+
+# ----------------------------------------------------------------------------- what a push takes
+
+def test_a_summary_naming_a_file_outside_the_run_does_not_package_it(run: Path,
+                                                                      tmp_path: Path) -> None:
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "videos" / "link.mp4").symlink_to(secret)
+    summary["videos"] = [str(secret), "/etc/passwd", "videos/link.mp4", "../passwd"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = package_run(run, tmp_path / "pkg")
+    packaged = (out / "replay.mp4").read_bytes()
+    assert packaged == b"mp4"  # the run's own video, found in its folder instead
+    with pytest.raises(ValueError, match="only an .mp4 file inside the run's own video"):
+        package_run(run, tmp_path / "pkg2", video=str(secret))
+    assert not (tmp_path / "pkg2").exists()
+
+
+def test_a_legacy_video_folder_outside_the_run_is_still_its_own(
+        run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    legacy = tmp_path / "videos" / run.name
+    legacy.mkdir(parents=True)
+    (run / "videos" / "episode_0.mp4").rename(legacy / "episode_0.mp4")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["videos"] = [f"videos/{run.name}/episode_0.mp4"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.chdir(tmp_path)
+    assert (package_run(run, tmp_path / "pkg") / "replay.mp4").read_bytes() == b"mp4"
+
+
+def test_out_that_is_a_file_is_one_line_and_a_refusal_leaves_nothing(run: Path,
+                                                                     tmp_path: Path) -> None:
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "rewardlearn.cli.push", str(run), "--out",
+                           str(target)], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0
+    assert "is a file" in proc.stderr and target.read_text() == "x"
+    out = tmp_path / "pkg"
+    with pytest.raises(ValueError):
+        package_run(run, out, video="/etc/passwd")
+    assert not out.exists() and not list(tmp_path.glob(".pkg.partial-*"))
+    assert (package_run(run, out) / "agent.zip").is_file()  # the rerun is not blocked
+
+
+def test_the_packaged_sidecar_names_the_renamed_video(run: Path, tmp_path: Path) -> None:
+    (run / "videos" / "episode_0.json").write_text(json.dumps({"video": "episode_0.mp4",
+                                                               "env_reward": [1.0]}))
+    out = package_run(run, tmp_path / "pkg")
+    sidecar = json.loads((out / "replay.json").read_text())
+    assert sidecar["video"] == "replay.mp4" and sidecar["env_reward"] == [1.0]

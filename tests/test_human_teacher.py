@@ -45,7 +45,7 @@ def test_human_teacher_training_receives_posted_labels(
     videos.mkdir()
     cfg = compose_cfg(
         "env=hopper", "agent=ppo", "reward=preference", "teacher=human",
-        f"video.dir={videos}", "total_timesteps=400", "+agent.kwargs.n_steps=100",
+        f"teacher.root={videos}", "total_timesteps=400", "+agent.kwargs.n_steps=100",
         "+agent.kwargs.batch_size=50", "+agent.kwargs.n_epochs=1",
         "reward.model.budget=4", "reward.model.queries_per_round=2",
         "reward.model.first_round_at=100", "reward.model.interval=100",

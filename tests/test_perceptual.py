@@ -422,23 +422,24 @@ def test_reward_config_composes_and_builds(compose_cfg: Callable[..., DictConfig
 
 def test_metaworld_expert_demos_have_stage_labels(tmp_path: Path) -> None:
     pytest.importorskip("metaworld")
-    from rewardlearn_envs.metaworld_expert import METAWORLD_TASKS, metaworld_stage
+    from rewardlearn_envs.metaworld_expert import level_of, metaworld_tasks
 
     from rewardlearn.cli.collect import resolve_env
 
     assert resolve_env("metaworld_pick_place")[0] == "metaworld_pick_place"
-    assert metaworld_stage({"near_object": 1.0, "grasp_success": 0.0}, 3) == 1
-    assert metaworld_stage({"near_object": 1.0, "grasp_success": 1.0}, 3) == 2
-    assert metaworld_stage({"near_object": 1.0, "grasp_success": 0.0, "success": 1.0}, 3) == 2
-    assert metaworld_stage({"near_object": 1.0}, 1) == 0
-    assert "reach-v3" in METAWORLD_TASKS
+    signals = ("near_object", "grasp_success")
+    assert level_of({"near_object": 1.0, "grasp_success": 0.0}, signals) == 1
+    assert level_of({"near_object": 1.0, "grasp_success": 1.0}, signals) == 2
+    assert level_of({"near_object": 0.0, "grasp_success": 1.0}, signals) == 0  # needs near
+    assert level_of({"near_object": 1.0, "grasp_success": 1.0}, ("near_object",)) == 1
+    assert "reach-v3" in metaworld_tasks() and len(metaworld_tasks()) == 50
     out = tmp_path / "mw"
     res = collect(CollectConfig(env="metaworld_pick_place", n_episodes=2, frames=True,
                                 frame_size=24, out=str(out)), verbose=False)
     assert res.kept == 2
     eps = load_demos(out)
     ep = eps[0]
-    assert ep.subtask_names == ("reach", "grasp", "place") and ep.success
+    assert ep.subtask_names == ("reach", "near_object", "grasped") and ep.success
     assert ep.frames is not None and ep.frames.shape[1:] == (24, 24, 3)
     assert ep.observations.shape[1] == 39
     assert (np.diff(ep.stages) >= 0).all() and ep.stages[0] == 0 and ep.stages[-1] == 2

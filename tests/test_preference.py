@@ -251,7 +251,8 @@ def test_ppo_rollout_relabelled_before_update() -> None:
 
     venv = make_vec_env("pendulum", n_envs=2, seed=0)
     reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[8],
-                              device="cpu", teacher=SyntheticTeacher(seed=0), budget=0)
+                              device="cpu", teacher=SyntheticTeacher(seed=0),
+                              first_round_at=10**9)
     venv = RewardVecEnvWrapper(venv, reward)
     seen: dict[str, np.ndarray] = {}
 

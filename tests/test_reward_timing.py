@@ -154,3 +154,60 @@ def test_preference_and_drs_defer_unless_their_reward_moves_within_a_rollout() -
     assert PreferenceReward(space, space, **kw).deferrable
     assert not PreferenceReward(space, space, unsup_steps=100, **kw).deferrable  # entropy bonus
     assert DrSReward(space, space, num_stages=2).deferrable
+
+
+def _normalized_rollout(defer: bool) -> tuple[np.ndarray, Any]:
+    from rewardlearn.wrappers.normalize import AgentNormalize
+
+    venv = make_vec_env("Pendulum-v1", n_envs=2, seed=3)
+    model = Tracked(venv.observation_space, venv.action_space)
+    wrapped = RewardVecEnvWrapper(venv, model, mode="replace", defer=defer)
+    norm = AgentNormalize(wrapped, norm_obs=False, norm_reward=True, gamma=0.99,
+                          defer_rewards=defer)
+    agent = PPO("MlpPolicy", norm, n_steps=256, batch_size=128, n_epochs=1, seed=3,
+                device="cpu")
+    stats: dict[str, Any] = {}
+
+    class Stats(Capture):
+        def _on_rollout_end(self) -> None:
+            super()._on_rollout_end()
+            if not stats:
+                rms = self.model.get_vec_normalize_env().ret_rms
+                stats.update(mean=rms.mean, var=rms.var, count=rms.count)
+
+    capture = Stats()
+    first = DeferredRewardCallback() if defer else RewardLoggingCallback()
+    agent.learn(512, callback=[first, capture])
+    return capture.got["rewards"], stats
+
+
+def test_reward_normalisation_learns_from_the_deferred_rewards_not_the_placeholders() -> None:
+    """``agent.normalize_reward`` with ``reward_timing=rollout``: the return statistics after a
+    rollout equal those of the same rollout rewarded step by step, and the buffer holds the
+    rewards on that scale (the first rollout's scale is VecNormalize's initial one)."""
+    _, step_stats = _normalized_rollout(False)
+    rewards, roll_stats = _normalized_rollout(True)
+    assert roll_stats["count"] == step_stats["count"] == 1e-4 + 512
+    np.testing.assert_allclose(roll_stats["mean"], step_stats["mean"], rtol=1e-6)
+    np.testing.assert_allclose(roll_stats["var"], step_stats["var"], rtol=1e-6)
+    raw, _ = _first_rollout(True, "replace")
+    np.testing.assert_allclose(rewards, np.clip(raw["rewards"], -10, 10), rtol=1e-5, atol=1e-5)
+
+
+def test_the_saved_normaliser_is_a_plain_vecnormalize(tmp_path: Any) -> None:
+    import pickle
+
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardlearn.wrappers.normalize import AgentNormalize
+
+    norm = AgentNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), norm_reward=True,
+                          defer_rewards=True)
+    norm.reset()
+    norm.step(np.zeros((2, 1), np.float32))
+    norm.update_rollout(np.ones((1, 2), np.float32))
+    norm.save(str(tmp_path / "vecnormalize.pkl"))
+    loaded = pickle.loads((tmp_path / "vecnormalize.pkl").read_bytes())
+    assert type(loaded) is VecNormalize and loaded.norm_reward
+    np.testing.assert_allclose(loaded.ret_rms.var, norm.ret_rms.var)
+    VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), make_vec_env("Pendulum-v1", n_envs=2))

@@ -333,7 +333,8 @@ PREF = r"reward.model \(reward=preference\): invalid preference settings: "
     (["bc.batch_size=0"], "bc.batch_size=0: must be an integer >= 1"),
     (["bc.lr=0"], "bc.lr=0: must be a number > 0"),
     (["reward.model.batch_size=0"], PREF + r"batch_size must be >= 1 \(got 0\)"),
-    (["reward.model.budget=-1"], PREF + r"budget must be >= 0 \(got -1\)"),
+    (["reward.model.budget=0"], PREF + r"budget must be >= 1 \(with 0 the agent would train on an "
+     r"untrained reward; reuse a trained one with reward=checkpoint\) \(got 0\)"),
     (["reward.model.segment_length=1"], PREF + r"segment_length must be >= 2 \(got 1\)"),
     (["reward.model.ensemble_size=0"], PREF + r"ensemble_size must be >= 1 \(got 0\)"),
     (["reward.model.lr=0"], PREF + r"lr must be > 0 \(got 0\)"),
@@ -406,3 +407,74 @@ def test_bad_setting_from_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.strip() == (
         "error: invalid setting: total_timesteps=0: must be an integer >= 1")
+
+
+# ------------------------------------- stopped and refused runs leave nothing half-done
+
+
+def test_a_refused_setting_leaves_no_run_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "refused"
+    out = subprocess.run([sys.executable, "train.py", "total_timesteps=0",
+                          f"hydra.run.dir={run_dir}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "total_timesteps=0" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_refused_while_building_leaves_no_run_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "refused"
+    out = subprocess.run([sys.executable, "train.py", "reward=checkpoint",
+                          f"reward.model.path={tmp_path / 'missing.pt'}", "~teacher",
+                          f"hydra.run.dir={run_dir}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "missing.pt" in out.stderr
+    assert not run_dir.exists()
+
+
+def test_sigterm_saves_the_run_and_leaves_no_claim_or_empty_folder(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "train.py", "env=pendulum", "agent=sac",
+                             "reward=mlp", "total_timesteps=100000", "progress_bar=false",
+                             "+agent.kwargs.learning_starts=100", "torch_threads=1",
+                             "~teacher", f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("tb/*/events*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3.0)  # a few hundred training steps
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert (run_dir / "agent_interrupted.zip").is_file(), output
+    assert (run_dir / "reward_model_interrupted.pt").is_file()
+    assert not (run_dir / "run.claim").exists()
+    assert not (run_dir / "videos").exists()
+    assert not (tmp_path / "videos").exists()
+
+
+def test_videos_live_in_the_run_folder_and_summary_names_them_from_it(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg(*FAST, "video.n_episodes=1", "video.width=32", "video.height=32")
+    summary = run(cfg, tmp_path / "runs" / "r")
+    assert summary["videos"] == ["videos/episode_000.mp4"]
+    assert (tmp_path / "runs" / "r" / "videos" / "episode_000.json").is_file()
+    assert not (tmp_path / "videos").exists() and not (tmp_path / "runs" / "r" /
+                                                        "run.claim").exists()
+
+
+def test_a_refused_replay_leaves_no_folder(tmp_path: Path) -> None:
+    from rewardlearn.cli.replay import replay
+
+    out = tmp_path / "new" / "deep" / "replay"
+    with pytest.raises(FileNotFoundError):
+        replay(tmp_path / "not_a_run", out=out)
+    assert not (tmp_path / "new").exists()
+    claim_folder(out, RUN_OUTPUTS, "out")
+    release_folder(out, discard=True)
+    assert not (tmp_path / "new").exists()

@@ -23,6 +23,7 @@ from rewardlearn.agents import ALGOS, REWARD_TIMINGS, on_policy
 from rewardlearn.preference.reward import PreferenceReward, read_resume_file
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.pretrained import is_repo_id
+from rewardlearn.settings import did_you_mean
 from rewardlearn.utils import import_object, resolve_device, to_dict
 
 log = logging.getLogger("rewardlearn")
@@ -128,8 +129,9 @@ def check_reward_settings(cfg: DictConfig) -> None:
     params -= {"observation_space", "action_space"}
     unknown = sorted(set(values) - params - set(settings_cls.names()))
     if unknown:
-        raise SettingsError(f"{where}: unknown setting(s) {unknown}; valid: "
-                            f"{sorted(params | set(settings_cls.names()))}")
+        valid = sorted(params | set(settings_cls.names()))
+        raise SettingsError(f"{where}: unknown setting(s) {unknown}"
+                            f"{did_you_mean(unknown, valid)}; valid: {valid}")
     try:
         settings_cls.from_kwargs({k: v for k, v in values.items() if k in settings_cls.names()})
     except (TypeError, ValueError) as err:
@@ -207,8 +209,9 @@ def validate_settings(cfg: DictConfig) -> None:
         c.integer("video.width", video.get("width"), 2)
         c.integer("video.height", video.get("height"), 2)
         c.number("video.fps", video.get("fps"), 0, low_open=True, optional=True)
-        if not isinstance(video.get("dir"), str) or not video.get("dir"):
-            c.add("video.dir", video.get("dir"), "must be a folder path")
+        if video.get("dir") is not None and (not isinstance(video.get("dir"), str)
+                                             or not video.get("dir")):
+            c.add("video.dir", video.get("dir"), "must be a folder path or null (the run folder)")
         n_eval = cfg.eval.get("n_episodes")
         if _is_int(n_videos) and _is_int(n_eval) and 0 < n_eval < n_videos:
             log.warning("video.n_episodes=%s > eval.n_episodes=%s: the videos record evaluation "

@@ -4,12 +4,16 @@ dataset, and load them back.
 Usage::
 
     rewardlearn-collect env=pick_place n_episodes=20
+    rewardlearn-collect env=metaworld env.task=drawer-open-v3 n_episodes=10
+    rewardlearn-collect env=path/to/my_env.yaml expert=my_pkg.policies:MyExpert
     rewardlearn-collect env=pick_place n_episodes=50 noise=0.1 frames=true \\
         frame_size=84 out=data/pick_place-noisy-v0 dataset_id=rewardlearn/pick_place/noisy-v0
     rewardlearn-collect env=pick_place policy=runs/<run>/agent.zip only_success=false \\
         n_episodes=100 out=data/pick_place-policy-v0 dataset_id=rewardlearn/pick_place/policy-v0
 
-Options (``key=value``): ``env`` (short name or gymnasium id), ``n_episodes`` (episodes to
+Options (``key=value``): ``env`` (an env config by name, a path to an env YAML, or a
+gymnasium id a packaged config names; ``env.<key>=value`` changes the config as on
+``train.py``'s command line), ``n_episodes`` (episodes to
 *keep*), ``seed`` (episode ``i`` of the run resets with ``seed + i``), ``noise`` (std of
 the expert's Gaussian action noise), ``frames`` (also store rendered frames),
 ``frame_size``, ``out`` (dataset directory), ``dataset_id``, ``only_success`` (drop failed
@@ -19,7 +23,10 @@ were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``ove
 record its rollouts instead of the scripted expert's, with the same per-step stage
 labels, e.g. to adapt a progress model to the states that policy visits),
 ``deterministic`` (the agent's mean action instead of a sample; ``noise`` applies to the
-scripted expert only).
+scripted expert only), ``expert`` (your own scripted policy for your own env:
+``pkg.module:name``, a function ``obs -> action`` or a class built as ``cls(env)``; an env
+config may name it as ``expert:``). Without ``policy`` or ``expert`` the env's packaged
+expert acts (pick_place, every Meta-World task).
 
 Storage: ``out`` is a self-contained Minari (hdf5) dataset directory, laid out exactly as
 Minari keeps ``$MINARI_DATASETS_PATH/<dataset_id>/`` (``out/data/main_data.hdf5`` and
@@ -33,8 +40,10 @@ Per step the dataset holds observations (``T + 1`` per episode: reset observatio
 included), actions, rewards, terminations, truncations and infos (``T + 1`` entries:
 ``stage``, ``success``, ``is_success``, ``progress``, ``dense_reward``,
 ``sparse_reward``, ``grasped``); the metadata holds ``subtask_names``. With
-``frames=true`` the env runs with ``obs_mode="state_pixels"``, so observations are a
-dict ``{"pixels": uint8 (T+1, S, S, 3), "state": float32 (T+1, D)}``.
+``frames=true`` observations are a dict ``{"pixels": uint8 (T+1, S, S, 3), "state":
+float32 (T+1, D)}``: an env with an ``obs_mode`` setting renders them itself
+(``state_pixels``), any other env's frames are rendered as training renders them (the
+env config's camera).
 
 The dataset is written with :func:`minari.create_dataset_from_buffers` rather than
 ``minari.DataCollector``: the collector needs ``jax`` (Minari's ``create`` extra) and
@@ -43,22 +52,26 @@ would store failed episodes too, which ``only_success`` must drop.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, settings_types
 from rewardlearn.settings import Settings
+from rewardlearn.wrappers.frames import FRAME_KEY
 
 INFO_KEYS: dict[str, type] = {
     "stage": np.int64,
@@ -72,64 +85,79 @@ INFO_KEYS: dict[str, type] = {
 """Info entries stored per step, with the dtype they are stored as."""
 
 
-def _env_choices() -> dict[str, str]:
-    """Short env names with a scripted expert, mapped to gymnasium ids.
+def resolve_env(name: str, overrides: Sequence[str] = ()) -> tuple[str, DictConfig]:
+    """``(short_name, env_config)`` for an env config name, a path to an env YAML, or a
+    gymnasium id that a packaged config names (``rewardlearn/PickPlace-v0``)."""
+    from rewardlearn.env_factory import available_envs, env_config, is_config_path
 
-    Besides ``rewardlearn_envs.SUPPORTED_ENVS``, every ``conf/env`` Meta-World config
-    whose task has a scripted policy in ``rewardlearn_envs.metaworld_expert``.
-    """
-    from rewardlearn_envs import SUPPORTED_ENVS
-
-    return {**SUPPORTED_ENVS, **{k: v[0] for k, v in _metaworld_choices().items()}}
-
-
-def _metaworld_choices() -> dict[str, tuple[str, str]]:
-    """``conf/env`` name -> (gymnasium id, Meta-World task) for tasks with a scripted expert."""
-    from rewardlearn_envs.metaworld_expert import METAWORLD_TASKS
-
-    from rewardlearn.env_factory import available_envs, env_config
-
-    out: dict[str, tuple[str, str]] = {}
-    for name in available_envs():
-        cfg = env_config(name)
-        task = (cfg.get("kwargs") or {}).get("env_name")
-        if str(cfg.id).startswith("Meta-World/") and task in METAWORLD_TASKS:
-            out[name] = (str(cfg.id), str(task))
-    return out
+    if not is_config_path(name) and name not in available_envs():
+        for short in available_envs():
+            try:
+                cfg = env_config(short)
+            except (ValueError, OSError):
+                continue
+            if str(cfg.get("id")) == name and "{" not in str(cfg.get("name")):
+                name = short
+                break
+    cfg = env_config(name, overrides)
+    short = re.sub(r"[^A-Za-z0-9_]+", "_", str(cfg.name)).strip("_")
+    return short, cfg
 
 
-def _make_env(short: str, env_id: str, cfg: CollectConfig) -> gym.Env:
-    """The env to collect in: frames in a dict observation when ``cfg.frames``."""
-    metaworld = _metaworld_choices()
-    if short in metaworld:
-        from rewardlearn_envs.metaworld_expert import MetaWorldStages
+def _expert_from(spec: str, env: gym.Env) -> Callable[[Any], np.ndarray]:
+    """``expert=pkg.module:name`` (or the env config's ``expert:``): a function
+    ``obs -> action``, or a class built as ``cls(env)`` whose instances are such functions."""
+    from rewardlearn.utils import import_object
 
-        from rewardlearn.env_factory import env_config, make_env
-
-        env_cfg = env_config(short)
-        env_cfg.kwargs.terminate_on_success = True  # a demo ends at success
-        env_cfg.kwargs.seed = cfg.seed  # MT1 draws its task layouts at make time
-        env_cfg.wrappers = []  # the stage labels are added below, outside the frames
-        size = (cfg.frame_size, cfg.frame_size) if cfg.frames else None
-        inner = make_env(env_cfg, frame_size=size)
-        return MetaWorldStages(inner, metaworld[short][1],
-                               obs_mode="state_pixels" if cfg.frames else "state")
-    kwargs: dict[str, Any] = {}
-    if cfg.frames:
-        kwargs = {"obs_mode": "state_pixels", "width": cfg.frame_size, "height": cfg.frame_size}
-    return gym.make(env_id, **kwargs)
+    obj: Any = import_object(spec, what="expert")
+    build: Any = obj
+    policy: Callable[[Any], np.ndarray] = build(env) if inspect.isclass(obj) else obj
+    if not callable(policy):
+        raise TypeError(f"expert {spec!r} is not a function obs -> action (or a class taking "
+                        "the env whose instances are)")
+    return policy
 
 
-def resolve_env(name: str) -> tuple[str, str]:
-    """``(short_name, gymnasium_id)`` for a short name or a full id with a scripted expert."""
-    choices = _env_choices()
-    if name in choices:
-        return name, choices[name]
-    for short, env_id in choices.items():
-        if name == env_id:
-            return short, env_id
-    valid = ", ".join(f"{short} ({env_id})" for short, env_id in sorted(choices.items()))
-    raise ValueError(f"unknown env {name!r}; valid choices: {valid}")
+def _native_frames(env_cfg: DictConfig) -> bool:
+    """Whether the env renders frames into its own observations (``obs_mode`` kwarg)."""
+    return "obs_mode" in (env_cfg.get("kwargs") or {})
+
+
+def _make_env(env_cfg: DictConfig, cfg: CollectConfig) -> gym.Env:
+    """The env to collect in: an episode ends at success where the env can stop there
+    (Meta-World's ``terminate_on_success``); with ``cfg.frames`` an env with its own
+    ``obs_mode`` renders ``state_pixels`` observations, any other env gets the frames the
+    training runs see (:class:`~rewardlearn.wrappers.FrameCapture`, the config's camera)."""
+    from rewardlearn.env_factory import make_env
+
+    plain = OmegaConf.create(OmegaConf.to_container(env_cfg, resolve=True))
+    assert isinstance(plain, DictConfig)
+    env_cfg = plain
+    kwargs = dict(env_cfg.get("kwargs") or {})
+    if str(env_cfg.id).startswith("Meta-World/"):
+        kwargs.update(terminate_on_success=True, seed=cfg.seed)  # MT1 draws layouts at make
+    size = None
+    if cfg.frames and _native_frames(env_cfg):
+        kwargs.update(obs_mode="state_pixels", width=cfg.frame_size, height=cfg.frame_size)
+    elif cfg.frames:
+        size = (cfg.frame_size, cfg.frame_size)
+    env_cfg.kwargs = kwargs
+    return make_env(env_cfg, frame_size=size)
+
+
+def _stage_names(env: gym.Env) -> tuple[str, ...]:
+    for attr in ("SUBTASKS",):
+        for holder in (env, env.unwrapped):
+            names = getattr(holder, attr, None)
+            if names:
+                return tuple(str(n) for n in names)
+        try:
+            names = env.get_wrapper_attr(attr)
+        except AttributeError:
+            continue
+        if names:
+            return tuple(str(n) for n in names)
+    return ()
 
 
 @dataclass
@@ -151,6 +179,8 @@ class CollectConfig(Settings):
     overwrite: bool = False
     policy: str | None = None
     deterministic: bool = False
+    expert: str | None = None
+    env_overrides: list[str] = field(default_factory=list)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -164,7 +194,7 @@ class CollectConfig(Settings):
 
     def resolved(self) -> CollectConfig:
         """Copy with ``out``, ``dataset_id`` and ``max_tries`` defaults filled in."""
-        short, _ = resolve_env(self.env)
+        short, _ = resolve_env(self.env, self.env_overrides)
         return CollectConfig(
             **{
                 **self.__dict__,
@@ -202,8 +232,12 @@ class CollectResult:
 
 
 def parse_overrides(argv: Sequence[str]) -> CollectConfig:
-    """Build a :class:`CollectConfig` from ``key=value`` tokens."""
-    return CollectConfig.from_kwargs(parse_key_values(argv, settings_types(CollectConfig)))
+    """Build a :class:`CollectConfig` from ``key=value`` tokens (``env.<key>=value`` tokens
+    change the env config, as on ``train.py``'s command line)."""
+    env_overrides = [a.split(".", 1)[1] for a in argv if a.startswith("env.")]
+    types = {k: v for k, v in settings_types(CollectConfig).items() if k != "env_overrides"}
+    values = parse_key_values([a for a in argv if not a.startswith("env.")], types)
+    return CollectConfig.from_kwargs({**values, "env_overrides": env_overrides})
 
 
 @contextmanager
@@ -237,17 +271,37 @@ def _serialisable_spec(env: gym.Env) -> bool:
     return env.spec is not None and isinstance(env.spec.entry_point, str)
 
 
+def _scripted(env: gym.Env, noise: float, seed: int) -> Callable[[Any], np.ndarray]:
+    """The env's scripted expert (``rewardlearn_envs.expert_for``: pick_place, every
+    Meta-World task), or a clear error naming the ways to give one."""
+    from rewardlearn_envs import expert_for
+
+    try:
+        return expert_for(env, noise=noise, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"{err}; for your own env pass expert=<pkg.module:policy> (or an "
+                         "'expert:' entry in its env config), or policy=runs/<run>/agent.zip"
+                         ) from None
+
+
+def _stored(obs: Any, info: dict[str, Any], frames_in_info: bool) -> Any:
+    """The observation as stored: with frames from ``info``, ``{"state", "pixels"}``."""
+    if not frames_in_info:
+        return obs
+    return {"state": np.asarray(obs), "pixels": np.asarray(info.pop(FRAME_KEY), np.uint8)}
+
+
 def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     """Run the scripted expert (or ``cfg.policy``) and write the episodes as a Minari
     dataset at ``cfg.out``."""
     import minari
     from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_dataset import parse_dataset_id
-    from rewardlearn_envs import expert_for
 
     cfg = cfg.resolved()
     assert cfg.out is not None and cfg.dataset_id is not None and cfg.max_tries is not None
-    _, env_id = resolve_env(cfg.env)
+    _, env_cfg = resolve_env(cfg.env, cfg.env_overrides)
+    env_id = str(env_cfg.id) + (f" ({env_cfg.task})" if env_cfg.get("task") else "")
     # refuse a malformed id before collecting, not after
     try:
         _, _, version = parse_dataset_id(cfg.dataset_id)
@@ -262,9 +316,10 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
             "[namespace/]name-v<version>, e.g. rewardlearn/pick_place/expert-v0"
             + (f" ({cause})" if isinstance(cause, ValueError) else "")) from cause
     out = Path(cfg.out).resolve()
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=true or another out=...")
+    env = _make_env(env_cfg, cfg)  # a bad env setting is refused before anything is removed
     if out.exists():
-        if not cfg.overwrite:
-            raise FileExistsError(f"{out} exists; pass overwrite=true or another out=...")
         shutil.rmtree(out)
 
     agent = None
@@ -275,9 +330,15 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
 
         agent = agent_policy(cfg.policy, deterministic=cfg.deterministic)
         torch.manual_seed(cfg.seed)
-    short, _ = resolve_env(cfg.env)
-    env = _make_env(short, env_id, cfg)
-    subtasks = tuple(getattr(env, "SUBTASKS", ()) or getattr(env.unwrapped, "SUBTASKS", ()))
+    subtasks = _stage_names(env)
+    success_key = str(env_cfg.get("success_key") or "is_success")
+    expert_spec = cfg.expert or env_cfg.get("expert")
+    frames_in_info = cfg.frames and not _native_frames(env_cfg)
+    observation_space = env.observation_space
+    if frames_in_info:
+        observation_space = gym.spaces.Dict({
+            "state": env.observation_space,
+            "pixels": gym.spaces.Box(0, 255, (cfg.frame_size, cfg.frame_size, 3), np.uint8)})
 
     start = time.perf_counter()
     buffers: list[EpisodeBuffer] = []
@@ -286,9 +347,12 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
     try:
         while len(buffers) < cfg.n_episodes and tried < cfg.max_tries:
             seed = cfg.seed + tried
-            expert = expert_for(env, noise=cfg.noise, seed=seed) if agent is None else None
             obs, info = env.reset(seed=seed)
-            observations, infos = [obs], [info]
+            expert = None
+            if agent is None:
+                expert = (_expert_from(str(expert_spec), env) if expert_spec
+                          else _scripted(env, cfg.noise, seed))
+            observations, infos = [_stored(obs, info, frames_in_info)], [info]
             actions: list[np.ndarray] = []
             rewards: list[float] = []
             terms: list[bool] = []
@@ -301,7 +365,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                     assert agent is not None
                     action = agent(obs["state"] if isinstance(obs, dict) else obs)
                 obs, reward, terminated, truncated, info = env.step(action)
-                observations.append(obs)
+                observations.append(_stored(obs, info, frames_in_info))
                 infos.append(info)
                 actions.append(action)
                 rewards.append(float(reward))
@@ -309,7 +373,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 truncs.append(bool(truncated))
                 done = terminated or truncated
             tried += 1
-            success = bool(info.get("is_success", terminated))
+            success = bool(info.get("is_success", info.get(success_key, terminated)))
             successes += success
             if verbose:
                 print(f"episode {tried - 1} (seed {seed}): {len(actions)} steps, success={success}")
@@ -349,7 +413,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                     buffer=buffers,
                     env=env if _serialisable_spec(env) else None,
                     eval_env=env.spec if _serialisable_spec(env) else None,
-                    observation_space=env.observation_space,
+                    observation_space=observation_space,
                     action_space=env.action_space,
                     algorithm_name="scripted-expert" if agent is None else "sb3-agent",
                     author="rewardlearn",
@@ -362,7 +426,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 dataset.storage.update_metadata(
                     {
                         "subtask_names": list(subtasks),
-                        "num_stages": len(subtasks),
+                        "num_stages": len(subtasks) or None,
                         "env_id": env_id,
                         "noise": cfg.noise,
                         "policy": cfg.policy,

@@ -100,13 +100,46 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def _named(specs: Sequence[str]) -> list[tuple[str, str]]:
-    out = []
+    """``(label, path)`` per reward: ``name:path`` keeps its name; otherwise the label is the
+    run or model folder's name (a file's parent folder), widened with parent folders until
+    every label is unique (``runs/A`` and ``runs/B`` are ``A`` and ``B``; ``a/run`` and
+    ``b/run`` are ``a/run`` and ``b/run``). Two rewards given the same name are refused."""
+    given: list[tuple[str | None, str]] = []
     for spec in specs:
         name, sep, path = spec.partition(":")
-        if not sep or len(name) <= 1:  # no name, or a Windows drive letter
-            name, path = Path(spec).parent.name or Path(spec).stem, spec
-        out.append((name, path))
-    return out
+        drive = len(name) == 1 and path[:1] in ("/", "\\")
+        if (sep and name and "/" not in name and not drive
+                and not spec.startswith(("hf://", "hf-hub:"))):
+            given.append((name, path))
+        else:
+            given.append((None, spec))
+
+    def parts(path: str) -> list[str]:
+        p = Path(path)
+        if p.suffix in (".pt", ".safetensors", ".json") or p.is_file():
+            p = p.parent if p.parent.name else Path(p.stem)
+        out = [x for x in p.parts if x not in ("/", ".", "")]
+        return out or [path]
+
+    depth = {i: 1 for i, (name, _) in enumerate(given) if name is None}
+    while True:
+        labels = [name if name is not None else "/".join(parts(path)[-depth[i]:])
+                  for i, (name, path) in enumerate(given)]
+        dupes = {lab for lab in labels if labels.count(lab) > 1}
+        grow = [i for i in depth if labels[i] in dupes and depth[i] < len(parts(given[i][1]))]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for k, label in enumerate(labels):
+        if label in seen:
+            if given[k][0] is not None and given[seen[label]][0] is not None:
+                raise ValueError(f"two rewards are named {label!r}; give each its own name "
+                                 "(reward=a:<path>,b:<path>)")
+            labels[k] = f"{label}#{sum(lab.startswith(label) for lab in labels[:k]) + 1}"
+        seen[label] = k
+    return [(label, path) for label, (_, path) in zip(labels, given, strict=True)]
 
 
 def _progress_checks(opts: dict[str, Any], models: dict[str, Any],
@@ -185,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         env.close()
     result["setup"]["labels"] = opts.get("labels", "oracle pairs from the rollouts")
+    result["setup"]["paths"] = dict(named)  # which model each row is (a card takes its own)
     result["setup"]["reference"] = opts["reference"]
     if "voc" in opts["metrics"] and "demos" in opts:
         for name, path in named:

@@ -25,8 +25,9 @@ default 10000, the held-out seeds of evaluation), ``deterministic`` (true),
 ``camera`` (MuJoCo envs: a model camera name or a YAML mapping of
 :class:`~rewardlearn.rendering.CameraConfig` fields; default the env config's),
 ``width``/``height``/``fps`` (default the run's ``video.*``), ``out`` (default
-``<run's video.dir>/<run name>/replay_s<seed>``; a folder that already holds
-episodes is refused). Prints one line per episode and the folder written.
+``<run>/videos/replay_s<seed>``, or ``<video.dir>/<run name>/replay_s<seed>`` for a run
+that set ``video.dir``; a folder that already holds episodes is refused, and a refused
+or failed replay leaves no folder behind). Prints one line per episode and the folder written.
 """
 
 from __future__ import annotations
@@ -144,9 +145,11 @@ def reward_model_for(run_dir: Path, source: str | None, env: DictConfig
 
 
 def default_out(cfg: DictConfig, run_dir: Path, seed: int) -> Path:
-    """``<run's video.dir>/<run name>/replay_s<seed>`` (``videos/...`` if the run has none)."""
-    video_dir = OmegaConf.select(cfg, "video.dir", default=None) or "videos"
-    return Path(str(video_dir)) / run_dir.name / f"replay_s{seed}"
+    """``<run>/videos/replay_s<seed>``, or ``<video.dir>/<run name>/replay_s<seed>`` for a run
+    that wrote its videos to ``video.dir``."""
+    video_dir = OmegaConf.select(cfg, "video.dir", default=None)
+    folder = run_dir / "videos" if not video_dir else Path(str(video_dir)) / run_dir.name
+    return folder / f"replay_s{seed}"
 
 
 def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,

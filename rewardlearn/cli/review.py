@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = server.app.catalog.scan()
     db = server.app.db_path
-    print(f"rollout review of {server.app.root} ({len(runs)} runs; labels in {db})")
+    state = "" if server.app.store.exists else ", created at the first label"
+    print(f"rollout review of {server.app.root} ({len(runs)} runs; labels in {db}{state})")
     if not runs:
-        where = " (train.py writes them to videos/<run>/; serve the repo root or videos/)" \
-            if not (server.app.root / "videos").is_dir() else ""
+        where = " (train.py writes them to runs/<run>/videos/; serve runs/ or the repo root)"
         print(f"no episode_*.json sidecars found yet; new ones appear live{where}")
     hint = server.app.hint()
     if hint:

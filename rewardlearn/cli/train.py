@@ -23,10 +23,14 @@ place once complete. From the command line, such input errors print one line
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +39,11 @@ import gymnasium as gym
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -47,6 +53,7 @@ from rewardlearn.agents import (
     build_agent,
     defer_rewards,
     normalize_obs_enabled,
+    normalize_reward_enabled,
 )
 from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.cli.checks import validate_settings
@@ -65,6 +72,7 @@ from rewardlearn.runs import (
 )
 from rewardlearn.shaping import build_shaping
 from rewardlearn.utils import set_torch_threads, to_dict
+from rewardlearn.wrappers.normalize import AgentNormalize
 from rewardlearn.wrappers.vec import (
     DeferredRewardCallback,
     RewardLoggingCallback,
@@ -92,6 +100,8 @@ def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
 # ----------------------------------------------------------------------------- the run
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, ImportError)
+HYDRA_BOOKKEEPING = (".hydra", "*.log")
+"""What Hydra writes into a run folder before the run starts (removed if it is refused)."""
 
 
 @dataclass
@@ -133,9 +143,10 @@ def _build(cfg: DictConfig, run_dir: Path) -> _Built:
             logging_cb = DeferredRewardCallback() if defer else RewardLoggingCallback()
             callbacks = [logging_cb, *reward_model.callbacks()]
         normalizer: VecNormalize | None = None
-        if normalize_obs_enabled(cfg):
-            normalizer = VecNormalize(venv, norm_obs=True, norm_reward=False,
-                                      gamma=agent_gamma(cfg))
+        norm_obs, norm_reward = normalize_obs_enabled(cfg), normalize_reward_enabled(cfg)
+        if norm_obs or norm_reward:  # above the reward wrapper: the agent's rewards, any kind
+            normalizer = AgentNormalize(venv, norm_obs=norm_obs, norm_reward=norm_reward,
+                                        gamma=agent_gamma(cfg), defer_rewards=defer)
             venv = normalizer
         agent = build_agent(cfg, venv, run_dir)
         bc_summary = None
@@ -176,42 +187,75 @@ def _save_interrupted(built: _Built, run_dir: Path) -> None:
             log.error("could not save %s: %s", run_dir / name, err)
 
 
+def video_folder(cfg: DictConfig, run_dir: Path) -> Path:
+    """Where a run's videos go: ``<run>/videos`` (``video.dir: null``), else
+    ``<video.dir>/<run name>``."""
+    where = cfg.video.get("dir")
+    return run_dir / "videos" if not where else Path(str(where)) / run_dir.name
+
+
+class Stopped(SystemExit):
+    """The process was asked to stop (SIGTERM: ``timeout``, a scheduler's preemption, a
+    container stop); raised in the main thread so the run saves what it has first."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Stopped` (exit status 143) while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(cfg: DictConfig, run_dir: Path, exit_on_input_error: bool = False) -> dict[str, Any]:
     """Train, evaluate, record and summarise one run; returns the summary.
 
-    Settings are validated and the run directory (and video folder) claimed
-    before anything is built. ``exit_on_input_error`` (the command line) turns
-    an error of that set-up phase (a bad setting, a missing or wrong input
-    file, a refused folder) into ``SystemExit("error: ...")``: one line, exit
-    status 1, no trace.
+    Settings are validated and the run directory (and a video folder outside it) claimed
+    before anything is built. ``exit_on_input_error`` (the command line) turns an error of
+    that set-up phase (a bad setting, a missing or wrong input file, a refused folder) into
+    ``SystemExit("error: ...")``: one line, exit status 1, no trace. SIGTERM and Ctrl-C
+    while training save ``agent_interrupted.zip`` (and the reward model) first.
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     claimed: list[Path] = []
-    new_video_dir: Path | None = None
-    try:
+    video_dir = video_folder(cfg, run_dir)
+    new_video_dir = None if video_dir.exists() else video_dir
+    with _stop_on_sigterm():
         try:
-            validate_settings(cfg)
-            claim_folder(run_dir, RUN_OUTPUTS, "hydra.run.dir")
-            claimed.append(run_dir)
-            video_dir = Path(cfg.video.dir) / run_dir.name
-            n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
-            if n_videos:
-                new_video_dir = None if video_dir.exists() else video_dir
-                claim_folder(video_dir, VIDEO_OUTPUTS, "video.dir")
-                claimed.append(video_dir)
-            built = _build(cfg, run_dir)
-        except BaseException as err:
-            if new_video_dir is not None and new_video_dir in claimed:
-                release_folder(new_video_dir, discard=True)  # leave no empty video folder
-            if (isinstance(err, INPUT_ERRORS) and exit_on_input_error
-                    and os.environ.get("HYDRA_FULL_ERROR") != "1"):
-                raise SystemExit(f"error: {err}") from None
-            raise
-        return _train_and_report(cfg, run_dir, built, video_dir, n_videos, t0)
-    finally:
-        for folder in claimed:
-            release_folder(folder)
+            try:
+                validate_settings(cfg)
+                claim_folder(run_dir, RUN_OUTPUTS, "hydra.run.dir")
+                claimed.append(run_dir)
+                n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
+                if n_videos and not video_dir.resolve().is_relative_to(run_dir.resolve()):
+                    claim_folder(video_dir, VIDEO_OUTPUTS, "video.dir")
+                    claimed.append(video_dir)
+                built = _build(cfg, run_dir)
+            except BaseException as err:
+                for folder in claimed:  # refused before training: leave no folder behind
+                    release_folder(folder, discard=True, bookkeeping=HYDRA_BOOKKEEPING)
+                claimed.clear()
+                if (isinstance(err, INPUT_ERRORS) and exit_on_input_error
+                        and os.environ.get("HYDRA_FULL_ERROR") != "1"):
+                    raise SystemExit(f"error: {err}") from None
+                raise
+            return _train_and_report(cfg, run_dir, built, video_dir, n_videos, t0)
+        finally:
+            for folder in claimed:
+                release_folder(folder)
+            if new_video_dir is not None:
+                with contextlib.suppress(OSError):
+                    new_video_dir.rmdir()  # leave no empty video folder
 
 
 def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: Path,
@@ -241,26 +285,34 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
                           extra={"env": cfg.env.name, "seed": int(cfg.seed)})
         save_run_reward_model(reward_model, run_dir, cfg)  # Hub format: runs/<run>/reward_model/
 
-    result = evaluate(
-        agent if normalizer is None else NormalizedPolicy(agent, normalizer),
-        cfg.env,
-        n_episodes=int(cfg.eval.n_episodes),
-        reward_model=reward_model if learned else None,
-        deterministic=bool(cfg.eval.deterministic),
-        n_videos=n_videos,
-        video_dir=video_dir,
-        video_size=(int(cfg.video.height), int(cfg.video.width)),
-        fps=cfg.video.fps,
-        meta={"run": run_dir.name, "env": cfg.env.name, "reward": cfg.reward.name,
-              "agent": cfg.agent.name},
-    )
+    policy = agent if normalizer is None else NormalizedPolicy(agent, normalizer)
+    primary = bool(cfg.eval.deterministic)
+    results = {}
+    for deterministic in (primary, not primary):  # the headline one first, with the videos
+        results[deterministic] = evaluate(
+            policy,
+            cfg.env,
+            n_episodes=int(cfg.eval.n_episodes),
+            reward_model=reward_model if learned else None,
+            deterministic=deterministic,
+            n_videos=n_videos if deterministic == primary else 0,
+            video_dir=video_dir,
+            video_size=(int(cfg.video.height), int(cfg.video.width)),
+            fps=cfg.video.fps,
+            meta={"run": run_dir.name, "env": cfg.env.name, "reward": cfg.reward.name,
+                  "agent": cfg.agent.name, "deterministic": deterministic},
+        )
+    result = results[primary]
     summary: dict[str, Any] = {
         **result.summary(),
+        "eval_policy": "mean action" if primary else "sampled actions",
+        "deterministic": results[True].summary(),
+        "sampled": results[False].summary(),
         "total_timesteps": int(cfg.total_timesteps),
         "wall_s": round(time.perf_counter() - t0, 2),
         "train_wall_s": round(train_s, 2),
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
-        "videos": result.videos,
+        "videos": [_relative(v, run_dir) for v in result.videos],
         "reward_training": reward_model.summary() if learned else None,
         "bc": built.bc_summary,
         "env": cfg.env.name,
@@ -270,10 +322,46 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         "run_dir": str(run_dir),
     }
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2), overwrite=False)
-    log.info("env return %.1f +- %.1f | learned %s | success %s | %.0f s",
+    other = summary["sampled" if primary else "deterministic"]
+    log.info("env return %.1f +- %.1f (%s: %.1f) | learned %s | success %s (%s) | %.0f s",
              summary["env_return_mean"], summary["env_return_std"],
-             summary["learned_return_mean"], summary["success_rate"], summary["wall_s"])
+             "sampled" if primary else "mean action", other["env_return_mean"],
+             summary["learned_return_mean"], summary["success_rate"], other["success_rate"],
+             summary["wall_s"])
     return summary
+
+
+class PrepareRun(Callback):
+    """Hydra callback: check the settings and claim ``hydra.run.dir`` before Hydra creates it
+    and writes ``.hydra/`` into it.
+
+    A run refused for a bad setting or for its folder leaves no folder behind (and a folder
+    that holds another run keeps its ``.hydra`` record untouched); :func:`run` takes the
+    claim over.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            folder = Path(str(config.hydra.run.dir))
+        except Exception:  # an interpolation only the job can resolve: run() checks then
+            return
+        try:
+            with contextlib.suppress(InterpolationResolutionError):
+                validate_settings(config)
+            claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir", hand_over=True)
+        except INPUT_ERRORS as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            raise SystemExit(f"error: {err}") from None
+
+
+def _relative(path: str, run_dir: Path) -> str:
+    """``path`` relative to the run folder when inside it (a run folder moves whole)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(p.resolve())
 
 
 def main(cfg: DictConfig) -> dict[str, Any] | float:
@@ -292,6 +380,109 @@ def main(cfg: DictConfig) -> dict[str, Any] | float:
     return summary if objective is None else objective_value(summary, objective)
 
 
-cli = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(main)
+_hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR),
+                         config_name="config")(main)
 
-__all__ = ["build_reward_model", "cli", "main", "run"]
+_USER_ENV_DIRS: list[str] = []
+
+
+def _searchpath(argv: list[str], folders: list[str]) -> list[str]:
+    """``argv`` with ``folders`` added to ``hydra.searchpath`` (kept with the user's own)."""
+    if not folders:
+        return argv
+    given = [a for a in argv if a.startswith("hydra.searchpath=")]
+    paths = [f"file://{Path(f).resolve()}" for f in folders]
+    if given:
+        existing = given[-1].split("=", 1)[1].strip().strip("[]")
+        paths = [p.strip() for p in existing.split(",") if p.strip()] + paths
+        argv = [a for a in argv if not a.startswith("hydra.searchpath=")]
+    return [*argv, f"hydra.searchpath=[{','.join(paths)}]"]
+
+
+def prepare_command_line(argv: list[str]) -> list[str]:
+    """The ``train.py`` arguments Hydra gets: ``env=path/to/my_env.yaml`` becomes a config of
+    a temporary group folder on Hydra's search path, and :data:`CONFIG_DIR_ENV` folders join
+    that path; then every ``key=value`` is checked against the composed config, so a typo
+    (``reward.model.budgett=10``) is refused in one line naming the closest key, before any
+    run folder exists."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from rewardlearn.env_factory import available_envs, is_config_path, user_config_dirs
+
+    argv = list(argv)
+    folders = [str(d) for d in user_config_dirs()]
+    for i, arg in enumerate(argv):
+        key, sep, value = arg.partition("=")
+        if key == "env" and sep and is_config_path(value):
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise SystemExit(f"error: env={value}: no such file")
+            tmp = tempfile.mkdtemp(prefix="rewardlearn-conf-")
+            atexit.register(shutil.rmtree, tmp, True)
+            (Path(tmp) / "env").mkdir()
+            stem = path.stem if path.stem not in available_envs() else f"{path.stem}__user"
+            (Path(tmp) / "env" / f"{stem}.yaml").symlink_to(path.resolve())
+            argv[i] = f"env={stem}"
+            folders.append(tmp)
+    argv = _searchpath(argv, folders)
+    check_overrides(argv)
+    return argv
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config as Hydra will; an override of a key it lacks exits with one line
+    (``error: reward.model has no setting 'budgett' (did you mean budget?)``). Sweeps and
+    Hydra's own flags are left to Hydra."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    if any(a.startswith("-") for a in argv):
+        return
+    overrides = [a for a in argv if "=" in a and not a.startswith(("hydra.", "hydra/"))]
+    if any("," in a.split("=", 1)[1] and not a.split("=", 1)[1].startswith(("[", "{"))
+           for a in overrides):
+        return  # a sweep list: Hydra's -m handles it
+    searchpath = [a for a in argv if a.startswith("hydra.searchpath=")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose(config_name="config", overrides=[*searchpath, *overrides])
+    except ConfigCompositionException as err:
+        text = str(err) + " " + str(err.__cause__ or "")
+        match = re.search(r"Could not override '([^']+)'", text)
+        if match is None or "No match in the defaults list" in text:
+            return  # Hydra's own message lists the valid choices
+        key = match.group(1)
+        parent, _, leaf = key.rpartition(".")
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                base = compose(config_name="config", overrides=[
+                    *searchpath, *(o for o in overrides if o.split("=", 1)[0] != key)])
+        except ConfigCompositionException:
+            return
+        node = OmegaConf.select(base, parent) if parent else base
+        if not isinstance(node, DictConfig):
+            return
+        from rewardlearn.settings import did_you_mean
+
+        where = parent or "the config"
+        raise SystemExit(f"error: {where} has no setting {leaf!r}"
+                         f"{did_you_mean([leaf], [str(k) for k in node])}; valid: "
+                         f"{', '.join(sorted(str(k) for k in node))}") from None
+    except Exception:  # anything else is Hydra's to report
+        return
+
+
+def cli() -> None:
+    """``rewardlearn-train``: :func:`prepare_command_line`, then Hydra."""
+    import sys
+
+    sys.argv[1:] = prepare_command_line(sys.argv[1:])
+    _hydra_main()
+
+
+__all__ = ["PrepareRun", "Stopped", "build_reward_model", "check_overrides", "cli", "main",
+           "prepare_command_line", "run", "video_folder"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rewardlearn.settings import Settings
+from rewardlearn.settings import Settings, positive_widths
 
 FORMS = ("negative", "stage")
 
@@ -70,6 +70,7 @@ class DrSConfig(Settings):
     def checks(self) -> list[tuple[bool, str]]:
         return [
             (0.0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}"),
+            (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
             (self.form in FORMS, f"form must be one of {FORMS}, got {self.form!r}"),
             (self.num_stages is None or self.num_stages >= 1, "num_stages must be >= 1"),
             (self.max_demos is None or self.max_demos >= 1, "max_demos must be >= 1 or null"),

@@ -257,11 +257,11 @@ class PerceptualModel:
         if not p.is_file():
             raise FileNotFoundError(f"perceptual model {str(p)!r} not found")
         from rewardlearn.rewards.checkpoint import safe_torch_load  # no code from the file
-        from rewardlearn.rewards.registry import check_reference
+        from rewardlearn.rewards.registry import ReferenceCheck
         from rewardlearn.utils import guarded_imports
 
         payload = safe_torch_load(p, what="perceptual model")
-        with guarded_imports(check_reference):  # an encoder it names must be rewardlearn's
+        with guarded_imports(ReferenceCheck()):  # an encoder it names must be rewardlearn's
             model = cls.from_payload(payload)
         if observation_space is not None and action_space is not None:
             model.check_spaces(observation_space, action_space, where=f"perceptual model {p}")

@@ -8,7 +8,7 @@ from typing import Any
 
 from rewardlearn.preference.modeling import PREFERENCE_MODELS
 from rewardlearn.preference.query import QUERY_METHODS
-from rewardlearn.settings import Settings
+from rewardlearn.settings import Settings, positive_widths
 
 SCHEDULES = ("constant", "linear_decay")
 ABSORBING_MODES = ("auto", "on", "off")
@@ -212,8 +212,10 @@ class PreferenceConfig(Settings):
              f"query_selection must be one of {QUERY_METHODS}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.ensemble_size >= 1, "ensemble_size must be >= 1"),
+            (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
             (self.segment_length >= 2, "segment_length must be >= 2"),
-            (self.budget >= 0, "budget must be >= 0"),
+            (self.budget >= 1, "budget must be >= 1 (with 0 the agent would train on an "
+             "untrained reward; reuse a trained one with reward=checkpoint)"),
             (self.queries_per_round >= 1, "queries_per_round must be >= 1"),
             (self.rounds is None or self.rounds >= 1, "rounds must be >= 1 or null"),
             (self.interval is None or self.interval >= 1, "interval must be >= 1 or null"),

@@ -96,8 +96,8 @@ class HumanTeacher:
 
     Args:
         env: the env config (clips are rendered in a private copy of the env).
-        root: the folder the review page serves (``videos`` by default, where
-            train.py records rollouts).
+        root: the folder the review page serves; ``None``: the folder that holds the run
+            folder (``runs/``: the page then shows every run's videos and queries).
         db: label database; default ``<root>/labels.sqlite`` (the page's default).
         wait: ``block`` or ``continue`` (see the module docstring).
         timeout_s: longest wait per round in ``block`` mode (``None``: no limit).
@@ -108,15 +108,16 @@ class HumanTeacher:
     name = "human"
     needs_sim_states = True
 
-    def __init__(self, env: Any, root: str = "videos", db: str | None = None,
+    def __init__(self, env: Any, root: str | None = None, db: str | None = None,
                  wait: str = "block", timeout_s: float | None = None, clip_size: int = 192,
                  fps: float | None = None, poll_s: float = 0.5, name: str = "human") -> None:
         if wait not in WAIT_MODES:
             raise ValueError(f"wait must be one of {WAIT_MODES}, got {wait!r}")
         self.name = name
         self.env_cfg = env
-        self.root = Path(root)
-        self.db_path = Path(db) if db else self.root / "labels.sqlite"
+        self.root = Path(root) if root else Path("runs")
+        self._root_given = bool(root)
+        self._db = Path(db) if db else None
         self.wait = wait
         self.timeout_s = timeout_s
         self.clip_size = int(clip_size)
@@ -127,6 +128,10 @@ class HumanTeacher:
         self._resumed = False
         self._store: LabelStore | None = None
         self._renderer: StateRenderer | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self._db if self._db is not None else self.root / "labels.sqlite"
 
     @property
     def store(self) -> LabelStore:
@@ -143,6 +148,8 @@ class HumanTeacher:
         """
         if not self._resumed:
             self.run = run_dir.name
+        if not self._root_given and self._store is None:
+            self.root = Path(run_dir).parent
 
     @property
     def query_dir(self) -> Path:

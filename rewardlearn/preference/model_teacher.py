@@ -23,7 +23,6 @@ and asks the model nothing twice.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import numpy as np
 from rewardlearn.files import write_text_atomic
 from rewardlearn.preference.buffer import Segments
 from rewardlearn.preference.teachers import PreferenceLabels
+from rewardlearn.utils import import_object
 
 log = logging.getLogger("rewardlearn")
 
@@ -44,13 +44,10 @@ DEFAULT_CACHE = Path.home() / ".cache" / "rewardlearn" / "teacher_labels"
 
 
 def import_function(path: str) -> PairFunction:
-    """The callable named ``module:function`` (dots allowed after the colon)."""
-    module, sep, attr = path.partition(":")
-    if not sep or not module or not attr:
+    """The callable named ``module:function`` (:func:`rewardlearn.utils.import_object`)."""
+    if ":" not in str(path):
         raise ValueError(f"teacher.function must be 'module:function', got {path!r}")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    obj = import_object(path, what="teacher.function")
     if not callable(obj):
         raise TypeError(f"teacher.function {path!r} is not callable")
     return obj

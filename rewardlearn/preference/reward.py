@@ -36,6 +36,7 @@ from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces, import_class, read_checkpoint
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
+from rewardlearn.wrappers.normalize import scaled_change
 from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
 
 log = logging.getLogger("rewardlearn")
@@ -439,7 +440,7 @@ class PreferenceCallback(BaseCallback):
             return
         x = np.stack(feats)
         new, _ = self.reward.reward_from_features(x.reshape(-1, x.shape[-1]))
-        delta = (new.reshape(x.shape[:2]) - np.stack(old)) * self._scale
+        delta = scaled_change(agent, (new.reshape(x.shape[:2]) - np.stack(old)) * self._scale)
         write_rollout_rewards(agent, delta, self.locals["values"], self.locals["dones"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rewardlearn.settings import Settings
+from rewardlearn.settings import Settings, positive_widths
 
 LABELS = ("spans", "frames", "failure")
 RANK_LOSSES = ("logistic", "margin")
@@ -77,6 +77,7 @@ class ProgressConfig(Settings):
     def checks(self) -> list[tuple[bool, str]]:
         return [
             (self.window >= 1, "window must be >= 1"),
+            (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
             (self.stride >= 1, "stride must be >= 1"),
             (self.frame_dim >= 1, "frame_dim must be >= 1"),
             (0.0 <= self.true_stage_prob <= 1.0, "true_stage_prob must be in [0, 1]"),

@@ -252,11 +252,11 @@ class ProgressModel:
             raise FileNotFoundError(f"progress model {str(path)!r} not found; train one with "
                                     "rewardlearn-train-progress")
         from rewardlearn.rewards.checkpoint import safe_torch_load  # no code from the file
-        from rewardlearn.rewards.registry import check_reference
+        from rewardlearn.rewards.registry import ReferenceCheck
         from rewardlearn.utils import guarded_imports
 
         payload = safe_torch_load(path, what="progress model")
-        with guarded_imports(check_reference):  # an encoder it names must be rewardlearn's
+        with guarded_imports(ReferenceCheck()):  # an encoder it names must be rewardlearn's
             return cls.from_payload(payload, observation_space, action_space,
                                     where=f"progress model {path}", device=device)
 

@@ -159,7 +159,7 @@ class ReviewApp:
             raise NotADirectoryError(f"review root is not a directory: {root}")
         self.catalog = Catalog(self.root)
         self.db_path = Path(db).absolute() if db is not None else choose_db(self.root)
-        self.store = LabelStore(self.db_path)
+        self.store = LabelStore(self.db_path, lazy=True)  # made at the first query
         self.lease_s = float(lease_s)
         self._timing: dict[Path, tuple[tuple[int, int], Mp4Timing | None]] = {}
         self._lock = threading.Lock()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -31,6 +32,8 @@ from datetime import datetime, timezone
 from io import StringIO
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+
+log = logging.getLogger("rewardlearn")
 
 LABELS = ("left", "right", "equal", "skip")
 SQLITE_MAX_INT = 2**63 - 1
@@ -228,21 +231,48 @@ def check_annotator(annotator: object) -> str:
 class LabelStore:
     """Queries and preference answers in one SQLite file (WAL journal)."""
 
-    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 30.0,
+                 lazy: bool = False) -> None:
+        """``lazy``: a database that does not exist yet is created by the first query added
+        (a folder only browsed on the review page gets no file); until then reads see an
+        empty store."""
         self.path = Path(path)
         if self.path.is_dir():
             raise StoreUnavailableError(self.path, f"label database {self.path} is a directory: "
                                         "give the path of a file (e.g. labels.sqlite)")
+        self.timeout_s = timeout_s
+        self._mode = "rw"  # after creation: never recreate a file that vanished
+        self._ready = False
+        if not lazy or self.path.exists():
+            self._create()
+
+    def _create(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreUnavailableError(self.path, f"cannot create the folder of label "
                                         f"database {self.path}: {e}") from None
-        self.timeout_s = timeout_s
-        self._mode = "rw"  # after creation: never recreate a file that vanished
+        existed = self.path.exists()
         with self._connect(create=True) as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
+        if not existed:
+            log.info("created label database %s", self.path)
+        self._ready = True
+
+    def _missing(self) -> bool:
+        """Whether a lazy store's file does not exist yet (nothing was ever stored)."""
+        if self._ready:
+            return False
+        if self.path.exists():  # another process (a trainer) created it
+            self._create()
+            return False
+        return True
+
+    @property
+    def exists(self) -> bool:
+        """Whether the database file exists (a lazy store's is made at the first query)."""
+        return not self._missing()
 
     @contextmanager
     def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
@@ -283,6 +313,8 @@ class LabelStore:
         if not isinstance(left, ClipRef) or not isinstance(right, ClipRef):
             raise InvalidLabelError("left and right must be ClipRef")
         meta_text = json.dumps(meta or {}, sort_keys=True)
+        if not self._ready:
+            self._create()
         with self._write() as con:
             cur = con.execute(
                 "INSERT INTO queries (run, left_video, left_start, left_end, right_video,"
@@ -301,6 +333,8 @@ class LabelStore:
         if run is not None:
             sql += " AND q.run = ?"
             args = (run,)
+        if self._missing():
+            return 0
         with self._connect() as con:
             return int(con.execute(sql, args).fetchone()[0])
 
@@ -317,6 +351,8 @@ class LabelStore:
         if not (isinstance(lease_s, (int, float)) and math.isfinite(lease_s) and lease_s > 0):
             raise InvalidLabelError(f"lease_s must be a finite number > 0, got {lease_s!r}")
         now = time.time()
+        if self._missing():
+            return None
         run_sql, run_args = ("AND q.run = ?", (run,)) if run is not None else ("", ())
         unanswered = "NOT EXISTS (SELECT 1 FROM answers a WHERE a.query_id = q.id)"
         with self._write() as con:
@@ -345,6 +381,8 @@ class LabelStore:
         """Give a leased query back to the queue; True if ``annotator`` held it."""
         name = check_annotator(annotator)
         query_id = check_id(query_id)
+        if self._missing():
+            return False
         with self._write() as con:
             cur = con.execute(
                 "UPDATE queries SET lease_annotator = NULL, lease_expires = NULL"
@@ -354,6 +392,8 @@ class LabelStore:
     def get_query(self, query_id: int) -> Query:
         """The query with this id (answered or not)."""
         query_id = check_id(query_id)
+        if self._missing():
+            raise UnknownQueryError(f"no query with id {query_id}")
         with self._connect() as con:
             row = con.execute("SELECT * FROM queries WHERE id = ?", (query_id,)).fetchone()
         if row is None:
@@ -373,6 +413,8 @@ class LabelStore:
             raise InvalidLabelError(f"label must be one of {', '.join(LABELS)}; got {label!r}")
         name = check_annotator(annotator)
         query_id = check_id(query_id)
+        if self._missing():
+            raise UnknownQueryError(f"no query with id {query_id}")
         with self._write() as con:
             row = con.execute("SELECT lease_annotator, lease_expires FROM queries WHERE id = ?",
                               (query_id,)).fetchone()
@@ -413,6 +455,8 @@ class LabelStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
+        if self._missing():
+            return []
         with self._connect() as con:
             rows = con.execute(sql, args).fetchall()
         return [_answer(r) for r in rows]
@@ -438,6 +482,9 @@ class LabelStore:
     def stats(self) -> dict[str, Any]:
         """Counts for the progress display: totals, per run, per label, per annotator."""
         now = time.time()
+        if self._missing():
+            return {"queries": 0, "answered": 0, "pending": 0, "leased": 0, "by_label": {},
+                    "by_annotator": {}, "runs": {}}
         with self._connect() as con:
             total = con.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
             answered = con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]

@@ -321,6 +321,9 @@ class RewardModel(abc.ABC):
         self.action_space = action_space
         self.run_dir: Path | None = None
         """Set by ``train.py``: where a module that learns may checkpoint itself."""
+        self.provenance: dict[str, Any] = {}
+        """Set when loaded from a saved model: where it came from and the run that trained it
+        (``source``, ``command``, ``env``...), so a run that reuses it does not claim it."""
 
     @abc.abstractmethod
     def compute(self, batch: TransitionBatch) -> RewardOutput:

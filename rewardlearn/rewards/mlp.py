@@ -27,6 +27,7 @@ from torch import nn
 
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import TransitionFeatures
+from rewardlearn.settings import positive_widths
 from rewardlearn.utils import resolve_device
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -38,6 +39,12 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def check_hidden_sizes(hidden_sizes: Sequence[int], name: str = "hidden_sizes") -> None:
+    """Refuse layer widths that are not positive integers, in one line."""
+    if not positive_widths(list(hidden_sizes)):
+        raise ValueError(f"{name} must be positive layer widths, got {list(hidden_sizes)}")
+
+
 def build_mlp(
     in_dim: int,
     hidden_sizes: Sequence[int],
@@ -47,6 +54,7 @@ def build_mlp(
     """MLP ``in_dim -> hidden... -> 1`` with an optional output squashing."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
+    check_hidden_sizes(hidden_sizes)
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden_sizes:

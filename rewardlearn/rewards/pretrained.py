@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -52,8 +51,15 @@ from safetensors.torch import load_file, save_file
 
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.rewards.registry import check_reference, registered_name, reward_class
-from rewardlearn.rewards.spaces import _short, check_spaces, describe_space, space_from_description
+from rewardlearn.rewards.registry import ReferenceCheck, registered_name, reward_class
+from rewardlearn.rewards.spaces import (
+    _short,
+    check_description,
+    check_spaces,
+    describe_space,
+    numeric_dtype,
+    space_from_description,
+)
 from rewardlearn.rewards.torchfile import read_checkpoint
 from rewardlearn.utils import guarded_imports
 
@@ -145,54 +151,110 @@ def pack_state(obj: Any, tensors: dict[str, torch.Tensor], path: list[str] | Non
                     "state_dict may hold tensors, numpy arrays, numbers, strings, lists and dicts")
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of lists and dicts a saved state may have."""
+
+
 def unpack_state(node: Any, tensors: dict[str, torch.Tensor], where: str,
-                 used: set[str] | None = None) -> Any:
-    """Inverse of :func:`pack_state`; a missing tensor or one of another shape/dtype is
-    refused with :class:`TamperedModelError` naming it."""
+                 used: set[str] | None = None, path: str = "state", depth: int = 0) -> Any:
+    """Inverse of :func:`pack_state`; a missing tensor or one of another shape/dtype, and a
+    malformed entry, are refused with :class:`TamperedModelError` naming it (before any
+    array is made from a dtype the file names)."""
     used = set() if used is None else used
+    if depth > MAX_DEPTH:
+        raise TamperedModelError(f"{where}: {CONFIG_NAME}: {path} is nested deeper than "
+                                 f"{MAX_DEPTH} levels")
     if isinstance(node, list):
-        return [unpack_state(v, tensors, where, used) for v in node]
+        return [unpack_state(v, tensors, where, used, f"{path}[{i}]", depth + 1)
+                for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     kind = node.get(_MARK)
     if kind is None:
-        return {k: unpack_state(v, tensors, where, used) for k, v in node.items()}
+        return {k: unpack_state(v, tensors, where, used, f"{path}.{k}", depth + 1)
+                for k, v in node.items()}
+
+    def bad(why: str) -> TamperedModelError:
+        return TamperedModelError(f"{where}: {CONFIG_NAME}: {path} ({kind!r} entry) {why}")
+
     if kind in ("tensor", "ndarray"):
-        key = str(node["key"])
+        key, shape = node.get("key"), node.get("shape")
+        if not isinstance(key, str):
+            raise bad("has no tensor key")
+        if not (isinstance(shape, list) and all(isinstance(n, int) for n in shape)):
+            raise bad("has no shape")
         if key not in tensors:
             raise TamperedModelError(f"{where}: {WEIGHTS_NAME} has no tensor {key!r}, which "
                                      f"{CONFIG_NAME} names (a damaged or replaced file)")
         t = tensors[key]
         used.add(key)
-        want_dtype = str(node["dtype"]) if kind == "tensor" else _torch_dtype(node["dtype"])
+        try:
+            want_dtype = (str(node["dtype"]) if kind == "tensor" else
+                          _torch_dtype(numeric_dtype(node.get("dtype"), "dtype").str))
+        except (KeyError, ValueError) as err:
+            raise bad(f"has a bad dtype ({err})") from None
         got = (list(t.shape), str(t.dtype).removeprefix("torch."))
-        if got != (list(node["shape"]), want_dtype):
+        if got != (shape, want_dtype):
             raise TamperedModelError(
                 f"{where}: tensor {key!r} in {WEIGHTS_NAME} is {got[1]}{tuple(got[0])}, but "
-                f"{CONFIG_NAME} says {want_dtype}{tuple(node['shape'])} (a damaged or "
-                "replaced file)")
+                f"{CONFIG_NAME} says {want_dtype}{tuple(shape)} (a damaged or replaced file)")
         if kind == "tensor":
             return t
         return t.numpy().astype(np.dtype(node["dtype"]), copy=False)
-    if kind == "npscalar":
-        return np.dtype(node["dtype"]).type(node["value"])
-    if kind == "ndarray_json":
-        return np.asarray(node["value"], dtype=np.dtype(node["dtype"]))
-    if kind == "tuple":
-        return tuple(unpack_state(v, tensors, where, used) for v in node["value"])
-    if kind == "items":
-        return {_hashable(unpack_state(k, tensors, where, used)):
-                unpack_state(v, tensors, where, used) for k, v in node["value"]}
-    raise TamperedModelError(f"{where}: unknown entry {kind!r} in {CONFIG_NAME}")
+    try:
+        if kind == "npscalar":
+            return numeric_dtype(node.get("dtype"), "dtype").type(node["value"])
+        if kind == "ndarray_json":
+            return _text_array(node.get("dtype"), node["value"])
+        if kind == "tuple":
+            return tuple(unpack_state(v, tensors, where, used, f"{path}[{i}]", depth + 1)
+                         for i, v in enumerate(node["value"]))
+        if kind == "items":
+            out = {}
+            for i, pair in enumerate(node["value"]):
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise ValueError(f"item {i} is not a [key, value] pair")
+                key = _hashable(unpack_state(pair[0], tensors, where, used, f"{path}[{i}]",
+                                             depth + 1))
+                hash(key)
+                out[key] = unpack_state(pair[1], tensors, where, used, f"{path}[{i}]",
+                                        depth + 1)
+            return out
+    except TamperedModelError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise bad(f"is malformed ({type(err).__name__}: {err})") from None
+    raise TamperedModelError(f"{where}: unknown entry {kind!r} in {CONFIG_NAME} at {path}")
+
+
+MAX_TEXT = 1 << 16
+"""Longest string (characters) a saved text array's dtype may hold per element."""
+
+
+def _text_array(dtype_name: Any, value: Any) -> np.ndarray:
+    """A saved string array; its dtype is checked (text, at most :data:`MAX_TEXT` characters)
+    before numpy allocates it."""
+    try:
+        dtype = np.dtype(str(dtype_name))
+    except TypeError:
+        raise ValueError(f"{dtype_name!r} is not a numpy dtype") from None
+    if dtype.kind not in "US":
+        raise ValueError(f"dtype {dtype_name!r} is not a text type")
+    if dtype.itemsize > 4 * MAX_TEXT:
+        raise ValueError(f"dtype {dtype_name!r} holds more than {MAX_TEXT} characters per "
+                         "element")
+    return np.asarray(value, dtype=dtype)
 
 
 def _torch_dtype(numpy_dtype: str) -> str:
     """The torch dtype name a numpy array of ``numpy_dtype`` is stored as."""
-    native = np.zeros(0, np.dtype(numpy_dtype).newbyteorder("="))
+    native = np.zeros(0, numeric_dtype(numpy_dtype, "dtype").newbyteorder("="))
     return str(torch.from_numpy(native).dtype).removeprefix("torch.")
 
 
 def _hashable(key: Any) -> Any:
+    if isinstance(key, dict):
+        raise TypeError("a mapping cannot be a key")
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
@@ -317,6 +379,9 @@ def read_pretrained(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"{where}: no {CONFIG_NAME}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise TamperedModelError(f"{where}: {CONFIG_NAME} is not JSON ({err})") from None
+    except RecursionError:
+        raise TamperedModelError(f"{where}: {CONFIG_NAME} is nested too deeply to read "
+                                 "(not a file rewardlearn wrote)") from None
     if not isinstance(config, dict) or config.get("format") != HUB_FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{where}: {CONFIG_NAME} is not a rewardlearn reward model (format "
@@ -325,6 +390,11 @@ def read_pretrained(folder: str | os.PathLike[str]) -> dict[str, Any]:
                            "state") if k not in config]
     if missing:
         raise TamperedModelError(f"{where}: {CONFIG_NAME} lacks {', '.join(missing)}")
+    for key in ("observation_space", "action_space"):
+        try:
+            check_description(config[key], f"{CONFIG_NAME} {key}")
+        except ValueError as err:
+            raise TamperedModelError(f"{where}: {err}") from None
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise TamperedModelError(f"{where}: no {WEIGHTS_NAME} next to {CONFIG_NAME}")
@@ -360,16 +430,22 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
                        action_space: gym.Space | None, where: str,
                        trust: Sequence[str] = (), **overrides: Any) -> RewardModel:
     """Rebuild a reward module from a checked payload: a registered class only, built with
-    imports limited to registered ones (:func:`~rewardlearn.rewards.registry.check_reference`)."""
+    imports limited to registered ones (:class:`~rewardlearn.rewards.registry.ReferenceCheck`)."""
     check_spaces(payload["observation_space"], payload["action_space"], observation_space,
                  action_space, where=where)
     cls = reward_class(str(payload["class"]))
     settings = payload["config"]
     if not isinstance(settings, dict):
         raise TamperedModelError(f"{where}: settings are {type(settings).__name__}, not a dict")
-    with guarded_imports(functools.partial(check_reference, trusted=tuple(trust))):
-        model = cls(space_from_description(payload["observation_space"]),
-                    space_from_description(payload["action_space"]), **{**settings, **overrides})
+    with guarded_imports(ReferenceCheck(trust)):
+        try:
+            model = cls(space_from_description(payload["observation_space"]),
+                        space_from_description(payload["action_space"]),
+                        **{**settings, **overrides})
+        except (TypeError, KeyError, IndexError, RuntimeError, RecursionError) as err:
+            reason = (str(err).strip().splitlines() or [""])[0][:300]
+            raise TamperedModelError(f"{where}: its settings do not build a {cls.__name__} "
+                                     f"({type(err).__name__}: {reason})") from None
         try:
             model.load_state_dict(payload["state"])
         except (RuntimeError, KeyError, IndexError, TypeError, ValueError) as err:
@@ -399,6 +475,8 @@ def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space
     label = "reward model" if path.is_dir() else "reward checkpoint"
     model = build_from_payload(payload, observation_space, action_space, f"{label} {path}",
                                trust, **overrides)
+    extra = payload.get("extra")
+    model.provenance = {**(extra if isinstance(extra, dict) else {}), "source": str(source)}
     if expected is not None and not isinstance(model, expected):
         raise TypeError(f"{source} holds a {type(model).__name__}, not a {expected.__name__}")
     return model

@@ -3,9 +3,14 @@
 Loading a reward model never imports what a file names: its class must be one of
 :data:`REWARD_CLASSES` (every :class:`~rewardlearn.rewards.base.RewardModel` of the
 package, plus those a program registers with :func:`register_reward_class`), and any
-dotted path inside its settings (a shaping potential, an encoder) must be a
-registered reward class, one of rewardlearn's potentials or encoders, a function of
-``rewardlearn_envs``, or a reference the program trusts (:func:`trust`).
+dotted path inside its settings (a shaping potential, an encoder) must resolve to a
+registered reward class, a subclass of one of rewardlearn's registered bases (shaping
+potentials, encoders) defined in rewardlearn, a class or function *defined* in
+``rewardlearn_envs``, or a reference the program trusts (:func:`trust`). Only modules of
+those packages are imported, and the object found must be defined where the path says
+(``rewardlearn_envs.pick_place:os.system`` reaches ``os`` and is refused). A setting that
+names a file whose loading runs code (an SB3 ``agent.zip``: it unpickles) is refused
+unless that path is trusted.
 
 Example:
     >>> from rewardlearn.rewards.registry import REWARD_CLASSES, reward_class
@@ -19,12 +24,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+import inspect
+import os
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any
 
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.utils import MOVED_MODULES
+from rewardlearn.utils import (
+    MOVED_MODULES,
+    defined_in,
+    guarded_imports,
+    import_object,
+    split_reference,
+)
 
 _BUILTIN: dict[str, str] = {
     "DrSReward": "rewardlearn.drs.reward:DrSReward",
@@ -54,18 +65,8 @@ class UntrustedReferenceError(ValueError):
 
 def _canonical(qualified: str) -> str:
     """``module:QualName`` with an old module path moved to its new home."""
-    module, sep, name = qualified.partition(":")
-    if not sep:
-        module, _, name = qualified.rpartition(".")
+    module, name = split_reference(qualified)
     return f"{MOVED_MODULES.get(module, module)}:{name}"
-
-
-def _resolve(qualified: str) -> Any:
-    module, _, name = qualified.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 class RewardRegistry(Mapping[str, type[RewardModel]]):
@@ -79,11 +80,8 @@ class RewardRegistry(Mapping[str, type[RewardModel]]):
         if name not in self._paths:
             raise KeyError(name)
         if name not in self._classes:
-            cls = _resolve(self._paths[name])
-            if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
-                raise TypeError(f"registered reward {name!r} ({self._paths[name]}) is not a "
-                                "RewardModel class")
-            self._classes[name] = cls
+            self._classes[name] = import_object(self._paths[name], base=RewardModel,
+                                                what=f"registered reward {name!r}")
         return self._classes[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -171,37 +169,74 @@ def allow_subclasses_of(base: type) -> type:
     return base
 
 
-def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
-    """Refuse a dotted path in saved settings unless loading may import it (see module doc);
-    ``trusted`` adds references the caller vouches for (``load_reward_model(trust=...)``).
+def _path_key(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))
 
-    Used as the :func:`rewardlearn.utils.guarded_imports` check while a model is built.
+
+class ReferenceCheck:
+    """The import guard of a saved model's settings (:func:`rewardlearn.utils.guarded_imports`).
+
+    Args:
+        trusted: references (``"my_pkg.mod:phi"``) and file paths (an ``agent.zip`` a
+            ``ValuePotential`` names) the caller vouches for (``load_reward_model(trust=...)``).
     """
-    qualified = _canonical(qualified)
-    if (qualified in _TRUSTED or qualified in {_canonical(t) for t in trusted}
-            or REWARD_CLASSES.name_for_path(qualified) is not None):
-        return
-    module = qualified.partition(":")[0]
-    root = module.split(".")[0]
-    if root in _TRUSTED_PACKAGES:
-        return
-    if root == "rewardlearn":
-        try:
-            obj = _resolve(qualified)
-        except (ImportError, AttributeError):
-            return  # import_object reports the missing name itself
-        if isinstance(obj, type) and issubclass(obj, tuple(_REFERENCE_BASES)):
+
+    def __init__(self, trusted: Collection[str] = ()) -> None:
+        self.trusted = {_canonical(t) for t in trusted if ":" in str(t) or "." in str(t)}
+        self.trusted |= {_canonical(t) for t in _TRUSTED}
+        self.files = {_path_key(t) for t in trusted}
+
+    def _trusted_ref(self, qualified: str) -> bool:
+        return (qualified in self.trusted
+                or REWARD_CLASSES.name_for_path(qualified) is not None)
+
+    def before_import(self, module: str, qualified: str) -> None:
+        root = module.split(".")[0]
+        if root in ("rewardlearn", *_TRUSTED_PACKAGES) or self._trusted_ref(qualified):
             return
-    raise UntrustedReferenceError(
-        f"the saved settings name {qualified!r}, which loading may not import: only registered "
-        "reward classes, rewardlearn's potentials and encoders and rewardlearn_envs functions "
-        "are imported from a file. If you trust it, load with trust=[...] "
-        f"(reward=checkpoint: +reward.model.trust=[{qualified}]) or call "
-        f"rewardlearn.rewards.registry.trust({qualified!r}) first")
+        raise self._refusal(qualified)
+
+    def after_resolve(self, qualified: str, obj: object) -> None:
+        module, name = qualified.split(":", 1)
+        if self._trusted_ref(qualified) and (inspect.isclass(obj) or inspect.isfunction(obj)):
+            return
+        if defined_in(obj, module, name):
+            root = module.split(".")[0]
+            if root in _TRUSTED_PACKAGES:
+                return
+            if (root == "rewardlearn" and inspect.isclass(obj)
+                    and issubclass(obj, tuple(_REFERENCE_BASES))):
+                return
+        raise self._refusal(qualified)
+
+    def check_file(self, path: str, what: str) -> None:
+        if _path_key(path) in self.files or str(path) in self.files:
+            return
+        raise UntrustedReferenceError(
+            f"the saved settings name the file {path!r}, {what}, so reading it can run code "
+            "from it; it is loaded only when you trust it: load with trust=[path] "
+            f"(reward=checkpoint: '+reward.model.trust=[{path}]')")
+
+    @staticmethod
+    def _refusal(qualified: str) -> UntrustedReferenceError:
+        return UntrustedReferenceError(
+            f"the saved settings name {qualified!r}, which loading may not import: only "
+            "registered reward classes, rewardlearn's potentials and encoders, and classes and "
+            "functions defined in rewardlearn_envs are imported from a file. If you trust it, "
+            f"load with trust=[...] (reward=checkpoint: '+reward.model.trust=[{qualified}]') "
+            f"or call rewardlearn.rewards.registry.trust({qualified!r}) first")
+
+
+def check_reference(qualified: str, trusted: Collection[str] = ()) -> None:
+    """Refuse a dotted path in saved settings unless loading may import it (see the module
+    docstring); imports it to check what it names."""
+    with guarded_imports(ReferenceCheck(trusted)):
+        import_object(qualified, what="saved setting")
 
 
 __all__ = [
     "REWARD_CLASSES",
+    "ReferenceCheck",
     "RewardRegistry",
     "UnknownRewardClassError",
     "UntrustedReferenceError",

@@ -40,11 +40,70 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
     raise TypeError(f"unsupported space {space}")
 
 
-def space_from_description(desc: dict[str, Any]) -> gym.Space:
-    """Inverse of :func:`describe_space`."""
+MAX_SPACE_SIZE = 1 << 24
+"""Most elements a saved Box may have (checked before anything is allocated)."""
+
+_SPACE_TYPES = ("Box", "Discrete", "Dict", "MultiDiscrete")
+
+
+def numeric_dtype(name: Any, what: str) -> np.dtype:
+    """``np.dtype(name)`` if it is a bool, integer or float dtype of at most 16 bytes, else
+    ``ValueError`` (a saved file's dtype, checked before any array of it is made)."""
+    try:
+        dtype = np.dtype(str(name))
+    except TypeError:
+        raise ValueError(f"{what}: {name!r} is not a numpy dtype") from None
+    if dtype.kind not in "biuf" or dtype.itemsize > 16:
+        raise ValueError(f"{what}: dtype {name!r} is not a number type (bool, int, uint or "
+                         "float of at most 16 bytes)")
+    return dtype
+
+
+def check_description(desc: Any, what: str = "space", depth: int = 0) -> None:
+    """Refuse a malformed space description (from a file) with ``ValueError`` before any
+    space or array is built from it: its type, shape (at most :data:`MAX_SPACE_SIZE`
+    elements), dtype (numbers only) and, for a Dict, its keys."""
+    if depth > 8:
+        raise ValueError(f"{what}: Dict spaces nested deeper than 8 levels")
+    if not isinstance(desc, dict) or desc.get("type") not in _SPACE_TYPES:
+        kind = desc.get("type") if isinstance(desc, dict) else type(desc).__name__
+        raise ValueError(f"{what}: not a space description (type {kind!r}; expected one of "
+                         f"{', '.join(_SPACE_TYPES)})")
     kind = desc["type"]
     if kind == "Box":
-        dtype = np.dtype(desc["dtype"])
+        shape = desc.get("shape")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                           for n in shape)):
+            raise ValueError(f"{what}: Box shape {shape!r} is not a list of sizes")
+        if int(np.prod(shape, dtype=np.float64)) > MAX_SPACE_SIZE:
+            raise ValueError(f"{what}: Box of shape {tuple(shape)} is larger than "
+                             f"{MAX_SPACE_SIZE} elements")
+        numeric_dtype(desc.get("dtype"), f"{what} dtype")
+        for bound in ("low", "high"):
+            if not isinstance(desc.get(bound), (list, int, float)):
+                raise ValueError(f"{what}: Box {bound} is missing or not numbers")
+    elif kind == "Discrete":
+        if not isinstance(desc.get("n"), int) or desc["n"] < 1:
+            raise ValueError(f"{what}: Discrete n {desc.get('n')!r} is not a positive integer")
+    elif kind == "MultiDiscrete":
+        nvec = desc.get("nvec")
+        if not isinstance(nvec, list) or len(nvec) > MAX_SPACE_SIZE:
+            raise ValueError(f"{what}: MultiDiscrete nvec is not a list")
+    else:
+        spaces = desc.get("spaces")
+        if not isinstance(spaces, dict):
+            raise ValueError(f"{what}: Dict spaces is not a mapping")
+        for key, sub in spaces.items():
+            check_description(sub, f"{what}[{key!r}]", depth + 1)
+
+
+def space_from_description(desc: dict[str, Any]) -> gym.Space:
+    """Inverse of :func:`describe_space` (the description is checked first)."""
+    check_description(desc)
+    kind = desc["type"]
+    if kind == "Box":
+        dtype = numeric_dtype(desc["dtype"], "space dtype")
         return gym.spaces.Box(
             np.asarray(desc["low"], dtype=dtype), np.asarray(desc["high"], dtype=dtype), dtype=dtype
         )
@@ -99,6 +158,8 @@ def check_spaces(
 ) -> None:
     """Raise :class:`SpaceMismatchError` naming the space that differs."""
     problems = []
+    for label, saved in (("observation space", saved_obs), ("action space", saved_act)):
+        check_description(saved, f"{where}: saved {label}")
     for label, saved, space in (
         ("observation space", saved_obs, observation_space),
         ("action space", saved_act, action_space),

@@ -37,7 +37,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
 from rewardlearn.rewards.base import Obs, TransitionBatch
 from rewardlearn.rewards.registry import allow_subclasses_of
-from rewardlearn.utils import import_object
+from rewardlearn.utils import check_code_file, import_object
 
 
 def take_rows(obs: Obs, rows: np.ndarray) -> Obs:
@@ -147,7 +147,8 @@ class FunctionPotential(Potential):
                  batched: bool = True, needs_frames: bool = False, offset: float = 0.0
                  ) -> None:
         self.function_path = function if isinstance(function, str) else None
-        fn = import_object(function) if isinstance(function, str) else function
+        fn = (import_object(function, what="shaping function") if isinstance(function, str)
+              else function)
         if not callable(fn):
             raise TypeError(f"shaping function {function!r} is not callable")
         self.fn: Callable[..., Any] = fn
@@ -242,6 +243,10 @@ class ValuePotential(Potential):
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"value agent {path!r} not found; pass a run's agent.zip")
+        # from a saved reward model's settings: only a path the user trusts (SB3 unpickles
+        # vecnormalize.pkl and cloudpickled entries of the zip)
+        check_code_file(str(path), "an SB3 agent (SB3 unpickles its vecnormalize.pkl and "
+                        "cloudpickled entries of the zip)")
         agent = algos[self.algo].load(file, device=self.device)
         normalizer = None
         stats = file.with_name("vecnormalize.pkl")
@@ -315,7 +320,7 @@ class GoalEmbeddingPotential(Potential):
         if metric not in ("l2", "cosine"):
             raise ValueError(f"metric must be 'l2' or 'cosine', got {metric!r}")
         self.embed_path = embed if isinstance(embed, str) else None
-        obj = import_object(embed) if isinstance(embed, str) else embed
+        obj = import_object(embed, what="goal embedding") if isinstance(embed, str) else embed
         fn = getattr(obj, "embed", obj)
         if not callable(fn):
             raise TypeError(f"embedding {embed!r} is neither callable nor has .embed")

@@ -147,8 +147,15 @@ def _spec(obj: Any) -> dict[str, Any]:
     return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": obj.config()}
 
 
-def _from_spec(spec: dict[str, Any], *args: Any) -> Any:
-    return import_object(str(spec["class"]))(*args, **spec.get("config", {}))
+def _from_spec(spec: Any, base: type, what: str, *args: Any) -> Any:
+    """Build a saved ``{"class": "module:Name", "config": {...}}`` spec; the class must be a
+    ``base`` subclass (under a saved model's import guard: a registered one)."""
+    if not (isinstance(spec, dict) and isinstance(spec.get("class"), str)
+            and isinstance(spec.get("config", {}), dict)):
+        raise ValueError(f"the saved {what} must be {{'class': 'module:Name', 'config': "
+                         f"{{...}}}}, got {type(spec).__name__}")
+    cls = import_object(spec["class"], base=base, what=f"saved {what}")
+    return cls(*args, **spec.get("config", {}))
 
 
 class ShapedReward(ShapingGamma, RewardModel):
@@ -176,9 +183,9 @@ class ShapedReward(ShapingGamma, RewardModel):
                  gamma: float | None = None) -> None:
         super().__init__(observation_space, action_space)
         self.base: RewardModel = base if isinstance(base, RewardModel) else \
-            _from_spec(base, observation_space, action_space)
+            _from_spec(base, RewardModel, "base reward", observation_space, action_space)
         self.potential: Potential = potential if isinstance(potential, Potential) else \
-            _from_spec(potential)
+            _from_spec(potential, Potential, "potential")
         self.potential.bind(observation_space, action_space)
         self.term = ShapingTerm(gamma)
         self.name = f"{self.base.name}+shaping[{self.potential.name}]"

@@ -63,7 +63,8 @@ from rewardlearn.settings import Settings
 from rewardlearn.stats import spearman
 from rewardlearn.vlm.reward import load_vlm as _load_vlm
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
-from rewardlearn.wrappers.vec import find_reward_wrapper
+from rewardlearn.wrappers.normalize import scaled_change
+from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
 
 log = logging.getLogger("rewardlearn")
 
@@ -597,9 +598,8 @@ class DistillCallback(BaseCallback):
             return
         x = np.stack(xs)
         new = self.reward.predict(x.reshape(-1, *x.shape[2:])).reshape(x.shape[:2])
-        buf.rewards += ((new - np.stack(old)) * self._scale).astype(buf.rewards.dtype)
-        buf.compute_returns_and_advantage(last_values=self.locals["values"],
-                                          dones=self.locals["dones"])
+        write_rollout_rewards(agent, scaled_change(agent, (new - np.stack(old)) * self._scale),
+                              self.locals["values"], self.locals["dones"])
 
     def _relabel_replay_buffer(self, agent: OffPolicyAlgorithm) -> None:
         rb = agent.replay_buffer

@@ -62,7 +62,8 @@ from rewardlearn.rewards.base import (
 )
 from rewardlearn.vlm.loading import ClipBundle, ClipWeightsError, load_clip
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
-from rewardlearn.wrappers.vec import find_reward_wrapper
+from rewardlearn.wrappers.normalize import scaled_change
+from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
 
 log = logging.getLogger("rewardlearn")
 
@@ -349,9 +350,8 @@ class VLMRolloutCallback(BaseCallback):
             log.warning("defer=rollout: %s scores for a %s buffer; rollout left unscored",
                         rewards.shape, buf.rewards.shape)
             return
-        buf.rewards += (self._scale * rewards).astype(buf.rewards.dtype)
-        buf.compute_returns_and_advantage(last_values=self.locals["values"],
-                                          dones=self.locals["dones"])
+        write_rollout_rewards(self.model, scaled_change(self.model, self._scale * rewards),
+                              self.locals["values"], self.locals["dones"])
         self.logger.record("reward/vlm_score_mean", float(rewards.mean()))
 
     def _on_training_end(self) -> None:

@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from rewardlearn.rewards.base import RewardModel, TransitionBatch, check_finite
 from rewardlearn.wrappers.frames import FRAME_KEY
+from rewardlearn.wrappers.normalize import normalized_delta
 
 LEARNED_EPISODE_KEY = "learned_episode"
 
@@ -235,21 +236,25 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         t, n = len(pending), self.num_envs
         if not t:
             empty = np.zeros((0, n), np.float32)
-            return FlushedRewards(empty, empty.copy())
+            return FlushedRewards(empty, empty.copy(), total=empty.copy(),
+                                  returned=empty.copy())
         joined = TransitionBatch.concat(pending)
         out = self.reward_model.compute(joined)
         learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
                                self.reward_model.name).reshape(t, n)
         signals = {k: np.asarray(v).reshape(t, n) for k, v in out.signals.items()}
         env = np.stack([np.asarray(b.env_rewards, np.float32) for b in pending])
-        delta = (combine_rewards(learned, env, self.mode, self.weight)
-                 - combine_rewards(np.zeros_like(learned), env, self.mode, self.weight))
+        total = combine_rewards(learned, env, self.mode, self.weight).astype(np.float32)
+        returned = combine_rewards(np.zeros_like(learned), env, self.mode,
+                                   self.weight).astype(np.float32)
+        delta = total - returned
         if self.training:
             self.reward_model.observe_steps(pending, learned, joined)
         episodes: list[dict[str, float]] = []
         for k, batch in enumerate(pending):
             episodes += self._account(batch, learned[k], {s: v[k] for s, v in signals.items()})
-        return FlushedRewards(learned, delta.astype(np.float32), episodes, signals)
+        return FlushedRewards(learned, delta.astype(np.float32), episodes, signals, total,
+                              returned)
 
 
 @dataclass
@@ -264,6 +269,10 @@ class FlushedRewards:
     """Episodes that ended in these steps (``r``, ``r_env``, ``l``)."""
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     """Each of the module's signals, ``(T, n_envs)``."""
+    total: np.ndarray | None = None
+    """The rewards the agent gets, ``(T, n_envs)`` (raw: before any reward normalisation)."""
+    returned: np.ndarray | None = None
+    """What ``step`` returned for these steps (raw), ``(T, n_envs)``."""
 
 
 class RewardLoggingCallback(BaseCallback):
@@ -321,8 +330,9 @@ class DeferredRewardCallback(RewardLoggingCallback):
 
     def _on_rollout_end(self) -> None:
         flushed = self.wrapper.flush()
-        write_rollout_rewards(self.model, flushed.delta, self.locals["values"],
-                              self.locals["dones"])
+        assert flushed.total is not None and flushed.returned is not None
+        delta = normalized_delta(self.model, flushed.total, flushed.returned)
+        write_rollout_rewards(self.model, delta, self.locals["values"], self.locals["dones"])
         self._record(flushed.episodes)
         for name, values in flushed.signals.items():
             self.logger.record(f"reward/{name}", float(np.mean(values)))
@@ -330,8 +340,10 @@ class DeferredRewardCallback(RewardLoggingCallback):
 
 def write_rollout_rewards(agent: BaseAlgorithm, delta: np.ndarray, last_values: Any,
                           dones: np.ndarray) -> None:
-    """Add ``delta`` (``(n_steps, n_envs)``) to an on-policy agent's rollout buffer rewards
-    and recompute its returns and advantages (GAE) from them."""
+    """Add ``delta`` (``(n_steps, n_envs)``, on the agent's reward scale:
+    :func:`~rewardlearn.wrappers.normalize.normalized_delta`,
+    :func:`~rewardlearn.wrappers.normalize.scaled_change`) to an on-policy agent's rollout
+    buffer rewards and recompute its returns and advantages (GAE) from them."""
     if not isinstance(agent, OnPolicyAlgorithm):
         raise ValueError(f"{type(agent).__name__} has no rollout buffer to write rewards into")
     buf = agent.rollout_buffer

@@ -1,0 +1,219 @@
+"""The learned rewards on a suite of Meta-World tasks that nobody here chose.
+
+Usage::
+
+    # 1. task selection: the env's dense reward, seed 0, on every candidate task
+    python bench/bench_suite.py --select --tasks reach-v3 drawer-open-v3 ... --jobs 2
+    # 2. the conditions on the chosen tasks (the selection table names them)
+    python bench/bench_suite.py --tasks <chosen> --conditions dense drs sparse preference \\
+        --seeds 0 1 2 --jobs 2
+
+Every run is one ``python train.py env=metaworld env.task=<task>`` process (PPO, 8 envs,
+``torch_threads=1``, ``--timesteps`` steps, 50 held-out evaluation episodes, no videos),
+``--jobs`` at a time; a run whose ``summary.json`` exists is reused, so a second
+invocation only adds what is missing. The agent settings are the ones
+``conf/env/metaworld.yaml`` gives every task (:data:`AGENT_RULE`): no per-task tuning, and
+the reward defaults are the same for every task.
+
+Conditions (each takes the first ``SEEDS_PER_CONDITION[cond]`` of ``--seeds``):
+
+* ``dense`` (3 seeds): Meta-World's own shaped reward (the reference; seed 0 is the
+  selection run);
+* ``drs`` (3 seeds): ``reward=drs`` from 50 scripted-expert demos (``rewardlearn-collect``)
+  plus the env's stage and success signals; the env's reward is never read;
+* ``sparse`` (1 seed): 1 on a step where the task succeeds, else 0;
+* ``preference`` (2 seeds): ``reward=preference teacher=oracle`` with 1000 labels, the
+  oracle answering from the dense reward.
+
+Task selection (``--select``): a task is kept when its dense reward trains PPO to >= 60%
+deterministic evaluation success at the budget on seed 0. The table lists every task
+tried, its stages (derived from its expert's demos, :mod:`rewardlearn_envs.metaworld_expert`)
+and whether it has a grasp stage. Writes ``bench/results/suite.md`` (the selection section
+first, the results section once condition runs exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import git_commit, training_curve  # noqa: E402
+
+AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task: observations and "
+              "the agent's rewards normalised (`VecNormalize`, whatever the reward), a rollout of "
+              "one whole 500-step episode per env (n_steps 500, batch 100, 10 epochs, lr 3e-4), "
+              "SB3's defaults otherwise")
+PASS_SUCCESS = 0.6
+SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2}
+CONDITIONS: dict[str, list[str]] = {
+    "dense": ["env.reward_type=dense", "reward=env"],
+    "sparse": ["env.reward_type=sparse", "reward=env"],
+    "drs": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
+    "preference": ["env.reward_type=dense", "reward=preference", "teacher=oracle",
+                   "reward.model.budget=1000"],
+}
+LABELS = {
+    "dense": "Meta-World's dense reward (reference)",
+    "drs": "`reward=drs` (50 expert demos + stage/success signals)",
+    "sparse": "sparse (1 at success)",
+    "preference": "`reward=preference teacher=oracle`, 1000 labels",
+}
+
+
+def run_dir(work: Path, task: str, cond: str, seed: int, timesteps: int) -> Path:
+    return work / f"t{timesteps}" / task / f"{cond}_s{seed}"
+
+
+def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[str, Any]:
+    """One run (reused when its ``summary.json`` exists); its summary."""
+    out = run_dir(work, task, cond, seed, timesteps)
+    summary_file = out / "summary.json"
+    if not summary_file.is_file():
+        demos = prepare_demos(task, work) if cond == "drs" else None
+        overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
+        cmd = [sys.executable, "train.py", "env=metaworld", f"env.task={task}", "agent=ppo",
+               "n_envs=8", f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
+               "torch_threads=1", "video.enabled=false", "progress_bar=false",
+               "eval.n_episodes=50", f"hydra.run.dir={out}"]
+        if cond != "preference":
+            cmd.append("~teacher")
+        log = out.with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{time.strftime('%H:%M:%S')}] start {task} {cond} s{seed}", flush=True)
+        with log.open("w") as f:
+            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+        print(f"[{time.strftime('%H:%M:%S')}] done {task} {cond} s{seed}", flush=True)
+    summary: dict[str, Any] = json.loads(summary_file.read_text())
+    return summary
+
+
+def prepare_demos(task: str, work: Path, n: int = 50) -> Path:
+    """50 scripted-expert demos of ``task`` (seeds 0-49), collected once."""
+    out = work / "demos" / task
+    if not (out / "data" / "metadata.json").is_file():
+        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
+                        f"env.task={task}", f"n_episodes={n}", f"out={out}", "overwrite=true"],
+                       cwd=ROOT, check=True, capture_output=True)
+    return out
+
+
+def ladder(task: str) -> Any:
+    from rewardlearn_envs.metaworld_expert import task_stages
+
+    return task_stages(task)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def selection_table(tasks: list[str], work: Path, timesteps: int) -> tuple[str, list[str]]:
+    """The selection section and the tasks that pass."""
+    rows, chosen = [], []
+    for task in tasks:
+        folder = run_dir(work, task, "dense", 0, timesteps)
+        lad = ladder(task)
+        if not (folder / "summary.json").is_file():
+            rows.append(f"| {task} | {', '.join(lad.names)} | {'yes' if lad.has_grasp else 'no'} "
+                        f"| {_pct(lad.expert_success)} | not run yet | | | |")
+            continue
+        s = json.loads((folder / "summary.json").read_text())
+        curve = training_curve(folder)
+        det = s.get("success_rate")
+        sampled = s.get("sampled", {}).get("success_rate") if s.get("sampled") else None
+        ok = det is not None and det >= PASS_SUCCESS
+        chosen += [task] if ok else []
+        rows.append(
+            f"| {task} | {', '.join(lad.names)} | {'yes' if lad.has_grasp else 'no'} | "
+            f"{_pct(lad.expert_success)} | {_pct(det)} | {_pct(sampled)} | "
+            f"{_pct(curve['train_success_final'])} | {'**yes**' if ok else 'no'} |")
+    grasp = [t for t in chosen if ladder(t).has_grasp]
+    text = "\n".join([
+        "## Task selection",
+        "",
+        f"Rule (written before any learned-reward run): a Meta-World v3 task is kept when its "
+        f"own dense reward trains the agent to >= {PASS_SUCCESS:.0%} deterministic evaluation "
+        f"success (50 held-out episodes) at {timesteps:,} steps on seed 0. Agent: {AGENT_RULE}. "
+        "Every task tried is listed. Stages are derived from each task's scripted-expert demos "
+        "(one rule for all tasks, `rewardlearn_envs.metaworld_expert`); *grasp* means the "
+        "expert passes into `grasped` from an earlier stage.",
+        "",
+        f"Command: `python bench/bench_suite.py --select --tasks {' '.join(tasks)} "
+        f"--timesteps {timesteps} --jobs 2`",
+        "",
+        "| task | stages (from demos) | grasp | expert success (5 demos) | dense: eval success "
+        "(det.) | sampled | training success (last 100 ep.) | kept |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Kept: {', '.join(chosen) or 'none'} ({len(chosen)} tasks, {len(grasp)} with a grasp "
+        "stage).",
+    ])
+    return text, chosen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", required=True)
+    ap.add_argument("--select", action="store_true", help="run the selection (dense, seed 0)")
+    ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--timesteps", type=int, default=1_000_000)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "suite")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "suite.md")
+    ap.add_argument("--existing", action="store_true", help="only write the tables")
+    args = ap.parse_args()
+    from rewardlearn_envs.metaworld_expert import check_task
+
+    for task in args.tasks:
+        check_task(task)
+    jobs: list[tuple[str, str, int]] = []
+    if args.select:
+        jobs = [(task, "dense", 0) for task in args.tasks]
+    else:
+        jobs = [(task, cond, seed) for cond in args.conditions for task in args.tasks
+                for seed in args.seeds[:SEEDS_PER_CONDITION[cond]]]
+    if not args.existing:
+        for task in args.tasks:
+            ladder(task)  # derive (and cache) each ladder before the runs start
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda j: train(*j, args.timesteps, args.work), jobs))
+    write_report(args)
+    print(f"wrote {args.out}")
+
+
+def write_report(args: argparse.Namespace) -> None:
+    """``suite.md`` from the runs on disk: the selection (its candidates are remembered in
+    ``<work>/selection.json``), then the conditions on the kept tasks."""
+    record = args.work / f"selection_t{args.timesteps}.json"
+    candidates: list[str] = json.loads(record.read_text()) if record.is_file() else []
+    if args.select:
+        candidates += [t for t in args.tasks if t not in candidates]
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(candidates))
+    header = (f"Machine: {platform.machine()}, 2 cores (shared), no GPU; tables written at commit "
+              f"{git_commit()}.")
+    selection, _ = selection_table(candidates, args.work, args.timesteps)
+    parts = ["# The learned rewards on Meta-World tasks nobody here chose", "", header, "",
+             selection]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(parts).rstrip() + "\n")
+    _ = np  # the results tables use numpy
+
+
+if __name__ == "__main__":
+    main()

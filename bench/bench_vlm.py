@@ -18,7 +18,7 @@ legitimate target for measuring how well a cheap model fits a VLM reward.
    fit) is trained on those scores; Spearman against the full VLM reward on
    held-out frames from other seeds. Target: 10x fewer calls, Spearman >= 0.9.
 3. PPO env steps/s on humanoid with the env reward, ``reward=vlm``
-   (every step, and ``defer=rollout``) and ``reward=vlm_distilled``.
+   (every step, and ``reward_timing=rollout``) and ``reward=vlm_distilled``.
 
 Usage: ``python bench/bench_vlm.py [--quick]``
 """
@@ -244,12 +244,11 @@ def ppo_steps_per_s(kind: str, steps: int, n_envs: int = 4) -> tuple[float, dict
     from stable_baselines3 import PPO
 
     from rewardlearn.wrappers import RewardLoggingCallback
+    from rewardlearn.wrappers.vec import DeferredRewardCallback
 
     reward: Any = None
-    if kind == "vlm":
+    if kind in ("vlm", "vlm_defer"):
         reward = VLMReward(None, None, **VLM_KW)  # type: ignore[arg-type]
-    elif kind == "vlm_defer":
-        reward = VLMReward(None, None, defer="rollout", **VLM_KW)  # type: ignore[arg-type]
     elif kind == "vlm_distilled":
         probe = make_env("humanoid")
         reward = VLMDistilledReward(probe.observation_space, probe.action_space,
@@ -263,8 +262,10 @@ def ppo_steps_per_s(kind: str, steps: int, n_envs: int = 4) -> tuple[float, dict
     callbacks: list[Any] = []
     if reward is not None:
         reward.observation_space, reward.action_space = venv.observation_space, venv.action_space
-        venv = RewardVecEnvWrapper(venv, reward)
-        callbacks = [RewardLoggingCallback(), *reward.callbacks()]
+        defer = kind == "vlm_defer"  # reward_timing=rollout: the rollout scored in batches
+        venv = RewardVecEnvWrapper(venv, reward, defer=defer)
+        first = DeferredRewardCallback() if defer else RewardLoggingCallback()
+        callbacks = [first, *reward.callbacks()]
     agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=2, seed=0, device="cpu")
     t = time.perf_counter()
     agent.learn(steps, callback=callbacks)
@@ -402,7 +403,7 @@ def main() -> None:
         "",
         "`env_frames`: env reward, but FrameCapture renders 224 px frames every step (the "
         "rendering cost that every frame-based reward pays); "
-        "`vlm`: every step waits for the encode of 4 frames; `vlm_defer`: `defer=rollout`, "
+        "`vlm`: every step waits for the encode of 4 frames; `vlm_defer`: `reward_timing=rollout`, "
         "frames scored in batches of 64 while the rollout runs; `vlm_distilled`: label "
         "fraction 0.1 scored in a background thread (1 thread), pixel CNN fitted every 1024 "
         "steps (100 Adam steps) on the main thread.",

@@ -15,8 +15,9 @@ tools read, with **one rule for every task**:
   (:func:`task_stages`): a signal that has the same value on every demo state (on
   ``drawer-close-v3`` ``grasp_success`` is 1.0 by definition; on the button tasks it is
   ``gripper open``) says nothing and is not used, and a rung that no demo state falls in
-  (on ``hammer-v3`` the gripper starts near the handle, so no state is in ``reach``) is
-  dropped rather than trained with no positives.
+  (on ``hammer-v3`` the gripper starts at the handle, so no state is in ``reach``: its
+  stages are ``near_object`` -> ``grasped``) is dropped rather than trained with no
+  positives.
 
 So ``pick-place-v3`` keeps ``(reach, near_object, grasped)``, ``coffee-push-v3``
 ``(reach, near_object)`` and ``reach-v3`` a single stage. The derivation runs the expert
@@ -114,10 +115,15 @@ class StageLadder:
     levels: tuple[int, ...]
     signals: tuple[str, ...]
     expert_success: float
+    always: tuple[str, ...] = ()
+    """Unused signals that held on every demo state (the gripper starts at the object)."""
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(LADDER[k] for k in self.levels)
+        """Stage names; with ``near_object`` held throughout, the first stage is named after
+        it (the expert never had to reach)."""
+        first = "near_object" if "near_object" in self.always else LADDER[0]
+        return tuple(first if k == 0 else LADDER[k] for k in self.levels)
 
     @property
     def has_grasp(self) -> bool:
@@ -141,8 +147,9 @@ def derive_ladder(episodes: Sequence[Sequence[dict[str, Any]]]) -> StageLadder:
     infos = [info for ep in episodes for info in ep]
     if not infos:
         raise ValueError("no demo states to derive stages from")
-    signals = tuple(key for key in SIGNALS
-                    if len({float(i.get(key, 0.0)) > 0.5 for i in infos}) > 1)
+    values = {key: {float(i.get(key, 0.0)) > 0.5 for i in infos} for key in SIGNALS}
+    signals = tuple(key for key in SIGNALS if len(values[key]) > 1)
+    always = tuple(key for key in SIGNALS if values[key] == {True})
     seen: set[int] = set()
     successes = 0
     for ep in episodes:
@@ -151,7 +158,7 @@ def derive_ladder(episodes: Sequence[Sequence[dict[str, Any]]]) -> StageLadder:
             level = max(level, level_of(info, signals))
             seen.add(level)
         successes += any(float(i.get("success", 0.0)) > 0.5 for i in ep)
-    return StageLadder(tuple(sorted(seen)), signals, successes / max(len(episodes), 1))
+    return StageLadder(tuple(sorted(seen)), signals, successes / max(len(episodes), 1), always)
 
 
 def _cache_file() -> Path:
@@ -196,7 +203,7 @@ def task_stages(task: str) -> StageLadder:
     if isinstance(cached, dict):
         try:
             return StageLadder(tuple(cached["levels"]), tuple(cached["signals"]),
-                               float(cached["expert_success"]))
+                               float(cached["expert_success"]), tuple(cached["always"]))
         except (KeyError, TypeError, ValueError):
             pass
     ladder = derive_ladder(_expert_episodes(task, DERIVE_SEEDS))

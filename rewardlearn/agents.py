@@ -21,6 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rewardlearn.rewards.base import RewardModel
 from rewardlearn.utils import resolve_device, to_dict
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -174,18 +175,10 @@ def _policy_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _reward_agent_kwargs(venv: VecEnv, algo: str) -> dict[str, Any]:
-    """Agent settings the reward module asks for (``agent_kwargs(algo)``, e.g. a replay
-    buffer class for QPA's hybrid replay); none without such a module."""
-    from rewardlearn.wrappers.vec import find_reward_wrapper
-
-    wrapper = find_reward_wrapper(venv)
-    hook = getattr(wrapper.reward_model, "agent_kwargs", None) if wrapper is not None else None
-    return dict(hook(algo)) if callable(hook) else {}
-
-
-def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
-    """The SB3 agent: env's recommended settings, then ``agent.kwargs`` on top."""
+def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path,
+                reward_model: RewardModel | None = None) -> BaseAlgorithm:
+    """The SB3 agent: the env's recommended settings, then ``agent.kwargs`` on top, then what
+    the reward module needs (:meth:`~rewardlearn.rewards.base.RewardModel.agent_kwargs`)."""
     algo = str(cfg.agent.algo)
     if algo not in ALGOS:
         raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
@@ -197,7 +190,8 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path) -> BaseAlgorithm:
     kwargs: dict[str, Any] = {**recommended, **user, "gamma": agent_gamma(cfg)}
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
-    kwargs.update(_reward_agent_kwargs(venv, algo))
+    if reward_model is not None:
+        kwargs.update(reward_model.agent_kwargs(algo))
     policy: Any = policy_for(venv.observation_space, str(cfg.agent.policy))
     bound = agent_mean_bound(cfg)
     if bound is not None:

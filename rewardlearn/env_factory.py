@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ def _find_env(name: str, base: Path | None = None) -> Path:
         path = Path(name).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"env config {name!r}: no such file")
+        add_import_path(path.resolve().parent)  # a module beside the yaml (my_env.py) imports
         return path
     for folder in [*([base] if base is not None else []), *env_config_dirs()]:
         if (folder / f"{name}.yaml").is_file():
@@ -81,6 +83,17 @@ def _find_env(name: str, base: Path | None = None) -> Path:
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise ValueError(f"unknown env {name!r}{hint}; valid choices: {', '.join(available_envs())} "
                      f"or a path to an env YAML file (env=path/to/my_env.yaml)")
+
+
+def add_import_path(folder: Path) -> None:
+    """Let ``folder``'s modules import, here and in worker processes (``PYTHONPATH``): the
+    folder of an env yaml given by path, so ``id: my_env:MyTask-v0`` finds ``my_env.py``."""
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if entry not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([entry, *paths])
 
 
 def _load_env_file(path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:

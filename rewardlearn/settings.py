@@ -29,8 +29,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 S = TypeVar("S", bound="Settings")
@@ -104,4 +104,85 @@ class Settings:
         return asdict(self)
 
 
-__all__ = ["Settings", "UnknownSettingError", "did_you_mean", "positive_widths"]
+R = TypeVar("R", bound="RewardModelConfig")
+
+
+@dataclass
+class RewardModelConfig(Settings):
+    """Base of a reward module's settings: one dataclass per method holding every default
+    (lerobot's ``PreTrainedConfig.register_subclass`` pattern).
+
+    A subclass registers under its reward name (``@RewardModelConfig.register_subclass(
+    "preference")``); ``conf/reward/<name>.yaml`` then takes its defaults from it (the yaml
+    keeps ``_target_`` and what differs on purpose, each such line with a comment saying
+    why), and the module is built from one settings object that the run checked first.
+    """
+
+    what = "reward"
+    reward_name: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[RewardModelConfig]]] = {}
+
+    @classmethod
+    def register_subclass(cls, name: str) -> Callable[[type[R]], type[R]]:
+        """Class decorator: register ``sub`` as the settings of ``reward=<name>``."""
+
+        def wrap(sub: type[R]) -> type[R]:
+            known = RewardModelConfig._registry.get(name)
+            if known is not None and known.__qualname__ != sub.__qualname__:
+                raise ValueError(f"reward settings {name!r} already registered for {known}")
+            RewardModelConfig._registry[name] = sub
+            sub.reward_name = name
+            if sub.what == RewardModelConfig.what:
+                sub.what = name
+            return sub
+
+        return wrap
+
+    @classmethod
+    def registered(cls) -> dict[str, type[RewardModelConfig]]:
+        """Reward name -> settings class, for every registered one."""
+        return dict(RewardModelConfig._registry)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting at its default, as plain values (nested settings as dicts); not
+        checked, since some settings have no valid default (a VLM's goal prompt)."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"{cls.__name__}.{f.name} has no default: a reward setting "
+                                "needs one")
+            out[f.name] = value.to_dict() if isinstance(value, Settings) else value
+        return out
+
+    def run_warnings(self, algo: str, total_timesteps: int) -> list[str]:
+        """What to warn about these settings in a run of ``algo`` (``ppo``/``sac``) for
+        ``total_timesteps`` steps (logged before training). Default: nothing."""
+        return []
+
+    def check_inputs(self) -> None:
+        """Refuse files these settings name that are missing or of the wrong kind, before
+        anything is built. Default: nothing."""
+
+    @classmethod
+    def build(cls: type[R], config: R | Mapping[str, Any] | None = None,
+              **kwargs: Any) -> R:
+        """``config`` as given (built once by the caller), or built from ``kwargs``."""
+        if isinstance(config, cls):
+            if kwargs:
+                raise TypeError(f"give a {cls.__name__} or keyword settings, not both "
+                                f"({sorted(kwargs)})")
+            return config
+        if config is not None:
+            if not isinstance(config, Mapping):
+                raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+            kwargs = {**config, **kwargs}
+        return cls.from_kwargs(kwargs)
+
+
+__all__ = ["RewardModelConfig", "Settings", "UnknownSettingError", "did_you_mean",
+           "positive_widths"]

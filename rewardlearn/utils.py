@@ -44,17 +44,32 @@ def fast_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_native_bf16()
 
 
-def set_torch_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads deliberately (default: all cores); returns the count.
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def auto_threads(device: torch.device, heavy: bool) -> int:
+    """``torch_threads=auto``: one thread for small networks on the CPU (measured: two runs
+    side by side each trained 10-17x faster with one thread than with all cores,
+    bench/results/threads.md), all cores when a GPU trains or a module encodes images on
+    the CPU (``heavy``: a frame encoder such as CLIP)."""
+    return cpu_cores() if device.type != "cpu" or heavy else 1
+
+
+def set_torch_threads(n: int | str | None = None) -> int:
+    """Set torch's intra-op threads deliberately; returns the count. ``None`` or ``"all"``:
+    every core; an integer: that many.
 
     Small batches with the default thread pool can run several times slower on
     a 2-core CPU than with a deliberate setting (measured for the preference ensemble).
     """
-    if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, int(n or 1)))
+    if n is None or n == "all":
+        n = cpu_cores()
+    torch.set_num_threads(max(1, int(n)))
     return torch.get_num_threads()
-
 
 
 def to_dict(node: Any) -> dict[str, Any]:

@@ -14,6 +14,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from rewardlearn.cli.schemas import register_reward_schemas
+
+register_reward_schemas()  # conf/reward/*.yaml take their defaults from the dataclasses
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 

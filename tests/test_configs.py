@@ -48,7 +48,7 @@ def test_option_composes(compose_cfg: Callable[..., DictConfig], group: str, opt
         except ClipWeightsError as e:  # offline machine: the error must say how to fix it
             assert "local-dir:" in str(e) or "local" in str(e).lower()
         except Exception as e:  # a value the user must give (goal...), named in the error
-            assert "Missing mandatory value" in str(e), e
+            assert "Missing mandatory value" in str(e) or "reward.model." in str(e), e
         else:
             assert model.name
     if group == "teacher":
@@ -70,3 +70,106 @@ def test_train_py_unknown_name_lists_choices(group: str) -> None:
     assert f"Available options in '{group}'" in text
     first = sorted((CONF_DIR / group).glob("*.yaml"))[0].stem
     assert first in text
+
+
+# ------------------------------------------ one source of defaults: the settings dataclasses
+
+REWARD_OPTIONS = [p.stem for p in sorted((CONF_DIR / "reward").glob("*.yaml"))]
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def _commented_keys(option: str) -> set[str]:
+    """Keys that a line of ``conf/reward/<option>.yaml`` (or a preset's parent) sets with a
+    trailing comment: the yaml's own explanation of why it differs."""
+    import re
+
+    keys: set[str] = set()
+    path = CONF_DIR / "reward" / f"{option}.yaml"
+    text = path.read_text()
+    for parent in re.findall(r"^  - (\w+)$", text, flags=re.M):
+        if (CONF_DIR / "reward" / f"{parent}.yaml").is_file():
+            keys |= _commented_keys(parent)
+    for line in text.splitlines():
+        m = re.match(r"^\s+(\w+):.*\s#\s*\S", line)
+        if m:
+            keys.add(m.group(1))
+    return keys
+
+
+@pytest.mark.parametrize("option", REWARD_OPTIONS)
+def test_reward_yaml_and_its_settings_dataclass_agree(compose_cfg: Callable[..., DictConfig],
+                                                      option: str) -> None:
+    """Every ``reward.model`` value equals its dataclass default, unless the yaml line that
+    sets it says why in a comment (or it wires a run value, ``${device}``)."""
+    from rewardlearn.cli.checks import target_class
+    from rewardlearn.rewards.base import RewardModel
+
+    cfg = compose_cfg(f"reward={option}")
+    cls = target_class(cfg.reward.model)
+    if cls is None or not issubclass(cls, RewardModel) or cls.settings_class is None:
+        pytest.skip(f"reward={option} builds no settings dataclass (a loader or no settings)")
+    defaults = _flat(cls.settings_class.defaults())
+    raw = OmegaConf.to_container(cfg.reward.model, resolve=False)
+    assert isinstance(raw, dict)
+    composed = _flat({k: v for k, v in raw.items() if k not in ("_target_",
+                                                                 *cls.runtime_params)})
+    assert set(composed) == set(defaults), "reward.model keys are the dataclass's fields"
+    commented = _commented_keys(option)
+    silent = {k: (v, defaults[k]) for k, v in composed.items()
+              if v != defaults[k] and not (isinstance(v, str) and v.startswith("${"))
+              and k.split(".")[-1] not in commented}
+    assert not silent, f"reward={option}: values differ from the dataclass without a comment: " \
+                       f"{silent}"
+
+
+def test_every_reward_settings_class_is_registered_and_complete() -> None:
+    from rewardlearn.cli.schemas import register_reward_schemas
+    from rewardlearn.rewards.registry import REWARD_CLASSES
+    from rewardlearn.settings import RewardModelConfig
+
+    names = register_reward_schemas()
+    for name in REWARD_CLASSES:
+        cls = REWARD_CLASSES[name]
+        if cls.settings_class is not None:
+            assert cls.settings_class in RewardModelConfig.registered().values(), name
+    assert {"preference", "drs", "perceptual", "progress", "vlm", "vlm_distilled",
+            "mlp"} <= set(names)
+
+
+def test_python_and_train_py_users_get_the_same_defaults(
+        compose_cfg: Callable[..., DictConfig]) -> None:
+    """The issue's case: PreferenceConfig said 1000/100, the yaml 200/40."""
+    from rewardlearn.preference.configuration import PreferenceConfig
+
+    cfg = compose_cfg("reward=preference")
+    assert (cfg.reward.model.budget, cfg.reward.model.queries_per_round) == (
+        PreferenceConfig().budget, PreferenceConfig().queries_per_round)
+
+
+def test_the_settings_object_is_built_once_and_handed_on(
+        compose_cfg: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from rewardlearn.cli.train import run
+    from rewardlearn.preference.configuration import PreferenceConfig
+
+    built: list[int] = []
+    real = PreferenceConfig.__post_init__
+
+    def count(self: PreferenceConfig) -> None:
+        built.append(1)
+        real(self)
+
+    monkeypatch.setattr(PreferenceConfig, "__post_init__", count)
+    cfg = compose_cfg("total_timesteps=300", "reward.model.first_round_at=100",
+                      "+agent.kwargs.learning_starts=100", "eval.n_episodes=1",
+                      "video.enabled=false", "progress_bar=false")
+    run(cfg, tmp_path / "run")
+    assert len(built) == 1

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +193,9 @@ def test_reward_checkpoint_accepts_a_folder_or_repo_id(compose_cfg: Any, run: Pa
     from rewardlearn.cli.checks import _check_inputs
 
     for path in (str(run), str(run / "reward_model"), "me/some-reward"):
-        _check_inputs(compose_cfg("reward=checkpoint", f"reward.model.path={path}"))
+        _check_inputs(compose_cfg("reward=checkpoint", f"reward.model.path={path}"), None)
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
-        _check_inputs(compose_cfg("reward=checkpoint", "reward.model.path=runs/x/nope.pt"))
+        _check_inputs(compose_cfg("reward=checkpoint", "reward.model.path=runs/x/nope.pt"), None)
 
 
 class _Evil:
@@ -244,7 +244,7 @@ def test_a_summary_naming_a_file_outside_the_run_does_not_package_it(run: Path,
     out = package_run(run, tmp_path / "pkg")
     packaged = (out / "replay.mp4").read_bytes()
     assert packaged == b"mp4"  # the run's own video, found in its folder instead
-    with pytest.raises(ValueError, match="only an .mp4 file inside the run's own video"):
+    with pytest.raises(ValueError, match=r"only an \.mp4 file inside the run.s own video"):
         package_run(run, tmp_path / "pkg2", video=str(secret))
     assert not (tmp_path / "pkg2").exists()
 

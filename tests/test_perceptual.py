@@ -401,7 +401,8 @@ def test_reward_config_composes_and_builds(compose_cfg: Callable[..., DictConfig
                                            pick_place_demos: Path) -> None:
     from rewardlearn.cli.train import build_reward_model
 
-    cfg = compose_cfg("env=pick_place", "reward=perceptual", f"reward.demos={pick_place_demos}",
+    cfg = compose_cfg("env=pick_place", "reward=perceptual",
+                      f"reward.model.demos={pick_place_demos}",
                       "reward.model.encoder.target=state", "reward.model.settings.n_steps=4")
     env = make_env("pick_place")
     model = build_reward_model(cfg, env.observation_space, env.action_space)
@@ -511,7 +512,7 @@ def test_train_py_runs_with_perceptual_reward(compose_cfg: Callable[..., DictCon
              f"video.dir={tmp_path / 'videos'}", "+agent.kwargs.n_steps=64",
              "+agent.kwargs.batch_size=32", "+agent.kwargs.n_epochs=1", "torch_threads=1"]
     saved = tmp_path / "perceptual.pt"
-    cfg = compose_cfg(*short, "reward=perceptual", f"reward.demos={pick_place_demos}",
+    cfg = compose_cfg(*short, "reward=perceptual", f"reward.model.demos={pick_place_demos}",
                       "reward.model.encoder.target=downsample", "reward.model.settings.n_steps=3",
                       f"reward.model.save={saved}")
     summary = run(cfg, tmp_path / "run")

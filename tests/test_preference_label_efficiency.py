@@ -334,14 +334,14 @@ def test_build_agent_uses_hybrid_replay_when_asked(compose_cfg: Callable[..., An
     reward = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[4],
                               device="cpu", replay_recent_fraction=0.5, replay_recent_window=7)
     cfg = compose_cfg("env=pendulum", "agent=sac", "device=cpu")
-    agent = build_agent(cfg, RewardVecEnvWrapper(venv, reward), tmp_path)
+    agent = build_agent(cfg, RewardVecEnvWrapper(venv, reward), tmp_path, reward)
     rb = getattr(agent, "replay_buffer", None)
     assert isinstance(rb, HybridReplayBuffer) and rb.recent_fraction == 0.5
     assert rb.recent_window == 7
     plain = PreferenceReward(venv.observation_space, venv.action_space, hidden_sizes=[4],
                              device="cpu")
     agent = build_agent(cfg, RewardVecEnvWrapper(make_vec_env("pendulum", n_envs=1, seed=0),
-                                                 plain), tmp_path)
+                                                 plain), tmp_path, plain)
     assert not isinstance(getattr(agent, "replay_buffer", None), HybridReplayBuffer)
 
 
@@ -415,12 +415,15 @@ def test_first_round_takes_its_share_of_the_budget_and_rounds_fit_the_rest(
     with caplog.at_level(logging.INFO, logger="rewardlearn"):
         reward, callback, asked = _schedule_run(budget=25, queries_per_round=5,
                                                 first_round_frac=frac, feedback_until=0.5)
-    assert "reward.model.rounds=25 reward.model.feedback_until=0.25" in caplog.text
-    assert asked == expected
+    hints = PreferenceConfig(budget=25, queries_per_round=5).run_warnings("ppo", 4096)
+    assert any("reward.model.rounds=25 reward.model.feedback_until=0.25" in h for h in hints)
+    assert "preference feedback plan" in caplog.text  # the whole plan, logged up front
+    assert asked == expected == [r.queries for r in callback.plan.rounds]
     assert reward.learner.budget_left == 0
     # rounds evenly spread from the first at 128 steps to feedback_until x 4096 steps
-    assert callback.interval == (2048 - 128) // (len(expected) - 1)
-    assert reward.history[-1]["timesteps"] <= 2048 + 2 * callback.interval
+    gap = (2048 - 128) // (len(expected) - 1)
+    assert [r.at for r in callback.plan.rounds] == [128 + k * gap for k in range(len(expected))]
+    assert reward.history[-1]["timesteps"] <= 2048 + 128
     with pytest.raises(ValueError, match="first_round_frac"):
         PreferenceConfig(first_round_frac=1.5)
 
@@ -434,13 +437,13 @@ def test_rounds_splits_the_budget_into_that_many_rounds_by_feedback_until(
     assert PreferenceConfig(budget=10, rounds=25).queries_per_round == 1
     with pytest.raises(ValueError, match="rounds must be >= 1 or null"):
         PreferenceConfig(rounds=0)
-    with caplog.at_level(logging.INFO, logger="rewardlearn"):
-        reward, callback, asked = _schedule_run(budget=12, rounds=6, queries_per_round=40,
-                                                feedback_until=0.25)
-    assert "few labels" not in caplog.text  # the rounds were chosen: no hint
+    reward, callback, asked = _schedule_run(budget=12, rounds=6, queries_per_round=40,
+                                            feedback_until=0.25)
+    chosen = PreferenceConfig(budget=12, rounds=6, feedback_until=0.25)
+    assert not any("few labels" in h for h in chosen.run_warnings("ppo", 4096))  # no hint
     assert asked == [2] * 6
     assert reward.learner.budget_left == 0
-    assert callback.interval == (1024 - 128) // 5
+    assert [r.at for r in callback.plan.rounds] == [128 + k * 179 for k in range(6)]
     # a round runs at the first rollout end (128 steps) past its time: at most 5 late ones
     assert reward.history[-1]["timesteps"] <= 1024 + 5 * 128
 
@@ -453,7 +456,7 @@ def test_round_spacing_packs_the_early_rounds_and_still_asks_until_feedback_unti
                                             feedback_until=0.75)
     assert asked == [2] * 5
     # span = 0.75 x 4096 - 128 = 2944: planned 128, 312, 864, 1784, 3072
-    assert callback._round_times == [128, 312, 864, 1784, 3072]
+    assert [r.at for r in callback.plan.rounds] == [128, 312, 864, 1784, 3072]
     assert [int(m["timesteps"]) for m in reward.history] == [128, 384, 896, 1792, 3072]
     with pytest.raises(ValueError, match="round_spacing must be > 0"):
         PreferenceConfig(round_spacing=0)
@@ -596,7 +599,8 @@ def test_background_rounds_land_at_a_fixed_step_and_rerun_identically() -> None:
         assert m["background"] == 1.0
         lag = m["installed_at"] - m["timesteps"]
         assert callback.lag_steps <= lag < callback.lag_steps + rollout
-    assert callback.lag_steps == int(0.5 * callback.interval)
+    gaps = np.diff([r.at for r in callback.plan.rounds])
+    assert callback.lag_steps == int(0.5 * gaps[-1])
     again, _, params_again = _ppo_preference_run(0.5)
     np.testing.assert_array_equal(params, params_again)
     for a, b in zip(reward.ensemble.state_dict().values(),

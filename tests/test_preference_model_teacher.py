@@ -115,7 +115,7 @@ def test_model_teacher_config_and_refusals(compose_cfg: Callable[..., DictConfig
     space = gym.spaces.Box(-1, 1, (2,))
     with pytest.raises(ValueError, match="exactly one of"):
         PreferenceReward(space, space, teacher=ModelTeacher(), device="cpu", hidden_sizes=[4])
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(ImportError, match="no_such_mod"):
         PreferenceReward(space, space, teacher=ModelTeacher(function="no_such_mod:f"),
                          device="cpu", hidden_sizes=[4])
     bad = ModelTeacher(function=f"{__name__}:_render")

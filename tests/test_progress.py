@@ -465,5 +465,5 @@ def test_untrained_progress_reward_is_refused() -> None:
     b = TransitionBatch(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((1, 3)), [False], [False])
     with pytest.raises(RuntimeError, match=r"reward\.model\.path"):
         reward(b)
-    with pytest.raises(ValueError, match="unknown progress reward mode"):
+    with pytest.raises(ValueError, match=r"mode must be one of \(.potential., .delta., .level.\)"):
         ProgressReward(space, space, mode="raw")

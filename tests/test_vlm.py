@@ -220,8 +220,8 @@ def test_missing_weights_offline_give_a_clear_error(tmp_path: Path,
 
 def test_missing_weights_stop_train_before_training(compose_cfg: Callable[..., DictConfig],
                                                     tmp_path: Path) -> None:
-    cfg = compose_cfg("env=pendulum", "reward=vlm", "reward.goal=a pendulum upright",
-                      "reward.baseline=a pendulum", "reward.model.clip_model=ViT-B-32",
+    cfg = compose_cfg("env=pendulum", "reward=vlm", "reward.model.goal=a pendulum upright",
+                      "reward.model.baseline=a pendulum", "reward.model.clip_model=ViT-B-32",
                       f"reward.model.pretrained={tmp_path / 'no_weights.bin'}",
                       "progress_bar=false")
     with pytest.raises(ClipWeightsError, match=r"reward\.model\.pretrained"):
@@ -316,16 +316,18 @@ def test_stride_holds_the_last_score(tiny_dir: str) -> None:
 def test_deferred_rollout_matches_immediate_scores(tiny_dir: str) -> None:
     now, later = _reward(tiny_dir, frame_stride=2), _reward(tiny_dir, frame_stride=2,
                                                               batch_size=3)
-    later.begin_rollout()
     obs = np.zeros((2, 4), np.float32)
     expected = []
-    for t in range(6):
+    for t in range(6):  # reward_timing=rollout: frames queued and encoded 3 at a time
         frames, nxt = _frames(2, seed=10 + t), obs + 1
         dones = np.array([t == 3, False])
         expected.append(now.compute(_batch(frames, obs, nxt, dones)).rewards)
-        assert not later.compute(_batch(frames, obs, nxt, dones)).rewards.any()
+        later.defer_step(_batch(frames, obs, nxt, dones))
         obs = np.where(dones[:, None], 100.0 + t, nxt).astype(np.float32)
-    np.testing.assert_allclose(later.end_rollout(), np.stack(expected), atol=1e-6)
+    assert later.defer_consumes_frames and later.deferrable
+    got = later.compute_deferred(_batch(np.zeros((12, 0)), np.zeros((12, 4)),
+                                        np.zeros((12, 4)), np.zeros(12, bool)))
+    np.testing.assert_allclose(got.rewards, np.concatenate(expected), atol=1e-6)
 
 
 def test_config_round_trips_through_a_checkpoint(tiny_dir: str, tmp_path: Path) -> None:
@@ -422,13 +424,14 @@ def _short(tmp_path: Path, tiny_dir: str, *extra: str) -> list[str]:
             "total_timesteps=256", "+agent.kwargs.n_steps=64", "+agent.kwargs.batch_size=64",
             "+agent.kwargs.n_epochs=1", "eval.n_episodes=1", "video.n_episodes=1",
             "video.width=32", "video.height=32", f"video.dir={tmp_path / 'videos'}",
-            "progress_bar=false", "torch_threads=1", "reward.goal=a humanoid robot kneeling",
-            "reward.baseline=a humanoid robot", f"reward.model.clip_model={tiny_dir}",
+            "progress_bar=false", "torch_threads=1", "reward.model.goal=a humanoid robot kneeling",
+            "reward.model.baseline=a humanoid robot", f"reward.model.clip_model={tiny_dir}",
             "reward.model.pretrained=null", "reward.model.device=cpu", *extra]
 
 
 @pytest.mark.parametrize("extra", [["reward.model.frame_stride=3"],
-                                   ["reward.model.defer=rollout", "reward.model.batch_size=16"]])
+                                   ["reward_timing=rollout", "reward.model.batch_size=16"],
+                                   ["reward.model.frame_stride=3", "reward_timing=rollout"]])
 def test_vlm_reward_trains_end_to_end(compose_cfg: Callable[..., DictConfig], tmp_path: Path,
                                       tiny_dir: str, extra: list[str]) -> None:
     cfg = compose_cfg(*_short(tmp_path, tiny_dir, "reward=vlm", *extra))

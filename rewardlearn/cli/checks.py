@@ -4,12 +4,14 @@
 be ...``), and the input files the settings name (demos, RA-BC weights, checkpoints) are
 checked for existence and kind. A reward module whose class declares a
 :attr:`~rewardlearn.rewards.base.RewardModel.settings_class` has its ``reward.model``
-settings built (so checked) here too.
+settings built (so checked) here, once: the object is handed to the module's constructor,
+and its own hooks warn about the run (:meth:`~rewardlearn.settings.RewardModelConfig.run_warnings`)
+and check the files it names (:meth:`~rewardlearn.settings.RewardModelConfig.check_inputs`).
+No method is named here.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -17,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.agents import ALGOS, REWARD_TIMINGS, on_policy
-from rewardlearn.preference.reward import PreferenceReward, read_resume_file
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.pretrained import is_repo_id
-from rewardlearn.settings import did_you_mean
-from rewardlearn.utils import import_object, resolve_device, to_dict
+from rewardlearn.settings import RewardModelConfig, did_you_mean
+from rewardlearn.utils import import_object, resolve_device
 
 log = logging.getLogger("rewardlearn")
 
@@ -101,7 +102,7 @@ class _Checks:
             self.add(key, value, "must be true or false")
 
 
-def reward_class(model: DictConfig) -> type | None:
+def target_class(model: DictConfig) -> type | None:
     """The class ``reward.model._target_`` names, if it is a class that imports."""
     target = str(model.get("_target_", ""))
     try:
@@ -111,39 +112,39 @@ def reward_class(model: DictConfig) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
-def check_reward_settings(cfg: DictConfig) -> None:
-    """Build the reward module's settings dataclass now, so its checks run before any env.
+def reward_settings(cfg: DictConfig) -> RewardModelConfig | None:
+    """Build the reward module's settings object now, so its checks run before any env;
+    ``None`` for a module without a ``settings_class``.
 
-    Keys of ``reward.model`` must be fields of the class's ``settings_class`` or named
-    parameters of its constructor; anything else is refused, listing the valid names.
+    Keys of ``reward.model`` must be settings or the module's runtime parameters (a
+    teacher); anything else is refused with the closest valid name.
     """
     model = cfg.reward.get("model")
-    cls = None if model is None else reward_class(model)
+    cls = None if model is None else target_class(model)
     if cls is None or not issubclass(cls, RewardModel) or cls.settings_class is None:
-        return
+        return None
     settings_cls = cls.settings_class
     where = f"reward.model (reward={cfg.reward.get('name')})"
-    values = {k: v for k, v in to_dict(model).items() if k != "_target_"}
-    params = {name for name, p in inspect.signature(cls).parameters.items()
-              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    params -= {"observation_space", "action_space"}
-    unknown = sorted(set(values) - params - set(settings_cls.names()))
+    keys = [str(k) for k in model if k != "_target_"]
+    unknown = sorted(set(keys) - set(cls.runtime_params) - set(settings_cls.names()))
     if unknown:
-        valid = sorted(params | set(settings_cls.names()))
+        valid = sorted(set(cls.runtime_params) | set(settings_cls.names()))
         raise SettingsError(f"{where}: unknown setting(s) {unknown}"
                             f"{did_you_mean(unknown, valid)}; valid: {valid}")
+    plain = OmegaConf.to_container(model, resolve=True)
+    assert isinstance(plain, dict)
+    values = {str(k): v for k, v in plain.items() if k in keys and k not in cls.runtime_params}
     try:
-        settings_cls.from_kwargs({k: v for k, v in values.items() if k in settings_cls.names()})
+        return settings_cls.from_kwargs(values)
     except (TypeError, ValueError) as err:
         raise SettingsError(f"{where}: {err}") from None
 
 
-def _check_inputs(cfg: DictConfig) -> None:
+def _check_inputs(cfg: DictConfig, settings: RewardModelConfig | None) -> None:
     """Files the settings name must exist (and be what they should) before anything runs."""
     model = cfg.reward.model
-    cls = reward_class(model)
-    if cls is not None and issubclass(cls, PreferenceReward) and model.get("resume"):
-        read_resume_file(str(model.resume))
+    if settings is not None:
+        settings.check_inputs()
     if str(model.get("_target_", "")).endswith("checkpoint.load_reward_model"):
         path = model.get("path")
         if path is not None and not Path(str(path)).exists() and not is_repo_id(str(path)):
@@ -167,8 +168,9 @@ def _check_inputs(cfg: DictConfig) -> None:
             "rewardlearn.cli.train_progress rabc model=<progress_model.pt> demos=<demos>")
 
 
-def validate_settings(cfg: DictConfig) -> None:
+def validate_settings(cfg: DictConfig) -> RewardModelConfig | None:
     """Check the run's settings before anything is built; raise naming every bad one.
+    Returns the reward module's settings object (built once, handed to the constructor).
 
     Raises :class:`SettingsError` (a ``ValueError``) listing ``key=value: must be
     <valid range>`` for each problem, and ``FileNotFoundError``/``ValueError``
@@ -180,7 +182,9 @@ def validate_settings(cfg: DictConfig) -> None:
     c.integer("seed", cfg.get("seed"), 0, 2**32 - 1)
     c.integer("n_envs", cfg.get("n_envs"), 1)
     c.choice("vec_env", cfg.get("vec_env"), ("dummy", "subproc"))
-    c.integer("torch_threads", cfg.get("torch_threads"), 1, optional=True)
+    threads = cfg.get("torch_threads", "auto")
+    if threads not in ("auto", "all"):
+        c.integer("torch_threads", threads, 1)
     c.flag("progress_bar", cfg.get("progress_bar"))
     try:
         resolve_device(str(cfg.get("device")))
@@ -231,12 +235,9 @@ def validate_settings(cfg: DictConfig) -> None:
     if c.problems:
         s = "s" if len(c.problems) > 1 else ""
         raise SettingsError(f"invalid setting{s}: " + "; ".join(c.problems))
-    check_reward_settings(cfg)
-    model = cfg.reward.get("model")
-    cls = None if model is None else reward_class(model)
-    if (cls is not None and issubclass(cls, PreferenceReward) and model.get("budget", 1) > 0
-            and model.get("first_round_at", 0) >= cfg.total_timesteps):
-        log.warning("reward.model.first_round_at=%s >= total_timesteps=%s: no feedback "
-                    "round will run, so the agent trains on an untrained reward",
-                    model.first_round_at, cfg.total_timesteps)
-    _check_inputs(cfg)
+    settings = reward_settings(cfg)
+    if settings is not None:
+        for warning in settings.run_warnings(str(cfg.agent.algo), int(cfg.total_timesteps)):
+            log.warning("reward=%s: %s", cfg.reward.get("name"), warning)
+    _check_inputs(cfg, settings)
+    return settings

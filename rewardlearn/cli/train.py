@@ -56,8 +56,9 @@ from rewardlearn.agents import (
     normalize_reward_enabled,
 )
 from rewardlearn.bc import BCConfig, warm_start
-from rewardlearn.cli.checks import validate_settings
+from rewardlearn.cli.checks import reward_settings, target_class, validate_settings
 from rewardlearn.cli.objective import check_objective, is_optuna_sweep, objective_value
+from rewardlearn.cli.schemas import register_reward_schemas
 from rewardlearn.env_factory import CONF_DIR, make_vec_env
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.publish import save_run_reward_model
@@ -70,8 +71,9 @@ from rewardlearn.runs import (
     claim_folder,
     release_folder,
 )
+from rewardlearn.settings import RewardModelConfig
 from rewardlearn.shaping import build_shaping
-from rewardlearn.utils import set_torch_threads, to_dict
+from rewardlearn.utils import auto_threads, resolve_device, set_torch_threads, to_dict
 from rewardlearn.wrappers.normalize import AgentNormalize
 from rewardlearn.wrappers.vec import (
     DeferredRewardCallback,
@@ -81,12 +83,24 @@ from rewardlearn.wrappers.vec import (
 
 log = logging.getLogger("rewardlearn")
 
-def build_reward_model(cfg: DictConfig, observation_space: gym.Space,
-                       action_space: gym.Space) -> RewardModel:
-    """Instantiate ``cfg.reward.model`` for the env's spaces."""
+def build_reward_model(cfg: DictConfig, observation_space: gym.Space, action_space: gym.Space,
+                       settings: RewardModelConfig | None = None) -> RewardModel:
+    """Build ``cfg.reward.model`` for the env's spaces: a module with a ``settings_class``
+    from ``settings`` (the object the checks built; built here when not given) and its
+    runtime parameters (a teacher), any other target as Hydra instantiates it."""
+    model_cfg = cfg.reward.model
+    cls = target_class(model_cfg)
     try:
-        model = instantiate(cfg.reward.model, observation_space=observation_space,
-                            action_space=action_space)
+        if cls is not None and issubclass(cls, RewardModel) and cls.settings_class is not None:
+            if settings is None:
+                settings = reward_settings(cfg)
+            runtime = {k: instantiate(model_cfg[k]) for k in cls.runtime_params
+                       if k in model_cfg}
+            build: Any = cls  # a RewardModel subclass taking settings= (its settings_class)
+            model = build(observation_space, action_space, config=settings, **runtime)
+        else:
+            model = instantiate(model_cfg, observation_space=observation_space,
+                                action_space=action_space)
     except InstantiationException as e:
         if isinstance(e.__cause__, (ValueError, TypeError, FileNotFoundError, ImportError)):
             raise e.__cause__ from None
@@ -117,16 +131,23 @@ class _Built:
     bc_summary: dict[str, Any] | None
 
 
-def _build(cfg: DictConfig, run_dir: Path) -> _Built:
+def _build(cfg: DictConfig, run_dir: Path, settings: RewardModelConfig | None = None
+           ) -> _Built:
     """Envs, reward model, agent and BC warm start: everything before training."""
-    set_torch_threads(cfg.get("torch_threads"))
+    threads = cfg.get("torch_threads", "auto")
+    if threads != "auto":
+        set_torch_threads(threads)
     probe = make_vec_env(cfg.env, n_envs=1, seed=int(cfg.seed))
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
-    reward_model = build_reward_model(cfg, obs_space, act_space)
+    reward_model = build_reward_model(cfg, obs_space, act_space, settings)
     reward_model.run_dir = run_dir
     reward_model = build_shaping(cfg.shaping, reward_model, obs_space, act_space, agent_gamma(cfg))
     learned = not reward_model.is_ground_truth
+    if threads == "auto":
+        n = auto_threads(resolve_device(str(cfg.device)), reward_model.needs_frames)
+        log.info("torch_threads=auto: %d thread%s", n, "s" if n > 1 else "")
+        set_torch_threads(n)
     defer = learned and defer_rewards(str(cfg.get("reward_timing", "auto")), str(cfg.agent.algo),
                                       reward_model.name, reward_model.deferrable)
 
@@ -148,7 +169,7 @@ def _build(cfg: DictConfig, run_dir: Path) -> _Built:
             normalizer = AgentNormalize(venv, norm_obs=norm_obs, norm_reward=norm_reward,
                                         gamma=agent_gamma(cfg), defer_rewards=defer)
             venv = normalizer
-        agent = build_agent(cfg, venv, run_dir)
+        agent = build_agent(cfg, venv, run_dir, reward_model)
         bc_summary = None
         if cfg.get("bc") is not None and cfg.bc.get("demos"):
             bc_cfg = BCConfig.from_kwargs(to_dict(cfg.bc))
@@ -233,14 +254,14 @@ def run(cfg: DictConfig, run_dir: Path, exit_on_input_error: bool = False) -> di
     with _stop_on_sigterm():
         try:
             try:
-                validate_settings(cfg)
+                settings = validate_settings(cfg)  # built once, handed to the module
                 claim_folder(run_dir, RUN_OUTPUTS, "hydra.run.dir")
                 claimed.append(run_dir)
                 n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
                 if n_videos and not video_dir.resolve().is_relative_to(run_dir.resolve()):
                     claim_folder(video_dir, VIDEO_OUTPUTS, "video.dir")
                     claimed.append(video_dir)
-                built = _build(cfg, run_dir)
+                built = _build(cfg, run_dir, settings)
             except BaseException as err:
                 for folder in claimed:  # refused before training: leave no folder behind
                     release_folder(folder, discard=True, bookkeeping=HYDRA_BOOKKEEPING)
@@ -380,6 +401,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | float:
     return summary if objective is None else objective_value(summary, objective)
 
 
+register_reward_schemas()  # reward.model defaults come from the settings dataclasses
 _hydra_main = hydra.main(version_base="1.3", config_path=str(CONF_DIR),
                          config_name="config")(main)
 
@@ -409,7 +431,12 @@ def prepare_command_line(argv: list[str]) -> list[str]:
     import shutil
     import tempfile
 
-    from rewardlearn.env_factory import available_envs, is_config_path, user_config_dirs
+    from rewardlearn.env_factory import (
+        add_import_path,
+        available_envs,
+        is_config_path,
+        user_config_dirs,
+    )
 
     argv = list(argv)
     folders = [str(d) for d in user_config_dirs()]
@@ -419,6 +446,7 @@ def prepare_command_line(argv: list[str]) -> list[str]:
             path = Path(value).expanduser()
             if not path.is_file():
                 raise SystemExit(f"error: env={value}: no such file")
+            add_import_path(path.resolve().parent)  # my_env.py beside my_env.yaml imports
             tmp = tempfile.mkdtemp(prefix="rewardlearn-conf-")
             atexit.register(shutil.rmtree, tmp, True)
             (Path(tmp) / "env").mkdir()

@@ -6,7 +6,7 @@ Usage::
     rewardlearn-train-perceptual demos=data/pick_place-expert-v0 n_steps=4
     rewardlearn-train-perceptual eval \\
         model=runs/perceptual/pick_place-expert-v0/perceptual_model.pt demos=<other episodes>
-    python train.py env=pick_place agent=ppo reward=perceptual reward.demos=null \\
+    python train.py env=pick_place agent=ppo reward=perceptual reward.model.demos=null \\
         reward.model.path=runs/perceptual/pick_place-expert-v0/perceptual_model.pt
 
 Commands: ``fit`` (default) and ``eval``. Options (``key=value``, values parsed as YAML):

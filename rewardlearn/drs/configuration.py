@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rewardlearn.settings import Settings, positive_widths
+from rewardlearn.settings import RewardModelConfig, positive_widths
 
 FORMS = ("negative", "stage")
 
 
+@RewardModelConfig.register_subclass("drs")
 @dataclass
-class DrSConfig(Settings):
+class DrSConfig(RewardModelConfig):
     """Knobs of :class:`~rewardlearn.drs.reward.DrSReward` (DrS, Mu et al., ICLR 2024).
 
     Annotations: ``stage_key`` and ``success_key`` name the env's ``info`` entries with the
@@ -43,7 +44,6 @@ class DrSConfig(Settings):
     fraction in time (the states near the stage's exit; 1 = every one, as published).
     """
 
-    what = "drs"
     demos: str | None = None
     max_demos: int | None = 50
     stage_key: str = "stage"
@@ -66,6 +66,13 @@ class DrSConfig(Settings):
 
     def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+
+    def check_inputs(self) -> None:
+        if self.demos:
+            from rewardlearn.demos import open_dataset
+
+            for demos in str(self.demos).split(","):
+                open_dataset(demos.strip())
 
     def checks(self) -> list[tuple[bool, str]]:
         return [

@@ -52,7 +52,7 @@ class DrSReward(RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces.
-        **settings: :class:`~rewardlearn.drs.configuration.DrSConfig` fields.
+        config: the :class:`~rewardlearn.drs.configuration.DrSConfig`, or **kwargs: its fields.
     """
 
     name = "drs"
@@ -60,9 +60,10 @@ class DrSReward(RewardModel):
     deferrable = True  # the classifiers change only in DrSCallback, between rollouts
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 **settings: Any) -> None:
+                 config: DrSConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        self.cfg = DrSConfig.from_kwargs(settings)
+        self.cfg = DrSConfig.build(config, **kwargs)
+        self.info_keys = (self.cfg.stage_key, self.cfg.success_key)  # the env signals it reads
         self.device = resolve_device(self.cfg.device)
         self.dim = flat_dim(observation_space)
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -265,7 +266,8 @@ class DrSReward(RewardModel):
 
     def summary(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
-        return {"updates": self.updates, **{k: last[k] for k in ("loss", "acc") if k in last}}
+        return {"updates": self.updates, "num_stages": self.num_stages,
+                **{k: last[k] for k in ("loss", "acc") if k in last}}
 
 
 class DrSCallback(PeriodicUpdate):

@@ -146,9 +146,22 @@ class Rollouts:
     """State index of each transition's ``next_obs``."""
     frames: dict[FrameSize, FrameTable] = field(default_factory=dict)
     """Rendered frames of every state, per frame size (empty: none rendered)."""
+    state_infos: list[dict[str, Any]] = field(default_factory=list)
+    """The scalar entries of the env's ``info`` for every state (by state index): what a
+    reward that reads an env signal (a stage) is given for that state."""
 
     def __len__(self) -> int:
         return len(self.acts)
+
+    def info_lookup(self) -> dict[bytes, dict[str, Any]]:
+        """Observation bytes -> that state's info, over every state of the rollouts."""
+        out: dict[bytes, dict[str, Any]] = {}
+        if not self.state_infos or self.obs_ids is None or self.next_ids is None:
+            return out
+        for arr, ids in ((self.obs, self.obs_ids), (self.next_obs, self.next_ids)):
+            for row, k in zip(arr, ids, strict=True):
+                out.setdefault(np.ascontiguousarray(row).tobytes(), self.state_infos[int(k)])
+        return out
 
     def batch(self, idx: np.ndarray | slice | None = None) -> TransitionBatch:
         """The transitions (all, or rows ``idx``) as a :class:`TransitionBatch`."""
@@ -236,26 +249,28 @@ def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: ActFn | 
     rows: dict[str, list[Any]] = {k: [] for k in ("obs", "acts", "next_obs", "term", "trunc",
                                                   "rew", "ep", "obs_id", "next_id")}
     n_states = 0
+    infos: list[dict[str, Any]] = []
 
-    def new_state() -> int:
+    def new_state(info: dict[str, Any]) -> int:
         nonlocal n_states
         for size, source in zip(sizes, sources, strict=True):
             rendered[size].append(np.array(source.render(), np.uint8, copy=True))
+        infos.append({k: v for k, v in info.items() if np.isscalar(v)})
         n_states += 1
         return n_states - 1
 
     try:
         sources.extend(EnvFrameSource(env, w, h, camera) for h, w in sizes)
         env.action_space.seed(seed)
-        obs, _ = env.reset(seed=seed)
-        cur = new_state()
+        obs, info = env.reset(seed=seed)
+        cur = new_state(info)
         ep, t = 0, 0
         for step in range(int(n_steps)):
             act = env.action_space.sample() if policy is None else policy(
                 obs if isinstance(obs, dict) else np.asarray(obs))
-            nxt, rew, term, trunc, _ = env.step(act)
+            nxt, rew, term, trunc, info = env.step(act)
             t += 1
-            nxt_id = new_state()
+            nxt_id = new_state(info)
             trunc = bool(trunc) or (max_episode_steps is not None and t >= max_episode_steps)
             for key, value in (("obs", obs), ("acts", act), ("next_obs", nxt), ("term", term),
                                ("trunc", trunc and not term), ("rew", rew), ("ep", ep),
@@ -264,8 +279,8 @@ def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: ActFn | 
             obs, cur = nxt, nxt_id
             if (term or trunc) and step + 1 < int(n_steps):
                 ep, t = ep + 1, 0
-                obs, _ = env.reset()
-                cur = new_state()
+                obs, info = env.reset()
+                cur = new_state(info)
     finally:
         for source in sources:
             source.close()
@@ -276,7 +291,7 @@ def collect_rollouts(env: gym.Env, n_steps: int, seed: int = 0, policy: ActFn | 
         _stack_obs(rows["next_obs"], obs_dtype), np.asarray(rows["term"], bool),
         np.asarray(rows["trunc"], bool), np.asarray(rows["rew"], np.float64),
         np.asarray(rows["ep"], np.int64), np.asarray(rows["obs_id"], np.int64),
-        np.asarray(rows["next_id"], np.int64), tables,
+        np.asarray(rows["next_id"], np.int64), tables, infos,
     )
 
 

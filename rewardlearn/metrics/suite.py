@@ -45,10 +45,14 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
 
 
 class _Counted:
-    """A reward that counts the rows it answers (reads frames exactly when the reward does)."""
+    """A reward that counts the rows it answers (reads frames exactly when the reward does);
+    a module that reads env signals (:attr:`~rewardlearn.rewards.base.RewardModel.info_keys`)
+    gets each ``s'``'s info from the rollouts (``infos``: observation bytes -> info)."""
 
-    def __init__(self, reward: RewardFn) -> None:
+    def __init__(self, reward: RewardFn, infos: dict[bytes, dict[str, Any]] | None = None
+                 ) -> None:
         self.reward = reward
+        self.infos = infos if getattr(reward, "info_keys", ()) else None
         self.rows = 0
         self.needs_frames = M.reads_frames(reward)
         self.frame_size = M.frame_size_of(reward)
@@ -56,6 +60,10 @@ class _Counted:
 
     def __call__(self, batch: TransitionBatch) -> np.ndarray:
         self.rows += len(batch)
+        if self.infos is not None and batch.infos is None:
+            nxt = np.asarray(batch.next_obs)
+            batch.infos = [self.infos.get(np.ascontiguousarray(row).tobytes(), {})
+                           for row in nxt]
         return np.asarray(self.reward(batch))
 
 
@@ -101,6 +109,8 @@ def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,
         M.check_regressable(env.observation_space)
     rollouts = M.collect_rollouts(env, n_steps, seed=seed, policy=policy,
                                 max_episode_steps=max_episode_steps, frames=sizes, camera=camera)
+    lookup = rollouts.info_lookup() if any(getattr(r, "info_keys", ()) for r in everyone) \
+        else None
     ref_info: dict[str, Any] = {"kind": "given"}
     if reference is None and any(m in metrics for m in ("epic", "starc")):
         reference, ref_info = M.reference_reward(env_id, rollouts, env.observation_space,
@@ -125,7 +135,7 @@ def evaluate_reward(rewards: Mapping[str, RewardFn], env: gym.Env, env_id: str,
     cost: dict[str, dict[str, Any]] = {}
     for name, model in rewards.items():
         t_reward = time.perf_counter()
-        reward = _Counted(model)
+        reward = _Counted(model, lookup)
         misses = _cache_misses(model)
         _clear_frame_cache(model)
         row: dict[str, Any] = {}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rewardlearn.settings import Settings
+from rewardlearn.settings import RewardModelConfig, Settings
 
 AUTO = "auto"
 
@@ -113,4 +115,63 @@ class PerceptualConfig(Settings):
         return self.step_weight_base ** np.arange(k, dtype=np.float64)
 
 
-__all__ = ["AUTO", "PerceptualConfig"]
+MODES = ("perceptual", "goal", "potential")
+
+
+@RewardModelConfig.register_subclass("perceptual")
+@dataclass
+class PerceptualRewardConfig(RewardModelConfig):
+    """Settings of ``reward=perceptual``.
+
+    :param demos: demo dataset(s) to fit on (frames for frame encoders).
+    :param path: a saved perceptual model instead of ``demos``.
+    :param save: write the fitted model there (reusable as ``path``).
+    :param mode: ``perceptual`` (``scale * (score - offset)``), ``goal`` (``scale *``
+        similarity to the goal) or ``potential`` (shaping alone).
+    :param scale: multiplies the score.
+    :param offset: subtracted from the score in ``perceptual`` mode (1: every step before
+        the task is done costs).
+    :param goal: a goal image or ``.npy`` for ``goal`` mode (``None``: the demos' last
+        frames).
+    :param gamma: the shaping discount in ``potential`` mode (``None``: the agent's).
+    :param encoder: ``{"target": <tcn|clip|torchvision|state|downsample|pkg.mod:Class>,
+        "kwargs": {...}}``.
+    :param settings: :class:`PerceptualConfig`: step discovery, features and scoring.
+    """
+
+    demos: str | None = None
+    path: str | None = None
+    save: str | None = None
+    mode: str = "perceptual"
+    scale: float = 1.0
+    offset: float = 1.0
+    goal: str | None = None
+    gamma: float | None = None
+    encoder: Any = field(default_factory=lambda: {"target": "tcn", "kwargs": {}})
+    settings: Any = field(default_factory=PerceptualConfig)
+
+    def normalize(self) -> None:
+        if self.settings is None:
+            self.settings = PerceptualConfig()
+        elif not isinstance(self.settings, PerceptualConfig):
+            self.settings = PerceptualConfig.from_kwargs(dict(self.settings))
+        if isinstance(self.encoder, str):
+            self.encoder = {"target": self.encoder, "kwargs": {}}
+
+    def check_inputs(self) -> None:
+        if self.demos is None and self.path is None:
+            raise ValueError("reward=perceptual needs demos: reward.model.demos=<dataset from "
+                             "rewardlearn-collect ... frames=true> (or reward.model.path=<a saved "
+                             "perceptual model>)")
+        if self.path is not None and not Path(self.path).is_file():
+            raise FileNotFoundError(f"reward.model.path={self.path}: no such file")
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.mode in MODES, f"mode must be one of {MODES}"),
+            (self.encoder is None or isinstance(self.encoder, dict),
+             "encoder must be {target: <name or pkg.module:Class>, kwargs: {...}}"),
+        ]
+
+
+__all__ = ["AUTO", "MODES", "PerceptualConfig", "PerceptualRewardConfig"]

@@ -27,7 +27,7 @@ Signals per step (rollout sidecars): ``perceptual_step`` (current step of ``s'``
 Example:
     rewardlearn-collect env=pick_place n_episodes=20 frames=true
     python train.py env=pick_place agent=ppo reward=perceptual \\
-        reward.demos=data/pick_place-expert-v0
+        reward.model.demos=data/pick_place-expert-v0
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rewardlearn.perceptual.configuration import MODES, PerceptualRewardConfig
 from rewardlearn.perceptual.modeling import PerceptualModel, PerceptualPrediction
 from rewardlearn.perceptual.potential import build_perceptual_model, perceptual_summary
 from rewardlearn.rewards.base import FrameCache, Obs, RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
-
-MODES = ("perceptual", "goal", "potential")
 
 
 class PerceptualReward(ShapingGamma, RewardModel):
@@ -50,46 +49,31 @@ class PerceptualReward(ShapingGamma, RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces (the demos' sizes must match).
-        demos: dataset path or Minari id of demos (needs frames for frame encoders).
-        path: a saved perceptual model instead of ``demos``.
-        encoder: ``{"target": <name or dotted path>, "kwargs": {...}}``.
-        settings: :class:`~rewardlearn.perceptual.PerceptualConfig` fields
-            (``n_steps``, ``n_features``, ``aggregate``...).
-        mode: ``perceptual``, ``goal`` or ``potential``.
-        scale: multiplies the reward (or the potential).
-        offset: subtracted from the score in ``perceptual`` mode (see above).
-        goal: goal image (or ``.npy`` of frames/states) for ``goal`` mode; default: the
-            demos' final frames.
-        save: write the fitted model there (reusable as ``path``).
-        gamma: shaping discount in ``potential`` mode (``None``: the agent's).
+        config: the :class:`~rewardlearn.perceptual.configuration.PerceptualRewardConfig`
+            (demos or a saved model, mode, encoder, fitting settings), or **kwargs: its
+            fields.
     """
 
     name = "perceptual"
+    settings_class = PerceptualRewardConfig
     frame_cache: FrameCache
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 demos: str | None = None, path: str | None = None,
-                 encoder: dict[str, Any] | str | None = None,
-                 settings: dict[str, Any] | None = None, mode: str = "perceptual",
-                 scale: float = 1.0, offset: float = 1.0, goal: str | None = None,
-                 save: str | None = None, gamma: float | None = None) -> None:
+                 config: PerceptualRewardConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        if mode not in MODES:
-            raise ValueError(f"unknown perceptual reward mode {mode!r}; choose from {MODES}")
-        self.mode = mode
-        self.scale = float(scale)
-        self.offset = float(offset)
-        self.demos, self.path = demos, path
-        self.encoder_spec = encoder
-        self.settings = dict(settings or {})
-        self.uses_shaping_gamma = mode == "potential"
-        self.term = ShapingTerm(gamma)
+        self.cfg = PerceptualRewardConfig.build(config, **kwargs)
+        self.mode = self.cfg.mode
+        self.scale = float(self.cfg.scale)
+        self.offset = float(self.cfg.offset)
+        self.uses_shaping_gamma = self.mode == "potential"
+        self.term = ShapingTerm(self.cfg.gamma)
         self.model: PerceptualModel | None = None
         self.frame_cache = FrameCache()
-        if demos is not None or path is not None:
+        if self.cfg.demos is not None or self.cfg.path is not None:
             self._set_model(build_perceptual_model(
-                observation_space, action_space, demos, path, encoder, self.settings, save,
-                goal, where="reward=perceptual"))
+                observation_space, action_space, self.cfg.demos, self.cfg.path,
+                self.cfg.encoder, self.cfg.settings.to_dict(), self.cfg.save, self.cfg.goal,
+                where="reward=perceptual"))
 
     def _set_model(self, model: PerceptualModel) -> None:
         model.check_spaces(self.observation_space, self.action_space,
@@ -109,7 +93,7 @@ class PerceptualReward(ShapingGamma, RewardModel):
 
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         if self.model is None:
-            raise RuntimeError("reward=perceptual has no model: set reward.demos=<dataset> "
+            raise RuntimeError("reward=perceptual has no model: set reward.model.demos=<dataset> "
                                "(rewardlearn-collect env=... frames=true)")
         m = self.model
         nxt = self._predict(m, batch.next_obs, batch.frames, batch.frame_ids)
@@ -142,10 +126,9 @@ class PerceptualReward(ShapingGamma, RewardModel):
             out.update(perceptual_summary(self.model))
         return out
 
-    def config(self) -> dict[str, Any]:
-        return {"demos": None, "path": None, "encoder": self.encoder_spec,
-                "settings": self.settings, "mode": self.mode, "scale": self.scale,
-                "offset": self.offset, "gamma": self.gamma}
+    def config(self) -> dict[str, Any]:  # the fitted model is in the state
+        return {**self.cfg.to_dict(), "demos": None, "path": None, "save": None,
+                "goal": None, "gamma": self.gamma}
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.model is None else {"model": self.model.payload()}

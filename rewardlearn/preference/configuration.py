@@ -8,9 +8,11 @@ from typing import Any
 
 from rewardlearn.preference.modeling import PREFERENCE_MODELS
 from rewardlearn.preference.query import QUERY_METHODS
-from rewardlearn.settings import Settings, positive_widths
+from rewardlearn.settings import RewardModelConfig, Settings, positive_widths
 
 SCHEDULES = ("constant", "linear_decay")
+FEW_LABELS = 100
+"""Budgets up to this many labels get the few-label schedule hint with PPO."""
 ABSORBING_MODES = ("auto", "on", "off")
 REGRET_END_STATES = ("next_obs", "last_obs")
 EARLY_STOPS = ("train_acc", "heldout")
@@ -50,105 +52,66 @@ class SurfConfig(Settings):
         ]
 
 
+@RewardModelConfig.register_subclass("preference")
 @dataclass
-class PreferenceConfig(Settings):
-    """Every knob of the PEBBLE-style loop, with B-Pref/PEBBLE defaults where they exist.
+class PreferenceConfig(RewardModelConfig):
+    """Settings of ``reward=preference``: a PEBBLE-style loop (Lee et al. 2021; B-Pref
+    defaults where they exist). Measured effects of each option: ``docs/preference.md``.
 
-    Model: ``ensemble_size`` MLPs (``hidden_sizes``, ``activation``,
-    ``output_activation``) over ``r(s, a)`` (``use_action``; ``use_next_obs``
-    adds ``s'``), inputs standardised; ``preference_model`` is
-    ``bradley_terry`` or ``regret``. The reward used by the agent is
-    ``mean - conservative_k * std`` over members. ``output_activation`` is
-    ``None`` (linear) by default, not PEBBLE's tanh: the Bradley-Terry loss
-    keeps widening the gap between preferred and rejected segments, and a tanh
-    head answers by saturating. On HalfCheetah the tanh reward gave 0.94 at a
-    true step reward of 2.3 and 0.98 at 4.7, so running twice as fast earned
-    almost nothing; the linear head's agent reached a 1.2x-1.6x higher return
-    (``bench/results/preference.md``).
-
-    Feedback: ``budget`` labels in all, ``queries_per_round`` per round
-    (``schedule``: ``constant`` or ``linear_decay`` over training), rounds every
-    ``interval`` env steps (``None``: spread the budget evenly until
-    ``feedback_until`` of training), the first at ``first_round_at`` steps,
-    before the agent learns from the learned reward. ``first_round_frac``: the first
-    round asks ``max(queries_per_round, ceil(first_round_frac x budget))`` labels
-    (Christiano et al. 2017 took 25% of theirs up front; imitation's
-    ``initial_comparison_frac``): the first reward steers the agent until the next
-    round. Off by default: on HalfCheetah (PPO, 300k steps, 25 labels, 3 seeds) 0.4 kept
-    57% of the true-reward return against 58% without; the first round's data, from
-    PPO's near-deterministic initial policy, gave a reward with a Pearson of 0.24 with
-    the true returns at 5 and at 10 labels (``bench/results/preference_first_round.md``).
-    ``rounds`` (when set) asks the budget in that many rounds:
-    ``queries_per_round = ceil(budget / rounds)``, replacing the value given. Few labels
-    are best asked in many small, early rounds: on HalfCheetah (PPO, 300k steps, 25
-    labels) ``rounds=25 feedback_until=0.25`` kept 73.5% of the true-reward return over 5
-    seeds (97.2% on seeds 0-2) against 50.5% for 5 rounds until half-way: a reward
-    fitted to the first five labels steered PPO's near-deterministic policy for 37k
-    steps before the next round (``bench/results/preference_label_table.md``). Not with
-    many labels: on Hopper at 1000 it kept 63.9% against 145.8% for the defaults (every
-    query from the first quarter of the run), nor where episodes end early: on Hopper at
-    100 labels the defaults' agents sampled 1126.7 on average against 675.0
-    (``bench/results/preference_round_spacing.md``).
-    ``round_spacing`` (``p``, with ``interval: null``): of ``n`` rounds, round ``k``
-    starts at ``first + span x (k / (n - 1))^p`` steps, ``span`` running to
-    ``feedback_until``; 1 spaces them evenly, ``p > 1`` packs the early rounds close
-    together (the first reward is corrected within a few thousand steps) and still asks
-    until ``feedback_until``. Measured no better than even spacing: HalfCheetah at 25
-    labels, ``rounds=25 round_spacing=2`` (until half-way) lost 2 of 5 seeds (0-18% kept)
-    where ``rounds=25 feedback_until=0.25`` kept 103.4% over the same 5
-    (``bench/results/preference_round_spacing.md``): the rounds it thins out, 20k-100k
-    steps, are where the failing runs' reward turned against the true one.
-    Candidates: ``candidates_factor`` x the queries, picked by ``query_selection``.
-    Segments have ``segment_length`` steps (shorter only while no episode is that long).
-
-    Training: Adam (``lr``, ``weight_decay``), ``batch_size`` pairs, up to
-    ``max_epochs`` per round, warm-started from the previous round's weights.
-    Every round stops once train accuracy reaches ``early_stop_acc`` (PEBBLE);
-    ``early_stop=heldout`` (default) also holds out ``holdout_frac`` of the labels (once
-    that is at least ``holdout_min`` labels; never below) and stops when their loss has
-    not improved for
-    ``patience`` epochs, keeping the best epoch (``train_acc``: the PEBBLE rule
-    alone, which ran on while labels could not be fit to 97%: 12.8x the time on
-    10%-flipped labels, ``bench/results/preference_labels.md``). ``bagging``: each
-    member fits a bootstrap resample of the labels (imitation #491). ``surf``: :class:`SurfConfig`.
-    Experience: the last ``buffer_capacity`` transitions.
-    ``unsup_steps`` of PEBBLE's state-entropy pre-training (k-th nearest
-    neighbour, ``entropy_k``; any agent, measured worse with PPO on HalfCheetah at
-    25 labels), and for off-policy agents the replay buffer relabelled after each
-    reward update.
-
-    Episodes that end early: ``absorbing`` (``auto``: on once a termination is
-    seen; ``on``; ``off``) pads segments that run into a termination with
-    absorbing steps of a learned reward, and the agent's reward is taken
-    relative to it (see :mod:`rewardlearn.preference.modeling`). Truncations are
-    never padded. ``regret_end_state``: where the regret model evaluates
-    ``V(s_L)``: ``next_obs`` (Knox et al.: the state after the last action) or
-    ``last_obs`` (the last observed state, the behaviour before it was fixed).
-
-    QPA (Hu et al., ICLR 2024): ``query_pool_episodes`` draws query candidates from
-    that many most recent episodes only (``null``: the whole buffer);
-    ``replay_recent_fraction`` of each SAC batch comes from the last
-    ``replay_recent_window`` transitions (hybrid experience replay; 0 = off).
-
-    ``train_precision``: the ensemble's training and query-selection passes run in
-    ``fp32`` or under ``bf16`` autocast (weights, optimiser state, losses, metrics and
-    the agent's reward stay float32); ``auto`` picks bf16 where the hardware has
-    bfloat16 matrix units (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX)
-    and fp32 elsewhere. On this project's 2-core AVX512-BF16 machine Hopper's ten
-    rounds at 1000 labels took 35.5 s instead of 112 s
-    (``bench/results/preference_wall_hopper.md``).
-
-    ``background_lag``: every round after the first trains the ensemble on a worker
-    thread while the agent goes on with the previous reward; the new one is installed
-    (and what the agent learns from relabelled) at the first rollout end
-    ``background_lag`` x the round interval after the round began, waiting there for
-    the training if it has not finished. The install step depends on the settings
-    only, never on timing, so a seed reruns identically. The first round, whose
-    reward replaces the untrained one, always trains in the foreground; ``null``:
-    every round does.
+    :param ensemble_size: reward MLPs in the ensemble.
+    :param hidden_sizes: hidden layer widths of each member.
+    :param activation: hidden activation.
+    :param output_activation: ``None`` (linear); PEBBLE's ``tanh`` saturates under the
+        Bradley-Terry loss.
+    :param use_action: ``r(s, a)`` rather than ``r(s)``.
+    :param use_next_obs: add ``s'`` to the inputs.
+    :param preference_model: ``bradley_terry`` or ``regret`` (Knox et al.).
+    :param conservative_k: the agent's reward is ``mean - k * std`` over members.
+    :param segment_length: steps per queried segment.
+    :param budget: labels in all.
+    :param queries_per_round: labels per round (replaced by ``ceil(budget / rounds)``).
+    :param rounds: ask the budget in this many rounds (``None``: ``queries_per_round``).
+    :param round_spacing: ``p``: round ``k`` of ``n`` starts at
+        ``first + span * (k / (n - 1)) ** p`` (1: evenly spaced).
+    :param schedule: ``constant`` or ``linear_decay`` queries per round.
+    :param first_round_at: env steps before the first round.
+    :param first_round_frac: the first round asks ``max(queries_per_round,
+        ceil(frac * budget))`` labels.
+    :param interval: env steps between rounds (``None``: spread until ``feedback_until``).
+    :param feedback_until: share of training by which the budget is asked.
+    :param query_selection: ``disagreement``, ``uniform``, ``entropy``, ``kcenter`` or a
+        hybrid (``kcenter_disagreement``, ``kcenter_entropy``).
+    :param candidates_factor: candidate pairs per query.
+    :param hybrid_factor: the k-center hybrids' pre-selection factor.
+    :param lr: Adam learning rate of the ensemble.
+    :param weight_decay: Adam weight decay.
+    :param batch_size: label pairs per step.
+    :param max_epochs: epochs per round at most.
+    :param early_stop_acc: stop a round at this train accuracy (PEBBLE).
+    :param buffer_capacity: transitions kept for queries.
+    :param unsup_steps: PEBBLE's state-entropy pre-training steps (0: off).
+    :param entropy_k: its k-th nearest neighbour.
+    :param absorbing: ``auto``, ``on`` or ``off``: pad segments that end in a termination.
+    :param regret_end_state: the regret model's ``V(s_L)``: ``next_obs`` or ``last_obs``.
+    :param early_stop: ``heldout`` (held-out loss stalls) or ``train_acc`` (PEBBLE only).
+    :param holdout_frac: share of labels held out (``early_stop=heldout``).
+    :param holdout_min: hold out only once that share is at least this many labels.
+    :param patience: epochs without held-out improvement before stopping.
+    :param bagging: each member fits a bootstrap resample of the labels (imitation #491).
+    :param surf: :class:`SurfConfig` (pseudo-labels and temporal crops; off).
+    :param query_pool_episodes: QPA: candidates from this many recent episodes (``None``:
+        all).
+    :param replay_recent_fraction: QPA hybrid replay (SAC): share of each batch from recent
+        steps.
+    :param replay_recent_window: what counts as recent, in transitions.
+    :param train_precision: ``auto`` (bf16 autocast where the hardware has it), ``fp32``,
+        ``bf16``.
+    :param background_lag: later rounds train on a thread and land this share of a round
+        interval later (``None``: in the foreground).
+    :param resume: a saved ``reward_model.pt`` of this module to continue from.
+    :param device: torch device (``auto``: CUDA when present).
+    :param seed: initialisation and sampling seed.
     """
-
-    what = "preference"
 
     ensemble_size: int = 3
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -159,8 +122,8 @@ class PreferenceConfig(Settings):
     preference_model: str = "bradley_terry"
     conservative_k: float = 0.0
     segment_length: int = 50
-    budget: int = 1000
-    queries_per_round: int = 100
+    budget: int = 200
+    queries_per_round: int = 40
     rounds: int | None = None
     round_spacing: float = 1.0
     schedule: str = "constant"
@@ -192,8 +155,28 @@ class PreferenceConfig(Settings):
     replay_recent_window: int = 10_000
     train_precision: str = "auto"
     background_lag: float | None = 0.5
+    resume: str | None = None
     device: str = "auto"
     seed: int | None = 0
+
+    def run_warnings(self, algo: str, total_timesteps: int) -> list[str]:
+        out = []
+        if self.first_round_at >= total_timesteps:
+            out.append(f"first_round_at={self.first_round_at} >= total_timesteps="
+                       f"{total_timesteps}: no feedback round will run, so the agent trains "
+                       "on an untrained reward")
+        if (algo == "ppo" and self.budget <= FEW_LABELS and self.rounds is None
+                and self.interval is None):
+            out.append(f"few labels (budget {self.budget}) with PPO: where episodes do not end "
+                       "early, reward.model.rounds=25 reward.model.feedback_until=0.25 asks "
+                       "them in small early rounds (measured: docs/preference.md)")
+        return out
+
+    def check_inputs(self) -> None:
+        if self.resume:
+            from rewardlearn.preference.reward import read_resume_file
+
+            read_resume_file(str(self.resume))
 
     def normalize(self) -> None:
         self.hidden_sizes = [int(h) for h in self.hidden_sizes]

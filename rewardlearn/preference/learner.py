@@ -542,15 +542,6 @@ class PreferenceLearner:
         true = segs.true_rewards.sum(-1)
         return {"pearson": pearson(learned, true), "spearman": spearman(learned, true)}
 
-    def queries_for_round(self, progress: float) -> int:
-        """Queries this round under the schedule (``progress`` in [0, 1] of training)."""
-        q = self.cfg.queries_per_round
-        if self.cfg.schedule == "linear_decay":
-            q = max(1, math.ceil(q * (1.0 - min(max(progress, 0.0), 1.0))))
-        if self.rounds_done == 0:
-            q = max(q, math.ceil(self.cfg.first_round_frac * self.cfg.budget))
-        return min(q, self.budget_left)
-
 
 class _BackgroundFit:
     """One round's ensemble training on a worker thread (``background_lag``).

@@ -32,6 +32,7 @@ from rewardlearn.preference.buffer import SegmentBuffer
 from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.learner import PreferenceDataset, PreferenceLearner
 from rewardlearn.preference.modeling import RewardEnsemble
+from rewardlearn.preference.schedule import FeedbackPlan, plan_rounds
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces, import_class, read_checkpoint
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
@@ -49,18 +50,20 @@ class PreferenceReward(RewardModel):
         observation_space, action_space: the env's spaces.
         teacher: labels queries (``conf/teacher``); ``None`` for a model that
             is only used, not trained (e.g. loaded from a checkpoint).
-        resume: a saved ``reward_model.pt`` of this module to continue from
-            (weights, labels and the budget already spent).
-        **settings: :class:`PreferenceConfig` fields.
+        config: the :class:`PreferenceConfig` (a run builds and checks it once), or
+        **kwargs: its fields (``resume``: a saved ``reward_model.pt`` of this module to
+            continue from: weights, labels and the budget already spent).
     """
 
     name = "preference"
     settings_class = PreferenceConfig
+    runtime_params = ("teacher",)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 teacher: Any = None, resume: str | None = None, **settings: Any) -> None:
+                 teacher: Any = None, config: PreferenceConfig | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        self.cfg = PreferenceConfig.from_kwargs(settings)
+        self.cfg = PreferenceConfig.build(config, **kwargs)
         self.teacher = teacher
         if callable(getattr(teacher, "validate", None)):
             teacher.validate()  # a teacher's own settings, refused before anything runs
@@ -84,8 +87,8 @@ class PreferenceReward(RewardModel):
         self._entropy_std = _RunningStd()
         self._rollout_feats: list[np.ndarray] = []
         self._rollout_rewards: list[np.ndarray] = []
-        if resume:
-            self._resume(resume)
+        if self.cfg.resume:
+            self._resume(self.cfg.resume)
 
     def _resume(self, path: str) -> None:
         payload = read_resume_file(path)
@@ -195,7 +198,7 @@ class PreferenceReward(RewardModel):
                                          "seed": self.cfg.seed}}
 
     def config(self) -> dict[str, Any]:
-        return self.cfg.to_dict()
+        return {**self.cfg.to_dict(), "resume": None}  # the state holds what resume gave
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and every label. While a round trains in the background: its labels
@@ -229,6 +232,18 @@ class PreferenceReward(RewardModel):
                 "feedback_rounds": self.learner.rounds_done,
                 **{k: last[k] for k in ("heldout_acc", "train_acc", "pearson", "spearman")
                    if k in last}}
+
+    def begin_rollout(self) -> None:
+        """Forget the last rollout's features and rewards (kept to relabel a PPO rollout
+        when a round changes the reward before the agent learns from it)."""
+        self._rollout_feats.clear()
+        self._rollout_rewards.clear()
+
+    def rollout_record(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The current rollout's ``(T, n_envs, D)`` features and ``(T, n_envs)`` rewards."""
+        if not self._rollout_feats:
+            return None
+        return np.stack(self._rollout_feats), np.stack(self._rollout_rewards)
 
     def save_progress(self) -> None:
         """Checkpoint to ``<run_dir>/reward_model.pt`` (after each round)."""
@@ -283,40 +298,25 @@ class PreferenceCallback(BaseCallback):
     def __init__(self, reward: PreferenceReward, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.reward = reward
-        self.next_round_at = 0
-        self.interval = 1
+        self.plan = FeedbackPlan(())
         self.total = 1
         self.lag_steps = 0
         self.install_at = 0
-        self._round_times: list[int] | None = None
+        self._k = 0
         self._start = 0
-        self._rounds0 = 0
         self._pending: dict[str, float] = {}
         self._scale = 1.0
         self._std_sum = 0.0
         self._std_n = 0
 
     def _on_training_start(self) -> None:
-        cfg = self.reward.cfg
+        cfg, learner = self.reward.cfg, self.reward.learner
         self.total = int(self.locals.get("total_timesteps", self.model._total_timesteps))
-        first = max(cfg.first_round_at, cfg.unsup_steps)
-        self._round_times = None  # planned afresh on every learn() call
-        if cfg.interval is not None:
-            self.interval = int(cfg.interval)
-        else:
-            # the next round (the first may be larger: first_round_frac), then the rest
-            learner = self.reward.learner
-            next_q = learner.queries_for_round(0.0)
-            n_rounds = 1 + int(np.ceil(max(0, learner.budget_left - next_q)
-                                       / cfg.queries_per_round))
-            span = max(1, int(cfg.feedback_until * self.total) - first)
-            self.interval = max(1, span // max(1, n_rounds - 1)) if n_rounds > 1 else span
-            if cfg.round_spacing != 1 and n_rounds > 1:
-                self._round_times = _spaced_rounds(first, span, n_rounds, cfg.round_spacing)
-        self.next_round_at = self.num_timesteps + first
-        self._start = self.num_timesteps  # a resumed run plans its remaining rounds afresh
-        self._rounds0 = self.reward.learner.rounds_done
-        self._set_lag(self.interval)
+        # planned afresh on every learn() call: a resumed run plans its remaining budget
+        self.plan = plan_rounds(cfg, self.total, learner.budget_left, learner.rounds_done)
+        self._k = 0
+        self._start = self.num_timesteps
+        self._set_lag(self._gap_after(0))
         if self.reward.run_dir is not None and hasattr(self.reward.teacher, "bind"):
             self.reward.teacher.bind(self.reward.run_dir)
         wrapper = find_reward_wrapper(self.training_env)
@@ -330,36 +330,25 @@ class PreferenceCallback(BaseCallback):
         if isinstance(self.model, OffPolicyAlgorithm) and wrapper.mode != "replace":
             raise ValueError("reward=preference with an off-policy agent needs reward.mode="
                              "replace (the replay buffer is relabelled with the learned reward)")
-        if (isinstance(self.model, OnPolicyAlgorithm) and cfg.budget <= FEW_LABELS
-                and cfg.rounds is None and cfg.interval is None):
-            log.info("few labels (budget %d) with PPO: where episodes do not end early, "
-                     "reward.model.rounds=25 reward.model.feedback_until=0.25 asks them in "
-                     "small early rounds (HalfCheetah, 25 labels, 5 seeds: 73.5%% and 103%% "
-                     "of the true-reward return on two machines, this schedule 50.5%%); on "
-                     "Hopper this schedule did better (docs/preference.md)", cfg.budget)
-        if self._round_times is not None:
-            log.info("preference feedback: budget %d, %d per round, rounds at steps %s",
-                     cfg.budget, cfg.queries_per_round, self._round_times)
-        else:
-            log.info("preference feedback: budget %d, %d per round, first round at %d steps, "
-                     "then every %d steps", cfg.budget, cfg.queries_per_round, first,
-                     self.interval)
+        log.info("preference feedback plan: %s", self.plan.describe())
+
+    def _gap_after(self, k: int) -> int:
+        """Steps between round ``k`` and the next (sets the background lag); after the last
+        round, the gap that led to it."""
+        this, nxt, prev = self.plan.due(k), self.plan.due(k + 1), self.plan.due(k - 1)
+        if this is not None and nxt is not None:
+            return max(1, nxt.at - this.at)
+        if this is not None and prev is not None:
+            return max(1, this.at - prev.at)
+        return max(1, self.total - (this.at if this is not None else 0))
 
     def _set_lag(self, gap: int) -> None:
         lag = self.reward.cfg.background_lag
         self.lag_steps = 0 if lag is None else max(1, int(lag * gap))
 
-    def _next_gap(self, rounds_done: int) -> int:
-        """Steps from now to the next round: the interval, or the spaced schedule's."""
-        k = rounds_done - self._rounds0
-        if self._round_times is None or not 0 <= k < len(self._round_times):
-            return self.interval
-        return max(1, self._start + self._round_times[k] - self.num_timesteps)
-
     def _on_rollout_start(self) -> None:
         if isinstance(self.model, OnPolicyAlgorithm):
-            self.reward._rollout_feats.clear()
-            self.reward._rollout_rewards.clear()
+            self.reward.begin_rollout()
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -376,19 +365,21 @@ class PreferenceCallback(BaseCallback):
         learner = self.reward.learner
         if learner.training_in_background and self.num_timesteps >= self.install_at:
             self._install()
-        due = self.num_timesteps >= self.next_round_at and learner.budget_left > 0
-        if due and self.reward.buffer is not None:
+        planned = self.plan.due(self._k)
+        due = (planned is not None and self.num_timesteps - self._start >= planned.at
+               and learner.budget_left > 0)
+        if due and planned is not None and self.reward.buffer is not None:
             if learner.training_in_background:
                 self._install()  # the next round's queries need the last round's model
-            n = learner.queries_for_round(self.num_timesteps / max(self.total, 1))
             background = self.lag_steps > 0 and learner.rounds_done > 0
             if background:
                 self.reward.serving = copy.deepcopy(self.reward.ensemble)
-            metrics = learner.run_round(self.reward.buffer, n, background=background)
+            metrics = learner.run_round(self.reward.buffer,
+                                        min(planned.queries, learner.budget_left),
+                                        background=background)
             if metrics:
-                gap = self._next_gap(learner.rounds_done)
-                self.next_round_at = self.num_timesteps + gap
-                self._set_lag(gap)
+                self._set_lag(self._gap_after(self._k))
+                self._k += 1
                 self.reward.unsupervised = False
                 metrics["timesteps"] = float(self.num_timesteps)
                 if learner.training_in_background:
@@ -400,8 +391,7 @@ class PreferenceCallback(BaseCallback):
             else:
                 self.reward.serving = None
         if isinstance(self.model, OnPolicyAlgorithm):
-            self.reward._rollout_feats.clear()
-            self.reward._rollout_rewards.clear()
+            self.reward.begin_rollout()
 
     def _on_training_end(self) -> None:
         if self.reward.learner.training_in_background:
@@ -434,28 +424,14 @@ class PreferenceCallback(BaseCallback):
             self._relabel_rollout(agent)
 
     def _relabel_rollout(self, agent: OnPolicyAlgorithm) -> None:
-        feats, old = self.reward._rollout_feats, self.reward._rollout_rewards
+        record = self.reward.rollout_record()
         buf = agent.rollout_buffer
-        if len(feats) != buf.buffer_size:
+        if record is None or len(record[0]) != buf.buffer_size:
             return
-        x = np.stack(feats)
+        x, old = record
         new, _ = self.reward.reward_from_features(x.reshape(-1, x.shape[-1]))
-        delta = scaled_change(agent, (new.reshape(x.shape[:2]) - np.stack(old)) * self._scale)
+        delta = scaled_change(agent, (new.reshape(x.shape[:2]) - old) * self._scale)
         write_rollout_rewards(agent, delta, self.locals["values"], self.locals["dones"])
-
-
-FEW_LABELS = 100
-"""Budgets up to this many labels get the few-label schedule hint with an on-policy agent."""
-
-
-def _spaced_rounds(first: int, span: int, n_rounds: int, power: float) -> list[int]:
-    """Start steps of ``n_rounds`` rounds: ``first + span * (k / (n_rounds - 1)) ** power``.
-
-    >>> _spaced_rounds(1000, 8000, 5, 2.0)
-    [1000, 1500, 3000, 5500, 9000]
-    """
-    m = n_rounds - 1
-    return [first + round(span * (k / m) ** power) for k in range(n_rounds)]
 
 
 def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from rewardlearn.settings import Settings, positive_widths
+from rewardlearn.settings import RewardModelConfig, Settings, positive_widths
 
 LABELS = ("spans", "frames", "failure")
 RANK_LOSSES = ("logistic", "margin")
@@ -150,4 +152,68 @@ class OnlineConfig(Settings):
         ]
 
 
-__all__ = ["LABELS", "RANK_LOSSES", "OnlineConfig", "ProgressConfig"]
+REWARD_MODES = ("potential", "delta", "level")
+
+
+@RewardModelConfig.register_subclass("progress")
+@dataclass
+class ProgressRewardConfig(RewardModelConfig):
+    """Settings of ``reward=progress`` (and its ``progress_delta``/``progress_level`` presets).
+
+    :param path: ``progress_model.pt`` from ``rewardlearn-train-progress``.
+    :param mode: ``potential`` (success bonus + shaping with ``Phi = scale * (progress -
+        offset)``), ``delta`` (raw progress delta, comparison only) or ``level``
+        (``scale * (progress(s') - offset)`` per step).
+    :param success_bonus: reward when progress reaches ``1 - delta``.
+    :param delta: success threshold margin.
+    :param bonus_once: pay the bonus at most once per episode.
+    :param scale: ``Phi``'s (or ``level``'s) scale.
+    :param offset: ``Phi = scale * (progress - offset)``; 1: 0 at completion.
+    :param gamma: shaping discount (``None``: the agent's).
+    :param device: torch device of the model.
+    :param stage_key: read each ``s'``'s stage from ``info[stage_key]`` (the model then
+        gives the within-stage progress); ``None``: the model's stage.
+    :param online: :class:`OnlineConfig`: refine the model on the agent's rollouts (off).
+    """
+
+    path: str | None = None
+    mode: str = "potential"
+    success_bonus: float = 1.0
+    delta: float = 0.05
+    bonus_once: bool = True
+    scale: float = 1.0
+    offset: float = 1.0
+    gamma: float | None = None
+    device: str = "cpu"
+    stage_key: str | None = None
+    online: Any = field(default_factory=OnlineConfig)
+
+    def normalize(self) -> None:
+        if self.online is None:
+            self.online = OnlineConfig()
+        elif not isinstance(self.online, OnlineConfig):
+            self.online = OnlineConfig.from_kwargs(dict(self.online))
+        self.stage_key = self.stage_key or None
+
+    def check_inputs(self) -> None:
+        if self.path is None:
+            raise ValueError("reward=progress needs a model: reward.model.path=<progress_model.pt "
+                             "from rewardlearn-train-progress>")
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"reward.model.path={self.path}: no such file; train one "
+                                    "with rewardlearn-train-progress")
+        if self.online.enabled:
+            from rewardlearn.demos import open_dataset
+
+            for demos in str(self.online.demos).split(","):
+                open_dataset(demos.strip())
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.mode in REWARD_MODES, f"mode must be one of {REWARD_MODES}"),
+            (0.0 <= self.delta < 1.0, "delta must be in [0, 1)"),
+        ]
+
+
+__all__ = ["LABELS", "RANK_LOSSES", "REWARD_MODES", "OnlineConfig", "ProgressConfig",
+           "ProgressRewardConfig"]

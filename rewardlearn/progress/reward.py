@@ -28,13 +28,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
-from rewardlearn.progress.configuration import OnlineConfig
+from rewardlearn.progress.configuration import REWARD_MODES, OnlineConfig, ProgressRewardConfig
 from rewardlearn.progress.modeling import ProgressModel
 from rewardlearn.progress.potential import (
     ProgressScorer,
@@ -45,12 +44,11 @@ from rewardlearn.progress.potential import (
 from rewardlearn.progress.scorer import env_stages
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.shaping.shaped import ShapingGamma, ShapingTerm
-from rewardlearn.utils import to_dict
 
 if TYPE_CHECKING:
     from rewardlearn.progress.online import OnlineRefiner
 
-MODES = ("potential", "delta", "level")
+MODES = REWARD_MODES
 
 
 class ProgressReward(ShapingGamma, RewardModel):
@@ -58,61 +56,41 @@ class ProgressReward(ShapingGamma, RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces (the model must match them).
-        path: ``progress_model.pt`` from ``rewardlearn-train-progress``
-            (``None`` when restored from a saved reward module's state).
-        mode: ``potential`` (success bonus + shaping), ``delta`` (raw progress delta)
-            or ``level`` (``scale * (progress(s') - offset)`` per step).
-        success_bonus: reward when progress reaches ``1 - delta``.
-        delta: success threshold margin (0.05).
-        bonus_once: pay the bonus at most once per episode.
-        scale, offset: ``Phi = scale * (progress - offset)`` (``level``: the reward);
-            the default offset 1 makes ``Phi`` 0 at completion, so entering the terminal
-            success state (``Phi = 0`` there by the shaping rule) costs nothing.
-        gamma: shaping discount; ``None``: the agent's (set by train.py).
-        device: torch device of the model.
-        online: :class:`~rewardlearn.progress.configuration.OnlineConfig` fields: refine
-            the model on the agent's own rollouts (off by default; see
-            :class:`~rewardlearn.progress.potential.ProgressPotential`).
-        stage_key: read each ``s'``'s stage from ``info[stage_key]`` (the env's stage
-            signal); the model then gives only the within-stage progress (as
-            :class:`~rewardlearn.progress.potential.ProgressPotential`'s ``stage_key``).
+        config: the :class:`~rewardlearn.progress.configuration.ProgressRewardConfig`
+            (the model's path, mode, bonus, shaping scale, online refinement), or
+            **kwargs: its fields. The default ``offset`` 1 makes ``Phi`` 0 at completion,
+            so entering the terminal success state costs nothing.
     """
 
     name = "progress"
+    settings_class = ProgressRewardConfig
     uses_shaping_gamma = True
     shapes_with_progress = True
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 path: str | None = None, mode: str = "potential", success_bonus: float = 1.0,
-                 delta: float = 0.05, bonus_once: bool = True, scale: float = 1.0,
-                 offset: float = 1.0, gamma: float | None = None, device: str = "cpu",
-                 online: Mapping[str, Any] | None = None, stage_key: str | None = None
-                 ) -> None:
+                 config: ProgressRewardConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        if mode not in MODES:
-            raise ValueError(f"unknown progress reward mode {mode!r}; choose from {MODES}")
-        if not 0.0 <= delta < 1.0:
-            raise ValueError(f"delta must be in [0, 1), got {delta}")
-        self.path = path
-        self.stage_key = stage_key or None
-        self.mode = mode
-        self.success_bonus = float(success_bonus)
-        self.delta = float(delta)
-        self.bonus_once = bool(bonus_once)
-        self.scale = float(scale)
-        self.offset = float(offset)
-        self.device = device
-        self.online = OnlineConfig.from_kwargs(to_dict(online))
+        self.cfg = cfg = ProgressRewardConfig.build(config, **kwargs)
+        self.path = cfg.path
+        self.stage_key = cfg.stage_key
+        self.mode = cfg.mode
+        self.success_bonus = float(cfg.success_bonus)
+        self.delta = float(cfg.delta)
+        self.bonus_once = bool(cfg.bonus_once)
+        self.scale = float(cfg.scale)
+        self.offset = float(cfg.offset)
+        self.device = cfg.device
+        self.online: OnlineConfig = cfg.online
         self.refiner: OnlineRefiner | None = None
-        self.uses_shaping_gamma = mode == "potential"
-        self.shapes_with_progress = mode == "potential"
-        self.name = "progress" if mode == "potential" else f"progress_{mode}"
-        self.term = ShapingTerm(gamma)
+        self.uses_shaping_gamma = cfg.mode == "potential"
+        self.shapes_with_progress = cfg.mode == "potential"
+        self.name = "progress" if cfg.mode == "potential" else f"progress_{cfg.mode}"
+        self.term = ShapingTerm(cfg.gamma)
         self.scorer: ProgressScorer | None = None
         self._bonus_paid = np.zeros(0, dtype=bool)
-        if path is not None:
-            self._set_model(ProgressModel.load(path, observation_space, action_space,
-                                               device=device))
+        if cfg.path is not None:
+            self._set_model(ProgressModel.load(cfg.path, observation_space, action_space,
+                                               device=cfg.device))
 
     def _set_model(self, model: ProgressModel) -> None:
         check_model_spaces(model, self.observation_space, self.action_space,
@@ -165,12 +143,9 @@ class ProgressReward(ShapingGamma, RewardModel):
                 "model_voc": held.get("voc"), "model_stage_acc": held.get("stage_acc"),
                 **(self.refiner.summary() if self.refiner is not None else {})}
 
-    def config(self) -> dict[str, Any]:
-        return {"path": None, "mode": self.mode, "success_bonus": self.success_bonus,
-                "delta": self.delta, "bonus_once": self.bonus_once, "scale": self.scale,
-                "offset": self.offset,
-                "gamma": self.gamma, "device": self.device,
-                "online": saved_online(self.online), "stage_key": self.stage_key}
+    def config(self) -> dict[str, Any]:  # the model is in the state
+        return {**self.cfg.to_dict(), "path": None, "gamma": self.gamma,
+                "online": saved_online(self.online)}
 
     def state_dict(self) -> dict[str, Any]:
         if self.scorer is None:

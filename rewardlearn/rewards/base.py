@@ -27,13 +27,12 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import gymnasium as gym
 import numpy as np
 
-if TYPE_CHECKING:
-    from rewardlearn.settings import Settings
+from rewardlearn.settings import RewardModelConfig
 
 Obs: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
 
@@ -298,9 +297,16 @@ class RewardModel(abc.ABC):
             change ``compute``). An on-policy agent may then have a whole rollout's
             rewards computed in one batched call at its end (``reward_timing``; see
             :mod:`rewardlearn.wrappers.vec`), with the same result.
-        settings_class: the :class:`~rewardlearn.settings.Settings` dataclass of the
-            module's settings, if it has one: ``train`` then builds (and so checks) the
-            settings of ``reward.model`` before any env is made.
+        info_keys: ``info`` entries the module reads for each ``s'`` (an env's stage
+            signal); reward evaluation attaches them per state from its rollouts.
+        defer_consumes_frames: when deferred, the module takes each step's frames at
+            :meth:`defer_step` (encoding them as they come), so the wrapper keeps none.
+        settings_class: the module's :class:`~rewardlearn.settings.RewardModelConfig`
+            dataclass (every setting and its default): ``train`` builds it from
+            ``reward.model`` (so checks it) before any env is made and hands the object to
+            the constructor (``config=``). ``None`` for a module without settings.
+        runtime_params: constructor arguments that are objects a run supplies, not
+            settings (``teacher`` of ``reward=preference``).
     """
 
     name: str = "reward"
@@ -312,7 +318,10 @@ class RewardModel(abc.ABC):
     gamma: float | None = None
     shapes_with_progress: bool = False
     deferrable: bool = False
-    settings_class: ClassVar[type[Settings] | None] = None
+    defer_consumes_frames: bool = False
+    info_keys: tuple[str, ...] = ()
+    settings_class: ClassVar[type[RewardModelConfig] | None] = None
+    runtime_params: ClassVar[tuple[str, ...]] = ()
     frame_cache: FrameCache | None = None
     """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""
 
@@ -357,6 +366,15 @@ class RewardModel(abc.ABC):
         for batch, r in zip(batches, rewards, strict=True):
             self.observe(batch, r)
 
+    def defer_step(self, batch: TransitionBatch) -> None:  # noqa: B027
+        """A step whose reward is deferred to the rollout's end (``reward_timing=rollout``);
+        a module may start its work now (:attr:`defer_consumes_frames`). Default: nothing."""
+
+    def compute_deferred(self, batch: TransitionBatch) -> RewardOutput:
+        """The rewards of a rollout's deferred steps, joined in their order (the steps given
+        to :meth:`defer_step`). Default: :meth:`compute` on them."""
+        return self.compute(batch)
+
     def callbacks(self) -> list[Any]:
         """SB3 callbacks that train or refresh this module during ``learn``."""
         return []
@@ -366,8 +384,20 @@ class RewardModel(abc.ABC):
         return {}
 
     def config(self) -> dict[str, Any]:
-        """Constructor kwargs (besides the spaces) needed to rebuild the module."""
+        """Constructor kwargs (besides the spaces) needed to rebuild the module: its settings
+        (``self.cfg``, the :attr:`settings_class` object) when it has them."""
+        cfg = getattr(self, "cfg", None)
+        return cfg.to_dict() if isinstance(cfg, RewardModelConfig) else {}
+
+    def agent_kwargs(self, algo: str) -> dict[str, Any]:
+        """Agent settings this module needs (``algo``: ``ppo`` or ``sac``), e.g. a replay
+        buffer class; ``build_agent`` merges them over the env's and the user's."""
         return {}
+
+    def check_run(self, algo: str, total_timesteps: int) -> list[str]:
+        """Warnings about this module in this run (logged before training): e.g. a budget
+        that needs a schedule of its own with this agent."""
+        return []
 
     def state_dict(self) -> dict[str, Any]:
         """Learned state; empty for modules with nothing learned."""

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -27,7 +28,7 @@ from torch import nn
 
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import TransitionFeatures
-from rewardlearn.settings import positive_widths
+from rewardlearn.settings import RewardModelConfig, positive_widths
 from rewardlearn.utils import resolve_device
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -104,59 +105,68 @@ class RunningNorm(nn.Module):
         return (x - self.mean) / torch.sqrt(self.var + self.eps)
 
 
+@RewardModelConfig.register_subclass("mlp")
+@dataclass
+class MLPConfig(RewardModelConfig):
+    """Settings of ``reward=mlp``.
+
+    :param hidden_sizes: hidden layer widths (PEBBLE: 3 x 256).
+    :param activation: hidden activation name.
+    :param output_activation: ``tanh`` bounds rewards to [-1, 1]; ``None`` leaves them free.
+    :param use_action: the action is an input.
+    :param use_next_obs: ``s'`` is an input.
+    :param use_done: the termination flag is an input.
+    :param normalize_inputs: standardise inputs with running statistics.
+    :param device: ``auto`` (CUDA when present), ``cpu``, ``cuda``...
+    :param seed: initialisation seed.
+    """
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
+    activation: str = "leaky_relu"
+    output_activation: str | None = "tanh"
+    use_action: bool = True
+    use_next_obs: bool = False
+    use_done: bool = False
+    normalize_inputs: bool = True
+    device: str = "auto"
+    seed: int | None = 0
+
+    def normalize(self) -> None:
+        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [(positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
+                (self.activation in _ACTIVATIONS, f"activation must be one of "
+                 f"{sorted(_ACTIVATIONS)}"),
+                (self.output_activation is None or self.output_activation in _ACTIVATIONS,
+                 f"output_activation must be null or one of {sorted(_ACTIVATIONS)}")]
+
+
 class MLPReward(RewardModel):
-    """MLP reward over state features.
+    """MLP reward over state features (an untrained one, or trained by a method that
+    builds models of this shape).
 
     Args:
         observation_space, action_space: the env's spaces (checked on load).
-        hidden_sizes: hidden layer widths (PEBBLE: 3 x 256).
-        activation: hidden activation name.
-        output_activation: ``"tanh"`` bounds rewards to [-1, 1]; ``None`` leaves them free.
-        use_action, use_next_obs, use_done: which transition parts are inputs.
-        normalize_inputs: standardise inputs with running statistics.
-        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
-        seed: initialisation seed.
+        config: the :class:`MLPConfig`, or **kwargs: its fields.
     """
 
     name = "mlp"
+    settings_class = MLPConfig
 
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        hidden_sizes: Sequence[int] = (256, 256, 256),
-        activation: str = "leaky_relu",
-        output_activation: str | None = "tanh",
-        use_action: bool = True,
-        use_next_obs: bool = False,
-        use_done: bool = False,
-        normalize_inputs: bool = True,
-        device: str = "auto",
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 config: MLPConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        self._config: dict[str, Any] = dict(
-            hidden_sizes=[int(h) for h in hidden_sizes],
-            activation=activation,
-            output_activation=output_activation,
-            use_action=use_action,
-            use_next_obs=use_next_obs,
-            use_done=use_done,
-            normalize_inputs=normalize_inputs,
-            device=device,
-            seed=seed,
-        )
-        self.features = TransitionFeatures(
-            observation_space, action_space, True, use_action, use_next_obs, use_done
-        )
-        self.device = resolve_device(device)
-        if seed is not None:
-            torch.manual_seed(seed)
+        self.cfg = cfg = MLPConfig.build(config, **kwargs)
+        self.features = TransitionFeatures(observation_space, action_space, True,
+                                           cfg.use_action, cfg.use_next_obs, cfg.use_done)
+        self.device = resolve_device(cfg.device)
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
         self.norm = RunningNorm(self.features.dim).to(self.device)
-        self.normalize_inputs = normalize_inputs
-        self.net = build_mlp(self.features.dim, hidden_sizes, activation, output_activation).to(
-            self.device
-        )
+        self.normalize_inputs = cfg.normalize_inputs
+        self.net = build_mlp(self.features.dim, cfg.hidden_sizes, cfg.activation,
+                             cfg.output_activation).to(self.device)
 
     def inputs(self, batch: TransitionBatch) -> torch.Tensor:
         """Raw (unnormalised) input features of a batch, on the model's device."""
@@ -173,9 +183,6 @@ class MLPReward(RewardModel):
     @torch.no_grad()
     def compute(self, batch: TransitionBatch) -> RewardOutput:
         return RewardOutput(self.forward(self.inputs(batch)).float().cpu().numpy())
-
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -51,8 +51,14 @@ from safetensors.torch import load_file, save_file
 
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.rewards.base import RewardModel
-from rewardlearn.rewards.registry import ReferenceCheck, registered_name, reward_class
+from rewardlearn.rewards.registry import (
+    ReferenceCheck,
+    UntrustedReferenceError,
+    registered_name,
+    reward_class,
+)
 from rewardlearn.rewards.spaces import (
+    SpaceMismatchError,
     _short,
     check_description,
     check_spaces,
@@ -442,7 +448,10 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
             model = cls(space_from_description(payload["observation_space"]),
                         space_from_description(payload["action_space"]),
                         **{**settings, **overrides})
-        except (TypeError, KeyError, IndexError, RuntimeError, RecursionError) as err:
+        except (UntrustedReferenceError, TamperedModelError, SpaceMismatchError):
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError,
+                RecursionError) as err:
             reason = (str(err).strip().splitlines() or [""])[0][:300]
             raise TamperedModelError(f"{where}: its settings do not build a {cls.__name__} "
                                      f"({type(err).__name__}: {reason})") from None

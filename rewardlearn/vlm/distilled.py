@@ -38,7 +38,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -59,10 +58,10 @@ from rewardlearn.rewards.base import (
 )
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.rewards.mlp import build_mlp
-from rewardlearn.settings import Settings
 from rewardlearn.stats import spearman
+from rewardlearn.vlm.configuration import VLMDistilledConfig
 from rewardlearn.vlm.reward import load_vlm as _load_vlm
-from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
+from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer
 from rewardlearn.wrappers.normalize import scaled_change
 from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
 
@@ -235,53 +234,6 @@ class DistilledNet(nn.Module):
         return self.standardised(x) * self.y_std + self.y_mean
 
 
-INPUTS = ("pixels", "state")
-
-
-@dataclass
-class DistillConfig(Settings):
-    """The settings of :class:`VLMDistilledReward` (its constructor's arguments, checked)."""
-
-    what = "vlm_distilled"
-    goal: list[str]
-    baseline: list[str]
-    alpha: float
-    clip_model: str
-    pretrained: str | None
-    device: str
-    precision: str
-    cache_dir: str | None
-    quick_gelu: bool | None
-    vlm_threads: int | None
-    vlm_batch_size: int
-    label_fraction: float
-    max_pending: int
-    inputs: str
-    pixel_size: int
-    hidden_sizes: list[int]
-    lr: float
-    train_every: int
-    train_steps: int
-    train_batch_size: int
-    min_labels: int
-    max_labels: int
-    heldout_fraction: float
-    load_vlm: bool
-    seed: int | None
-
-    def checks(self) -> list[tuple[bool, str]]:
-        return [
-            (0.0 < self.label_fraction <= 1.0,
-             f"label_fraction must be in (0, 1], got {self.label_fraction}"),
-            (0.0 <= self.heldout_fraction < 1.0,
-             f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}"),
-            (self.inputs in INPUTS,
-             f"unknown inputs {self.inputs!r}; choose from {', '.join(INPUTS)}"),
-            (self.vlm_batch_size >= 1, "vlm_batch_size must be >= 1"),
-            (self.train_batch_size >= 1, "train_batch_size must be >= 1"),
-            (self.train_every >= 1, "train_every must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-        ]
 
 
 class VLMDistilledReward(RewardModel):
@@ -289,94 +241,39 @@ class VLMDistilledReward(RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces.
-        goal, baseline, alpha: the VLM-RM prompts and projection (see :class:`VLMReward`).
-        clip_model, pretrained, device, precision, cache_dir, quick_gelu: the VLM.
-        vlm_threads: CPU threads of the labelling thread.
-        vlm_batch_size: frames per VLM call.
-        label_fraction: share of training transitions sent for labelling.
-        max_pending: labelling queue bound (oldest dropped beyond it).
-        inputs: ``pixels`` (a small CNN on the frame at ``pixel_size``) or
-            ``state`` (an MLP on the next observation's state features).
-        pixel_size: side of the low-resolution frames the CNN reads.
-        hidden_sizes: hidden layers of the MLP (``state``) or of the CNN's head.
-        lr, train_steps, train_batch_size: each fit: Adam steps on minibatches.
-        train_every: env steps between fits.
-        min_labels: training labels needed before the first fit (reward 0 until then).
-        max_labels: training labels kept (the oldest are dropped beyond it).
-        heldout_fraction: labels kept out of training for the Spearman check.
-        load_vlm: ``False`` uses the saved distilled model only (no VLM, no labelling).
-        seed: sampling and initialisation seed.
+        config: the :class:`~rewardlearn.vlm.configuration.VLMDistilledConfig` (prompts,
+            VLM, labelling share, distilled model and its fits), or **kwargs: its fields.
     """
 
     name = "vlm_distilled"
+    settings_class = VLMDistilledConfig
     needs_frames = True
     frame_cache: FrameCache
 
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        goal: str | Sequence[str],
-        baseline: str | Sequence[str] | None = None,
-        alpha: float = 0.5,
-        clip_model: str = "ViT-bigG-14",
-        pretrained: str | None = "laion2b_s39b_b160k",
-        device: str = "auto",
-        precision: str = "auto",
-        cache_dir: str | None = None,
-        quick_gelu: bool | None = None,
-        vlm_threads: int | None = 1,
-        vlm_batch_size: int = 16,
-        label_fraction: float = 0.1,
-        max_pending: int = 512,
-        inputs: str = "pixels",
-        pixel_size: int = 56,
-        hidden_sizes: Sequence[int] = (256,),
-        lr: float = 1e-3,
-        train_every: int = 2000,
-        train_steps: int = 200,
-        train_batch_size: int = 128,
-        min_labels: int = 200,
-        max_labels: int = 50_000,
-        heldout_fraction: float = 0.1,
-        load_vlm: bool = True,
-        seed: int | None = 0,
-    ) -> None:
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 config: VLMDistilledConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        goals, bases = as_prompts(goal), as_prompts(baseline)
-        self.settings = DistillConfig(
-            goal=goals, baseline=bases, alpha=float(alpha), clip_model=clip_model,
-            pretrained=pretrained, device=device, precision=precision, cache_dir=cache_dir,
-            quick_gelu=quick_gelu, vlm_threads=vlm_threads, vlm_batch_size=int(vlm_batch_size),
-            label_fraction=float(label_fraction), max_pending=int(max_pending), inputs=inputs,
-            pixel_size=int(pixel_size), hidden_sizes=[int(h) for h in hidden_sizes], lr=float(lr),
-            train_every=int(train_every), train_steps=int(train_steps),
-            train_batch_size=int(train_batch_size), min_labels=int(min_labels),
-            max_labels=int(max_labels), heldout_fraction=float(heldout_fraction),
-            load_vlm=load_vlm, seed=seed)
-        self.pixels = inputs == "pixels"
-        self.pixel_size = int(pixel_size)
-        if seed is not None:
-            torch.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
-        self.net = DistilledNet(0 if self.pixels else flat_dim(observation_space), hidden_sizes,
-                                self.pixel_size if self.pixels else None)
-        self.optim = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.cfg = self.settings = cfg = VLMDistilledConfig.build(config, **kwargs)
+        self.pixels = cfg.inputs == "pixels"
+        self.pixel_size = int(cfg.pixel_size)
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.net = DistilledNet(0 if self.pixels else flat_dim(observation_space),
+                                cfg.hidden_sizes, self.pixel_size if self.pixels else None)
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.fitted = False
         self.frame_cache = FrameCache()
         self.labeler: AsyncLabeler | None = None
-        if load_vlm:
-            if not goals:
-                raise ValueError("reward=vlm_distilled needs a goal prompt (reward.goal=...)")
-            if alpha > 0 and not bases:
-                raise ValueError(f"alpha={alpha} needs baseline prompts (reward.baseline=...), "
-                                 "or set reward.alpha=0")
-            bundle = _load_vlm(clip_model, pretrained, device, precision, cache_dir, quick_gelu,
-                               self.name)
+        if cfg.load_vlm:
+            bundle = _load_vlm(cfg.clip_model, cfg.pretrained, cfg.device, cfg.precision,
+                               cfg.cache_dir, cfg.quick_gelu, self.name)
             self.frame_size = bundle.image_size
-            scorer = FrameScorer(bundle, VLMRMScorer.from_prompts(bundle, goals, bases, alpha),
-                                 batch_size=vlm_batch_size, threads=vlm_threads)
-            self.labeler = AsyncLabeler(scorer, vlm_batch_size, max_pending, vlm_threads)
+            scorer = FrameScorer(bundle, VLMRMScorer.from_prompts(bundle, cfg.goal,
+                                                                  cfg.baseline, cfg.alpha),
+                                 batch_size=cfg.vlm_batch_size, threads=cfg.vlm_threads)
+            self.labeler = AsyncLabeler(scorer, cfg.vlm_batch_size, cfg.max_pending,
+                                        cfg.vlm_threads)
         elif not self.pixels:
             self.needs_frames = False
         self.train_x: list[np.ndarray] = []
@@ -521,7 +418,7 @@ class VLMDistilledReward(RewardModel):
                 "heldout_labels": last.get("heldout_labels")}
 
     def config(self) -> dict[str, Any]:
-        return self.settings.to_dict()
+        return self.cfg.to_dict()
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()},

@@ -13,12 +13,11 @@ Options:
   after it and the episode's last step; on the other steps the agent gets the
   most recent score of the same episode (zero-order hold). ``info`` then
   carries ``vlm_fresh`` (1 where the frame was scored).
-* ``defer=rollout`` (on-policy agents): frames are queued and scored in
-  batches of ``batch_size`` while the rollout is collected, and the rollout's
-  rewards are written into PPO's buffer before its advantages are computed.
-  The step-time reward is then 0, so the training log's
-  ``rollout/ep_learned_rew_mean`` reads 0; ``reward/vlm_score_mean`` has the
-  scores. Evaluation always scores at once.
+* ``reward_timing=rollout`` (``auto`` with PPO): frames are queued and scored in
+  batches of ``batch_size`` while the rollout is collected (:meth:`VLMReward.defer_step`;
+  the wrapper keeps no frames), and the rollout's rewards reach PPO's buffer before its
+  advantages are computed (:class:`~rewardlearn.wrappers.vec.DeferredRewardCallback`).
+  Evaluation always scores at once.
 
 The per-step score is in ``info["reward_signals"]["vlm_score"]`` and in every
 recorded rollout's sidecar.
@@ -45,13 +44,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from rewardlearn.rewards.base import (
     FrameCache,
@@ -60,15 +56,11 @@ from rewardlearn.rewards.base import (
     RewardOutput,
     TransitionBatch,
 )
+from rewardlearn.vlm.configuration import VLMConfig
 from rewardlearn.vlm.loading import ClipBundle, ClipWeightsError, load_clip
-from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer, as_prompts
-from rewardlearn.wrappers.normalize import scaled_change
-from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
+from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer
 
 log = logging.getLogger("rewardlearn")
-
-DEFER_MODES = ("none", "rollout")
-
 
 def load_vlm(clip_model: str, pretrained: str | None, device: str, precision: str,
              cache_dir: str | None, quick_gelu: bool | None, who: str) -> ClipBundle:
@@ -141,70 +133,28 @@ class VLMReward(RewardModel):
 
     Args:
         observation_space, action_space: the env's spaces (frames come from the wrapper).
-        goal: goal prompt or list of prompts (embeddings averaged, not renormalised).
-        baseline: baseline prompt(s); needed when ``alpha > 0``.
-        alpha: projection onto the goal-baseline direction, in ``[0, 1]``;
-            ``0`` is plain CLIP cosine similarity (up to an affine map).
-        clip_model: open_clip model name, ``local-dir:/path`` or ``hf-hub:org/repo``.
-        pretrained: open_clip tag, weights file, or ``None`` (random weights).
-        device: ``auto``, ``cpu``, ``cuda``...
-        precision: ``auto`` (fp16 autocast on CUDA; bf16 on CPUs with native bf16,
-            else fp32), ``fp32``, ``fp16``, ``bf16``.
-        threads: CPU threads for encoding; ``None`` measures 1 thread vs all cores per
-            batch size and uses the faster (:class:`~rewardlearn.vlm.loading.ThreadTuner`).
-        frame_stride: score every ``k``-th step and hold the score in between.
-        batch_size: images per forward pass (and per flush with ``defer=rollout``).
-        defer: ``none`` (score every step) or ``rollout`` (on-policy agents).
-        cache_dir: download/cache folder for weights.
-        quick_gelu: force QuickGELU (OpenAI weights from a file); ``None`` decides.
+        config: the :class:`~rewardlearn.vlm.configuration.VLMConfig` (prompts, alpha,
+            CLIP model, encoding), or **kwargs: its fields.
     """
 
     name = "vlm"
+    settings_class = VLMConfig
     needs_frames = True
+    deferrable = True  # the score of a frame never changes
+    defer_consumes_frames = True
     frame_cache: FrameCache
 
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        goal: str | Sequence[str],
-        baseline: str | Sequence[str] | None = None,
-        alpha: float = 0.5,
-        clip_model: str = "ViT-bigG-14",
-        pretrained: str | None = "laion2b_s39b_b160k",
-        device: str = "auto",
-        precision: str = "auto",
-        threads: int | None = None,
-        frame_stride: int = 1,
-        batch_size: int = 64,
-        defer: str = "none",
-        cache_dir: str | None = None,
-        quick_gelu: bool | None = None,
-    ) -> None:
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 config: VLMConfig | None = None, **kwargs: Any) -> None:
         super().__init__(observation_space, action_space)
-        if defer not in DEFER_MODES:
-            raise ValueError(f"unknown defer {defer!r}; choose from {', '.join(DEFER_MODES)}")
-        goals, bases = as_prompts(goal), as_prompts(baseline)
-        if not goals:
-            raise ValueError("reward=vlm needs a goal prompt, e.g. "
-                             "reward.goal='a humanoid robot kneeling'")
-        if alpha > 0 and not bases:
-            raise ValueError(f"alpha={alpha} needs baseline prompts (reward.baseline='a humanoid "
-                             "robot'), or set reward.alpha=0 for plain CLIP similarity")
-        self._config: dict[str, Any] = dict(
-            goal=goals, baseline=bases, alpha=float(alpha), clip_model=clip_model,
-            pretrained=pretrained, device=device, precision=precision, threads=threads,
-            frame_stride=int(frame_stride), batch_size=int(batch_size), defer=defer,
-            cache_dir=cache_dir, quick_gelu=quick_gelu)
-        self.bundle = load_vlm(clip_model, pretrained, device, precision, cache_dir, quick_gelu,
-                               self.name)
+        self.cfg = cfg = VLMConfig.build(config, **kwargs)
+        self.bundle = load_vlm(cfg.clip_model, cfg.pretrained, cfg.device, cfg.precision,
+                               cfg.cache_dir, cfg.quick_gelu, self.name)
         self.frame_size = self.bundle.image_size
-        self.scorer = FrameScorer(self.bundle,
-                                  VLMRMScorer.from_prompts(self.bundle, goals, bases, alpha),
-                                  batch_size=batch_size, threads=threads)
-        self.defer = defer
-        self.schedule = StrideSchedule(frame_stride)
-        self.deferring = False
+        self.scorer = FrameScorer(
+            self.bundle, VLMRMScorer.from_prompts(self.bundle, cfg.goal, cfg.baseline, cfg.alpha),
+            batch_size=cfg.batch_size, threads=cfg.threads)
+        self.schedule = StrideSchedule(cfg.frame_stride)
         self._held: np.ndarray | None = None
         self._scores: list[np.ndarray] = []
         self._n_scores = 0
@@ -237,12 +187,11 @@ class VLMReward(RewardModel):
         self._n_scores = len(held)
         self._held = np.arange(len(held))
 
-    def compute(self, batch: TransitionBatch) -> RewardOutput:
+    def _queue(self, batch: TransitionBatch) -> np.ndarray:
+        """Queue the frames this step scores (the stride); returns that mask."""
         if batch.frames is None:
             raise RuntimeError("reward=vlm needs frames; wrap the envs in FrameCapture "
                                "(rewardlearn.env_factory.make_vec_env(..., frame_size=...))")
-        if batch.frame_ids is not None:
-            return self._score_by_id(batch.frames, batch.frame_ids)
         n = len(batch)
         score = self.schedule(batch)
         if self._held is None or len(self._held) != n:
@@ -253,19 +202,40 @@ class VLMReward(RewardModel):
             self._held[idx] = self._n_scores + np.arange(len(idx))
             self._n_scores += len(idx)
         self.transitions += n
-        if self.deferring:
-            self._rollout_ids.append(self._held.copy())
-            if sum(len(p) for p in self._pending) >= self.scorer.batch_size:
-                self._flush()
-            return RewardOutput(np.zeros(n, np.float32))
+        return score
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        if batch.frames is not None and batch.frame_ids is not None:
+            return self._score_by_id(batch.frames, batch.frame_ids)
+        score = self._queue(batch)
         self._flush()
         scores = self._store()
+        assert self._held is not None
         rewards = scores[self._held]
         self._compact(scores)
         signals = {"vlm_score": rewards}
         if self.schedule.stride > 1:
             signals["vlm_fresh"] = score.astype(np.float32)
         return RewardOutput(rewards, signals)
+
+    def defer_step(self, batch: TransitionBatch) -> None:
+        """A deferred step: queue its frames, encoding whenever ``batch_size`` are queued."""
+        self._queue(batch)
+        assert self._held is not None
+        self._rollout_ids.append(self._held.copy())
+        if sum(len(p) for p in self._pending) >= self.scorer.batch_size:
+            self._flush()
+
+    def compute_deferred(self, batch: TransitionBatch) -> RewardOutput:
+        """The deferred steps' scores, in their order (``batch``: them, frames dropped)."""
+        self._flush()
+        scores = self._store()
+        ids = np.concatenate(self._rollout_ids) if self._rollout_ids else np.zeros(0, np.int64)
+        rewards = scores[ids].astype(np.float32)
+        if self._held is not None:
+            self._compact(scores)
+        self._rollout_ids.clear()
+        return RewardOutput(rewards, {"vlm_score": rewards})
 
     def _score_by_id(self, frames: np.ndarray, ids: np.ndarray) -> RewardOutput:
         """Every row scored at once, each distinct frame id encoded once (evaluation queries)."""
@@ -275,87 +245,17 @@ class VLMReward(RewardModel):
         self.transitions += len(rewards)
         return RewardOutput(rewards, {"vlm_score": rewards})
 
-    # -- deferred (rollout) scoring --------------------------------------------------------
-
-    def begin_rollout(self) -> None:
-        """Queue frames from now on; :meth:`end_rollout` scores them."""
-        self.deferring = True
-        self._rollout_ids.clear()
-
-    def end_rollout(self) -> np.ndarray:
-        """Score what is queued; ``(n_steps, n_envs)`` rewards of the rollout's transitions."""
-        self._flush()
-        scores = self._store()
-        rewards = scores[np.stack(self._rollout_ids)] if self._rollout_ids \
-            else np.zeros((0, 0), np.float32)
-        if self._held is not None:
-            self._compact(scores)
-        self._rollout_ids.clear()
-        return rewards
-
-    def stop_deferring(self) -> None:
-        """Back to scoring at once (evaluation after training)."""
-        if self.deferring:
-            self.end_rollout()
-        self.deferring = False
-
-    def callbacks(self) -> list[Any]:
-        return [VLMRolloutCallback(self)] if self.defer == "rollout" else []
-
     # -- bookkeeping -----------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         frames = self.scorer.frames_scored
         return {
             **self.scorer.describe(),
-            "goal": self._config["goal"], "baseline": self._config["baseline"],
-            "alpha": self._config["alpha"], "frame_stride": self.schedule.stride,
+            "goal": self.cfg.goal, "baseline": self.cfg.baseline,
+            "alpha": self.cfg.alpha, "frame_stride": self.schedule.stride,
             "transitions": self.transitions, "frames_scored": frames,
             "encode_s": round(self.encode_s, 2),
             "encode_frames_per_s": round(frames / self.encode_s, 2) if self.encode_s else None,
         }
 
-    def config(self) -> dict[str, Any]:
-        return dict(self._config)
-
-
-class VLMRolloutCallback(BaseCallback):
-    """``defer=rollout``: score each PPO rollout in batches before its advantages are used."""
-
-    def __init__(self, reward: VLMReward, verbose: int = 0) -> None:
-        super().__init__(verbose)
-        self.reward = reward
-        self._scale = 1.0
-
-    def _on_training_start(self) -> None:
-        if not isinstance(self.model, OnPolicyAlgorithm):
-            raise ValueError("reward.model.defer=rollout needs an on-policy agent (agent=ppo); "
-                             "off-policy agents store each reward when the step happens")
-        wrapper = find_reward_wrapper(self.training_env)
-        if wrapper is None:
-            raise RuntimeError("defer=rollout needs the env wrapped in RewardVecEnvWrapper")
-        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
-
-    def _on_rollout_start(self) -> None:
-        self.reward.begin_rollout()
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        rewards = self.reward.end_rollout()
-        assert isinstance(self.model, OnPolicyAlgorithm)
-        buf = self.model.rollout_buffer
-        if rewards.shape != buf.rewards.shape:
-            log.warning("defer=rollout: %s scores for a %s buffer; rollout left unscored",
-                        rewards.shape, buf.rewards.shape)
-            return
-        write_rollout_rewards(self.model, scaled_change(self.model, self._scale * rewards),
-                              self.locals["values"], self.locals["dones"])
-        self.logger.record("reward/vlm_score_mean", float(rewards.mean()))
-
-    def _on_training_end(self) -> None:
-        self.reward.stop_deferring()
-
-
-__all__ = ["StrideSchedule", "VLMReward", "VLMRolloutCallback", "load_vlm"]
+__all__ = ["StrideSchedule", "VLMReward", "load_vlm"]

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +187,9 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             for j in np.flatnonzero(dones):
                 self._last_frames[j] = self.venv.reset_infos[j][FRAME_KEY]
         if self.defer:
+            self.reward_model.defer_step(batch)
+            if self.reward_model.defer_consumes_frames:  # the module took them already
+                batch = dataclasses.replace(batch, frames=None, obs_frames=None)
             self._pending.append(batch)
             zero = np.zeros(self.num_envs, np.float32)
             return obs, combine_rewards(zero, env_rew, self.mode, self.weight).astype(
@@ -239,7 +243,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             return FlushedRewards(empty, empty.copy(), total=empty.copy(),
                                   returned=empty.copy())
         joined = TransitionBatch.concat(pending)
-        out = self.reward_model.compute(joined)
+        out = self.reward_model.compute_deferred(joined)
         learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
                                self.reward_model.name).reshape(t, n)
         signals = {k: np.asarray(v).reshape(t, n) for k, v in out.signals.items()}

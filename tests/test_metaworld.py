@@ -1,0 +1,126 @@
+"""Every Meta-World v3 task: an env config, scripted-expert demos and stages from the demos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("metaworld", reason="Meta-World is the [metaworld] extra")
+
+from rewardlearn_envs.metaworld_expert import (
+    LADDER,
+    derive_ladder,
+    level_of,
+    metaworld_tasks,
+    task_stages,
+)
+
+from rewardlearn.cli.collect import CollectConfig, collect
+from rewardlearn.demos import load_demos
+from rewardlearn.env_factory import env_config, make_env
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = [
+    "assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "button-press-topdown-v3",
+    "button-press-topdown-wall-v3", "button-press-v3", "button-press-wall-v3",
+    "coffee-button-v3", "coffee-pull-v3", "coffee-push-v3", "dial-turn-v3", "disassemble-v3",
+    "door-close-v3", "door-lock-v3", "door-open-v3", "door-unlock-v3", "hand-insert-v3",
+    "drawer-close-v3", "drawer-open-v3", "faucet-open-v3", "faucet-close-v3", "hammer-v3",
+    "handle-press-side-v3", "handle-press-v3", "handle-pull-side-v3", "handle-pull-v3",
+    "lever-pull-v3", "pick-place-wall-v3", "pick-out-of-hole-v3", "pick-place-v3",
+    "plate-slide-v3", "plate-slide-side-v3", "plate-slide-back-v3", "plate-slide-back-side-v3",
+    "peg-insert-side-v3", "peg-unplug-side-v3", "soccer-v3", "stick-push-v3", "stick-pull-v3",
+    "push-v3", "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3", "shelf-place-v3",
+    "sweep-into-v3", "sweep-v3", "window-open-v3", "window-close-v3"]
+
+
+def test_the_task_list_is_meta_worlds() -> None:
+    assert sorted(TASKS) == sorted(metaworld_tasks()) and len(TASKS) == 50
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_collects_seeded_expert_demos_with_stages(task: str, tmp_path: Path) -> None:
+    out = tmp_path / "demos"
+    res = collect(CollectConfig(env="metaworld", env_overrides=[f"task={task}"], n_episodes=2,
+                                only_success=False, out=str(out)), verbose=False)
+    assert res.kept == 2
+    ladder = task_stages(task)
+    episodes = load_demos(out)
+    assert episodes[0].subtask_names == ladder.names
+    for ep in episodes:
+        assert (np.diff(ep.stages) >= 0).all()  # stages never go back
+        assert ep.stages.min() >= 0 and ep.stages.max() < len(ladder.names)
+    again = collect(CollectConfig(env="metaworld", env_overrides=[f"task={task}"],
+                                  n_episodes=2, only_success=False,
+                                  out=str(tmp_path / "again")), verbose=False)
+    assert again.successes == res.successes  # seeded: the same episodes
+
+
+def test_stages_come_from_the_demos_by_one_rule() -> None:
+    """A constant signal is unused; a level no demo state reaches is dropped."""
+    def ep(*rows: tuple[float, float]) -> list[dict[str, float]]:
+        return [{"near_object": n, "grasp_success": g, "success": 0.0} for n, g in rows]
+
+    grasp_always = derive_ladder([ep((0, 1), (1, 1), (1, 1))])  # grasp_success constant
+    assert grasp_always.signals == ("near_object",) and grasp_always.names == ("reach",
+                                                                                "near_object")
+    starts_near = derive_ladder([ep((1, 0), (1, 1)), ep((1, 0), (1, 0), (1, 1))])
+    assert starts_near.names == ("near_object", "grasped") and starts_near.has_grasp
+    assert starts_near.signals == ("grasp_success",) and starts_near.always == ("near_object",)
+    assert starts_near.stage(0) == 0 and starts_near.stage(2) == 1
+    full = derive_ladder([ep((0, 0), (1, 0), (1, 1))])
+    assert full.names == LADDER and full.stage(1) == 1
+    assert level_of({"near_object": 0.0, "grasp_success": 1.0}, full.signals) == 0
+
+
+def test_the_packaged_ladders_of_some_tasks() -> None:
+    assert task_stages("pick-place-v3").names == ("reach", "near_object", "grasped")
+    assert task_stages("reach-v3").names == ("reach",)
+    assert task_stages("coffee-push-v3").names == ("reach", "near_object")
+
+
+def test_env_metaworld_takes_any_task_and_refuses_an_unknown_one() -> None:
+    env = make_env(env_config("metaworld", ["task=drawer-open-v3"]), seed=0)
+    _, info = env.reset(seed=0)
+    assert info["num_stages"] == len(task_stages("drawer-open-v3").names)
+    with pytest.raises(ValueError, match=r"unknown Meta-World task 'drawer-opn-v3' \(did you "
+                                         r"mean drawer-open-v3\?\); valid tasks: assembly-v3"):
+        make_env(env_config("metaworld", ["task=drawer-opn-v3"]))
+
+
+def test_collect_takes_the_train_py_form(tmp_path: Path) -> None:
+    """``rewardlearn-collect env=metaworld env.task=drawer-open-v3 n_episodes=...``."""
+    out = tmp_path / "drawer"
+    proc = subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
+                           "env.task=drawer-open-v3", "n_episodes=2", f"out={out}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept 2/2" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
+                          "env.task=drawer-opn-v3", f"out={tmp_path / 'bad'}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and "did you mean drawer-open-v3" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_is_success_counts_success_at_any_step() -> None:
+    """Meta-World's evaluation counts an episode that succeeded at some step."""
+    from rewardlearn_envs import expert_for
+
+    env = make_env(env_config("metaworld", ["task=reach-v3"]), seed=3)
+    obs, info = env.reset(seed=3)
+    expert = expert_for(env, seed=3)
+    reached = False
+    for _ in range(150):
+        obs, _, _, _, info = env.step(expert(obs))
+        reached = reached or info["success"] > 0.5
+        if reached:
+            break
+    assert reached and info["is_success"]
+    for _ in range(5):  # moving away keeps the episode's success
+        obs, _, _, _, info = env.step(np.array([1.0, 1.0, 1.0, 0.0], np.float32))
+    assert info["is_success"]

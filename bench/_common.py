@@ -10,10 +10,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def git_commit() -> str:
-    """The short hash of the checkout's HEAD, for a results table's header."""
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                          capture_output=True, text=True).stdout.strip()
+def git_commit(root: Path = ROOT, dirty: bool = False) -> str:
+    """The short hash of the checkout's HEAD, for a results table's header; with ``dirty``,
+    ``+dirty`` when tracked files differ from it."""
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                         capture_output=True, text=True).stdout.strip()
+    if not sha:
+        return "unknown (not a git checkout)"
+    if dirty and subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode:
+        sha += "+dirty"
+    return sha
 
 
 def training_curve(run_dir: Path) -> dict[str, Any]:

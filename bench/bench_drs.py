@@ -46,12 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_progress_shaping import (  # noqa: E402
-    _fmt_steps,
-    pick_place_run,
-    stages_reached,
-    training_curve,
-)
+from _common import training_curve  # noqa: E402
+from _pick_place import fmt_steps, pick_place_run, stages_reached  # noqa: E402
 
 CONDITIONS: dict[str, list[str]] = {
     "drs": ["env.kwargs.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
@@ -129,8 +125,8 @@ def write_report(out: Path, results: dict[str, list[dict[str, Any]]], args: Any,
             f"| {LABELS[cond]} | {', '.join(str(r['seed']) for r in runs)} | "
             f"{', '.join(f'{s:.0%}' for s in succ)} | **{np.mean(succ):.1%}** | "
             f"{', '.join('-' if t is None else f'{t:.0%}' for t in train)} | "
-            f"{_fmt_steps([r.get('first_success_step') for r in runs])} | "
-            f"{_fmt_steps([r.get('half_success_step') for r in runs])} | "
+            f"{fmt_steps([r.get('first_success_step') for r in runs])} | "
+            f"{fmt_steps([r.get('half_success_step') for r in runs])} | "
             f"{np.mean([np.mean(r['furthest_stage']) for r in runs]):.2f} | "
             f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.1f} |")
     if "drs" in results and "sparse" in results:

@@ -85,7 +85,7 @@ def main() -> None:
     probes = pick_place_probes(seeds=range(5), steps=150)
     raters: dict[str, Any] = {}
     if args.progress_work is not None:
-        from bench_progress_shaping import prepare_model
+        from _pick_place import prepare_model
 
         from rewardlearn.progress.reward import ProgressReward
 

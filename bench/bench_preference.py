@@ -60,8 +60,8 @@ def ensure_imitation_venv() -> Path:
 
 def imitation_run(env: str, seed: int, steps: int, comparisons: int) -> dict[str, object]:
     py = ensure_imitation_venv()
-    cmd = [str(py), "bench/imitation_preference.py", "--env", V4_IDS[env], "--seed", str(seed),
-           "--steps", str(steps), "--comparisons", str(comparisons)]
+    cmd = [str(py), "bench/bench_imitation_preference.py", "--env", V4_IDS[env], "--seed",
+           str(seed), "--steps", str(steps), "--comparisons", str(comparisons)]
     env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True,
                          env=env_vars).stdout

@@ -7,10 +7,10 @@ Usage::
     python bench/run_all.py --quick --only foundation progress_shaping
     python bench/run_all.py --full --dry-run        # print the commands only
 
-Scripts are discovered as ``bench/bench_*.py``; :data:`SCRIPTS` gives each known
-script's quick and full arguments (a script not listed runs with ``--quick`` in
-quick mode if its source has that flag, else it is skipped there; full mode runs
-it without arguments). A listed script that does not exist is reported and skipped.
+Every ``bench/bench_*.py`` is listed in :data:`SCRIPTS` with its quick and full
+arguments (``None``: not run in that mode, with the reason); a script that is not listed
+is refused by name (``tests/test_bench_run_all.py`` checks the list against the folder).
+Files starting with ``_`` are helpers, not benchmarks.
 
 ``--full`` writes the tables to ``bench/results/`` and regenerates ``BENCHMARKS.md``.
 ``--quick`` must not overwrite published numbers: its tables go to
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -37,6 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+from _common import git_commit  # noqa: E402
+
 RESULTS = BENCH / "results"
 QUICK = BENCH / "_work" / "quick"
 
@@ -46,12 +49,13 @@ class Spec:
     """How to run one ``bench/bench_<name>.py``."""
 
     quick: list[str] | None
-    full: list[str] = field(default_factory=list)
+    full: list[str] | None = field(default_factory=list)
     seeds: str = "script default"
     out_flag: str | None = None  # the script's option for its output .md, if it has one
     note: str = ""
 
 
+ON_RUNS = "analyses existing run folders: give them on its command line"
 SCRIPTS: dict[str, Spec] = {
     "foundation": Spec(["--quick"], [], seeds="0"),
     "preference": Spec(["--quick", "--seeds", "0"], [], seeds="quick: 0; full: 0 1 2",
@@ -67,7 +71,33 @@ SCRIPTS: dict[str, Spec] = {
     "preference_first_round": Spec(
         ["--labels", "5", "--seeds", "2", "--steps", "1024"], [], seeds="quick: 0 1; full: 0-7",
         out_flag="--out", note="quick: 1024 steps, 5 labels, 2 seeds"),
+    "preference_inference": Spec(["--quick"], [], seeds="-", out_flag="--out"),
+    "preference_train": Spec(["--labels", "100", "--steps", "4000"], [], seeds="0",
+                             note="quick: 100 labels"),
+    "preference_labels": Spec(["--steps", "4096", "--seeds", "0", "--plan", "current:10:oracle",
+                               "--jobs", "1"], [], seeds="quick: 0; full: 0 1 2",
+                              out_flag="--out", note="quick: 4096 steps, 10 labels"),
+    "drs": Spec(["--timesteps", "4096", "--seeds", "0", "--conditions", "drs"], [],
+                seeds="quick: 0; full: 0-4", out_flag="--out", note="quick: 4096 PPO steps"),
+    "outcomes": Spec(None, [], note="needs the DrS runs of bench_drs (--drs)"),
+    "suite": Spec(["--tasks", "reach-v3", "--select", "--timesteps", "8000", "--jobs", "1"],
+                  None, seeds="0", out_flag="--out",
+                  note="quick: one task, 8k steps; full: the commands in bench/results/suite.md"),
+    "threads": Spec(["--jobs", "ppo", "--settings", "1", "all"], [], seeds="0",
+                    out_flag="--out", note="quick: the PPO job only"),
+    "mean_bound": Spec(["--envs", "hopper", "--seeds", "0", "--timesteps", "8192"], [],
+                       seeds="quick: 0; full: 0 1 2", out_flag="--out",
+                       note="quick: hopper, 8k steps"),
+    "metaworld_experts": Spec(["--episodes", "2", "--tasks", "reach-v3", "push-v3"], [],
+                              seeds="0-19", out_flag="--out",
+                              note="quick: 2 tasks, 2 episodes"),
+    "eval_runs": Spec(None, None, note=ON_RUNS),
+    "potential_accuracy": Spec(None, None, note=ON_RUNS),
+    "probe_action_bounds": Spec(None, None, note=ON_RUNS),
+    "imitation_preference": Spec(None, None, note="run by bench_preference in imitation's own "
+                                                   "virtualenv (gymnasium 0.29)"),
 }
+"""Every benchmark script: quick and full arguments (``None``: not run in that mode)."""
 
 
 def discover() -> dict[str, Path]:
@@ -76,12 +106,11 @@ def discover() -> dict[str, Path]:
 
 
 def spec_for(name: str, path: Path) -> Spec:
-    """The listed spec, or a default one for a script not in :data:`SCRIPTS`."""
-    if name in SCRIPTS:
-        return SCRIPTS[name]
-    has_quick = "--quick" in path.read_text()
-    has_out = re.search(r"add_argument\(\s*[\"']--out[\"']", path.read_text()) is not None
-    return Spec(["--quick"] if has_quick else None, [], out_flag="--out" if has_out else None)
+    """The script's spec; a script missing from :data:`SCRIPTS` is refused."""
+    if name not in SCRIPTS:
+        raise KeyError(f"bench/bench_{name}.py is not listed in bench/run_all.py SCRIPTS; add "
+                       "its quick and full arguments there")
+    return SCRIPTS[name]
 
 
 def machine() -> str:
@@ -100,12 +129,7 @@ def machine() -> str:
 
 def commit() -> str:
     """Short HEAD commit, ``+dirty`` if tracked files differ from it."""
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    if not sha:
-        return "unknown (not a git checkout)"
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-    return sha + ("+dirty" if dirty else "")
+    return git_commit(ROOT, dirty=True)
 
 
 def provenance(mode: str, cmd: list[str], spec: Spec, wall_s: float) -> str:
@@ -121,7 +145,9 @@ def run_script(name: str, path: Path, spec: Spec, mode: str, dry_run: bool) -> d
     """Run one script; returns its record (status, wall time, table path)."""
     args = spec.quick if mode == "quick" else spec.full
     if args is None:
-        return {"name": name, "status": "skipped (no quick mode)"}
+        why = spec.note or f"no {mode} mode"
+        print(f"== {name}: skipped ({why})")
+        return {"name": name, "status": f"skipped ({why})"}
     source = path.read_text()
     missing = [a for a in [*args, spec.out_flag or ""] if a.startswith("--") and a not in source]
     if missing:  # the script changed since SCRIPTS was written: say so rather than crash
@@ -194,14 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     sys.path.insert(0, str(BENCH))
-    import make_benchmarks_md
+    import _benchmarks_md
 
     if kind == "full":
-        make_benchmarks_md.main()
+        _benchmarks_md.main()
         out_md = ROOT / "BENCHMARKS.md"
     else:
         out_md = QUICK / "BENCHMARKS.md"
-        make_benchmarks_md.main(QUICK / "results", out_md)
+        _benchmarks_md.main(QUICK / "results", out_md)
     log = (QUICK if kind == "quick" else BENCH / "_work") / f"run_all_{kind}.json"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(json.dumps(records, indent=2))

@@ -8,17 +8,14 @@ shows the state after step ``t``; frame 0 is the reset state, so a rollout of
 
 Both files are written atomically (:func:`rewardlearn.files.atomic_output`): to a unique temp name
 in the same folder, renamed into place only once complete. A failed write (a
-full disk, ffmpeg exiting with an error, Ctrl-C) raises and leaves no partial
-file under the final name.
+full disk, an encoder error, Ctrl-C) raises and leaves no partial file under the final
+name. Videos are encoded with PyAV (FFmpeg's libraries; no ffmpeg process).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -58,8 +55,8 @@ def write_video(path: str | os.PathLike[str], frames: Sequence[np.ndarray] | np.
                 fps: float, overwrite: bool = True) -> Path:
     """Write ``(T, H, W, 3)`` uint8 frames as H.264/yuv420p mp4 (plays in every browser).
 
-    The file appears under ``path`` only once ffmpeg has finished it without
-    error; otherwise an ``OSError`` names ``path`` and ffmpeg's message, and no
+    The file appears under ``path`` only once the encoder has finished it without
+    error; otherwise an ``OSError`` names ``path`` and the encoder's message, and no
     file is left (see :func:`atomic_output`, which also explains ``overwrite``).
     """
     path = Path(path)
@@ -89,49 +86,33 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
     return f[:, :, :3]
 
 
-def _ffmpeg_command(path: Path, width: int, height: int, fps: float) -> list[str]:
-    """ffmpeg reading raw RGB frames on stdin, writing a faststart H.264 mp4 to ``path``."""
-    import imageio_ffmpeg
+def _open_container(path: Path) -> Any:
+    """An mp4 container for writing at ``path`` (PyAV), moov atom first (``faststart``)."""
+    import av
 
-    return [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
-        "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
-        "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
-        "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "15",
-        "-movflags", "+faststart", "-f", "mp4", str(path),
-    ]
+    return av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
 
 
 def _encode_mp4(tmp: Path, frames: list[np.ndarray], fps: float, final: Path) -> None:
-    """Run ffmpeg on ``frames`` into ``tmp``; raise (naming ``final``) unless it exits 0."""
+    """Encode ``frames`` as H.264 (yuv420p, crf 15) into ``tmp`` with PyAV (FFmpeg's
+    libraries); any failure (a full disk, an encoder error) raises ``OSError`` naming
+    ``final``, and ``KeyboardInterrupt`` passes through (:func:`atomic_output` then removes
+    the temp file)."""
+    import av
+    from av.video.frame import VideoFrame
+
     h, w = frames[0].shape[:2]
-    with tempfile.TemporaryFile() as err:
-        # Own session: Ctrl-C reaches Python, which stops ffmpeg, not ffmpeg mid-file.
-        proc = subprocess.Popen(_ffmpeg_command(tmp, w, h, fps), stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-        try:
-            assert proc.stdin is not None
-            try:
-                for frame in frames:
-                    proc.stdin.write(frame.tobytes())
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # ffmpeg stopped early: its status and message below say why
-            status = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-        if status != 0:
-            err.seek(0)
-            lines = err.read().decode(errors="replace").strip().splitlines()
-            detail = "; ".join(line.strip() for line in lines[-3:] if line.strip())
-            raise OSError(f"writing video {final} failed: ffmpeg exited with status {status}"
-                          + (f" ({detail})" if detail else ""))
+    try:
+        with _open_container(tmp) as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator())
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": "15"}
+            for frame in frames:
+                container.mux(stream.encode(VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())  # flush the encoder
+    except (av.FFmpegError, OSError, ValueError) as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise OSError(f"writing video {final} failed: {detail}") from err
 
 
 def write_sidecar(path: str | os.PathLike[str], record: RolloutRecord,

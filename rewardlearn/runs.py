@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from filelock import BaseFileLock, FileLock, SoftFileLock, Timeout
 from omegaconf import OmegaConf
 
 log = logging.getLogger("rewardlearn")
@@ -38,10 +39,12 @@ OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 
 CLAIM_FILE = "run.claim"
+HOLDER_FILE = "run.claim.json"
+"""Who holds the claim (pid, host, start, argv): beside the lock, which a contender opens."""
 RUN_OUTPUTS = ("summary.json", "agent.zip", "agent_interrupted.zip")
 VIDEO_OUTPUTS = ("episode_*.mp4", "episode_*.json")
 
-_HELD: dict[str, int] = {}  # folder -> descriptor of its locked claim file
+_HELD: dict[str, BaseFileLock] = {}  # folder -> its held claim lock
 _CREATED: dict[str, Path] = {}  # folder -> the topmost folder its claim created
 _HANDED_OVER: set[str] = set()  # claimed by the Hydra callback for this process's run()
 
@@ -56,10 +59,10 @@ def _unwritable(setting: str, folder: Path, err: OSError) -> OSError:
         f"set {setting} to a writable folder")
 
 
-def _holder(fd: int) -> str:
-    """Who holds a claim file, from what it says."""
+def _holder(folder: Path) -> str:
+    """Who holds a folder's claim, from its holder file."""
     try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        info = json.loads((folder / HOLDER_FILE).read_text() or "{}")
         return f"pid {info['pid']} on {info['host']}, started {info['started']}"
     except (OSError, ValueError, KeyError):
         return "a process starting up"
@@ -69,11 +72,11 @@ def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting
                  hand_over: bool = False) -> None:
     """Claim ``folder`` for this run, or refuse it naming ``setting``.
 
-    Creates the folder and locks ``<folder>/run.claim`` (``flock``, released when
-    the process ends or :func:`release_folder` is called); writing the claim
-    also proves the folder is writable. Raises :class:`RunDirError` if another
-    live run holds the lock or the folder already holds a file matching one of
-    ``outputs``, and ``PermissionError`` if it cannot be written.
+    Creates the folder and locks ``<folder>/run.claim`` (:mod:`filelock`, released when
+    the process ends or :func:`release_folder` is called), then writes who holds it
+    (``run.claim.json``), which also proves the folder is writable. Raises
+    :class:`RunDirError` if another live run holds the lock or the folder already holds a
+    file matching one of ``outputs``, and ``PermissionError`` if it cannot be written.
     """
     folder = Path(folder)
     created = next((p for p in [*reversed(folder.absolute().parents), folder.absolute()]
@@ -88,13 +91,22 @@ def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting
             if not hand_over:
                 _HANDED_OVER.discard(key)
             return
-        fd = os.open(folder / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = FileLock(folder / CLAIM_FILE, is_singleton=False, thread_local=False)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunDirError(
+            f"{folder} is in use by another run ({_holder(folder)}); two runs must not share a "
+            f"folder: set {setting} to a new folder") from None
     except RunDirError:
         raise
+    except NotImplementedError as err:  # a filesystem without locks
+        log.warning("cannot lock %s (%s): a concurrent run into it would not be refused",
+                    folder / CLAIM_FILE, err)
+        lock = SoftFileLock(folder / ".run.claim.soft", is_singleton=False, thread_local=False)
+        lock.acquire(timeout=0)
     except OSError as err:
         raise _unwritable(setting, folder, err) from None
     try:
-        _lock(fd, folder, setting)
         found = sorted({Path(p).name for pattern in outputs
                         for p in glob.glob(str(folder / pattern))})
         if found:
@@ -104,36 +116,21 @@ def claim_folder(folder: str | os.PathLike[str], outputs: Sequence[str], setting
                 f"overwritten: set {setting} to a new folder (or delete that one)")
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        os.fsync(fd)
+        with open(folder / HOLDER_FILE, "w") as f:
+            f.write(json.dumps(info))
+            f.flush()
+            os.fsync(f.fileno())
     except RunDirError:
-        os.close(fd)
+        lock.release()
         raise
     except OSError as err:
-        os.close(fd)
+        lock.release()
         raise _unwritable(setting, folder, err) from None
-    _HELD[key] = fd
+    _HELD[key] = lock
     if created is not None:
         _CREATED[key] = created
     if hand_over:
         _HANDED_OVER.add(key)
-
-
-def _lock(fd: int, folder: Path, setting: str) -> None:
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the outputs check still applies
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise RunDirError(
-            f"{folder} is in use by another run ({_holder(fd)}); two runs must not share "
-            f"a folder: set {setting} to a new folder") from None
-    except OSError as err:  # a filesystem without locks
-        log.warning("cannot lock %s (%s): a concurrent run into it would not be refused",
-                    folder / CLAIM_FILE, err)
 
 
 def release_folder(folder: str | os.PathLike[str], discard: bool = False,
@@ -149,11 +146,12 @@ def release_folder(folder: str | os.PathLike[str], discard: bool = False,
     folder = Path(folder)
     key = str(folder.resolve())
     _HANDED_OVER.discard(key)
-    fd = _HELD.pop(key, None)
+    lock = _HELD.pop(key, None)
     created = _CREATED.pop(key, None)
-    if fd is None:
+    if lock is None:
         return
     with contextlib.suppress(OSError):
+        (folder / HOLDER_FILE).unlink()
         (folder / CLAIM_FILE).unlink()
     if discard:
         if created is not None:
@@ -165,7 +163,7 @@ def release_folder(folder: str | os.PathLike[str], discard: bool = False,
                         with contextlib.suppress(OSError):
                             entry.unlink()
         _remove_empty(folder.absolute(), created)
-    os.close(fd)
+    lock.release()
 
 
 def _remove_empty(folder: Path, top: Path | None) -> None:

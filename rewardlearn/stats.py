@@ -15,35 +15,35 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flat float arrays, or ``None`` when the correlation is undefined (the module's rule)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if len(a) != len(b):
+        raise ValueError(f"correlation of {len(a)} vs {len(b)} values")
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return a, b
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; ``nan`` when undefined (see the module's rule)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if len(a) != len(b):
-        raise ValueError(f"correlation of {len(a)} vs {len(b)} values")
-    if len(a) < 2 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
+    """Pearson correlation (``scipy.stats.pearsonr``); ``nan`` when undefined."""
+    pair = _pair(a, b)
+    return float("nan") if pair is None else float(stats.pearsonr(*pair).statistic)
 
 
 def ranks(x: np.ndarray) -> np.ndarray:
-    """0-based ranks, ties sharing their mean rank (as Spearman's rho needs)."""
-    x = np.asarray(x, np.float64).ravel()
-    order = np.argsort(x, kind="mergesort")
-    r = np.empty(len(x), np.float64)
-    r[order] = np.arange(len(x), dtype=np.float64)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=r)
-    return np.asarray((sums / counts)[inverse])
+    """0-based ranks, ties sharing their mean rank (``scipy.stats.rankdata`` - 1)."""
+    return np.asarray(stats.rankdata(np.asarray(x, np.float64).ravel()) - 1.0)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho: the Pearson correlation of the average ranks; ``nan`` when undefined."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if len(a) != len(b):
-        raise ValueError(f"correlation of {len(a)} vs {len(b)} values")
-    return pearson(ranks(a), ranks(b))
+    """Spearman's rho (``scipy.stats.spearmanr``: the Pearson correlation of the average
+    ranks); ``nan`` when undefined."""
+    pair = _pair(a, b)
+    return float("nan") if pair is None else float(stats.spearmanr(*pair).statistic)
 
 
 def order_correlation(values: np.ndarray, order: np.ndarray) -> float:

@@ -29,19 +29,21 @@ def _load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec.loader.exec_module(mod)
     bench = tmp_path / "bench"
     (bench / "results").mkdir(parents=True)
-    (bench / "make_benchmarks_md.py").write_text((ROOT / "bench" / "make_benchmarks_md.py")
+    (bench / "_benchmarks_md.py").write_text((ROOT / "bench" / "_benchmarks_md.py")
                                                   .read_text())
     for name in ("alpha", "foundation"):
         (bench / f"bench_{name}.py").write_text(FAKE.format(name=name))
     (bench / "bench_noquick.py").write_text("print('no quick flag here')\n")
     (bench / "bench_vlm.py").write_text("print('listed with options it lacks')\n")
+    monkeypatch.setitem(mod.SCRIPTS, "alpha", mod.Spec(["--quick"], [], seeds="0"))
+    monkeypatch.setitem(mod.SCRIPTS, "noquick", mod.Spec(None, [], note="no quick mode"))
     (bench / "results" / "foundation.md").write_text("## foundation published\n")
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     monkeypatch.setattr(mod, "BENCH", bench)
     monkeypatch.setattr(mod, "RESULTS", bench / "results")
     monkeypatch.setattr(mod, "QUICK", bench / "_work" / "quick")
     monkeypatch.setattr(sys, "path", [*sys.path])
-    monkeypatch.delitem(sys.modules, "make_benchmarks_md", raising=False)
+    monkeypatch.delitem(sys.modules, "_benchmarks_md", raising=False)
     return mod
 
 
@@ -62,6 +64,25 @@ def test_quick_keeps_published_tables(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "perceptual: bench/bench_perceptual.py not found, skipped" in out
     assert "skipped (no quick mode)" in out  # bench_noquick.py has no --quick flag
     assert "bench/bench_vlm.py has no --quick, --out; skipped" in out
+
+
+def test_every_bench_script_is_listed_with_its_arguments() -> None:
+    """``run_all.SCRIPTS`` names every ``bench/bench_*.py`` (no grepping for flags), and every
+    flag a spec passes exists in its script."""
+    spec = importlib.util.spec_from_file_location("run_all_listed", ROOT / "bench" / "run_all.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["run_all_listed"] = mod
+    spec.loader.exec_module(mod)
+    present = mod.discover()
+    assert set(present) == set(mod.SCRIPTS)
+    for name, script in mod.SCRIPTS.items():
+        source = present[name].read_text()
+        for args in (script.quick or [], script.full or []):
+            flags = [a for a in [*args, script.out_flag or ""] if a.startswith("--")]
+            assert all(f in source for f in flags), (name, flags)
+    with pytest.raises(KeyError, match="not listed"):
+        mod.spec_for("unlisted", ROOT / "bench" / "bench_unlisted.py")
 
 
 def test_full_regenerates_benchmarks_md(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

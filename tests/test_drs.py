@@ -13,7 +13,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_envs import LineEnv
 
 from rewardlearn.drs.configuration import DrSConfig
-from rewardlearn.drs.processor import StageBuffers, episode_labels, positive_tail
+from rewardlearn.drs.labels import StageBuffers, episode_labels, positive_tail
 from rewardlearn.drs.reward import DrSReward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch

@@ -23,9 +23,9 @@ from rewardlearn.preference.augment import (
 )
 from rewardlearn.preference.buffer import SegmentBuffer, Segments
 from rewardlearn.preference.configuration import PreferenceConfig
+from rewardlearn.preference.hybrid_replay import HybridReplayBuffer, hybrid_indices
 from rewardlearn.preference.learner import PreferenceDataset, PreferenceLearner
 from rewardlearn.preference.modeling import RewardEnsemble, preference_logits
-from rewardlearn.preference.replay import HybridReplayBuffer, hybrid_indices
 from rewardlearn.preference.reward import PreferenceReward
 from rewardlearn.preference.teachers import SyntheticTeacher
 

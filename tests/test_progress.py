@@ -36,7 +36,7 @@ from rewardlearn.progress import (
     stage_priors,
     train_progress_model,
 )
-from rewardlearn.progress.processor import (
+from rewardlearn.progress.labels import (
     frame_stage_labels,
     frame_windows,
     rewind_windows,

@@ -14,14 +14,14 @@ import torch
 from rewardlearn.demos import Episode
 from rewardlearn.progress import ProgressConfig, train_progress_model
 from rewardlearn.progress.configuration import OnlineConfig
-from rewardlearn.progress.modeling import ProgressModel, StageProgressNet
-from rewardlearn.progress.online import OnlineRefiner
-from rewardlearn.progress.potential import ProgressPotential, ProgressScorer
-from rewardlearn.progress.processor import (
+from rewardlearn.progress.labels import (
     failure_aware_labels,
     frame_stage_labels,
     frame_windows,
 )
+from rewardlearn.progress.modeling import ProgressModel, StageProgressNet
+from rewardlearn.progress.online import OnlineRefiner
+from rewardlearn.progress.potential import ProgressPotential, ProgressScorer
 from rewardlearn.progress.training import LabelledDemo, RankPairs, rank_loss
 from rewardlearn.rewards.base import TransitionBatch
 from rewardlearn.rewards.env import EnvReward

@@ -113,11 +113,12 @@ def live_holder(tmp_path: Path) -> Iterator[Path]:
     """Another process holding ``tmp_path/shared`` the way a live run does."""
     folder = tmp_path / "shared"
     folder.mkdir()
-    code = ("import fcntl, json, os, sys\n"
-            f"fd = os.open({str(folder / 'run.claim')!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.write(fd, json.dumps({'pid': os.getpid(), 'host': 'here', "
-            "'started': 'now'}).encode())\n"
+    code = ("import json, os, sys\n"
+            "from filelock import FileLock\n"
+            f"lock = FileLock({str(folder / 'run.claim')!r})\n"
+            "lock.acquire()\n"
+            f"open({str(folder / 'run.claim.json')!r}, 'w').write(json.dumps("
+            "{'pid': os.getpid(), 'host': 'here', 'started': 'now'}))\n"
             "print('held', flush=True)\n"
             "sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
@@ -133,18 +134,20 @@ def test_folder_held_by_a_live_run_is_refused_then_free_once_it_ends(
     cfg = compose_cfg(*FAST, "video.enabled=false")
     with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+ on here"):
         run(cfg, live_holder)
-    assert _files(live_holder) == ["run.claim"]
+    assert _files(live_holder) == ["run.claim", "run.claim.json"]  # the holder's, untouched
 
 
 def test_stale_claim_of_a_dead_run_is_taken_over(tmp_path: Path) -> None:
     folder = tmp_path / "run"
-    code = ("from rewardlearn.runs import claim_folder\n"
-            f"claim_folder({str(folder)!r}, (), 'hydra.run.dir')\n")
+    code = ("import os\n"
+            "from rewardlearn.runs import claim_folder\n"
+            f"claim_folder({str(folder)!r}, (), 'hydra.run.dir')\n"
+            "os._exit(0)\n")  # killed: its claim files stay behind
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    assert json.loads((folder / "run.claim").read_text())["pid"] != os.getpid()
+    assert json.loads((folder / "run.claim.json").read_text())["pid"] != os.getpid()
     claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir")
     try:
-        assert json.loads((folder / "run.claim").read_text())["pid"] == os.getpid()
+        assert json.loads((folder / "run.claim.json").read_text())["pid"] == os.getpid()
         with pytest.raises(RunDirError, match="in use by another run in this process"):
             claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir")
     finally:
@@ -231,71 +234,56 @@ def test_final_file_is_never_overwritten_silently(tmp_path: Path) -> None:
     assert path.read_text() == "first" and _files(tmp_path) == ["summary.json"]
 
 
-@pytest.fixture
-def full_disk_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An ffmpeg that writes part of its output, then fails as on a full disk."""
-    import imageio_ffmpeg
+class _FailingContainer:
+    """A container that has begun the file, then fails at the second frame: an encoder
+    error (an OSError as on a full disk) or Ctrl-C."""
 
-    script = tmp_path / "ffmpeg"
-    script.write_text('#!/bin/sh\nfor a in "$@"; do out="$a"; done\ncat > /dev/null\n'
-                      'head -c 48 /dev/zero > "$out"\n'
-                      'echo "av_interleaved_write_frame(): No space left on device" >&2\n'
-                      "exit 1\n")
-    script.chmod(0o755)
-    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(script))
+    def __init__(self, path: Path, failure: BaseException) -> None:
+        path.write_bytes(b"\0" * 48)
+        self.failure, self.frames = failure, 0
+
+    def __enter__(self) -> _FailingContainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_stream(self, *args: Any, **kwargs: Any) -> Any:
+        import types
+
+        return types.SimpleNamespace(encode=lambda frame=None: [])
+
+    def mux(self, packets: Any) -> None:
+        self.frames += 1
+        if self.frames == 2:
+            raise self.failure
 
 
-def test_failing_ffmpeg_raises_and_leaves_no_mp4(tmp_path: Path, full_disk_ffmpeg: None) -> None:
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     KeyboardInterrupt()])
+def test_a_failing_encoder_raises_and_leaves_no_mp4(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    failure: BaseException) -> None:
+    monkeypatch.setattr(recording, "_open_container",
+                        lambda path: _FailingContainer(path, failure))
     out = tmp_path / "videos"
-    with pytest.raises(OSError, match=r"writing video .*episode_000\.mp4 failed: ffmpeg exited "
-                                      r"with status 1 \(.*No space left on device\)"):
-        write_video(out / "episode_000.mp4", _frames(), 10)
+    if isinstance(failure, OSError):
+        with pytest.raises(OSError, match=r"writing video .*episode_000\.mp4 failed: .*No "
+                                          r"space left on device"):
+            write_video(out / "episode_000.mp4", _frames(), 10)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            write_video(out / "episode_000.mp4", _frames(), 10)
     assert _files(out) == []
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_real_ffmpeg_on_a_full_device_raises(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    command = recording._ffmpeg_command
-    monkeypatch.setattr(recording, "_ffmpeg_command",
-                        lambda path, w, h, fps: command(Path("/dev/full"), w, h, fps))
+def test_the_real_encoder_on_a_full_device_raises(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real = recording._open_container
+    monkeypatch.setattr(recording, "_open_container", lambda path: real(Path("/dev/full")))
     with pytest.raises(OSError, match="No space left on device"):
         write_video(tmp_path / "episode_000.mp4", _frames(), 10)
-    assert _files(tmp_path) == []
-
-
-class _InterruptedFfmpeg:
-    """A writer process that has begun the file when Ctrl-C arrives at the second frame."""
-
-    killed = False
-
-    def __init__(self, cmd: list[str], **kwargs: Any) -> None:
-        Path(cmd[-1]).write_bytes(b"\0" * 48)
-        frames = iter(range(10))
-
-        class Stdin:
-            def write(self, data: bytes) -> None:
-                if next(frames) == 1:
-                    raise KeyboardInterrupt
-
-            def close(self) -> None:
-                pass
-
-        self.stdin = Stdin()
-
-    def kill(self) -> None:
-        type(self).killed = True
-
-    def wait(self) -> int:
-        return -9
-
-
-def test_ctrl_c_while_writing_a_video_leaves_no_partial_mp4(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recording.subprocess, "Popen", _InterruptedFfmpeg)
-    with pytest.raises(KeyboardInterrupt):
-        write_video(tmp_path / "episode_000.mp4", _frames(), 10)
-    assert _InterruptedFfmpeg.killed
     assert _files(tmp_path) == []
 
 

@@ -14,7 +14,7 @@ Commands: ``train`` (default), ``eval``, ``rabc``. Options (``key=value``):
 * ``demos``: one or more demo datasets (comma-separated) written by
   ``rewardlearn.cli.collect`` (Minari); stage labels come from the per-step
   ``info["stage"]`` unless ``annotations=<file.json>`` gives subtask start/end
-  frames per episode id (see :mod:`rewardlearn.progress.processor`). Episodes that
+  frames per episode id (see :mod:`rewardlearn.progress.labels`). Episodes that
   fail (``collect ... only_success=false``) are welcome: with per-frame labels they
   teach the model the drops and stalls a learning policy produces.
 * ``labels``: ``frames`` (default; every frame keeps the env's stage, which may go
@@ -129,7 +129,7 @@ def _print_epoch(epochs: int) -> Callable[[int, dict[str, float]], None]:
 
 def cmd_train(opts: dict[str, Any]) -> dict[str, Any]:
     """Train, evaluate on held-out demos, save; returns the report."""
-    from rewardlearn.progress.processor import load_annotations
+    from rewardlearn.progress.labels import load_annotations
 
     cfg = ProgressConfig.from_kwargs({k: v for k, v in opts.items()
                                       if k in {f.name for f in dataclasses.fields(ProgressConfig)}})
@@ -165,7 +165,7 @@ def _labelled(model: ProgressModel, opts: dict[str, Any]) -> tuple[list[Episode]
     episodes = _load(opts)
     annotations = None
     if "annotations" in opts:
-        from rewardlearn.progress.processor import load_annotations
+        from rewardlearn.progress.labels import load_annotations
 
         _, annotations = load_annotations(opts["annotations"])
     return episodes, label_for_model(model, episodes, _embeddings(opts), annotations)

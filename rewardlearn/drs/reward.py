@@ -8,7 +8,7 @@ state ``s'`` in stage ``k`` (the env's stage signal; success counts as stage ``K
 ``D_k`` is a classifier trained online to tell states of stage ``k`` from trajectories that
 went on to reach a later stage (demos and the agent's own successes: positives) from
 those of trajectories that got no further (the agent's failures: negatives); see
-:mod:`rewardlearn.drs.processor` for the labelling rule.
+:mod:`rewardlearn.drs.labels` for the labelling rule.
 
 Why hovering or stalling does not pay: a state the policy learns to farm without
 advancing ends up among its stage's negatives within one update, so ``D_k`` falls there;
@@ -37,8 +37,8 @@ import torch
 from torch.nn import functional as F
 
 from rewardlearn.drs.configuration import DrSConfig
+from rewardlearn.drs.labels import StageBuffers, episode_labels, positive_tail
 from rewardlearn.drs.modeling import StageClassifier
-from rewardlearn.drs.processor import StageBuffers, episode_labels, positive_tail
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.stages import PeriodicUpdate

@@ -1,7 +1,7 @@
 """Perceptual rewards from a few demonstrations (Sermanet et al. 2016) and goal embeddings.
 
 Split like :mod:`rewardlearn.progress`: :mod:`~rewardlearn.perceptual.configuration`
-(settings), :mod:`~rewardlearn.perceptual.processor` (step discovery, feature
+(settings), :mod:`~rewardlearn.perceptual.steps` (step discovery, feature
 selection, boundary metrics), :mod:`~rewardlearn.perceptual.modeling` (the fitted
 model, saving), :mod:`~rewardlearn.perceptual.training` (fitting on demos, held-out
 evaluation) and :mod:`~rewardlearn.perceptual.potential` (``shaping=perceptual``).
@@ -17,7 +17,7 @@ from rewardlearn.perceptual.potential import (
     load_goal_frames,
     set_goal,
 )
-from rewardlearn.perceptual.processor import (
+from rewardlearn.perceptual.steps import (
     boundaries_from_stages,
     boundary_error,
     choose_k,

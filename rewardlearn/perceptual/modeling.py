@@ -25,7 +25,7 @@ import torch
 
 from rewardlearn.encoders import EmbeddingCache, Encoder, as_encoder, build_encoder
 from rewardlearn.perceptual.configuration import PerceptualConfig
-from rewardlearn.perceptual.processor import align_to_means, step_labels
+from rewardlearn.perceptual.steps import align_to_means, step_labels
 from rewardlearn.rewards.base import Obs
 from rewardlearn.rewards.checkpoint import SpaceMismatchError
 

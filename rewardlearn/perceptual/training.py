@@ -26,7 +26,7 @@ from rewardlearn.demos import Episode, load_demos
 from rewardlearn.encoders import Encoder, FrameEncoder, as_encoder, build_encoder
 from rewardlearn.perceptual.configuration import PerceptualConfig
 from rewardlearn.perceptual.modeling import PerceptualModel, StepModel
-from rewardlearn.perceptual.processor import (
+from rewardlearn.perceptual.steps import (
     boundaries_from_stages,
     boundary_error,
     choose_k,

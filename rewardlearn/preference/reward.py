@@ -190,7 +190,7 @@ class PreferenceReward(RewardModel):
         ``replay_recent_fraction > 0`` (read by :func:`rewardlearn.agents.build_agent`)."""
         if algo != "sac" or self.cfg.replay_recent_fraction <= 0:
             return {}
-        from rewardlearn.preference.replay import HybridReplayBuffer
+        from rewardlearn.preference.hybrid_replay import HybridReplayBuffer
 
         return {"replay_buffer_class": HybridReplayBuffer,
                 "replay_buffer_kwargs": {"recent_fraction": self.cfg.replay_recent_fraction,

@@ -1,7 +1,7 @@
 """Stage-aware progress models (SARM, Chen et al. 2025) for rewards, shaping and RA-BC.
 
 Split like LeRobot's policies: :mod:`~rewardlearn.progress.configuration`
-(settings), :mod:`~rewardlearn.progress.processor` (labels from annotations,
+(settings), :mod:`~rewardlearn.progress.labels` (labels from annotations,
 windows, rewind augmentation), :mod:`~rewardlearn.progress.modeling` (the
 network and the saved model), :mod:`~rewardlearn.progress.training` (training
 and VOC / stage-accuracy evaluation), :mod:`~rewardlearn.progress.rabc`
@@ -14,9 +14,7 @@ rollouts, the ``shaping=progress`` potential). ``reward=progress`` is
 
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import DownsampleEncoder, FrameEncoder
-from rewardlearn.progress.modeling import Prediction, ProgressModel, StageProgressNet
-from rewardlearn.progress.potential import ProgressPotential, ProgressScorer
-from rewardlearn.progress.processor import (
+from rewardlearn.progress.labels import (
     WindowTracker,
     load_annotations,
     progress_labels,
@@ -24,6 +22,8 @@ from rewardlearn.progress.processor import (
     spans_from_stages,
     stage_priors,
 )
+from rewardlearn.progress.modeling import Prediction, ProgressModel, StageProgressNet
+from rewardlearn.progress.potential import ProgressPotential, ProgressScorer
 from rewardlearn.progress.rabc import progress_gains, rabc_weights
 from rewardlearn.progress.training import evaluate_progress, train_progress_model
 

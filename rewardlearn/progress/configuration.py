@@ -37,7 +37,7 @@ class ProgressConfig(Settings):
     stage when the stages come from the env and can go back (a dropped cube), with
     ``tau`` over each run of equal stages. Annotation files always use spans.
     ``failure`` is ``frames`` made failure-aware
-    (:func:`~rewardlearn.progress.processor.failure_aware_labels`): only a run of equal
+    (:func:`~rewardlearn.progress.labels.failure_aware_labels`): only a run of equal
     stages that advanced (the next stage is higher, or the episode succeeded at its end)
     gets ``tau`` from the clock; the frames of a run that never advanced (a stall, the
     carry before a drop, a failed episode's last stage) keep ``tau = 0`` and weigh
@@ -105,7 +105,7 @@ class OnlineConfig(Settings):
     Off unless ``enabled``. Each env's episodes are recorded with the env's stage and
     success signals only (``info[stage_key]``, ``info[success_key]``; never its reward or
     true progress) and labelled failure-aware
-    (:func:`~rewardlearn.progress.processor.failure_aware_labels`); the last
+    (:func:`~rewardlearn.progress.labels.failure_aware_labels`); the last
     ``buffer_episodes`` finished episodes are kept. Every ``update_every`` env steps (once
     ``min_episodes`` have finished), ``train_steps`` Adam steps (``lr``) on mixed batches of
     ``batch_size`` windows, ``demo_fraction`` of them from ``demos`` (comma-separated

@@ -4,7 +4,7 @@ A demo-trained progress model is accurate on demos and weak on the states a lear
 policy visits. Here the policy's recent episodes join the training data while RL runs,
 annotated only with the env's stage and success signals (``info["stage"]``,
 ``info["is_success"]``; never its reward or true progress) and labelled failure-aware
-(:func:`~rewardlearn.progress.processor.failure_aware_labels`): a run of equal stages
+(:func:`~rewardlearn.progress.labels.failure_aware_labels`): a run of equal stages
 gets a rising ``tau`` only if it advanced, so a stall or the carry before a drop keeps
 ``tau = 0``, a dropped object's frames return to the lower stage, and the frames where an
 episode got stuck rank below the advancing frames of successful episodes at the same
@@ -32,8 +32,8 @@ import torch
 
 from rewardlearn.demos import Episode
 from rewardlearn.progress.configuration import OnlineConfig
+from rewardlearn.progress.labels import failure_aware_labels, frame_windows
 from rewardlearn.progress.modeling import ProgressModel
-from rewardlearn.progress.processor import failure_aware_labels, frame_windows
 from rewardlearn.progress.scorer import ProgressScorer
 from rewardlearn.progress.training import RankPairs, demo_features, fit_loss, rank_loss
 from rewardlearn.rewards.base import TransitionBatch

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rewardlearn.progress.labels import WindowTracker
 from rewardlearn.progress.modeling import Prediction, ProgressModel
-from rewardlearn.progress.processor import WindowTracker
 from rewardlearn.rewards.base import Obs, TransitionBatch
 
 

@@ -34,8 +34,7 @@ from torch.nn import functional as F
 from rewardlearn.demos import Episode
 from rewardlearn.progress.configuration import ProgressConfig
 from rewardlearn.progress.encoders import build_encoder
-from rewardlearn.progress.modeling import ProgressModel, StageProgressNet
-from rewardlearn.progress.processor import (
+from rewardlearn.progress.labels import (
     failure_aware_labels,
     frame_stage_labels,
     frame_windows,
@@ -45,6 +44,7 @@ from rewardlearn.progress.processor import (
     stage_priors,
     validate_spans,
 )
+from rewardlearn.progress.modeling import ProgressModel, StageProgressNet
 from rewardlearn.rewards.features import flat_dim
 from rewardlearn.stats import order_correlation
 

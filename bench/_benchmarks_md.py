@@ -17,7 +17,7 @@ def main(results: Path = ROOT / "bench" / "results", out: Path = ROOT / "BENCHMA
              "Measured on this project's CI machine kind (2 CPU cores, no GPU) unless a table "
              "says otherwise. Each table names the command that produced it; speeds are "
              "ratios within one run. Regenerate this file with "
-             "`python bench/make_benchmarks_md.py` after running the scripts.\n"]
+             "`python bench/_benchmarks_md.py` after running the scripts.\n"]
     parts += [p.read_text() for p in files]
     out.write_text("\n".join(parts))
 

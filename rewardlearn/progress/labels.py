@@ -19,7 +19,7 @@ keyed by the episode id of the demo dataset.
 
 Example:
     >>> import numpy as np
-    >>> from rewardlearn.progress.processor import spans_from_stages, progress_labels
+    >>> from rewardlearn.progress.labels import spans_from_stages, progress_labels
     >>> spans = spans_from_stages(np.array([0, 0, 1, 1, 1]), num_stages=2)
     >>> spans.tolist()
     [[0, 2], [2, 4]]

@@ -4,7 +4,7 @@ Run by ``bench_preference.py`` inside imitation's own venv (it pins gymnasium
 0.29 and SB3 2.2.1, so it cannot share ours). Prints one JSON line with the
 true-return evaluation of the trained agent.
 
-Usage: ``python imitation_preference.py --env HalfCheetah-v4 --seed 0
+Usage: ``python bench_imitation_preference.py --env HalfCheetah-v4 --seed 0
 --steps 300000 --comparisons 1000``
 """
 

@@ -8,7 +8,7 @@ both, so a comparison of two reward setups is not decided by that drift alone.
 
 Usage::
 
-    python bench/eval_runs.py <run dir> [<run dir> ...] [--episodes 10] [--out table.md]
+    python bench/bench_eval_runs.py <run dir> [<run dir> ...] [--episodes 10] [--out table.md]
 
 Each run dir is a ``train.py`` run (``agent.zip``, ``.hydra/config.yaml``, and
 ``vecnormalize.pkl`` when it normalised observations). Episode ``k`` is seeded
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    lines = [f"Commit {git_commit()}; command: `python bench/eval_runs.py "
+    lines = [f"Commit {git_commit()}; command: `python bench/bench_eval_runs.py "
              f"{' '.join(str(r) for r in args.runs)} --episodes {args.episodes}`",
              "",
              "| run | mean action | sampled actions |",

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python bench/potential_accuracy.py --policy <run dir> --progress [<name>=]<model.pt> [...] \\
-        --perceptual-demos <demos> [--episodes 30]
+    python bench/bench_potential_accuracy.py --policy <run dir> \\
+        --progress [<name>=]<model.pt> [...] --perceptual-demos <demos> [--episodes 30]
 
 Rolls out the trained (or behaviour-cloned) PPO agent in ``--policy`` (``agent.zip`` and
 ``vecnormalize.pkl``, as ``train.py`` writes them) with its stochastic policy, the states
@@ -177,7 +177,7 @@ def main() -> None:
     lines = [
         "## Learned potentials on a policy's own states (pick_place)",
         "",
-        f"Commit {commit}; command: `python bench/potential_accuracy.py "
+        f"Commit {commit}; command: `python bench/bench_potential_accuracy.py "
         f"{shlex.join(sys.argv[1:])}`.",
         f"{args.episodes} stochastic episodes of `{args.policy}` ({steps} steps), scored against "
         "the env's true progress. Quarter columns: where the states of each true stage land "

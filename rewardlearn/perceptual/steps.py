@@ -7,7 +7,7 @@ A split of a sequence into ``k`` ordered steps is its ``k + 1`` cut indices
 
 Example:
     >>> import numpy as np
-    >>> from rewardlearn.perceptual.processor import segment_sequence
+    >>> from rewardlearn.perceptual.steps import segment_sequence
     >>> x = np.repeat(np.array([[0.0], [5.0], [9.0]]), [4, 3, 5], axis=0)
     >>> segment_sequence(x, 3).tolist()
     [0, 4, 7, 12]

@@ -3,7 +3,7 @@ what clamping that mean into the bounds does to the same agent's success (no ret
 
 Usage::
 
-    python bench/probe_action_bounds.py <run dir> [<run dir> ...] [--episodes 20] \\
+    python bench/bench_probe_action_bounds.py <run dir> [<run dir> ...] [--episodes 20] \\
         [--out bench/results/action_bounds.md]
 
 Each run dir holds ``agent.zip`` and ``vecnormalize.pkl`` as ``train.py`` writes them for
@@ -102,7 +102,7 @@ def main() -> None:
     lines = [
         "## PPO's Gaussian mean against the action bounds (pick_place)",
         "",
-        f"Commit {git_commit()}; command: `python bench/probe_action_bounds.py "
+        f"Commit {git_commit()}; command: `python bench/bench_probe_action_bounds.py "
         f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}`. Median policy mean per stage "
         "(5 stochastic episodes; actions are dx, dy, dz, suction, bounds [-1, 1], suction on "
         "when > 0); release odds: mean over place-stage steps of P(a[3] <= 0); success: "

@@ -112,6 +112,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return out
 
 
+def gym_id(cfg: Mapping[str, Any]) -> str | None:
+    """The run's Gymnasium id (``Pendulum-v1``), with its task where the env takes one
+    (``Meta-World/MT1 (drawer-open-v3)``); ``None`` if the config has none."""
+    env_id = _get(cfg, "env.id")
+    task = _get(cfg, "env.task")
+    if env_id is None:
+        return None
+    return f"{env_id} ({task})" if isinstance(task, str) and "${" not in task else str(env_id)
+
+
 def run_card_info(run_dir: str | os.PathLike[str], cfg: Mapping[str, Any] | None = None,
                   training: Mapping[str, Any] | None = None,
                   evaluation: Mapping[str, Any] | None = None) -> CardInfo:
@@ -133,7 +143,8 @@ def run_card_info(run_dir: str | os.PathLike[str], cfg: Mapping[str, Any] | None
         data["teacher"] = str(_get(cfg, "teacher.name"))
     extra = {k: v for k, v in (("agent", _get(cfg, "agent.name")), ("seed", _get(cfg, "seed")),
                                ("run", run_dir.name)) if v is not None}
-    return CardInfo(env=summary.get("env") or _get(cfg, "env.name"), command=run_command(run_dir),
+    return CardInfo(env=summary.get("env") or _get(cfg, "env.name"), env_id=gym_id(cfg),
+                    command=run_command(run_dir),
                     training=dict(training if training is not None
                                   else summary.get("reward_training") or {}),
                     data=data,
@@ -153,15 +164,19 @@ def save_run_reward_model(model: RewardModel, run_dir: str | os.PathLike[str],
     run_dir = Path(run_dir)
     try:
         card = run_card_info(run_dir, cfg, training=model.summary())
-        extra: dict[str, Any] = {"env": card.env, "seed": card.extra.get("seed"),
-                                 "command": card.command, "run": run_dir.name}
+        extra: dict[str, Any] = {"env": card.env, "env_id": card.env_id,
+                                 "seed": card.extra.get("seed"), "command": card.command,
+                                 "run": run_dir.name}
         origin = dict(model.provenance)
-        if origin.get("command") or origin.get("run"):
+        loaded = _get(cfg if cfg is not None else run_config(run_dir),
+                      "reward.name") == "checkpoint"
+        if origin and (loaded or (origin.get("run") and origin["run"] != run_dir.name)):
             reused = [*origin.get("reused_by", []), run_dir.name]
             extra = {**{k: v for k, v in origin.items() if k != "source"},
                      "reused_by": reused}
             card = CardInfo(
-                env=origin.get("env") or card.env, command=origin.get("command"),
+                env=origin.get("env") or card.env, env_id=origin.get("env_id") or card.env_id,
+                command=origin.get("command"),
                 training=dict(origin.get("training") or {}), data=card.data,
                 extra={"trained by run": origin.get("run") or "not recorded",
                        "reused (not trained) by": ", ".join(reused),

@@ -34,9 +34,11 @@ class FakeApi:
         self.remote = remote
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def create_repo(self, repo_id: str, **kw: Any) -> str:
+    def create_repo(self, repo_id: str, **kw: Any) -> Any:
+        from huggingface_hub import RepoUrl
+
         self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
-        return f"https://huggingface.co/{repo_id}"
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
 
     def upload_folder(self, *, repo_id: str, folder_path: str, **kw: Any) -> Any:
         self.calls.append(("upload_folder", {"repo_id": repo_id, "folder_path": folder_path,
@@ -282,3 +284,72 @@ def test_the_packaged_sidecar_names_the_renamed_video(run: Path, tmp_path: Path)
     out = package_run(run, tmp_path / "pkg")
     sidecar = json.loads((out / "replay.json").read_text())
     assert sidecar["video"] == "replay.mp4" and sidecar["env_reward"] == [1.0]
+
+
+# ----------------------------------------------------------------- ModelHubMixin, cards
+
+def test_every_reward_class_is_a_model_hub_mixin() -> None:
+    from huggingface_hub import ModelHubMixin
+
+    from rewardlearn.rewards.registry import REWARD_CLASSES
+
+    for name in REWARD_CLASSES:
+        cls = REWARD_CLASSES[name]
+        assert issubclass(cls, ModelHubMixin), name
+        assert callable(cls.from_pretrained) and callable(cls.save_pretrained)
+
+
+def test_the_mixin_saves_loads_and_pushes_the_safe_format(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    model = _model()
+    model.save_pretrained(tmp_path / "saved")
+    assert {p.name for p in (tmp_path / "saved").iterdir()} == {"config.json",
+                                                                "model.safetensors",
+                                                                "README.md"}
+    loaded = MLPReward.from_pretrained(tmp_path / "saved", OBS, ACT)
+    np.testing.assert_array_equal(loaded(_batch(20)), model(_batch(20)))
+    fake = FakeApi(tmp_path / "remote")
+    monkeypatch.setattr(hub_mixin, "HfApi", lambda **kw: fake)
+    model.push_to_hub("me/mixin-reward")
+    remote = fake.remote / "me" / "mixin-reward"
+    assert (remote / "model.safetensors").is_file()
+    card = (remote / "README.md").read_text()
+    assert "license: mit" in card and "library_name: rewardlearn" in card
+    assert pretrained.package_version() in card
+
+
+def test_a_run_card_names_the_gym_id_and_a_reused_model_keeps_its_origin(
+        run: Path, tmp_path: Path) -> None:
+    """``reward=checkpoint`` reuse: the card keeps the training command and says it was
+    reused, instead of claiming the reuse run trained it."""
+    (run / ".hydra" / "config.yaml").write_text(
+        "env:\n  name: pendulum\n  id: Pendulum-v1\nagent:\n  name: sac\nreward:\n  name: mlp\n"
+        "seed: 0\n")
+    model = load_reward_model(run, OBS, ACT)
+    assert save_run_reward_model(model, run) is not None
+    card = (run / "reward_model" / "README.md").read_text()
+    assert "Pendulum-v1" in card and "(`env=pendulum`)" in card
+    reuse = tmp_path / "runs" / "reuse"
+    (reuse / ".hydra").mkdir(parents=True)
+    (reuse / ".hydra" / "config.yaml").write_text(
+        "env:\n  name: pendulum\n  id: Pendulum-v1\nreward:\n  name: checkpoint\nseed: 3\n")
+    (reuse / ".hydra" / "overrides.yaml").write_text("- reward=checkpoint\n")
+    reused = load_reward_model(run, OBS, ACT)
+    assert save_run_reward_model(reused, reuse) is not None
+    card = (reuse / "reward_model" / "README.md").read_text()
+    assert "python train.py env=pendulum reward=mlp seed=0" in card  # the training command
+    assert "reused (not trained) by | reuse" in card
+    assert "python train.py reward=checkpoint" not in card
+
+
+def test_a_card_takes_only_its_own_models_metrics(run: Path, tmp_path: Path) -> None:
+    from rewardlearn.publish import evaluation_metrics
+
+    other = tmp_path / "runs" / "other"
+    result = {"rewards": {"mine": {"epic": 0.1}, "theirs": {"epic": 0.9}},
+              "setup": {"paths": {"mine": str(run), "theirs": str(other)}}}
+    assert evaluation_metrics(result, run) == {"epic": 0.1}
+    assert evaluation_metrics(result, tmp_path / "unrelated") == {}
+    assert evaluation_metrics({"rewards": {"a": {"x": 1}, "b": {"x": 2}}}) == {}

@@ -27,14 +27,16 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import gymnasium as gym
 import numpy as np
+from huggingface_hub import ModelHubMixin
 
 from rewardlearn.settings import RewardModelConfig
 
 Obs: TypeAlias = "np.ndarray | dict[str, np.ndarray]"
+M = TypeVar("M", bound="RewardModel")
 
 
 def as_obs(obs: Obs) -> Obs:
@@ -267,8 +269,16 @@ def check_finite(rewards: np.ndarray, name: str) -> np.ndarray:
     return rewards
 
 
-class RewardModel(abc.ABC):
+class RewardModel(ModelHubMixin, abc.ABC, library_name="rewardlearn", license="mit",
+                  tags=["rewardlearn", "reward-model", "reinforcement-learning"],
+                  repo_url="https://github.com/rewardlearn/rewardlearn"):
     """Base class of every reward module.
+
+    Every module is a ``huggingface_hub.ModelHubMixin``: ``reward.save_pretrained(folder)``,
+    ``reward.push_to_hub("user/name")`` and ``Class.from_pretrained("user/name" or folder,
+    observation_space, action_space)`` use the package's safe format
+    (:mod:`rewardlearn.rewards.pretrained`: ``config.json`` + ``model.safetensors``, no
+    pickle; a registered class only, its tensors checked against their SHA-256).
 
     Subclasses implement :meth:`compute`. Learned modules also override
     :meth:`state_dict`/:meth:`load_state_dict` (for checkpoints) and may return
@@ -348,7 +358,7 @@ class RewardModel(abc.ABC):
         if self.frame_cache is not None:
             self.frame_cache.clear()
 
-    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:  # noqa: B027
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
         """Called by the wrappers after each batched reward call during training.
 
         Modules that learn online (preference learning, distillation) store the
@@ -366,7 +376,7 @@ class RewardModel(abc.ABC):
         for batch, r in zip(batches, rewards, strict=True):
             self.observe(batch, r)
 
-    def defer_step(self, batch: TransitionBatch) -> None:  # noqa: B027
+    def defer_step(self, batch: TransitionBatch) -> None:
         """A step whose reward is deferred to the rollout's end (``reward_timing=rollout``);
         a module may start its work now (:attr:`defer_consumes_frames`). Default: nothing."""
 
@@ -402,6 +412,46 @@ class RewardModel(abc.ABC):
     def state_dict(self) -> dict[str, Any]:
         """Learned state; empty for modules with nothing learned."""
         return {}
+
+    # -- the Hugging Face Hub (ModelHubMixin) --------------------------------------------
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``config.json`` + ``model.safetensors`` + the model card (the safe format)."""
+        from rewardlearn.rewards.pretrained import save_pretrained
+
+        save_pretrained(self, save_directory)
+
+    @classmethod
+    def from_pretrained(cls: type[M], pretrained_model_name_or_path: str | Path,
+                        observation_space: gym.Space | None = None,
+                        action_space: gym.Space | None = None, *, force_download: bool = False,
+                        resume_download: bool | None = None, proxies: dict | None = None,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False, revision: str | None = None,
+                        **kwargs: Any) -> M:
+        """Load a saved model (a folder, a run, a ``.pt`` or a Hub repo id), refusing one of
+        another class or for other spaces; ``trust=[...]`` and settings overrides as
+        :func:`~rewardlearn.rewards.pretrained.load_pretrained`. Runs no code from the files."""
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path), revision=revision,
+            cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, token=token,
+            observation_space=observation_space, action_space=action_space, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls: type[M], *, model_id: str, revision: str | None,
+                         cache_dir: str | Path | None, force_download: bool,
+                         local_files_only: bool, token: str | bool | None,
+                         **kwargs: Any) -> M:
+        from rewardlearn.rewards.pretrained import load_pretrained
+
+        model = load_pretrained(model_id, kwargs.pop("observation_space", None),
+                                kwargs.pop("action_space", None), revision=revision,
+                                token=token if isinstance(token, str) else None,
+                                cache_dir=None if cache_dir is None else str(cache_dir),
+                                expected=None if cls is RewardModel else cls, **kwargs)
+        assert isinstance(model, cls)
+        return model
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""

@@ -89,7 +89,9 @@ class CardInfo:
     """What the model card says beyond the model itself (all optional).
 
     Attributes:
-        env: the env id or config name it was trained on.
+        env: the env config name it was trained on (``pendulum``).
+        env_id: the Gymnasium id of that env (``Pendulum-v1``; with the task for an env such
+            as ``Meta-World/MT1``).
         command: the command that trained it.
         training: figures of its training (``labels_used``...; a module's ``summary()``).
         data: the datasets it learned from, by role (``{"demos": "data/pick_place"}``).
@@ -98,6 +100,7 @@ class CardInfo:
     """
 
     env: str | None = None
+    env_id: str | None = None
     command: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)
@@ -536,44 +539,105 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(out).strip()
 
 
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ reward_class }} reward model{% if env_id %} for {{ env_id }}{% endif %}
+
+A `{{ short }}` reward model saved by [rewardlearn]({{ repo_url }}) {{ version }} in the Hub
+format: `config.json` (class, spaces, settings) and `model.safetensors` (tensors). Loading it
+runs no code from the files.
+
+| | |
+|---|---|
+| method | `{{ reward_class }}`{% if reward_name %} (`reward={{ reward_name }}`){% endif %} |
+| env | {{ env_id or "not recorded" }}{{ env_note }} |
+| observation space | `{{ observation }}` |
+| action space | `{{ action }}` |
+{% for k, v in rows %}| {{ k }} | {{ v }} |
+{% endfor %}
+{% if training %}## Training
+
+{% for k, v in training %}- {{ k }}: {{ v }}
+{% endfor %}{% endif %}
+{% if command %}Trained with:
+
+```bash
+{{ command }}
+```
+{% endif %}
+{% if metrics %}## Evaluation (`rewardlearn-evaluate`)
+
+{{ metrics }}
+{% endif %}
+## Use
+
+```bash
+python train.py env=<env> reward=checkpoint reward.model.path={{ source }}
+```
+
+```python
+{% if class_name %}from {{ module }} import {{ class_name }}
+reward = {{ class_name }}.from_pretrained("{{ source }}", env.observation_space, env.action_space)
+{% else %}from rewardlearn.rewards import load_reward_model
+reward = load_reward_model("{{ source }}", env.observation_space, env.action_space)
+{% endif %}```
+
+## Settings
+
+```json
+{{ settings }}
+```
+"""
+"""The model card (``ModelCard.from_template``): YAML metadata then the text above."""
+
+
+def package_version() -> str:
+    """rewardlearn's installed version (``unknown`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rewardlearn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def model_card(config: dict[str, Any], card: CardInfo | None = None) -> str:
-    """The ``README.md`` of a saved reward model (YAML metadata + markdown), from its
-    ``config.json`` (so a card can be rewritten without building the model)."""
+    """The ``README.md`` of a saved reward model (YAML metadata + markdown, from
+    ``huggingface_hub.ModelCard.from_template``), from its ``config.json`` (so a card can be
+    rewritten without building the model): licence, the Gymnasium id, the package version."""
+    from huggingface_hub import ModelCard
+
     card = card or CardInfo()
     name, short = str(config["reward_class"]), str(config.get("reward_name") or "")
+    env_id = card.env_id or card.env
     tags = ["rewardlearn", "reward-model", "reinforcement-learning"]
     tags += [f"reward-{short}"] if short else []
-    tags += [str(card.env)] if card.env else []
-    meta = ModelCardData(library_name="rewardlearn", tags=tags).to_yaml()
-    source = "<repo id or folder>"
-    lines = [
-        "---", meta, "---", "",
-        f"# {name} reward model" + (f" for {card.env}" if card.env else ""), "",
-        f"A `{short or name}` reward model saved by rewardlearn in the Hub format: "
-        "`config.json` (class, spaces, settings) and `model.safetensors` (tensors). Loading "
-        "it runs no code from the files.", "",
-        "| | |", "|---|---|",
-        f"| method | `{name}`" + (f" (`reward={short}`)" if short else "") + " |",
-        f"| env | {card.env or 'not recorded'} |",
-        f"| observation space | `{_short(config['observation_space'])}` |",
-        f"| action space | `{_short(config['action_space'])}` |",
-    ]
-    lines += [f"| {k} | {_value(v)} |" for k, v in {**card.data, **card.extra}.items()]
-    if card.training:
-        lines += ["", "## Training", ""]
-        lines += [f"- {k}: {_value(v)}" for k, v in card.training.items()]
-    if card.command:
-        lines += ["", "Trained with:", "", "```bash", card.command, "```"]
-    if card.metrics:
-        lines += ["", "## Evaluation (`rewardlearn-evaluate`)", "", metrics_table(card.metrics)]
-    lines += [
-        "", "## Use", "", "```bash",
-        f"python train.py env=<env> reward=checkpoint reward.model.path={source}", "```", "",
-        "```python", "from rewardlearn.rewards import load_reward_model",
-        f'reward = load_reward_model("{source}", env.observation_space, env.action_space)',
-        "```", "", "## Settings", "", "```json", json.dumps(config.get("settings"), indent=1),
-        "```", ""]
-    return "\n".join(lines)
+    tags += [str(env_id)] if env_id else []
+    qualified = None
+    try:
+        from rewardlearn.rewards.registry import REWARD_CLASSES
+
+        qualified = REWARD_CLASSES.qualified(name)
+    except KeyError:
+        pass
+    module, _, class_name = (qualified or ":").partition(":")
+    data = ModelCardData(library_name="rewardlearn", license="mit", tags=tags,
+                         model_name=f"{name}-{env_id}" if env_id else name)
+    rendered = ModelCard.from_template(
+        data, template_str=CARD_TEMPLATE, reward_class=name, reward_name=short,
+        short=short or name, env_id=env_id,
+        env_note=f" (`env={card.env}`)" if card.env and card.env != env_id else "",
+        repo_url="https://github.com/rewardlearn/rewardlearn", version=package_version(),
+        observation=_short(config["observation_space"]),
+        action=_short(config["action_space"]),
+        rows=[(k, _value(v)) for k, v in {**card.data, **card.extra}.items()],
+        training=[(k, _value(v)) for k, v in card.training.items()], command=card.command,
+        metrics=metrics_table(card.metrics) if card.metrics else "",
+        source="<repo id or folder>", module=module, class_name=class_name,
+        settings=json.dumps(config.get("settings"), indent=1))
+    return str(rendered.content).rstrip() + "\n"
 
 
 def write_card(folder: str | os.PathLike[str], card: CardInfo | None = None) -> Path:

@@ -165,6 +165,99 @@ def selection_table(tasks: list[str], work: Path, timesteps: int) -> tuple[str, 
     return text, chosen
 
 
+def _runs(work: Path, task: str, cond: str, timesteps: int) -> list[dict[str, Any]]:
+    """The finished runs of a condition on a task (summary + training curve)."""
+    out = []
+    for folder in sorted((work / f"t{timesteps}" / task).glob(f"{cond}_s*")):
+        if (folder / "summary.json").is_file():
+            s = json.loads((folder / "summary.json").read_text())
+            s.update(training_curve(folder))
+            out.append(s)
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _steps(runs: list[dict[str, Any]]) -> str:
+    return ", ".join("never" if r.get("half_success_step") is None
+                     else f"{r['half_success_step'] / 1000:.0f}k" for r in runs) or "-"
+
+
+def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
+    """Per task and condition: success (mean action / sampled, 50 held-out episodes per
+    seed), steps to 50% training success, train wall time; then the targets."""
+    rows = []
+    ratios: dict[str, list[float]] = {"drs": [], "preference": []}
+    half: dict[str, list[float]] = {"dense": [], "drs": []}
+    share: list[float] = []
+    per_task: dict[str, dict[str, float | None]] = {}
+    for task in tasks:
+        per_task[task] = {}
+        for cond in CONDITIONS:
+            runs = _runs(work, task, cond, timesteps)
+            if not runs:
+                rows.append(f"| {task} | {LABELS[cond]} | - | not run yet | | | |")
+                continue
+            det = [r["success_rate"] for r in runs]
+            sam = [r["sampled"]["success_rate"] for r in runs if r.get("sampled")]
+            per_task[task][cond] = _mean(det)
+            wall = _mean([r["train_wall_s"] / 60 for r in runs])
+            rows.append(
+                f"| {task} | {LABELS[cond]} | {', '.join(str(r['seed']) for r in runs)} | "
+                f"{', '.join(_pct(d) for d in det)} (**{_pct(_mean(det))}**) | "
+                f"{', '.join(_pct(x) for x in sam)} (**{_pct(_mean(sam))}**) | {_steps(runs)} | "
+                f"{wall:.1f} |")
+            if cond in half:
+                half[cond] += [r["half_success_step"] if r.get("half_success_step") is not None
+                               else float(timesteps) * 2 for r in runs]
+        dense = per_task[task].get("dense")
+        for cond in ratios:
+            got = per_task[task].get(cond)
+            if dense and got is not None:
+                ratios[cond].append(got / dense)
+        drs_runs = {r["seed"]: r for r in _runs(work, task, "drs", timesteps)}
+        for r in _runs(work, task, "sparse", timesteps):
+            if r["seed"] in drs_runs:
+                share.append(1 - r["train_wall_s"] / drs_runs[r["seed"]]["train_wall_s"])
+    dense_all = [v["dense"] for v in per_task.values() if v.get("dense") is not None]
+    lines = [
+        "## Results", "",
+        f"PPO ({AGENT_RULE}), {timesteps:,} steps per run; evaluation: 50 held-out episodes "
+        "per seed with the Gaussian's mean action and 50 with sampled actions (success at any "
+        "step, Meta-World's own rule). Steps to 50%: first rollout whose last-100-episode "
+        "training success reaches 50%. Wall: the run's training time (two runs at a time).",
+        "",
+        "| task | reward | seeds | success, mean action | success, sampled | steps to 50% "
+        "training success | train wall (min) |",
+        "|---|---|---|---|---|---|---|", *rows, ""]
+    drs_mean = _mean([v["drs"] for v in per_task.values() if v.get("drs") is not None])
+    pref_mean = _mean([v["preference"] for v in per_task.values()
+                       if v.get("preference") is not None])
+    dense_mean = _mean(dense_all)
+    lines += ["### Targets", ""]
+    if drs_mean is not None and dense_mean:
+        worst = min(ratios["drs"]) if ratios["drs"] else None
+        lines.append(f"- DrS mean success {_pct(drs_mean)} vs dense {_pct(dense_mean)}: "
+                     f"**{drs_mean / dense_mean:.0%}** of the dense reward's (target >= 95%); "
+                     f"lowest task ratio {_pct(worst)} (target >= 75%).")
+    if half["drs"] and half["dense"]:
+        lines.append(f"- Median steps to 50% training success: DrS "
+                     f"{np.median(half['drs']) / 1000:.0f}k vs dense "
+                     f"{np.median(half['dense']) / 1000:.0f}k (**"
+                     f"{np.median(half['drs']) / np.median(half['dense']):.2f}x**, target <= "
+                     "1.5x; a run that never got there counts as twice the budget).")
+    if share:
+        lines.append(f"- DrS's share of training wall time against the sparse run of the same "
+                     f"seed: {', '.join(f'{x:.0%}' for x in share)} (mean **{np.mean(share):.0%}"
+                     "**, target <= 10%).")
+    if pref_mean is not None and dense_mean:
+        lines.append(f"- Preference (oracle, 1000 labels) mean success {_pct(pref_mean)}: "
+                     f"**{pref_mean / dense_mean:.0%}** of the dense reward's (target >= 80%).")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", required=True)
@@ -207,9 +300,13 @@ def write_report(args: argparse.Namespace) -> None:
         record.write_text(json.dumps(candidates))
     header = (f"Machine: {platform.machine()}, 2 cores (shared), no GPU; tables written at commit "
               f"{git_commit()}.")
-    selection, _ = selection_table(candidates, args.work, args.timesteps)
+    selection, chosen = selection_table(candidates, args.work, args.timesteps)
     parts = ["# The learned rewards on Meta-World tasks nobody here chose", "", header, "",
              selection]
+    kept = [t for t in chosen if any(_runs(args.work, t, c, args.timesteps)
+                                     for c in ("drs", "sparse", "preference"))]
+    if kept:
+        parts += ["", results_table(kept, args.work, args.timesteps)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(parts).rstrip() + "\n")
     _ = np  # the results tables use numpy

@@ -94,3 +94,16 @@ def test_fresh_virtualenv_runs_the_readme_commands_in_order(tmp_path: Path) -> N
     sh('python -c "import mujoco, metaworld, rewardlearn"')
     sh(f"python train.py {quick.replace('run1', 'run2')}")
     sh("python -m pip check")
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """README's Layout matches the tree: every module of the package and of envs/ is named."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Writing a reward module")]
+    missing = [str(p.relative_to(ROOT)) for folder in ("rewardlearn", "envs")
+               for p in sorted((ROOT / folder).rglob("*.py"))
+               if p.name != "__init__.py" and p.name not in layout]
+    assert missing == []
+    for folder in (ROOT / "rewardlearn").iterdir():
+        if folder.is_dir() and (folder / "__init__.py").is_file():
+            assert f"{folder.name}/" in layout, folder.name

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
 import glob
+import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_paths(parser: argparse.ArgumentParser, work: str, out: str | None = None) -> None:
+    """``--work`` (the runs, ``bench/_work/<work>``) and ``--out`` (the table,
+    ``bench/results/<out or work>.md``), the two paths every bench script takes."""
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / work,
+                        help="folder of the runs (a run already there is reused)")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "bench" / "results" / f"{out or work}.md",
+                        help="the results table")
+
+
+def train_run(run_dir: Path, overrides: list[str], log: Path | None = None,
+              label: str | None = None) -> dict[str, Any]:
+    """One ``python train.py <overrides> hydra.run.dir=<run_dir>`` run, its output (after the
+    command line) in ``log`` (default ``<run_dir>.log``); reused when its ``summary.json``
+    exists. With ``label``, prints when it starts and ends. Returns the summary."""
+    summary_file = run_dir / "summary.json"
+    if not summary_file.is_file():
+        log = log or run_dir.with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"]
+        if label:
+            print(f"[{time.strftime('%H:%M:%S')}] start {label}", flush=True)
+        with log.open("w") as f:
+            f.write(" ".join(cmd[1:]) + "\n")
+            f.flush()
+            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+        if label:
+            print(f"[{time.strftime('%H:%M:%S')}] done {label}", flush=True)
+    summary: dict[str, Any] = json.loads(summary_file.read_text())
+    return summary
 
 
 def git_commit(root: Path = ROOT, dirty: bool = False) -> str:

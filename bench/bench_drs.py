@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import git_commit  # bench/ is on sys.path when a script runs
+from _common import add_paths, git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,8 +152,7 @@ def main() -> None:
                         default=list(CONDITIONS))
     parser.add_argument("--extra", nargs="*", default=[],
                         help="more train.py overrides for every run (e.g. reward.model.alpha=0.2)")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "drs")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "drs.md")
+    add_paths(parser, "drs")
     args = parser.parse_args()
     base = args.work if args.env == "pick_place" else args.work / args.env
     work = base / f"t{args.timesteps}"

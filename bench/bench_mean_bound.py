@@ -10,16 +10,15 @@ mean, and ``sampled``). PPO's unbounded Gaussian mean can drift past the action 
 the mean acts unlike the clipped samples the agent trained on; ``agent.mean_bound=1.0``
 keeps it inside (:mod:`rewardlearn.policies`). Each env runs PPO on its own reward with its
 recommended settings, ``--timesteps`` steps (pick_place: 1M, 8 envs), for each seed, with the
-mean bounded and not (``agent.mean_bound=null env.mean_bound=null``); 20 evaluation
+mean bounded and not (``agent.mean_bound=null``, and ``env.mean_bound=null`` on
+pick_place, whose env yaml bounds it); 20 evaluation
 episodes each way. Writes ``bench/results/mean_bound.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import git_commit  # noqa: E402
+from _common import add_paths, git_commit, train_run  # noqa: E402
 
 ENVS: dict[str, list[str]] = {
     "hopper": ["env=hopper", "n_envs=4", "total_timesteps={steps}"],
@@ -39,23 +38,19 @@ ENVS: dict[str, list[str]] = {
     "pick_place": ["env=pick_place", "n_envs=8", "total_timesteps=1000000",
                    "env.kwargs.reward_type=dense"],
 }
-BOUNDS = {"unbounded": ["agent.mean_bound=null", "env.mean_bound=null"],
-          "bounded": ["agent.mean_bound=1.0"]}
+BOUNDS = {"unbounded": ["agent.mean_bound=null"], "bounded": ["agent.mean_bound=1.0"]}
+# envs whose yaml sets its own ``mean_bound`` (used when ``agent.mean_bound`` is null)
+ENV_BOUND = {"pick_place"}
 
 
 def run(env: str, bound: str, seed: int, steps: int, work: Path) -> dict[str, Any]:
-    out = work / env / f"{bound}_s{seed}"
-    if not (out / "summary.json").is_file():
-        cmd = [sys.executable, "train.py", "agent=ppo", "reward=env", "~teacher",
-               *(o.format(steps=steps) for o in ENVS[env]), *BOUNDS[bound], f"seed={seed}",
-               "torch_threads=1", "video.enabled=false", "progress_bar=false",
-               "eval.n_episodes=20", f"hydra.run.dir={out}"]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.with_suffix(".log").open("w") as f:
-            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
-        print(f"done {env} {bound} s{seed}", flush=True)
-    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
-    return summary
+    """One run (reused when its ``summary.json`` exists); its summary."""
+    return train_run(work / env / f"{bound}_s{seed}", [
+        "agent=ppo", "reward=env", "~teacher", *(o.format(steps=steps) for o in ENVS[env]),
+        *BOUNDS[bound],
+        *(["env.mean_bound=null"] if bound == "unbounded" and env in ENV_BOUND else []),
+        f"seed={seed}", "torch_threads=1", "video.enabled=false", "progress_bar=false",
+        "eval.n_episodes=20"], label=f"{env} {bound} s{seed}")
 
 
 def _cell(runs: list[dict[str, Any]], how: str, key: str) -> str:
@@ -71,10 +66,14 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--timesteps", type=int, default=300_000, help="locomotion budget")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "mean_bound")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mean_bound.md")
+    ap.add_argument("--existing", action="store_true",
+                    help="only write the table, from the runs that finished")
+    add_paths(ap, "mean_bound")
     args = ap.parse_args()
     jobs = [(e, b, s) for e in args.envs for s in args.seeds for b in BOUNDS]
+    if args.existing:
+        jobs = [(e, b, s) for e, b, s in jobs
+                if (args.work / e / f"{b}_s{s}" / "summary.json").is_file()]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda j: run(*j, args.timesteps, args.work), jobs))
     by = {(e, b): [r for (e2, b2, _), r in zip(jobs, results, strict=True) if (e2, b2) == (e, b)]
@@ -88,11 +87,17 @@ def main() -> None:
              f"{args.timesteps:,} steps; pick_place: 8 envs, 1M steps, dense reward); 20 "
              "evaluation episodes with the mean action and 20 with sampled actions (held-out "
              "seeds). Per seed, then the mean in bold.", "",
+             *(["Partial (`--existing`): only the runs that finished are in the table; run "
+                "the command to add the rest (finished runs are reused).", ""]
+               if args.existing else []),
              "| env | mean | seeds | return, mean action | return, sampled | success, mean "
              "action | success, sampled |", "|---|---|---|---|---|---|---|"]
     for env in args.envs:
         for bound in BOUNDS:
             runs = by[(env, bound)]
+            if not runs:
+                lines.append(f"| {env} | {bound} | not run yet | | | | |")
+                continue
             success = runs[0]["deterministic"]["success_rate"] is not None
             lines.append(
                 f"| {env} | {bound} | {', '.join(str(r['seed']) for r in runs)} | "

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import git_commit  # bench/ is on sys.path when a script runs
+from _common import add_paths, git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,8 +68,7 @@ def main() -> None:
                         help="bench_progress_shaping.py's work folder (its progress model)")
     parser.add_argument("--noise", type=float, default=1.25,
                         help="action noise of the scripted expert's rollouts")
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "outcomes")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "outcomes.md")
+    add_paths(parser, "outcomes")
     args = parser.parse_args()
 
     import rewardlearn_envs  # noqa: F401  (registers the env)

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _common import git_commit  # bench/ is on sys.path when a script runs
+from _common import add_paths, git_commit  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,9 +162,7 @@ def main() -> None:
     ap.add_argument("--plan", default=DEFAULT_PLAN,
                     help="space-separated variant:labels:teacher, in priority order")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "pref_labels")
-    ap.add_argument("--out", type=Path,
-                    default=ROOT / "bench" / "results" / "preference_label_table.md")
+    add_paths(ap, "pref_labels", "preference_label_table")
     args = ap.parse_args()
     plan = []
     for item in args.plan.split():

@@ -15,7 +15,8 @@ invocation only adds what is missing. The agent settings are the ones
 ``conf/env/metaworld.yaml`` gives every task (:data:`AGENT_RULE`): no per-task tuning, and
 the reward defaults are the same for every task.
 
-Conditions (each takes the first ``SEEDS_PER_CONDITION[cond]`` of ``--seeds``):
+Conditions (each takes the first ``SEEDS_PER_CONDITION[cond]`` of ``--seeds``; runs go seed
+by seed, :func:`job_order`):
 
 * ``dense`` (3 seeds): Meta-World's own shaped reward (the reference; seed 0 is the
   selection run);
@@ -39,7 +40,6 @@ import json
 import platform
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import git_commit, training_curve  # noqa: E402
+from _common import add_paths, git_commit, train_run, training_curve  # noqa: E402
 
 AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task: observations and "
               "the agent's rewards normalised (`VecNormalize`, whatever the reward), a rollout of "
@@ -80,24 +80,13 @@ def run_dir(work: Path, task: str, cond: str, seed: int, timesteps: int) -> Path
 def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[str, Any]:
     """One run (reused when its ``summary.json`` exists); its summary."""
     out = run_dir(work, task, cond, seed, timesteps)
-    summary_file = out / "summary.json"
-    if not summary_file.is_file():
-        demos = prepare_demos(task, work) if cond == "drs" else None
-        overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
-        cmd = [sys.executable, "train.py", "env=metaworld", f"env.task={task}", "agent=ppo",
-               "n_envs=8", f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
-               "torch_threads=1", "video.enabled=false", "progress_bar=false",
-               "eval.n_episodes=50", f"hydra.run.dir={out}"]
-        if cond != "preference":
-            cmd.append("~teacher")
-        log = out.with_suffix(".log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{time.strftime('%H:%M:%S')}] start {task} {cond} s{seed}", flush=True)
-        with log.open("w") as f:
-            subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
-        print(f"[{time.strftime('%H:%M:%S')}] done {task} {cond} s{seed}", flush=True)
-    summary: dict[str, Any] = json.loads(summary_file.read_text())
-    return summary
+    demos = prepare_demos(task, work) if cond == "drs" else None
+    overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
+    return train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
+                           f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
+                           "torch_threads=1", "video.enabled=false", "progress_bar=false",
+                           "eval.n_episodes=50", *([] if cond == "preference" else ["~teacher"])],
+                     label=f"{task} {cond} s{seed}")
 
 
 def prepare_demos(task: str, work: Path, n: int = 50) -> Path:
@@ -127,8 +116,10 @@ def selection_table(tasks: list[str], work: Path, timesteps: int) -> tuple[str, 
         folder = run_dir(work, task, "dense", 0, timesteps)
         lad = ladder(task)
         if not (folder / "summary.json").is_file():
+            state = ("started, stopped before its summary (no result)"
+                     if folder.with_suffix(".log").is_file() else "not run yet")
             rows.append(f"| {task} | {', '.join(lad.names)} | {'yes' if lad.has_grasp else 'no'} "
-                        f"| {_pct(lad.expert_success)} | not run yet | | | |")
+                        f"| {_pct(lad.expert_success)} | {state} | | | |")
             continue
         s = json.loads((folder / "summary.json").read_text())
         curve = training_curve(folder)
@@ -266,8 +257,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--timesteps", type=int, default=1_000_000)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "suite")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "suite.md")
+    add_paths(ap, "suite")
     ap.add_argument("--existing", action="store_true", help="only write the tables")
     args = ap.parse_args()
     from rewardlearn_envs.metaworld_expert import check_task
@@ -278,8 +268,7 @@ def main() -> None:
     if args.select:
         jobs = [(task, "dense", 0) for task in args.tasks]
     else:
-        jobs = [(task, cond, seed) for cond in args.conditions for task in args.tasks
-                for seed in args.seeds[:SEEDS_PER_CONDITION[cond]]]
+        jobs = job_order(args.tasks, args.conditions, args.seeds)
     if not args.existing:
         for task in args.tasks:
             ladder(task)  # derive (and cache) each ladder before the runs start
@@ -287,6 +276,21 @@ def main() -> None:
             list(pool.map(lambda j: train(*j, args.timesteps, args.work), jobs))
     write_report(args)
     print(f"wrote {args.out}")
+
+
+def job_order(tasks: list[str], conditions: list[str], seeds: list[int]
+              ) -> list[tuple[str, str, int]]:
+    """Runs seed by seed: every task's first seed of every condition before any second seed
+    (a sweep stopped early still covers every task), and within a task ``drs`` and ``sparse``
+    next to each other, so that with ``--jobs 2`` they run side by side (the wall-time
+    comparison)."""
+    rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3}
+    jobs = []
+    for k, seed in enumerate(seeds):
+        for task in tasks:
+            jobs += [(task, cond, seed) for cond in sorted(conditions, key=lambda c: rank[c])
+                     if k < SEEDS_PER_CONDITION[cond]]
+    return jobs
 
 
 def write_report(args: argparse.Namespace) -> None:

@@ -15,9 +15,9 @@ terminals, share the machine). The table reports steps/s per run and the ratio t
 Jobs:
 
 * ``default``: ``python train.py`` as the README's first command (SAC on Pendulum learning
-  its reward from 200 oracle preferences, 12k steps);
+  its reward from oracle preferences), cut to its first 3k steps;
 * ``ppo``: PPO on Hopper, the env's reward, 4 envs, 40k steps;
-* ``sac``: SAC on Hopper, the env's reward, 3k steps after 1k random ones;
+* ``sac``: SAC on Hopper, the env's reward, 1.5k steps after 1k random ones;
 * ``drs``: ``reward=drs`` PPO on pick_place (8 envs, 20k steps), the docs' DrS command.
 """
 
@@ -36,14 +36,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import git_commit  # noqa: E402
+from _common import add_paths, git_commit  # noqa: E402
 
 COMMON = ["video.enabled=false", "progress_bar=false", "eval.n_episodes=1"]
 JOBS: dict[str, list[str]] = {
-    "default": [],
+    "default": ["total_timesteps=3000"],
     "ppo": ["env=hopper", "agent=ppo", "reward=env", "n_envs=4", "total_timesteps=40000",
             "~teacher"],
-    "sac": ["env=hopper", "agent=sac", "reward=env", "total_timesteps=4000",
+    "sac": ["env=hopper", "agent=sac", "reward=env", "total_timesteps=2500",
             "+agent.kwargs.learning_starts=1000", "~teacher"],
     "drs": ["env=pick_place", "agent=ppo", "reward=drs", "n_envs=8", "total_timesteps=20000",
             "env.kwargs.reward_type=sparse", "reward.model.demos={demos}", "~teacher"],
@@ -82,8 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
     ap.add_argument("--settings", nargs="+", default=["1", "all", "auto"])
-    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "_work" / "threads")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "threads.md")
+    add_paths(ap, "threads")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     demos = _demos(args.work) if "drs" in args.jobs else args.work

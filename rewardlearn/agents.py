@@ -22,6 +22,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rewardlearn.rewards.base import RewardModel
+from rewardlearn.runs import agent_file
 from rewardlearn.utils import resolve_device, to_dict
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -37,15 +38,29 @@ def on_policy(algo: str) -> bool:
     return issubclass(ALGOS[algo], OnPolicyAlgorithm)
 
 
-def defer_rewards(timing: str, algo: str, module: str, deferrable: bool) -> bool:
+def defer_rewards(timing: str, algo: str, module: str, deferrable: bool,
+                  episodic: bool = False) -> bool:
     """Whether a rollout's learned rewards are computed in one call at its end.
 
     ``rollout`` asks for it (refused for an off-policy agent or a module whose
     ``deferrable`` flag is off), ``step`` never, ``auto`` where both allow it: the agent
-    learns from the same rewards, for one batched reward call per rollout.
+    learns from the same rewards, for one batched reward call per rollout. A module that
+    scores whole episodes (``episodic``, :mod:`rewardlearn.wrappers.episodic`) is always
+    deferred, with any agent (off-policy: its replay rows are written when the episode
+    ends), and refuses ``step``.
     """
     if timing not in REWARD_TIMINGS:
         raise ValueError(f"reward_timing={timing!r}; valid choices: {', '.join(REWARD_TIMINGS)}")
+    if episodic:
+        if timing == "step":
+            raise ValueError(f"reward_timing=step: reward module {module} scores whole "
+                             "episodes, so a step's reward is known only when its episode "
+                             "ends; use reward_timing=auto")
+        if not deferrable:
+            raise ValueError(f"reward module {module} holds a reward that scores whole "
+                             "episodes but cannot defer it (shaping on top of such a reward "
+                             "is not supported): use shaping=none")
+        return True
     allowed = on_policy(algo) and deferrable
     if timing == "rollout" and not allowed:
         why = (f"agent={algo} is off-policy" if not on_policy(algo) else
@@ -89,26 +104,41 @@ class ActPolicy:
         return self.act(observation), None
 
 
-def agent_policy(path: str | Path, deterministic: bool = False) -> ActFn:
-    """A saved SB3 agent (SAC or PPO) acting on raw observations (stochastic by default).
-
-    An observation normaliser saved beside it (``vecnormalize.pkl``, written by a run with
-    ``agent.normalize_obs``) is applied first.
-    """
+def load_agent(path: str | Path) -> tuple[BaseAlgorithm, Any]:
+    """A saved SB3 agent (SAC or PPO, on the CPU) and the observation normaliser saved
+    beside it (``vecnormalize.pkl``, written by a run with ``agent.normalize_obs``; ``None``
+    without), frozen."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"agent {str(path)!r} not found (a run's agent.zip)")
     norm_file = Path(path).with_name("vecnormalize.pkl")
     normalizer = pickle.loads(norm_file.read_bytes()) if norm_file.is_file() else None
-    agent: Any = None
+    if normalizer is not None:
+        normalizer.training = False
     errors = []
     for algo in (SAC, PPO):
         try:
-            agent = algo.load(path, device="cpu")
-            break
+            return algo.load(path, device="cpu"), normalizer
         except Exception as err:
             errors.append(f"{algo.__name__}: {err}")
-    if agent is None:
-        raise ValueError(f"could not load agent {path} as SAC or PPO: {'; '.join(errors)}")
+    raise ValueError(f"could not load agent {path} as SAC or PPO: {'; '.join(errors)}")
+
+
+def load_run_agent(run_dir: str | Path) -> tuple[BaseAlgorithm, Any]:
+    """``(agent, normalizer)`` of a run folder: its ``agent.zip`` and ``vecnormalize.pkl``
+    (:func:`load_agent`)."""
+    return load_agent(agent_file(Path(run_dir)))
+
+
+def load_run_policy(run_dir: str | Path) -> Policy:
+    """A run's agent acting on raw observations (``predict`` as SB3's)."""
+    agent, normalizer = load_run_agent(run_dir)
+    return agent if normalizer is None else NormalizedPolicy(agent, normalizer)
+
+
+def agent_policy(path: str | Path, deterministic: bool = False) -> ActFn:
+    """A saved SB3 agent (SAC or PPO) acting on raw observations (stochastic by default),
+    through its observation normaliser when it has one (:func:`load_agent`)."""
+    agent, normalizer = load_agent(path)
     policy: Policy = agent if normalizer is None else NormalizedPolicy(agent, normalizer)
 
     def act(obs: Any) -> np.ndarray:
@@ -215,4 +245,5 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path,
 
 __all__ = ["ALGOS", "REWARD_TIMINGS", "ActFn", "ActPolicy", "NormalizedPolicy", "Policy",
            "agent_gamma", "agent_mean_bound", "agent_policy", "build_agent", "defer_rewards",
-           "normalize_obs_enabled", "normalize_reward_enabled", "on_policy", "policy_for"]
+           "load_agent", "load_run_agent", "load_run_policy", "normalize_obs_enabled",
+           "normalize_reward_enabled", "on_policy", "policy_for"]

@@ -275,3 +275,44 @@ def make_vec_env(
     venv: VecEnv = SubprocVecEnv(fns) if vec_env == "subproc" else DummyVecEnv(fns)
     venv.seed(seed)
     return venv
+
+# ----------------------------------------------------------------------------- a saved run's env
+
+def parse_camera(value: str) -> dict[str, Any] | str:
+    """``camera=``: a YAML mapping of CameraConfig fields, else a model camera name."""
+    import yaml
+
+    from rewardlearn.rendering import CameraConfig
+
+    text = value.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        cam = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"camera: not a YAML mapping ({err})") from None
+    fields = set(CameraConfig.__dataclass_fields__) - {"extra"}
+    unknown = sorted(set(cam) - fields) if isinstance(cam, dict) else []
+    if not isinstance(cam, dict) or unknown:
+        raise ValueError(f"camera: unknown field(s) {', '.join(map(str, unknown)) or text!r}; "
+                         f"fields: {', '.join(sorted(fields))}")
+    return cam
+
+
+def replay_env(cfg: DictConfig, camera: str | None) -> DictConfig:
+    """The run's env config, with ``camera`` set when given (MuJoCo envs only)."""
+    env = OmegaConf.create(OmegaConf.to_container(cfg.env, resolve=True))
+    if not isinstance(env, DictConfig):
+        raise ValueError(f"the run's env setting is not a mapping: {env!r}")
+    if camera is None:
+        return env
+    probe = make_env(env_config(env))
+    try:
+        mujoco = hasattr(probe.unwrapped, "model") and hasattr(probe.unwrapped, "data")
+    finally:
+        probe.close()
+    if not mujoco:
+        raise ValueError(f"camera= places a MuJoCo camera; env {env.name!r} is not a MuJoCo "
+                         "env and renders its own view (leave camera out)")
+    env.camera = parse_camera(camera)
+    return env

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from filelock import BaseFileLock, FileLock, SoftFileLock, Timeout
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("rewardlearn")
 
@@ -178,6 +178,36 @@ def _remove_empty(folder: Path, top: Path | None) -> None:
             return
         path = path.parent
 
+# ----------------------------------------------------------------------------- a finished run
 
-__all__ = ["CLAIM_FILE", "RUN_OUTPUTS", "VIDEO_OUTPUTS", "RunDirError",
-           "claim_folder", "release_folder", "run_id"]
+CONFIG_FILES = (".hydra/config.yaml", "config.yaml")  # a run; a rewardlearn-push folder
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """The run's saved Hydra config; a clear error for a folder that is not a run."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} not found; pass a folder "
+                                "train.py wrote: runs/<run> (or multirun/<sweep>/<n>_...)")
+    for name in CONFIG_FILES:
+        if (run_dir / name).is_file():
+            cfg = OmegaConf.load(run_dir / name)
+            if not isinstance(cfg, DictConfig) or cfg.get("env") is None:
+                raise ValueError(f"{run_dir / name} is not a train.py config (no env)")
+            return cfg
+    raise FileNotFoundError(f"{run_dir} has no {' or '.join(CONFIG_FILES)}: cannot tell which "
+                            "env the agent acts in; pass a run folder train.py wrote")
+
+
+def agent_file(run_dir: Path) -> Path:
+    """``<run>/agent.zip``; a clear error when the run did not finish."""
+    path = run_dir / "agent.zip"
+    if path.is_file():
+        return path
+    hint = (" (agent_interrupted.zip is there: the run stopped before the end)"
+            if (run_dir / "agent_interrupted.zip").is_file() else
+            " (a run writes it when training ends)")
+    raise FileNotFoundError(f"{run_dir} has no agent.zip{hint}")
+
+
+__all__ = ["CLAIM_FILE", "CONFIG_FILES", "RUN_OUTPUTS", "VIDEO_OUTPUTS", "RunDirError",
+           "agent_file", "claim_folder", "release_folder", "run_config", "run_id"]

@@ -29,11 +29,63 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
+
 S = TypeVar("S", bound="Settings")
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               type(None): "null"}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    """Whether ``value`` is of ``kind`` (numpy scalars too; a bool is not a number here)."""
+    if kind is bool:
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real)
+    return isinstance(value, kind)
+
+
+def _scalar_kinds(hint: Any) -> tuple[type, ...] | None:
+    """The kinds a scalar annotation admits (``int | None`` -> ``(int, NoneType)``), or
+    ``None`` for anything else (lists, mappings, ``Any``), which is not checked here."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or \
+        typing.get_origin(hint) is typing.Union else (hint,)
+    if args and all(a in _KIND_NAMES for a in args):
+        return tuple(args)
+    return None
+
+
+def _as_int(value: Any) -> Any:
+    """``value`` as an ``int`` when it is one in another form (``3.0``, ``"3"``, a numpy
+    integer); anything else unchanged, for the range checks to name."""
+    if isinstance(value, bool | np.bool_):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(float(value))
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _is_int_list(hint: Any) -> bool:
+    """Whether an annotation is ``list[int]`` (layer widths and the like)."""
+    return typing.get_origin(hint) is list and typing.get_args(hint) == (int,)
 
 
 class UnknownSettingError(ValueError):
@@ -63,10 +115,39 @@ class Settings:
     """The name used in error messages (``"preference"``, ``"bc"``...)."""
 
     def __post_init__(self) -> None:
-        self.normalize()
-        bad = [self._with_value(msg) for ok, msg in self.checks() if not ok]
+        bad = self._type_problems()  # ranges are checked on values of the right kind only
+        if not bad:
+            self._coerce_int_lists()
+            self.normalize()
+            bad = [self._with_value(msg) for ok, msg in self.checks() if not ok]
         if bad:
             raise ValueError(f"invalid {self.what} settings: " + "; ".join(bad))
+
+    def _type_problems(self) -> list[str]:
+        """``name must be an integer (got 'abc')`` for each scalar setting (``int``,
+        ``float``, ``bool``, ``str``, or one of those or ``None``) holding another kind of
+        value; an ``int`` passes as a ``float``."""
+        hints = typing.get_type_hints(type(self))
+        out = []
+        for f in fields(self):
+            kinds = _scalar_kinds(hints.get(f.name))
+            value = getattr(self, f.name)
+            if kinds is None or (value is None and type(None) in kinds):
+                continue
+            if not any(_is_kind(value, k) for k in kinds):
+                names = [_KIND_NAMES[k] for k in kinds if k in _KIND_NAMES]
+                out.append(f"{f.name} must be {' or '.join(names)} (got {value!r})")
+        return out
+
+    def _coerce_int_lists(self) -> None:
+        """Every ``list[int]`` setting (``hidden_sizes``...) as a plain list of ints, whatever
+        sequence it came as (a Hydra ``ListConfig``, a tuple, YAML floats)."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if _is_int_list(hints.get(f.name)) and isinstance(value, Sequence) \
+                    and not isinstance(value, str):
+                setattr(self, f.name, [_as_int(v) for v in value])
 
     def _with_value(self, message: str) -> str:
         """``message`` plus the value it is about, when it starts with a setting's name and

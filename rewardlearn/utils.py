@@ -53,7 +53,7 @@ def cpu_cores() -> int:
 
 def auto_threads(device: torch.device, heavy: bool) -> int:
     """``torch_threads=auto``: one thread for small networks on the CPU (measured: two runs
-    side by side each trained 10-17x faster with one thread than with all cores,
+    side by side each trained 9-33x faster with one thread than with all cores,
     bench/results/threads.md), all cores when a GPU trains or a module encodes images on
     the CPU (``heavy``: a frame encoder such as CLIP)."""
     return cpu_cores() if device.type != "cpu" or heavy else 1

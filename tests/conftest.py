@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import urllib.request
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,31 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def annotate_over_http(url: str, stop: threading.Event,
+                       people: Sequence[tuple[str, str]] = (("bot", "left"),),
+                       answered: list[int] | None = None) -> None:
+    """A person at the review page, until told to stop: claim the next query and answer it,
+    ``people`` taking turns as ``(annotator, "left" | "right")``; each answered query id goes
+    into ``answered``."""
+    turn = 0
+    while not stop.is_set():
+        who, label = people[turn % len(people)]
+        lease = urllib.request.Request(f"{url}/api/queue/next", method="POST",
+                                       data=json.dumps({"annotator": who}).encode(),
+                                       headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(lease, timeout=5) as r:
+            body = json.loads(r.read())
+        query = body.get("query") if isinstance(body, dict) else None
+        if not query:
+            stop.wait(0.1)
+            continue
+        data = json.dumps({"query_id": query["id"], "label": label, "annotator": who}).encode()
+        post = urllib.request.Request(f"{url}/api/labels", data=data, method="POST",
+                                      headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(post, timeout=5) as r:
+            assert r.status == 201
+        if answered is not None:
+            answered.append(int(query["id"]))
+        turn += 1

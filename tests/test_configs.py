@@ -173,3 +173,61 @@ def test_the_settings_object_is_built_once_and_handed_on(
                       "video.enabled=false", "progress_bar=false")
     run(cfg, tmp_path / "run")
     assert len(built) == 1
+
+
+def test_bc_block_of_config_yaml_is_bcconfigs_defaults(
+        compose_cfg: Callable[..., DictConfig]) -> None:
+    """``bc:`` in conf/config.yaml holds exactly BCConfig's fields at their defaults (the one
+    class that checks them), so a Python user and a train.py user clone alike."""
+    from dataclasses import asdict
+
+    from rewardlearn.bc import BCConfig
+
+    assert OmegaConf.to_container(compose_cfg().bc) == asdict(BCConfig())
+
+
+def test_a_setting_of_the_wrong_kind_is_named_not_crashed_on() -> None:
+    from rewardlearn.bc import BCConfig
+    from rewardlearn.preference.configuration import PreferenceConfig
+
+    with pytest.raises(ValueError, match=r"epochs must be an integer \(got 'abc'\).*lr must be "
+                                         r"a number \(got 'fast'\)"):
+        BCConfig(epochs="abc", lr="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"only_success must be true or false \(got 1\)"):
+        BCConfig(only_success=1)  # type: ignore[arg-type]
+    assert BCConfig(lr=1).lr == 1  # an integer is a number
+    with pytest.raises(ValueError, match=r"budget must be an integer \(got 12.5\)"):
+        PreferenceConfig(budget=12.5)  # type: ignore[arg-type]
+
+
+def _int_list_settings() -> list[tuple[str, type, str]]:
+    """(reward name, settings class, field) for every registered ``list[int]`` setting."""
+    import dataclasses
+    import typing
+
+    import rewardlearn.rewards.registry  # noqa: F401  (registers every settings class)
+    from rewardlearn.settings import RewardModelConfig
+
+    out = []
+    for name, cls in sorted(RewardModelConfig.registered().items()):
+        hints = typing.get_type_hints(cls)
+        out += [(name, cls, f.name) for f in dataclasses.fields(cls) if hints[f.name] == list[int]]
+    return out
+
+
+@pytest.mark.parametrize("name,cls,field", _int_list_settings(),
+                         ids=[f"{n}.{f}" for n, _, f in _int_list_settings()])
+def test_int_list_settings_take_any_sequence_and_name_a_bad_width(name: str, cls: type,
+                                                                   field: str) -> None:
+    """The base class makes every ``list[int]`` setting a list of ints, whatever sequence it
+    came as (Hydra's ListConfig, YAML floats, strings), and a bad width is named."""
+    base = {k: v for k, v in cls.defaults().items() if k != field}
+    made = cls.__new__(cls)  # unchecked: some classes have no valid default (a VLM's goal)
+    for key, value in {**base, field: OmegaConf.create([64.0, "32"])}.items():
+        setattr(made, key, value)
+    made._coerce_int_lists()
+    assert getattr(made, field) == [64, 32]
+    assert all(type(v) is int for v in getattr(made, field))
+    if field == "hidden_sizes":
+        with pytest.raises(ValueError, match="hidden_sizes must be positive layer widths"):
+            cls.from_kwargs({**base, field: ["abc"]})

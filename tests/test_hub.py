@@ -8,6 +8,7 @@ folders, foreign class names and malicious pickles are refused by name.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pickle
 import pkgutil
@@ -165,11 +166,48 @@ def _shaped(_: Any) -> RewardModel:
     return ShapedReward(OBS, ACT, base=_mlp(None), potential=potential, gamma=0.99)
 
 
+def _action_preference(_: Any) -> RewardModel:
+    from rewardlearn.select.reward import ActionPreferenceReward
+
+    return ActionPreferenceReward(OBS, ACT, hidden_sizes=[8], device="cpu")
+
+
+def _ot(_: Any) -> RewardModel:
+    from rewardlearn.ot.reward import OTReward
+
+    m = OTReward(OBS, ACT, variant="temporal")
+    m.fit(_episodes())
+    m.episode_rewards(_episodes(1)[0].observations[1:] + 0.1)  # sets the scale, as training does
+    return m
+
+
+def _vpl(_: Any) -> RewardModel:
+    from rewardlearn.vpl.reward import VPLReward
+
+    return VPLReward(OBS, ACT, latent_dim=2, hidden_sizes=[8], embed_dim=4, device="cpu")
+
+
+def _pearl(_: Any) -> RewardModel:
+    import tempfile
+
+    from rewardlearn.pearl.reward import PEARLReward
+    from rewardlearn.preference.reward import PreferenceReward
+    from rewardlearn.rewards.checkpoint import save_reward_model
+
+    src = PreferenceReward(OBS, ACT, hidden_sizes=[4], device="cpu")
+    seg = [np.full((5, 8), k / 4, np.float32) for k in range(4)]
+    src.learner.dataset.add_pairs(seg[:2], seg[2:], [np.zeros(5, bool)] * 2,
+                                  [np.zeros(5, bool)] * 2, [0.0, 1.0], 0)
+    source = save_reward_model(src, Path(tempfile.mkdtemp()) / "source.pt")
+    return PEARLReward(OBS, ACT, source=str(source), hidden_sizes=[8], device="cpu")
+
+
 BUILDERS: dict[str, Callable[[Any], RewardModel]] = {
     "MLPReward": _mlp, "EnvReward": _env, "PendulumReward": _pendulum,
     "PreferenceReward": _preference, "VLMReward": _vlm, "VLMDistilledReward": _vlm_distilled,
     "ProgressReward": _progress, "PerceptualReward": _perceptual, "DrSReward": _drs,
-    "ShapedReward": _shaped,
+    "ShapedReward": _shaped, "ActionPreferenceReward": _action_preference, "OTReward": _ot,
+    "VPLReward": _vpl, "PEARLReward": _pearl,
 }
 
 
@@ -200,7 +238,8 @@ def test_every_reward_class_in_the_package_is_registered() -> None:
     while todo:
         cls = todo.pop()
         todo += cls.__subclasses__()
-        if cls.__module__.startswith("rewardlearn.") and not cls.__name__.startswith("_"):
+        if cls.__module__.startswith("rewardlearn.") and not cls.__name__.startswith("_") \
+                and not inspect.isabstract(cls):  # abstract bases are not saved models
             found.add(cls)
     assert {c.__name__ for c in found} == set(REWARD_CLASSES) == set(BUILDERS)
     for cls in found:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import annotate_over_http
 from omegaconf import DictConfig
 
 from rewardlearn.cli.train import run
@@ -16,27 +15,6 @@ from rewardlearn.preference.reward import PreferenceReward
 from rewardlearn.review.server import ReviewServer
 from rewardlearn.review.store import LabelStore
 from rewardlearn.rewards import load_reward_model
-
-
-def _annotate(url: str, stop: threading.Event, answered: list[int]) -> None:
-    """Claim the next query and prefer the left clip, until told to stop."""
-    while not stop.is_set():
-        lease = urllib.request.Request(f"{url}/api/queue/next", method="POST",
-                                       data=json.dumps({"annotator": "bot"}).encode(),
-                                       headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(lease, timeout=5) as r:
-            body = json.loads(r.read())
-        query = body.get("query") if isinstance(body, dict) else None
-        if not query:
-            stop.wait(0.1)
-            continue
-        data = json.dumps({"query_id": query["id"], "label": "left",
-                           "annotator": "bot"}).encode()
-        req = urllib.request.Request(f"{url}/api/labels", data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            assert r.status == 201
-        answered.append(int(query["id"]))
 
 
 def test_human_teacher_training_receives_posted_labels(
@@ -55,7 +33,8 @@ def test_human_teacher_training_receives_posted_labels(
     stop = threading.Event()
     answered: list[int] = []
     with ReviewServer(videos, port=0) as server:
-        worker = threading.Thread(target=_annotate, args=(server.url, stop, answered))
+        worker = threading.Thread(target=annotate_over_http,
+                                  args=(server.url, stop), kwargs={"answered": answered})
         worker.start()
         try:
             summary = run(cfg, tmp_path / "run")

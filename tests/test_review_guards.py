@@ -23,7 +23,7 @@ from rewardlearn.recording import write_video
 from rewardlearn.review import ClipRef, LabelStore
 from rewardlearn.review.catalog import OutsideRootError, resolve_inside
 from rewardlearn.review.requests import host_allowed, parse_host, too_deep
-from rewardlearn.review.server import ReviewHandler, ReviewServer
+from rewardlearn.review.server import ReviewProtocol, ReviewServer
 
 RUN = "2026-02-03_04-05-06_hopper_ppo_preference_s0"
 
@@ -424,7 +424,7 @@ def test_csv_export_neutralises_formulas(client: Client, server: ReviewServer) -
 
 
 def test_stalled_connections_time_out(root: Path, tmp_path: Path) -> None:
-    assert ReviewHandler.timeout == 30
+    assert ReviewProtocol.timeout_s == 30
     with ReviewServer(root, db=tmp_path / "l.sqlite", port=0, request_timeout_s=0.3) as srv:
         for partial in (b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n",
                         b"POST /api/labels HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "

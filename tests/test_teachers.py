@@ -17,8 +17,9 @@ from rewardlearn.preference import PRESETS, PreferenceLabels, SyntheticTeacher, 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "teacher"
 # Synthetic presets only; teacher=human is tested end to end in test_human_teacher.py,
-# teacher=model in test_preference_model_teacher.py
-YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml") if p.stem not in ("human", "model"))
+# teacher=model in test_preference_model_teacher.py, teacher=population in test_vpl.py
+YAMLS = sorted(p for p in CONF_DIR.glob("*.yaml")
+               if p.stem not in ("human", "model", "population"))
 
 
 def _pairs(*pairs: tuple[list[float], list[float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -22,10 +22,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.agents import ALGOS, REWARD_TIMINGS, on_policy
+from rewardlearn.bc import BCConfig
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.pretrained import is_repo_id
 from rewardlearn.settings import RewardModelConfig, did_you_mean
-from rewardlearn.utils import import_object, resolve_device
+from rewardlearn.utils import import_object, resolve_device, to_dict
 
 log = logging.getLogger("rewardlearn")
 
@@ -220,18 +221,11 @@ def validate_settings(cfg: DictConfig) -> RewardModelConfig | None:
         if _is_int(n_videos) and _is_int(n_eval) and 0 < n_eval < n_videos:
             log.warning("video.n_episodes=%s > eval.n_episodes=%s: the videos record evaluation "
                         "episodes, so %s will be recorded", n_videos, n_eval, n_eval)
-    bc = cfg.get("bc")
-    if bc is not None:
-        c.integer("bc.epochs", bc.get("epochs"), 1)
-        c.integer("bc.batch_size", bc.get("batch_size"), 1)
-        c.number("bc.lr", bc.get("lr"), 0, low_open=True)
-        c.number("bc.log_std", bc.get("log_std"), optional=True)
-        c.flag("bc.only_success", bc.get("only_success"))
-        c.number("bc.min_obs_std", bc.get("min_obs_std"), 0)
-        c.choice("bc.obs_norm", bc.get("obs_norm"), ("demos", "running"))
-        c.integer("bc.max_episodes", bc.get("max_episodes"), 1, optional=True)
-        if bc.get("weights") is not None and not bc.get("demos"):
-            c.add("bc.weights", bc.get("weights"), "needs bc.demos (the demos it weights)")
+    if cfg.get("bc") is not None:  # the bc block's own settings class does its checks
+        try:
+            BCConfig.from_kwargs(to_dict(cfg.bc))
+        except ValueError as err:
+            c.problems.append(f"bc: {err}")
     if c.problems:
         s = "s" if len(c.problems) > 1 else ""
         raise SettingsError(f"invalid setting{s}: " + "; ".join(c.problems))

@@ -27,7 +27,9 @@ default 10000, the held-out seeds of evaluation), ``deterministic`` (true),
 ``width``/``height``/``fps`` (default the run's ``video.*``), ``out`` (default
 ``<run>/videos/replay_s<seed>``, or ``<video.dir>/<run name>/replay_s<seed>`` for a run
 that set ``video.dir``; a folder that already holds episodes is refused, and a refused
-or failed replay leaves no folder behind). Prints one line per episode and the folder written.
+or failed replay leaves no folder behind), ``select.<setting>`` (best-of-n action selection,
+as ``train.py``'s ``eval.select``: ``select.n=16 select.scorer=reward``; docs/select.md).
+Prints one line per episode and the folder written.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.agents import ActPolicy, agent_policy
 from rewardlearn.cli.options import cli_args, parse_bool, parse_key_values, run_cli
-from rewardlearn.env_factory import env_config, make_env
+from rewardlearn.cli.select_run import replay_select_options, select_for_replay, select_settings
+from rewardlearn.env_factory import env_config, make_env, replay_env
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rollouts import evaluate
-from rewardlearn.runs import VIDEO_OUTPUTS, claim_folder, release_folder
+from rewardlearn.runs import VIDEO_OUTPUTS, agent_file, claim_folder, release_folder, run_config
 
 
 def _optional_float(value: str) -> float | None:
@@ -54,73 +57,6 @@ def _optional_float(value: str) -> float | None:
 OPTIONS: dict[str, Callable[[str], Any]] = {
     "n_episodes": int, "seed": int, "deterministic": parse_bool, "camera": str, "out": str,
     "width": int, "height": int, "fps": _optional_float, "reward_model": str}
-CONFIG_FILES = (".hydra/config.yaml", "config.yaml")  # a run; a rewardlearn-push folder
-
-
-def run_config(run_dir: Path) -> DictConfig:
-    """The run's saved Hydra config; a clear error for a folder that is not a run."""
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {str(run_dir)!r} not found; pass a folder "
-                                "train.py wrote: runs/<run> (or multirun/<sweep>/<n>_...)")
-    for name in CONFIG_FILES:
-        if (run_dir / name).is_file():
-            cfg = OmegaConf.load(run_dir / name)
-            if not isinstance(cfg, DictConfig) or cfg.get("env") is None:
-                raise ValueError(f"{run_dir / name} is not a train.py config (no env)")
-            return cfg
-    raise FileNotFoundError(f"{run_dir} has no {' or '.join(CONFIG_FILES)}: cannot tell which "
-                            "env the agent acts in; pass a run folder train.py wrote")
-
-
-def agent_file(run_dir: Path) -> Path:
-    """``<run>/agent.zip``; a clear error when the run did not finish."""
-    path = run_dir / "agent.zip"
-    if path.is_file():
-        return path
-    hint = (" (agent_interrupted.zip is there: the run stopped before the end)"
-            if (run_dir / "agent_interrupted.zip").is_file() else
-            " (a run writes it when training ends)")
-    raise FileNotFoundError(f"{run_dir} has no agent.zip{hint}")
-
-
-def parse_camera(value: str) -> dict[str, Any] | str:
-    """``camera=``: a YAML mapping of CameraConfig fields, else a model camera name."""
-    import yaml
-
-    from rewardlearn.rendering import CameraConfig
-
-    text = value.strip()
-    if not text.startswith("{"):
-        return text
-    try:
-        cam = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"camera: not a YAML mapping ({err})") from None
-    fields = set(CameraConfig.__dataclass_fields__) - {"extra"}
-    unknown = sorted(set(cam) - fields) if isinstance(cam, dict) else []
-    if not isinstance(cam, dict) or unknown:
-        raise ValueError(f"camera: unknown field(s) {', '.join(map(str, unknown)) or text!r}; "
-                         f"fields: {', '.join(sorted(fields))}")
-    return cam
-
-
-def replay_env(cfg: DictConfig, camera: str | None) -> DictConfig:
-    """The run's env config, with ``camera`` set when given (MuJoCo envs only)."""
-    env = OmegaConf.create(OmegaConf.to_container(cfg.env, resolve=True))
-    if not isinstance(env, DictConfig):
-        raise ValueError(f"the run's env setting is not a mapping: {env!r}")
-    if camera is None:
-        return env
-    probe = make_env(env_config(env))
-    try:
-        mujoco = hasattr(probe.unwrapped, "model") and hasattr(probe.unwrapped, "data")
-    finally:
-        probe.close()
-    if not mujoco:
-        raise ValueError(f"camera= places a MuJoCo camera; env {env.name!r} is not a MuJoCo "
-                         "env and renders its own view (leave camera out)")
-    env.camera = parse_camera(camera)
-    return env
 
 
 def reward_model_for(run_dir: Path, source: str | None, env: DictConfig
@@ -155,10 +91,14 @@ def default_out(cfg: DictConfig, run_dir: Path, seed: int) -> Path:
 def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
            deterministic: bool = True, camera: str | None = None, out: str | Path | None = None,
            width: int | None = None, height: int | None = None, fps: float | None = None,
-           reward_model: str | None = None) -> dict[str, Any]:
+           reward_model: str | None = None, select: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
     """Record ``n_episodes`` of the run's agent into ``out`` (mp4 + sidecar each).
 
-    Returns the folder, the files and each episode's returns.
+    ``select``: best-of-n selection settings (:class:`~rewardlearn.select.SelectConfig`,
+    ``select.n=16 select.scorer=reward`` on the command line; the scorer reads the replay's
+    reward model unless ``select.model``). Returns the folder, the files and each episode's
+    returns.
     """
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
@@ -171,7 +111,11 @@ def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
         raise ValueError(f"width and height must be >= 16 pixels, got {size[1]}x{size[0]}")
     env = replay_env(cfg, camera)
     model, source = reward_model_for(run_dir, reward_model, env)
-    policy = ActPolicy(agent_policy(agent, deterministic=deterministic))
+    policy: Any = ActPolicy(agent_policy(agent, deterministic=deterministic))
+    selector = None
+    if select and select_settings(select, "select").enabled:  # rewardlearn/select/
+        selector, env = select_for_replay(run_dir, cfg, env, select, model)
+        policy = selector
     folder = Path(out) if out is not None else default_out(cfg, run_dir, seed)
     claim_folder(folder, VIDEO_OUTPUTS, "out")
     try:
@@ -190,7 +134,8 @@ def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
     return {"out": str(folder), "review_root": str(review_root), "videos": result.videos,
             "sidecars": result.sidecars,
             "env_returns": result.env_returns, "learned_returns": result.learned_returns,
-            "lengths": result.lengths, "reward_model": source}
+            "lengths": result.lengths, "reward_model": source,
+            "select": None if selector is None else selector.summary()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -200,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if len(runs) != 1:
         raise ValueError("give one run folder: rewardlearn-replay runs/<run> [n_episodes=2] "
                          f"[camera=...]; got {len(runs)}: {' '.join(runs) or '(none)'}")
-    opts = parse_key_values([a for a in args if "=" in a], OPTIONS)
-    result = replay(runs[0], **opts)
+    opts = parse_key_values([a for a in args if "=" in a], {**OPTIONS, **replay_select_options()})
+    select = {k.split(".", 1)[1]: opts.pop(k) for k in list(opts) if k.startswith("select.")}
+    result = replay(runs[0], **opts, select=select or None)
     learned = result["learned_returns"] or [None] * len(result["env_returns"])
     for k, (env_r, lr, n) in enumerate(zip(result["env_returns"], learned, result["lengths"],
                                            strict=True)):
@@ -209,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"episode {k}: {n} steps, env return {env_r:.2f}, learned return {shown}")
     print(f"env return {np.mean(result['env_returns']):.2f} over {len(result['env_returns'])} "
           f"episodes; reward model: {result['reward_model'] or 'none (env reward only)'}")
+    if result["select"]:
+        sel = result["select"]
+        print(f"best-of-{sel['n']} by scorer={sel['scorer']}: {sel['decisions']} decisions, "
+              f"{sel['decision_ms_mean']} ms each")
     print(f"written: {result['out']} ({len(result['videos'])} videos + sidecars); "
           f"browse: rewardlearn-review {result['review_root']}")
     return result

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import hydra
@@ -42,11 +42,12 @@ from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import InterpolationResolutionError
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rewardlearn.ads.callback import check_schedule, schedule_callbacks
 from rewardlearn.agents import (
     NormalizedPolicy,
     agent_gamma,
@@ -59,6 +60,7 @@ from rewardlearn.bc import BCConfig, warm_start
 from rewardlearn.cli.checks import reward_settings, target_class, validate_settings
 from rewardlearn.cli.objective import check_objective, is_optuna_sweep, objective_value
 from rewardlearn.cli.schemas import register_reward_schemas
+from rewardlearn.cli.select_run import check_select, select_for_run
 from rewardlearn.env_factory import CONF_DIR, make_vec_env
 from rewardlearn.files import atomic_output, write_text_atomic
 from rewardlearn.publish import save_run_reward_model
@@ -74,6 +76,7 @@ from rewardlearn.runs import (
 from rewardlearn.settings import RewardModelConfig
 from rewardlearn.shaping import build_shaping
 from rewardlearn.utils import auto_threads, resolve_device, set_torch_threads, to_dict
+from rewardlearn.wrappers.episodic import holds_episodic
 from rewardlearn.wrappers.normalize import AgentNormalize
 from rewardlearn.wrappers.vec import (
     DeferredRewardCallback,
@@ -109,6 +112,25 @@ def build_reward_model(cfg: DictConfig, observation_space: gym.Space, action_spa
         raise TypeError(f"reward={cfg.reward.name} built a {type(model).__name__}, "
                         "not a rewardlearn RewardModel")
     return model
+
+
+@runtime_checkable
+class WrapsEnv(Protocol):
+    """Reward settings whose module needs env wrappers (``reward=vpl``: ``z`` appended to
+    every observation)."""
+
+    def env_wrappers(self) -> list[dict[str, Any]]: ...
+
+
+def add_env_wrappers(cfg: DictConfig, settings: RewardModelConfig | None) -> None:
+    """Append the wrappers the reward's settings ask for to ``env.wrappers`` (outermost), so
+    the training envs, evaluation and videos all have them."""
+    if not isinstance(settings, WrapsEnv):
+        return
+    extra = settings.env_wrappers()
+    if extra:
+        with open_dict(cfg):
+            cfg.env.wrappers = [*(cfg.env.get("wrappers") or []), *extra]
 
 
 # ----------------------------------------------------------------------------- the run
@@ -149,7 +171,8 @@ def _build(cfg: DictConfig, run_dir: Path, settings: RewardModelConfig | None = 
         log.info("torch_threads=auto: %d thread%s", n, "s" if n > 1 else "")
         set_torch_threads(n)
     defer = learned and defer_rewards(str(cfg.get("reward_timing", "auto")), str(cfg.agent.algo),
-                                      reward_model.name, reward_model.deferrable)
+                                      reward_model.name, reward_model.deferrable,
+                                      episodic=holds_episodic(reward_model))
 
     frame_size = reward_model.frame_size if reward_model.needs_frames else None
     venv: VecEnv = make_vec_env(cfg.env, n_envs=int(cfg.n_envs), seed=int(cfg.seed),
@@ -170,6 +193,8 @@ def _build(cfg: DictConfig, run_dir: Path, settings: RewardModelConfig | None = 
                                         gamma=agent_gamma(cfg), defer_rewards=defer)
             venv = normalizer
         agent = build_agent(cfg, venv, run_dir, reward_model)
+        callbacks += schedule_callbacks(cfg, reward_model if learned else None, obs_space,
+                                        run_dir)  # agent.discount_schedule (ADS)
         bc_summary = None
         if cfg.get("bc") is not None and cfg.bc.get("demos"):
             bc_cfg = BCConfig.from_kwargs(to_dict(cfg.bc))
@@ -255,6 +280,9 @@ def run(cfg: DictConfig, run_dir: Path, exit_on_input_error: bool = False) -> di
         try:
             try:
                 settings = validate_settings(cfg)  # built once, handed to the module
+                check_schedule(cfg)  # agent.discount_schedule
+                check_select(cfg)  # eval.select: best-of-n selection at evaluation
+                add_env_wrappers(cfg, settings)
                 claim_folder(run_dir, RUN_OUTPUTS, "hydra.run.dir")
                 claimed.append(run_dir)
                 n_videos = int(cfg.video.n_episodes) if cfg.video.enabled else 0
@@ -307,12 +335,15 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         save_run_reward_model(reward_model, run_dir, cfg)  # Hub format: runs/<run>/reward_model/
 
     policy = agent if normalizer is None else NormalizedPolicy(agent, normalizer)
+    # eval.select.n > 1: the policy behind best-of-n selection (rewardlearn/select/)
+    policy, eval_env, selector = select_for_run(cfg, policy, agent, normalizer,
+                                                reward_model if learned else None)
     primary = bool(cfg.eval.deterministic)
     results = {}
     for deterministic in (primary, not primary):  # the headline one first, with the videos
         results[deterministic] = evaluate(
             policy,
-            cfg.env,
+            eval_env,
             n_episodes=int(cfg.eval.n_episodes),
             reward_model=reward_model if learned else None,
             deterministic=deterministic,
@@ -336,6 +367,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         "videos": [_relative(v, run_dir) for v in result.videos],
         "reward_training": reward_model.summary() if learned else None,
         "bc": built.bc_summary,
+        "select": None if selector is None else selector.summary(),
         "env": cfg.env.name,
         "agent": cfg.agent.name,
         "reward": cfg.reward.name,
@@ -369,6 +401,8 @@ class PrepareRun(Callback):
         try:
             with contextlib.suppress(InterpolationResolutionError):
                 validate_settings(config)
+                check_schedule(config)
+                check_select(config)
             claim_folder(folder, RUN_OUTPUTS, "hydra.run.dir", hand_over=True)
         except INPUT_ERRORS as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -35,11 +35,8 @@ class DrSConfig(RewardModelConfig):
     before a stage's classifier is trained (until then its term is 0).
     ``mixup`` > 0 adds, per stage and step, a loss of that weight on blends
     ``lam * pos + (1 - lam) * neg`` (``lam ~ U(0, 1)``) with the soft label ``lam``
-    (mixup, Zhang et al., ICLR 2018): until the agent succeeds at a stage its states there
-    are all negatives against demo positives, and a classifier trained to certainty
-    scores most of them -1, a flat reward where the agent is (measured on pick_place); with
-    mixup the score rises along the way from the agent's states to the demos'. Off by
-    default: on pick_place it did not raise the mean success (``bench/results/drs.md``).
+    (mixup, Zhang et al., ICLR 2018), so the score rises from the agent's states toward
+    the demos' before the agent first succeeds at a stage (off by default; docs/drs.md).
     ``positive_tail`` < 1 keeps, of each episode's positives of a stage, only the last
     fraction in time (the states near the stage's exit; 1 = every one, as published).
     """
@@ -63,9 +60,6 @@ class DrSConfig(RewardModelConfig):
     mixup: float = 0.0
     device: str = "cpu"
     seed: int = 0
-
-    def normalize(self) -> None:
-        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
 
     def check_inputs(self) -> None:
         if self.demos:
@@ -91,7 +85,6 @@ class DrSConfig(RewardModelConfig):
             (self.mixup >= 0.0, f"mixup must be >= 0, got {self.mixup}"),
             (0.0 < self.positive_tail <= 1.0,
              f"positive_tail must be in (0, 1], got {self.positive_tail}"),
-            (all(h >= 1 for h in self.hidden_sizes), "hidden_sizes must be >= 1"),
         ]
 
 

@@ -23,16 +23,16 @@ def load_any(path: str, observation_space: gym.Space, action_space: gym.Space) -
     """A saved reward module (a ``.pt``, a Hub-format folder, a run folder or a Hub repo id),
     or a progress model file (wrapped as ``reward=progress_delta``). Files are read without
     running code from them (:func:`~rewardlearn.rewards.checkpoint.safe_torch_load`)."""
-    from rewardlearn.rewards.checkpoint import FORMAT, safe_torch_load
-    from rewardlearn.rewards.pretrained import load_pretrained, resolve_source
+    from rewardlearn.rewards.checkpoint import FORMAT, load_reward_model, safe_torch_load
+    from rewardlearn.rewards.pretrained import resolve_source
 
     source = resolve_source(path)
     if source.is_dir():
-        return load_pretrained(source, observation_space, action_space)
+        return load_reward_model(source, observation_space, action_space)
     payload = safe_torch_load(source, what="reward model")
     model: RewardModel
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        model = load_pretrained(source, observation_space, action_space)
+        model = load_reward_model(source, observation_space, action_space)
     else:
         from rewardlearn.progress.reward import ProgressReward
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from rewardlearn.preference.modeling import PREFERENCE_MODELS
 from rewardlearn.preference.query import QUERY_METHODS
+from rewardlearn.rewards.checkpoint import import_class, read_checkpoint
+from rewardlearn.rewards.registry import REWARD_CLASSES
 from rewardlearn.settings import RewardModelConfig, Settings, positive_widths
 
 SCHEDULES = ("constant", "linear_decay")
@@ -174,12 +176,9 @@ class PreferenceConfig(RewardModelConfig):
 
     def check_inputs(self) -> None:
         if self.resume:
-            from rewardlearn.preference.reward import read_resume_file
-
             read_resume_file(str(self.resume))
 
     def normalize(self) -> None:
-        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
         if self.rounds is not None and self.rounds >= 1:
             self.queries_per_round = max(1, math.ceil(self.budget / self.rounds))
         if self.surf is None:
@@ -238,3 +237,21 @@ class PreferenceConfig(RewardModelConfig):
         ]
 
 
+def read_resume_file(path: str) -> dict[str, Any]:
+    """The payload of a ``reward.model.resume`` file; refused, by name, unless it is a
+    preference checkpoint (unreadable files and other modules' checkpoints alike)."""
+    try:
+        payload = read_checkpoint(path)
+    except (OSError, ValueError) as err:
+        raise type(err)(f"reward.model.resume: {err}") from None
+    qualified = str(payload["class"])
+    try:
+        is_preference = issubclass(import_class(qualified), REWARD_CLASSES["PreferenceReward"])
+    except (ImportError, AttributeError, TypeError):
+        is_preference = False
+    state = payload["state"]
+    if not is_preference or not isinstance(state, dict) or "ensemble" not in state:
+        name = qualified.rpartition(":")[2] or qualified
+        raise ValueError(f"{path} holds a {name} checkpoint, reward.model.resume needs a "
+                         "preference checkpoint (the reward_model.pt of a reward=preference run)")
+    return payload

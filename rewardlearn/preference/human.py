@@ -55,6 +55,8 @@ class LabelledPair:
     pad2: int = 0
     next1: np.ndarray | None = None
     next2: np.ndarray | None = None
+    annotator: str = ""
+    """Who answered (the review page's annotator name; ``reward=vpl`` treats each as a user)."""
 
 
 class StateRenderer:
@@ -225,7 +227,7 @@ class HumanTeacher:
                 data["x1"], data["x2"], data["term1"], data["term2"], LABEL_VALUES[a.label],
                 a.query_id, int(data["pad1"]) if "pad1" in data else 0,
                 int(data["pad2"]) if "pad2" in data else 0,
-                data.get("next1"), data.get("next2")))
+                data.get("next1"), data.get("next2"), a.annotator))
         return out
 
     def pending(self) -> int:

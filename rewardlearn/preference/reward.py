@@ -29,12 +29,12 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 from rewardlearn.preference.buffer import SegmentBuffer
-from rewardlearn.preference.configuration import PreferenceConfig
+from rewardlearn.preference.configuration import PreferenceConfig, read_resume_file
 from rewardlearn.preference.learner import PreferenceDataset, PreferenceLearner
 from rewardlearn.preference.modeling import RewardEnsemble
 from rewardlearn.preference.schedule import FeedbackPlan, plan_rounds
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
-from rewardlearn.rewards.checkpoint import check_spaces, import_class, read_checkpoint
+from rewardlearn.rewards.checkpoint import check_spaces
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
 from rewardlearn.wrappers.normalize import scaled_change
@@ -252,26 +252,6 @@ class PreferenceReward(RewardModel):
         from rewardlearn.rewards.checkpoint import save_reward_model
 
         save_reward_model(self, self.run_dir / "reward_model.pt")
-
-
-def read_resume_file(path: str) -> dict[str, Any]:
-    """The payload of a ``reward.model.resume`` file; refused, by name, unless it is a
-    preference checkpoint (unreadable files and other modules' checkpoints alike)."""
-    try:
-        payload = read_checkpoint(path)
-    except (OSError, ValueError) as err:
-        raise type(err)(f"reward.model.resume: {err}") from None
-    qualified = str(payload["class"])
-    try:
-        is_preference = issubclass(import_class(qualified), PreferenceReward)
-    except (ImportError, AttributeError, TypeError):
-        is_preference = False
-    state = payload["state"]
-    if not is_preference or not isinstance(state, dict) or "ensemble" not in state:
-        name = qualified.rpartition(":")[2] or qualified
-        raise ValueError(f"{path} holds a {name} checkpoint, reward.model.resume needs a "
-                         "preference checkpoint (the reward_model.pt of a reward=preference run)")
-    return payload
 
 
 class _RunningStd:

@@ -73,9 +73,6 @@ class ProgressConfig(Settings):
     rank_margin: float = 0.1
     rank_pairs: int = 128
 
-    def normalize(self) -> None:
-        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-
     def checks(self) -> list[tuple[bool, str]]:
         return [
             (self.window >= 1, "window must be >= 1"),

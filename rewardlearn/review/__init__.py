@@ -37,7 +37,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """Import the server lazily: a trainer that only needs the store skips http.server."""
+    """Import the server lazily: a trainer that only needs the store skips Starlette and uvicorn."""
     if name in ("ReviewServer", "default_db_path"):
         from rewardlearn.review import server
 

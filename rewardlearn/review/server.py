@@ -1,4 +1,4 @@
-"""HTTP server of the rollout review pages and their JSON API (standard library only).
+"""HTTP server of the rollout review pages and their JSON API (Starlette served by uvicorn).
 
 Pages: ``/`` (browse runs, rollouts and the player with reward curves) and
 ``/label`` (preference queue). Files: ``/files/<path>`` serves media under the
@@ -40,8 +40,12 @@ and the fix; a label that could not be stored is never answered with 2xx).
 When bound to a loopback address, requests whose ``Host`` is not a literal
 loopback address (127.0.0.0/8, ``[::1]``, ``localhost``) or the name the server
 was bound to are refused (DNS rebinding). Every POST whose ``Origin`` differs
-from its ``Host`` is refused. Connections that stall for
-:data:`REQUEST_TIMEOUT_S` are closed.
+from its ``Host`` is refused (:class:`ReviewASGI`). Connections that stall for
+:data:`REQUEST_TIMEOUT_S` while sending a request or reading an answer are closed
+(:class:`ReviewProtocol`).
+
+Endpoints run in Starlette's thread pool (the store opens a connection per call);
+:class:`ReviewServer` runs uvicorn (h11) in a background thread or the foreground.
 
 Clip paths of queries are looked up relative to the label database's folder
 (where ``teacher=human`` writes them), then the root, then the folder of a run
@@ -53,18 +57,29 @@ another one under (or just above) the root does, ``/api/info`` and an empty
 
 from __future__ import annotations
 
-import email.utils
+import asyncio
 import json
 import logging
 import math
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
+
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rewardlearn.review.catalog import (
     Catalog,
@@ -119,6 +134,8 @@ SORT_KEYS = ("episode", "disagreement", "env_return", "learned_return", "length"
              "mtime")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+           "Content-Security-Policy": CSP}
 
 
 def default_db_path(root: str | Path) -> Path:
@@ -343,99 +360,94 @@ def _quote(part: str) -> str:
     return quote(part, safe="")
 
 
-class ReviewHTTPServer(ThreadingHTTPServer):
-    """Threading HTTP server that carries the :class:`ReviewApp`."""
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON answer with :data:`HEADERS`; NaN/inf become null (browsers' JSON has no NaN)."""
+    return JSONResponse(finite(obj), status, {**HEADERS, **(headers or {})})
 
-    daemon_threads = True
-    allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: ReviewApp,
-                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
-        host = address[0].strip("[]")
-        if ":" in host:
-            self.address_family = socket.AF_INET6
+async def _body_json(request: Request) -> dict[str, Any]:
+    """The JSON object a POST carries: 413 past :data:`MAX_BODY` (by ``Content-Length``
+    before reading anything, else while reading), 415 unless ``application/json``, 400
+    when not UTF-8 JSON, nested too deep or not an object."""
+    size = request.headers.get("content-length", "")  # h11 lets digits only through
+    if len(size) > 9 or int(size or 0) > MAX_BODY:
+        raise HTTPError(413, f"body larger than {MAX_BODY} bytes")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise HTTPError(415, "Content-Type must be application/json")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPError(413, f"body larger than {MAX_BODY} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "body is not valid UTF-8 JSON") from None
+    if too_deep(text):
+        raise HTTPError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise HTTPError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPError(400, "body must be a JSON object")
+    return data
+
+
+class ReviewASGI:
+    """The ASGI application over a :class:`ReviewApp`: the ``Host`` and ``Origin`` checks,
+    then Starlette's routes; every error is answered as JSON.
+
+    Not Starlette's ``TrustedHostMiddleware``: that matches names against a list (no
+    127.0.0.0/8, any port text after the name) and refuses with 400. Sync endpoints run in
+    Starlette's thread pool (files, SQLite); POST ones read their body on the event loop.
+    """
+
+    def __init__(self, app: ReviewApp, bound_host: str, loopback_only: bool) -> None:
         self.app = app
-        self.request_timeout_s = request_timeout_s
-        super().__init__((host, address[1]), ReviewHandler)
-        self.bound_host = host.lower()
-        self.loopback_only = is_loopback(self.bound_host) or \
-            is_loopback(str(self.server_address[0]))
+        self.bound_host = bound_host
+        self.loopback_only = loopback_only
+        routes = [*(Route(path, self.static) for path in PAGES),
+                  Route("/static/{name:path}", self.static),
+                  Route("/files/{rel:path}", self.file),
+                  Route("/api/info", self.info),
+                  Route("/api/runs", self.runs),
+                  Route("/api/runs/{run:path}/rollouts", self.rollouts),
+                  Route("/api/rollouts/{run:path}/{rollout}", self.rollout),
+                  Route("/api/queue/next", self.post_next, methods=["POST"]),
+                  Route("/api/queue/release", self.post_release, methods=["POST"]),
+                  Route("/api/queue/stats", self.stats),
+                  Route("/api/labels", self.post_label, methods=["POST"]),
+                  Route("/api/labels", self.labels),
+                  Route("/api/labels/export", self.export)]
+        errors = (HTTPError, HTTPException, LabelStoreError, ClientDisconnect, Exception)
+        self.router = Starlette(routes=routes, exception_handlers={e: self.error for e in errors})
+        self.router.router.redirect_slashes = False  # 404 as before, not a redirect built from Host
 
-
-class ReviewHandler(BaseHTTPRequestHandler):
-    """Routes a request to a page, a static asset, a media file or the API."""
-
-    server: ReviewHTTPServer
-    protocol_version = "HTTP/1.1"
-    server_version = "rewardlearn-review/1"
-    timeout = REQUEST_TIMEOUT_S  # socket timeout: stalled connections close
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.request_timeout_s)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    @property
-    def app(self) -> ReviewApp:
-        return self.server.app
-
-    def _dispatch(self, method: str) -> None:
-        head = method == "HEAD"
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """403 for a foreign ``Host`` (DNS rebinding) or a cross-origin POST; else route."""
+        headers = Headers(scope=scope)
         try:
-            self._check_host()
-            if method == "POST":
-                self._check_origin()
-            body = self._read_body() if method == "POST" else b""
-            url = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-            self._route(method, url.path, query, body)
+            self.check_host(headers.get("host"))
+            if scope["method"] == "POST":
+                self.check_origin(headers)
         except HTTPError as e:
-            self._json({"error": e.message}, e.status, head=head, headers=e.headers)
-        except StoreUnavailableError as e:
-            self.app.note_store_error(e)
-            self._json({"error": e.message, "db": str(e.path)}, 503, head=head)
-        except LabelStoreError as e:
-            self._json({"error": str(e)}, store_status(e), head=head)
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True  # stalled or gone client: nothing to answer
-        except Exception:
-            log.exception("error handling %s %s", method, self.path)
-            self.close_connection = True
-            self._json({"error": "internal server error"}, 500)
+            return await _json({"error": e.message}, e.status, e.headers)(scope, receive, send)
+        await self.router(scope, receive, send)
 
-    def _check_host(self) -> None:
-        if not self.server.loopback_only:
-            return
-        host = self.headers.get("Host")
-        if host is None:
-            return
-        if not host_allowed(host, self.server.bound_host):
-            self.close_connection = True
+    def check_host(self, host: str | None) -> None:
+        """On loopback: ``Host`` must be a loopback address or the bound name (or absent)."""
+        if self.loopback_only and host is not None and not host_allowed(host, self.bound_host):
             raise HTTPError(403, "host not allowed (the review server answers loopback "
-                                 "addresses and the host it was bound to only)")
+                                 "addresses and the host it was bound to only)",
+                            {"Connection": "close"})
 
-    def _check_origin(self) -> None:
+    def check_origin(self, headers: Headers) -> None:
         """Refuse a POST from another origin (browsers send ``Origin`` with every POST)."""
-        if (self.headers.get("Sec-Fetch-Site") or "").lower() == "cross-site":
+        if headers.get("sec-fetch-site", "").lower() == "cross-site":
             raise HTTPError(403, "cross-site request refused")
-        origin = self.headers.get("Origin")
+        origin = headers.get("origin")
         if origin is None:
             return
         try:
@@ -446,10 +458,10 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if o.scheme not in ("http", "https") or not o.hostname:
             raise HTTPError(403, f"cross-origin request refused (Origin {origin!r})")
         oport = oport or (443 if o.scheme == "https" else 80)
-        host = self.headers.get("Host")
+        host = headers.get("host")
         if host is None:
-            if self.server.loopback_only and not is_loopback(o.hostname) \
-                    and o.hostname != self.server.bound_host:
+            if self.loopback_only and not is_loopback(o.hostname) \
+                    and o.hostname != self.bound_host:
                 raise HTTPError(403, f"cross-origin request refused (Origin {origin!r})")
             return
         parsed = parse_host(host)
@@ -457,76 +469,102 @@ class ReviewHandler(BaseHTTPRequestHandler):
             raise HTTPError(403, f"cross-origin request refused (Origin {origin!r} is not "
                                  f"this server, {host!r})")
 
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            raise HTTPError(400, "bad Content-Length") from None
-        if length < 0 or length > MAX_BODY:
-            self.close_connection = True
-            raise HTTPError(413, f"body larger than {MAX_BODY} bytes")
-        return self.rfile.read(length) if length else b""
+    def error(self, request: Request, exc: Exception) -> Response:
+        """The JSON answer to an exception an endpoint (or the router) raised."""
+        if isinstance(exc, HTTPError):
+            return _json({"error": exc.message}, exc.status, exc.headers)
+        if isinstance(exc, HTTPException):  # router: no such path or method
+            allow = (exc.headers or {}).get("Allow")
+            message = f"{request.method} {request.url.path}: use {allow}" if allow else "not found"
+            if allow == "POST":  # the queue's POSTs change state (GET /api/queue/next once did)
+                message += " with a JSON body (Content-Type: application/json)"
+            return _json({"error": message}, exc.status_code, exc.headers)
+        if isinstance(exc, StoreUnavailableError):
+            self.app.note_store_error(exc)
+            return _json({"error": exc.message, "db": str(exc.path)}, 503)
+        if isinstance(exc, LabelStoreError):
+            return _json({"error": str(exc)}, store_status(exc))
+        if isinstance(exc, ClientDisconnect):  # stalled or gone client: nobody reads this
+            return Response(status_code=400)
+        # Starlette re-raises it afterwards, and uvicorn logs it and closes the connection.
+        return _json({"error": "internal server error"}, 500, {"Connection": "close"})
 
-    def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
-        head = method == "HEAD"
-        if method in ("GET", "HEAD"):
-            if path in PAGES:
-                return self._static(PAGES[path], head)
-            if path.startswith("/static/"):
-                return self._static(unquote(path[len("/static/"):]), head)
-            if path.startswith("/files/"):
-                return self._file(self.app.resolve_file(unquote(path[len("/files/"):])), head)
-            if path.startswith("/api/"):
-                return self._json(self._api_get(path, query), head=head)
+    def static(self, request: Request) -> Response:
+        """A page (``/``, ``/label``) or an asset under ``/static/``."""
+        name = str(request.path_params.get("name", PAGES.get(request.url.path, "")))
+        path = STATIC_DIR / name
+        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file() \
+                or path.suffix not in STATIC_TYPES:
             raise HTTPError(404, "not found")
-        if method == "POST":
-            if path == "/api/labels":
-                return self._json(self._post_label(body), 201)
-            if path == "/api/queue/next":
-                return self._json(self._post_next(body))
-            if path == "/api/queue/release":
-                return self._json(self._post_release(body))
-            raise HTTPError(404 if not path.startswith("/api/") else 405,
-                            f"no POST handler for {path}")
-        raise HTTPError(405, f"method {method} not allowed")
+        return FileResponse(path, media_type=STATIC_TYPES[path.suffix], headers=HEADERS)
 
-    def _api_get(self, path: str, q: dict[str, str]) -> Any:
+    def file(self, request: Request) -> Response:
+        """A media file under the root, honouring a single-range ``Range`` header."""
+        path = self.app.resolve_file(request.path_params["rel"])
+        st = path.stat()
+        rng = request.headers.get("range")
+        try:
+            byte_range = parse_range(rng, st.st_size) if rng else None
+        except HTTPError as e:
+            raise HTTPError(416, e.message, {"Content-Range": f"bytes */{st.st_size}"}) from None
+        # FileResponse reads Range from the scope: leave it the one range parse_range took
+        # (it answers several as multipart, malformed ones 400: players want the whole file).
+        headers = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
+        if byte_range is not None:
+            headers.append((b"range", "bytes={}-{}".format(*byte_range).encode()))
+        request.scope["headers"] = headers
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lower()], stat_result=st,
+                            headers={**HEADERS, "Cache-Control": "no-cache"})
+
+    def info(self, request: Request) -> Response:
         app = self.app
-        if path == "/api/info":
-            return {"root": str(app.root), "db": str(app.db_path), "labels": list(LABELS),
-                    "runs": len(app.catalog.scan()), "hint": app.hint()}
-        if path == "/api/runs":
-            runs = [app.catalog.run_summary(r) for r in app.catalog.scan().values()]
-            runs.sort(key=lambda r: (r["updated"] or 0, r["id"]), reverse=True)
-            return {"runs": runs}
-        if path.startswith("/api/runs/") and path.endswith("/rollouts"):
-            run = app.run(unquote(path[len("/api/runs/"):-len("/rollouts")]))
-            return {"run": run.id, **self._rollouts(run, q)}
-        if path.startswith("/api/rollouts/"):
-            run_part, _, rollout = path[len("/api/rollouts/"):].rpartition("/")
-            return self._rollout(app.run(unquote(run_part)), unquote(rollout))
-        if path == "/api/queue/next":
-            raise HTTPError(405, "leasing a query changes state: POST /api/queue/next with a "
-                                 'JSON body {"annotator": NAME, "run": optional}',
-                            {"Allow": "POST"})
-        if path == "/api/queue/stats":
-            return app.store.stats()
-        if path == "/api/labels":
-            after = parse_int(q.get("after", "0"), "after", 0, SQLITE_MAX_INT)
-            limit = parse_int(q.get("limit", "1000"), "limit", 1, 10_000)
-            answers = app.store.answers_after(after, q.get("run") or None, limit=limit)
-            return {"answers": [a.to_dict() for a in answers],
-                    "last_seq": answers[-1].seq if answers else after}
-        if path == "/api/labels/export":
-            fmt = q.get("fmt", "json")
-            if fmt not in ("csv", "json"):
-                raise HTTPError(400, "fmt must be csv or json")
-            text = app.store.export_text("csv" if fmt == "csv" else "json",
-                                         q.get("run") or None)
-            ctype = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-            return Download(text.encode(), ctype, f"labels.{fmt}")
-        raise HTTPError(404, f"no API endpoint {path}")
+        return _json({"root": str(app.root), "db": str(app.db_path), "labels": list(LABELS),
+                      "runs": len(app.catalog.scan()), "hint": app.hint()})
+
+    def runs(self, request: Request) -> Response:
+        runs = [self.app.catalog.run_summary(r) for r in self.app.catalog.scan().values()]
+        runs.sort(key=lambda r: (r["updated"] or 0, r["id"]), reverse=True)
+        return _json({"runs": runs})
+
+    def rollouts(self, request: Request) -> Response:
+        run = self.app.run(request.path_params["run"])
+        return _json({"run": run.id, **self._rollouts(run, dict(request.query_params))})
+
+    def rollout(self, request: Request) -> Response:
+        run = self.app.run(request.path_params["run"])
+        return _json(self._rollout(run, request.path_params["rollout"]))
+
+    def stats(self, request: Request) -> Response:
+        return _json(self.app.store.stats())
+
+    def labels(self, request: Request) -> Response:
+        q = request.query_params
+        after = parse_int(q.get("after", "0"), "after", 0, SQLITE_MAX_INT)
+        limit = parse_int(q.get("limit", "1000"), "limit", 1, 10_000)
+        answers = self.app.store.answers_after(after, q.get("run") or None, limit=limit)
+        return _json({"answers": [a.to_dict() for a in answers],
+                      "last_seq": answers[-1].seq if answers else after})
+
+    def export(self, request: Request) -> Response:
+        fmt = request.query_params.get("fmt", "json")
+        if fmt not in ("csv", "json"):
+            raise HTTPError(400, "fmt must be csv or json")
+        text = self.app.store.export_text("csv" if fmt == "csv" else "json",
+                                          request.query_params.get("run") or None)
+        return Response(text, media_type="text/csv" if fmt == "csv" else "application/json",
+                        headers={**HEADERS, "Content-Disposition":
+                                 f'attachment; filename="labels.{fmt}"'})
+
+    async def post_label(self, request: Request) -> Response:
+        return _json(await run_in_threadpool(self._post_label, await _body_json(request)), 201)
+
+    async def post_next(self, request: Request) -> Response:
+        return _json(await run_in_threadpool(self._post_next, await _body_json(request)))
+
+    async def post_release(self, request: Request) -> Response:
+        data = await _body_json(request)
+        qid, who = parse_query_id(data.get("query_id")), parse_annotator(data.get("annotator"))
+        return _json({"released": await run_in_threadpool(self.app.store.release, qid, who)})
 
     def _rollouts(self, run: Run, q: dict[str, str]) -> dict[str, Any]:
         rows = self.app.catalog.rollouts(run)
@@ -581,26 +619,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
             out["fps"] = timing.fps if timing else None
         return dict(finite(out))
 
-    def _body_json(self, body: bytes) -> dict[str, Any]:
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise HTTPError(415, "Content-Type must be application/json")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HTTPError(400, "body is not valid UTF-8 JSON") from None
-        if too_deep(text):
-            raise HTTPError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            raise HTTPError(400, "body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPError(400, "body must be a JSON object")
-        return data
-
-    def _post_label(self, body: bytes) -> dict[str, Any]:
-        data = self._body_json(body)
+    def _post_label(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Store an answer; 201 only once it is stored."""
         missing = [k for k in ("query_id", "label", "annotator") if k not in data]
         if missing:
             raise HTTPError(400, f"missing field(s): {', '.join(missing)}")
@@ -616,9 +636,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
         return {"seq": seq, "query_id": qid, "label": label, "annotator": annotator,
                 "progress": progress}
 
-    def _post_next(self, body: bytes) -> dict[str, Any]:
+    def _post_next(self, data: dict[str, Any]) -> dict[str, Any]:
         """Lease the next query to ``annotator`` (the one it holds, if any)."""
-        data = self._body_json(body)
         annotator = parse_annotator(data.get("annotator"))
         run = data.get("run")
         if run is not None and not isinstance(run, str):
@@ -631,89 +650,40 @@ class ReviewHandler(BaseHTTPRequestHandler):
             out["hint"] = app.hint()
         return out
 
-    def _post_release(self, body: bytes) -> dict[str, Any]:
-        data = self._body_json(body)
-        qid = parse_query_id(data.get("query_id"))
-        return {"released": self.app.store.release(qid, parse_annotator(data.get("annotator")))}
 
-    def _send(self, status: int, body: bytes, ctype: str, head: bool = False,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+class ReviewProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections that stall for :attr:`timeout_s` while
+    sending a request or while not reading an answer (uvicorn itself times out only idle
+    keep-alive connections, so a slow client could hold one open for ever)."""
 
-    def _json(self, obj: Any, status: int = 200, head: bool = False,
-              headers: dict[str, str] | None = None) -> None:
-        if isinstance(obj, Download):
-            self._send(status, obj.body, obj.ctype, head,
-                       {"Content-Disposition": f'attachment; filename="{obj.filename}"'})
-            return
-        body = json.dumps(finite(obj), allow_nan=False).encode()
-        self._send(status, body, "application/json", head, headers)
+    timeout_s: float = REQUEST_TIMEOUT_S
+    _stall: asyncio.TimerHandle | None = None
 
-    def _static(self, name: str, head: bool) -> None:
-        path = STATIC_DIR / name
-        if "/" in name or "\\" in name or name.startswith(".") or not path.is_file() \
-                or path.suffix not in STATIC_TYPES:
-            raise HTTPError(404, "not found")
-        self._send(200, path.read_bytes(), STATIC_TYPES[path.suffix], head,
-                   {"Content-Security-Policy": CSP})
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch()
 
-    def _file(self, path: Path, head: bool) -> None:
-        """Send a media file, honouring a single-range ``Range`` header."""
-        st = path.stat()
-        size = st.st_size
-        first, last, status = 0, size - 1, 200
-        headers = {"Accept-Ranges": "bytes",
-                   "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True)}
-        rng = self.headers.get("Range")
-        if rng:
-            try:
-                parsed = parse_range(rng, size)
-            except HTTPError:
-                headers["Content-Range"] = f"bytes */{size}"
-                self._send(416, b"", "text/plain", head, headers)
-                return
-            if parsed is not None:
-                first, last = parsed
-                status = 206
-                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-        length = max(0, last - first + 1)
-        self.send_response(status)
-        self.send_header("Content-Type", MEDIA_TYPES[path.suffix.lower()])
-        self.send_header("Content-Length", str(length))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cache-Control", "no-cache")
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if head:
-            return
-        with open(path, "rb") as f:
-            f.seek(first)
-            left = length
-            while left > 0:
-                chunk = f.read(min(256 * 1024, left))
-                if not chunk:
-                    break
-                self.wfile.write(chunk)
-                left -= len(chunk)
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch()
 
-@dataclass
-class Download:
-    """A non-JSON API answer (the label export), sent as an attachment."""
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._watch()
 
-    body: bytes
-    ctype: str
-    filename: str
+    def _watch(self) -> None:
+        """(Re)start the timer while a request is incomplete or the client reads nothing;
+        it closes the connection unanswered (an endpoint waiting for the body sees a
+        disconnect)."""
+        if self._stall is not None:
+            self._stall.cancel()
+        waiting = self.conn.their_state in (h11.IDLE, h11.SEND_BODY) or self.flow.write_paused
+        self._stall = self.loop.call_later(self.timeout_s, self.transport.abort) \
+            if waiting and not self.transport.is_closing() else None
 
 
 class ReviewServer:
@@ -726,7 +696,23 @@ class ReviewServer:
                  host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  lease_s: float = 120.0, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.app = ReviewApp(root, db, lease_s)
-        self.httpd = ReviewHTTPServer((host, port), self.app, request_timeout_s)
+        host = host.strip("[]")
+        # Bound here, so a taken port fails now and ``url`` is known before serving.
+        self.socket = socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._address: tuple[str, int] = self.socket.getsockname()[:2]
+        loopback_only = is_loopback(host) or is_loopback(str(self._address[0]))
+
+        class Protocol(ReviewProtocol):
+            timeout_s = request_timeout_s
+
+        verbose = log.isEnabledFor(logging.DEBUG)  # -v: uvicorn logs every request
+        config = uvicorn.Config(
+            ReviewASGI(self.app, host.lower(), loopback_only), http=Protocol,
+            ws="none", lifespan="off", loop="asyncio", proxy_headers=False,
+            server_header=False, log_config=None, timeout_graceful_shutdown=2,
+            log_level=logging.INFO if verbose else logging.WARNING)
+        self.uvicorn = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
@@ -735,37 +721,39 @@ class ReviewServer:
 
     @property
     def port(self) -> int:
-        return int(self.httpd.server_address[1])
+        return int(self._address[1])
 
     @property
     def url(self) -> str:
-        host = str(self.httpd.server_address[0])
+        host = str(self._address[0])
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     def start(self) -> ReviewServer:
-        """Serve in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="rewardlearn-review", daemon=True)
+        """Serve in a daemon thread; returns self once uvicorn accepts connections."""
+        self._thread = threading.Thread(target=self.serve_forever, name="rewardlearn-review",
+                                        daemon=True)
         self._thread.start()
+        while not self.uvicorn.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the review server stopped while starting (see the log)")
+            time.sleep(0.01)
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self.httpd.serve_forever(poll_interval=0.5)
+        """Serve in this thread until :meth:`close` (or Ctrl-C / SIGTERM in the main thread)."""
+        self.uvicorn.run(sockets=[self.socket])
 
     def close(self) -> None:
         """Stop serving and release the socket."""
+        self.uvicorn.should_exit = True
         if self._thread is not None:
-            self.httpd.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
-        self.httpd.server_close()
+        self.socket.close()
 
     def __enter__(self) -> ReviewServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

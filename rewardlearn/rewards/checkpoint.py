@@ -99,7 +99,10 @@ def import_class(qualified: str) -> type[RewardModel]:
     """The registered reward class a checkpoint names (``module:QualName``, old module paths
     included); an unregistered name is refused, never imported
     (:class:`~rewardlearn.rewards.registry.UnknownRewardClassError`)."""
-    return reward_class(qualified)
+    cls = reward_class(qualified)
+    if not issubclass(cls, RewardModel):
+        raise TypeError(f"{qualified!r} is registered but is not a RewardModel subclass")
+    return cls
 
 
 def load_reward_model(
@@ -119,4 +122,7 @@ def load_reward_model(
             lists dotted paths its settings may import besides rewardlearn's (a shaping
             function of yours), ``revision``/``token``/``cache_dir`` go to the Hub.
     """
-    return load_pretrained(path, observation_space, action_space, **overrides)
+    model = load_pretrained(path, observation_space, action_space, **overrides)
+    if not isinstance(model, RewardModel):
+        raise TypeError(f"{path}: {type(model).__name__} is not a RewardModel")
+    return model

@@ -131,9 +131,6 @@ class MLPConfig(RewardModelConfig):
     device: str = "auto"
     seed: int | None = 0
 
-    def normalize(self) -> None:
-        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-
     def checks(self) -> list[tuple[bool, str]]:
         return [(positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
                 (self.activation in _ACTIVATIONS, f"activation must be one of "

@@ -50,7 +50,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rewardlearn.files import atomic_output, write_text_atomic
-from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.protocol import RewardProtocol
 from rewardlearn.rewards.registry import (
     ReferenceCheck,
     UntrustedReferenceError,
@@ -277,7 +277,7 @@ def _sha256(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- save
 
-def save_pretrained(model: RewardModel, folder: str | os.PathLike[str],
+def save_pretrained(model: RewardProtocol, folder: str | os.PathLike[str],
                     card: CardInfo | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as ``config.json`` + ``model.safetensors`` + ``README.md``; returns the
     folder. Each file is written to a temp name and renamed into place."""
@@ -437,7 +437,7 @@ def read_any(source: str | os.PathLike[str], **hub: Any) -> dict[str, Any]:
 
 def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | None,
                        action_space: gym.Space | None, where: str,
-                       trust: Sequence[str] = (), **overrides: Any) -> RewardModel:
+                       trust: Sequence[str] = (), **overrides: Any) -> RewardProtocol:
     """Rebuild a reward module from a checked payload: a registered class only, built with
     imports limited to registered ones (:class:`~rewardlearn.rewards.registry.ReferenceCheck`)."""
     check_spaces(payload["observation_space"], payload["action_space"], observation_space,
@@ -471,8 +471,8 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
 def load_pretrained(source: str | os.PathLike[str], observation_space: gym.Space | None = None,
                     action_space: gym.Space | None = None, *, revision: str | None = None,
                     token: str | None = None, cache_dir: str | None = None,
-                    trust: Sequence[str] = (), expected: type[RewardModel] | None = None,
-                    **overrides: Any) -> RewardModel:
+                    trust: Sequence[str] = (), expected: type[RewardProtocol] | None = None,
+                    **overrides: Any) -> RewardProtocol:
     """Load a reward model from a folder, run folder, repo id or ``.pt`` file (see
     :func:`resolve_source`), refusing it if its spaces differ from the given ones.
 
@@ -507,7 +507,7 @@ def upload_folder(folder: str | os.PathLike[str], repo_id: str, *, private: bool
     return str(getattr(info, "commit_url", info))
 
 
-def push_to_hub(model: RewardModel, repo_id: str, *, card: CardInfo | None = None,
+def push_to_hub(model: RewardProtocol, repo_id: str, *, card: CardInfo | None = None,
                 private: bool | None = None, token: str | None = None,
                 commit_message: str = "Upload reward model with rewardlearn",
                 api: HfApi | None = None) -> str:

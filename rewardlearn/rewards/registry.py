@@ -28,7 +28,7 @@ import inspect
 import os
 from collections.abc import Collection, Iterator, Mapping
 
-from rewardlearn.rewards.base import RewardModel
+from rewardlearn.rewards.protocol import RewardProtocol
 from rewardlearn.utils import (
     MOVED_MODULES,
     defined_in,
@@ -38,16 +38,20 @@ from rewardlearn.utils import (
 )
 
 _BUILTIN: dict[str, str] = {
+    "ActionPreferenceReward": "rewardlearn.select.reward:ActionPreferenceReward",
     "DrSReward": "rewardlearn.drs.reward:DrSReward",
     "EnvReward": "rewardlearn.rewards.env:EnvReward",
     "MLPReward": "rewardlearn.rewards.mlp:MLPReward",
+    "OTReward": "rewardlearn.ot.reward:OTReward",
     "PendulumReward": "rewardlearn.metrics.reference:PendulumReward",
+    "PEARLReward": "rewardlearn.pearl.reward:PEARLReward",
     "PerceptualReward": "rewardlearn.perceptual.reward:PerceptualReward",
     "PreferenceReward": "rewardlearn.preference.reward:PreferenceReward",
     "ProgressReward": "rewardlearn.progress.reward:ProgressReward",
     "ShapedReward": "rewardlearn.shaping.shaped:ShapedReward",
     "VLMDistilledReward": "rewardlearn.vlm.distilled:VLMDistilledReward",
     "VLMReward": "rewardlearn.vlm.reward:VLMReward",
+    "VPLReward": "rewardlearn.vpl.reward:VPLReward",
 }
 """Registered name -> ``module:QualName`` of every reward class in the package."""
 
@@ -69,18 +73,18 @@ def _canonical(qualified: str) -> str:
     return f"{MOVED_MODULES.get(module, module)}:{name}"
 
 
-class RewardRegistry(Mapping[str, type[RewardModel]]):
+class RewardRegistry(Mapping[str, type[RewardProtocol]]):
     """Name -> reward class; classes are imported on first use (a VLM's imports are slow)."""
 
     def __init__(self, paths: dict[str, str]) -> None:
         self._paths = dict(paths)
-        self._classes: dict[str, type[RewardModel]] = {}
+        self._classes: dict[str, type[RewardProtocol]] = {}
 
-    def __getitem__(self, name: str) -> type[RewardModel]:
+    def __getitem__(self, name: str) -> type[RewardProtocol]:
         if name not in self._paths:
             raise KeyError(name)
         if name not in self._classes:
-            self._classes[name] = import_object(self._paths[name], base=RewardModel,
+            self._classes[name] = import_object(self._paths[name], base=RewardProtocol,
                                                 what=f"registered reward {name!r}")
         return self._classes[name]
 
@@ -99,7 +103,7 @@ class RewardRegistry(Mapping[str, type[RewardModel]]):
         wanted = _canonical(qualified)
         return next((n for n, p in self._paths.items() if p == wanted), None)
 
-    def add(self, cls: type[RewardModel], name: str | None = None) -> str:
+    def add(self, cls: type[RewardProtocol], name: str | None = None) -> str:
         """Register ``cls`` under ``name`` (default: its class name); returns the name."""
         name = name or cls.__name__
         path = f"{cls.__module__}:{cls.__qualname__}"
@@ -115,18 +119,18 @@ REWARD_CLASSES = RewardRegistry(_BUILTIN)
 """Every reward class a saved reward model may name (name -> class, imported lazily)."""
 
 
-def register_reward_class(cls: type[RewardModel], name: str | None = None) -> str:
+def register_reward_class(cls: type[RewardProtocol], name: str | None = None) -> str:
     """Let saved reward models name ``cls`` (your own :class:`RewardModel`); returns its name.
 
     Call it before saving or loading such a model; loading never imports a class that a
     file names unless it is registered.
     """
-    if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
+    if not (isinstance(cls, type) and issubclass(cls, RewardProtocol)):
         raise TypeError(f"{cls!r} is not a RewardModel subclass")
     return REWARD_CLASSES.add(cls, name)
 
 
-def registered_name(model: RewardModel | type[RewardModel]) -> str:
+def registered_name(model: RewardProtocol | type[RewardProtocol]) -> str:
     """The registered name of a reward module's class; refuses an unregistered class."""
     cls = model if isinstance(model, type) else type(model)
     name = REWARD_CLASSES.name_for_path(f"{cls.__module__}:{cls.__qualname__}")
@@ -138,7 +142,7 @@ def registered_name(model: RewardModel | type[RewardModel]) -> str:
     return name
 
 
-def reward_class(name: str) -> type[RewardModel]:
+def reward_class(name: str) -> type[RewardProtocol]:
     """The registered class for a name (``MLPReward``) or an old checkpoint's
     ``module:QualName``; anything else is refused with the valid names listed."""
     key = name if name in REWARD_CLASSES else REWARD_CLASSES.name_for_path(name)

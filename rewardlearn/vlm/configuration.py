@@ -132,10 +132,6 @@ class VLMDistilledConfig(PromptConfig):
     load_vlm: bool = True
     seed: int | None = 0
 
-    def normalize(self) -> None:
-        super().normalize()
-        self.hidden_sizes = [int(h) for h in self.hidden_sizes]
-
     def checks(self) -> list[tuple[bool, str]]:
         prompt_checks = super().checks() if self.load_vlm else []
         return [

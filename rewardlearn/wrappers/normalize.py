@@ -64,16 +64,22 @@ class AgentNormalize(VecNormalize):
             self._rollout_dones.append(np.asarray(dones, bool).copy())
         return obs, rewards, dones, infos
 
-    def update_rollout(self, rewards: np.ndarray) -> None:
+    def update_rollout(self, rewards: np.ndarray, dones: np.ndarray | None = None) -> None:
         """Feed the return statistics the rollout's final rewards ``(T, n_envs)`` (raw, as
-        the agent would have had them step by step), with the episode ends ``step`` saw."""
+        the agent would have had them step by step), with the episode ends ``step`` saw.
+        ``dones`` (``(T, n_envs)``): the oldest ``T`` steps only (an off-policy agent's
+        flush), with their episode ends."""
         rewards = np.asarray(rewards, np.float64)
-        dones, self._rollout_dones = self._rollout_dones, []
+        if dones is not None:
+            self._rollout_dones = self._rollout_dones[len(rewards):]
+            dones_list = list(np.asarray(dones, bool).reshape(len(rewards), -1))
+        else:
+            dones_list, self._rollout_dones = self._rollout_dones, []
         if not self.training or not self.norm_reward:
             return
-        if len(dones) != len(rewards):
-            dones = [np.zeros(self.num_envs, bool)] * len(rewards)
-        for r, d in zip(rewards, dones, strict=True):
+        if len(dones_list) != len(rewards):
+            dones_list = [np.zeros(self.num_envs, bool)] * len(rewards)
+        for r, d in zip(rewards, dones_list, strict=True):
             self._deferred_returns = self._deferred_returns * self.gamma + r
             self.ret_rms.update(self._deferred_returns)
             self._deferred_returns[d] = 0.0

@@ -45,8 +45,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from rewardlearn.rewards.base import RewardModel, TransitionBatch, check_finite
+from rewardlearn.wrappers.episodic import is_episodic
 from rewardlearn.wrappers.frames import FRAME_KEY
-from rewardlearn.wrappers.normalize import normalized_delta
+from rewardlearn.wrappers.normalize import AgentNormalize, normalized_delta, reward_normalizer
+from rewardlearn.wrappers.replay import DeferredReplayBuffer
 
 LEARNED_EPISODE_KEY = "learned_episode"
 
@@ -123,14 +125,25 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
         self.episode_returns: deque[dict[str, float]] = deque(maxlen=100)
         self._pending: list[TransitionBatch] = []
+        self._run_start = np.zeros(self.num_envs, dtype=np.int64)
+        """Per env, the index in the pending steps where its running episode starts."""
 
     @property
     def pending(self) -> int:
         """Steps whose reward waits for :meth:`flush` (``defer=True``)."""
         return len(self._pending)
 
+    @property
+    def complete_steps(self) -> int:
+        """Leading pending steps whose every row belongs to an episode that has ended (what
+        an off-policy agent flushes: a trajectory-level reward knows those rows)."""
+        return int(min(self._run_start.min(initial=len(self._pending)), len(self._pending)))
+
     def reset(self) -> Any:
         self._pending.clear()  # a rollout cut short by a reset is not trained on
+        self._run_start[:] = 0
+        if is_episodic(self.reward_model):
+            self.reward_model.clear_episodes()
         obs = self.venv.reset()
         self._last_obs = copy_obs(obs)
         if self.reward_model.needs_frames:
@@ -191,6 +204,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             if self.reward_model.defer_consumes_frames:  # the module took them already
                 batch = dataclasses.replace(batch, frames=None, obs_frames=None)
             self._pending.append(batch)
+            self._run_start[batch.dones] = len(self._pending)
             zero = np.zeros(self.num_envs, np.float32)
             return obs, combine_rewards(zero, env_rew, self.mode, self.weight).astype(
                 np.float32), dones, infos
@@ -227,7 +241,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
                 self._ep_len[i] = 0
         return ended
 
-    def flush(self) -> FlushedRewards:
+    def flush(self, steps: int | None = None) -> FlushedRewards:
         """Compute the rewards of every deferred step in one call (``defer=True``).
 
         Steps are then observed by the module in their order, as without deferral, and
@@ -235,13 +249,19 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         rewards ``(T, n_envs)``, the change to what ``step`` returned (``combined -
         returned``: the learned reward in ``replace`` mode, ``weight`` times it in
         ``add`` mode), the episodes that ended and each signal's ``(T, n_envs)`` values.
+        ``steps``: only the oldest ``steps`` pending steps (an off-policy agent flushes
+        :attr:`complete_steps`); the others stay pending.
         """
-        pending, self._pending = self._pending, []
+        steps = len(self._pending) if steps is None else int(steps)
+        if not 0 <= steps <= len(self._pending):
+            raise ValueError(f"cannot flush {steps} of {len(self._pending)} pending steps")
+        pending, self._pending = self._pending[:steps], self._pending[steps:]
+        self._run_start = np.maximum(self._run_start - steps, 0)
         t, n = len(pending), self.num_envs
         if not t:
             empty = np.zeros((0, n), np.float32)
             return FlushedRewards(empty, empty.copy(), total=empty.copy(),
-                                  returned=empty.copy())
+                                  returned=empty.copy(), dones=np.zeros((0, n), bool))
         joined = TransitionBatch.concat(pending)
         out = self.reward_model.compute_deferred(joined)
         learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
@@ -258,7 +278,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         for k, batch in enumerate(pending):
             episodes += self._account(batch, learned[k], {s: v[k] for s, v in signals.items()})
         return FlushedRewards(learned, delta.astype(np.float32), episodes, signals, total,
-                              returned)
+                              returned, np.stack([b.dones for b in pending]))
 
 
 @dataclass
@@ -277,6 +297,8 @@ class FlushedRewards:
     """The rewards the agent gets, ``(T, n_envs)`` (raw: before any reward normalisation)."""
     returned: np.ndarray | None = None
     """What ``step`` returned for these steps (raw), ``(T, n_envs)``."""
+    dones: np.ndarray | None = None
+    """Where an episode ended (terminated or truncated), ``(T, n_envs)``."""
 
 
 class RewardLoggingCallback(BaseCallback):
@@ -317,22 +339,51 @@ class DeferredRewardCallback(RewardLoggingCallback):
     before any callback that reads the rollout's rewards (``train.py`` puts it first).
     Logs the learned returns as :class:`RewardLoggingCallback` does, and each reward
     signal's rollout mean as ``reward/<signal>``.
+
+    Off-policy agents (a trajectory-level reward, :mod:`rewardlearn.wrappers.episodic`):
+    SB3 stores each step with the placeholder ``step`` returned; at each rollout end (before
+    SB3 trains) the steps whose episodes have ended (:attr:`RewardVecEnvWrapper.
+    complete_steps`) are flushed and their raw rewards written into the replay rows they
+    were stored in (:class:`~rewardlearn.wrappers.replay.DeferredReplayBuffer`, which
+    trains only on rows written). Training waits until one episode has ended.
     """
+
+    def __init__(self, window: int = 100, verbose: int = 0) -> None:
+        super().__init__(window, verbose)
+        self.replay: DeferredReplayBuffer | None = None
+        self._stamps: list[int] = []
+        """Off-policy: the replay stamp of each pending step, oldest first."""
 
     def _on_training_start(self) -> None:
         wrapper = find_reward_wrapper(self.training_env)
         if wrapper is None or not wrapper.defer:
             raise RuntimeError("DeferredRewardCallback needs the env wrapped in "
                                "RewardVecEnvWrapper(..., defer=True)")
-        if not isinstance(self.model, OnPolicyAlgorithm):
-            raise ValueError(f"deferred rewards need an on-policy agent; "
-                             f"{type(self.model).__name__} stores each step's reward as it goes")
         self.wrapper = wrapper
+        self.replay = None
+        stamps, self._stamps = self._stamps, []
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            rb = getattr(self.model, "replay_buffer", None)
+            if not isinstance(rb, DeferredReplayBuffer):
+                raise ValueError(f"deferred rewards with {type(self.model).__name__} need its "
+                                 "replay_buffer_class=DeferredReplayBuffer (rewardlearn."
+                                 "wrappers.replay), which trains only on rows whose reward "
+                                 "is known")
+            self.replay = rb
+            if len(stamps) == wrapper.pending:  # learn() again without a reset: carry on
+                self._stamps = stamps
+            else:  # steps whose rows this callback did not see: their rows stay unused
+                wrapper.flush()
 
     def _on_step(self) -> bool:
+        if self.replay is not None:  # SB3 stores this step after the callbacks
+            self._stamps.append(self.replay.adds)
         return True
 
     def _on_rollout_end(self) -> None:
+        if self.replay is not None:
+            self._write_replay(self.replay)
+            return
         flushed = self.wrapper.flush()
         assert flushed.total is not None and flushed.returned is not None
         delta = normalized_delta(self.model, flushed.total, flushed.returned)
@@ -340,6 +391,25 @@ class DeferredRewardCallback(RewardLoggingCallback):
         self._record(flushed.episodes)
         for name, values in flushed.signals.items():
             self.logger.record(f"reward/{name}", float(np.mean(values)))
+
+    def _write_replay(self, replay: DeferredReplayBuffer) -> None:
+        """Flush the steps of ended episodes into their replay rows (raw rewards: SB3
+        normalises them when it samples); hold training until a row is ready."""
+        steps = self.wrapper.complete_steps
+        if steps:
+            flushed = self.wrapper.flush(steps)
+            stamps, self._stamps = self._stamps[:steps], self._stamps[steps:]
+            assert flushed.total is not None and flushed.dones is not None
+            replay.write(stamps, flushed.total)
+            norm = reward_normalizer(self.model)
+            if isinstance(norm, AgentNormalize):
+                norm.update_rollout(flushed.total, dones=flushed.dones)
+            self._record(flushed.episodes)
+            for name, values in flushed.signals.items():
+                self.logger.record(f"reward/{name}", float(np.mean(values)))
+        if replay.n_ready == 0:  # SB3 trains when num_timesteps > learning_starts
+            model: Any = self.model
+            model.learning_starts = max(int(model.learning_starts), int(self.num_timesteps))
 
 
 def write_rollout_rewards(agent: BaseAlgorithm, delta: np.ndarray, last_values: Any,

@@ -1,0 +1,397 @@
+"""Reward-guided action selection (best-of-n, ``rewardlearn/select/``) on ``pick_place``:
+per-step decision time, and the success of a cloned policy with and without selection.
+
+Usage::
+
+    python bench/bench_select.py                      # full: seeds 0-4, 50 eval episodes
+    python bench/bench_select.py --drs-run 'bench/_work/drs/t1000000/runs/drs_s{seed}'
+    python bench/bench_select.py --smoke --out bench/_work/select/smoke.md   # tiny budgets
+
+Steps, per seed ``s`` of ``--seeds``:
+
+1. ``--demos`` (50) scripted-expert demos with Gaussian action noise ``--demo-noise`` (0.5),
+   successful ones only (``rewardlearn-collect env=pick_place n_episodes=50 noise=0.5``),
+   collected once (seed 0).
+2. A BC policy: PPO as ``train.py env=pick_place agent=ppo`` builds it (256x256 nets, mean
+   kept in the action bounds, observations normalised with the demos' statistics), its
+   actor cloned from the demos with the ``bc.*`` defaults (50 epochs; log-std -1 after
+   cloning), torch seed ``s``. No RL.
+3. ``--labels`` (500) synthetic action-preference labels: at every ``--every`` (5) steps of
+   the BC policy's own sampled rollouts (episode seeds ``20000 + 1000 s + k``), two
+   candidates from the policy; the oracle prefers the one whose ``--label-horizon`` (5)
+   steps (the candidate, then the mean action) earn more of the env's dense reward,
+   through a copy of the simulator state (simulation only). A reward ``r(s, a)``
+   (``reward=action_preference``, Bradley-Terry, seed ``s``) is fitted on them.
+4. Deterministic evaluation (the policy's mean action; best-of-n: the mean action is
+   candidate 1), ``--episodes`` (50) held-out seeds ``10000 + k``, success = the env's
+   ``is_success``:
+
+   * ``bc``: the BC policy alone; ``bc_sampled``: one sampled action per step (control:
+     what a random pick among the candidates does);
+   * ``action_preference``: best-of-``--n`` (16) by the learned ``r(s, a)``;
+   * ``drs``: best-of-16 by a DrS run's trained reward (``reward=drs``: stage + its stage
+     classifier over the state reached), one-step lookahead (simulation only); only with
+     ``--drs-run`` (a run folder, ``{seed}`` replaced by the seed; default: bench_drs's
+     ``bench/_work/drs/t1000000/runs/drs_s{seed}`` when present);
+   * ``true_reward``: best-of-16 by the env's dense reward over a one-step lookahead (the
+     ceiling of one-step selection; simulation only).
+
+Latency (seed ``--seeds[0]``'s policy): per-step decision time of best-of-``n`` for ``n`` in
+``--latency-n`` (1 4 16 64), as a ratio to the plain policy's ``predict`` timed in the same
+loop (same process, same states; medians of ``--latency-steps`` steps), for the ``r(s, a)``
+scorer and the env-reward lookahead, on the CPU with one torch thread, and on CUDA when
+available. Writes ``--out``
+(``bench/results/select.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _common import add_paths, git_commit  # noqa: E402
+
+DEFAULT_DRS = "bench/_work/drs/t1000000/runs/drs_s{seed}"
+CONDITIONS = ("bc", "bc_sampled", "action_preference", "drs", "true_reward")
+LABELS = {
+    "bc": "BC policy alone (mean action)",
+    "bc_sampled": "BC policy, one sampled action per step (control)",
+    "action_preference": "best-of-{n} by r(s, a) from {labels} synthetic action-preference labels",
+    "drs": "best-of-{n} by a DrS run's reward over s' (one-step lookahead)",
+    "true_reward": "best-of-{n} by the env's dense reward (one-step lookahead: ceiling)",
+}
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def prepare_demos(work: Path, n: int, noise: float) -> Path:
+    """``n`` successful noisy-expert demos (reused if present)."""
+    from rewardlearn.cli.collect import CollectConfig, collect
+
+    out = work / f"demos-n{n}-noise{round(noise * 100)}"
+    if not out.exists():
+        name = f"select-noise{round(noise * 100)}"
+        collect(CollectConfig(env="pick_place", n_episodes=n, noise=noise, seed=0, out=str(out),
+                              dataset_id=f"rewardlearn/pick_place/{name}-v0"), verbose=False)
+    return out
+
+
+def train_config(seed: int) -> Any:
+    """``train.py env=pick_place agent=ppo reward=env seed=<seed>`` as composed by Hydra."""
+    from hydra import compose, initialize_config_dir
+
+    from rewardlearn.cli.schemas import register_reward_schemas
+
+    register_reward_schemas()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[
+            "env=pick_place", "agent=ppo", "reward=env", f"seed={seed}", "~teacher"])
+
+
+def bc_policy(work: Path, demos: Path, seed: int, epochs: int) -> tuple[Any, dict[str, Any]]:
+    """The cloned PPO agent behind its fixed observation normaliser (saved as a run-like
+    folder, ``agent.zip`` + ``vecnormalize.pkl``, reused if present)."""
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardlearn.agents import build_agent, load_run_policy
+    from rewardlearn.bc import BCConfig, warm_start
+    from rewardlearn.env_factory import make_vec_env
+
+    folder = work / f"bc_e{epochs}_s{seed}"
+    report = folder / "bc.json"
+    if not report.is_file():
+        torch.manual_seed(seed)
+        cfg = train_config(seed)
+        venv = VecNormalize(make_vec_env(cfg.env, n_envs=1, seed=seed), norm_obs=True,
+                            norm_reward=False)
+        agent = build_agent(cfg, venv, folder)
+        stats = warm_start(agent, BCConfig(demos=str(demos), epochs=epochs), venv, seed=seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        agent.save(folder / "agent.zip")
+        venv.save(str(folder / "vecnormalize.pkl"))
+        venv.close()
+        report.write_text(json.dumps(stats, indent=2))
+    return load_run_policy(folder), json.loads(report.read_text())
+
+
+def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
+                  ) -> tuple[Any, dict[str, Any]]:
+    """Synthetic action-preference labels from the policy's rollouts, and ``r(s, a)``."""
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.select.pairs import ActionOracle, collect_action_pairs, pairs_file
+    from rewardlearn.select.reward import ActionPreferenceReward
+
+    folder = work / f"labels_{args.labels}_h{args.label_horizon}_s{seed}"
+    label_s: float | str = "reused"
+    try:
+        pairs_file(folder)
+    except FileNotFoundError:
+        t0 = time.perf_counter()
+        collect_action_pairs(policy, "pick_place", args.labels, folder,
+                             ActionOracle(horizon=args.label_horizon), args.label_horizon,
+                             args.every, seed=20_000 + 1000 * seed)
+        label_s = round(time.perf_counter() - t0, 1)
+    env = make_env("pick_place")
+    t0 = time.perf_counter()
+    reward = ActionPreferenceReward(env.observation_space, env.action_space, labels=str(folder),
+                                    max_labels=args.labels, seed=seed, epochs=args.reward_epochs)
+    env.close()
+    return reward, {**reward.summary(), "label_wall_s": label_s,
+                    "fit_wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def drs_reward(template: str | None, seed: int) -> tuple[Any, str | None]:
+    """The trained reward of a ``reward=drs`` run (``None`` without one)."""
+    from rewardlearn.cli.select_run import load_scoring_model
+    from rewardlearn.env_factory import make_env
+
+    path = template.format(seed=seed) if template else str(ROOT / DEFAULT_DRS.format(seed=seed))
+    if not Path(path).exists():
+        if template is not None:
+            raise FileNotFoundError(f"--drs-run {path}: no such run folder (a train.py run with "
+                                    "reward=drs on pick_place)")
+        return None, None
+    env = make_env("pick_place")
+    model = load_scoring_model(path, env.observation_space, env.action_space)
+    env.close()
+    return model, path
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_condition(policy: Any, scorer: Any, n: int, episodes: int,
+                       deterministic: bool = True) -> dict[str, Any]:
+    """Success and decision time of ``policy`` (behind best-of-``n`` when ``scorer``)."""
+    from rewardlearn.cli.select_run import linked_env_config
+    from rewardlearn.env_factory import env_config
+    from rewardlearn.rollouts import evaluate
+    from rewardlearn.select import BestOfN
+
+    env: Any = env_config("pick_place")
+    actor: Any = policy
+    selector = None
+    if scorer is not None:
+        selector = BestOfN(policy, scorer, n, observation_space=policy.agent.observation_space)
+        actor = selector
+        if scorer.lookahead:
+            env = linked_env_config(env, selector)
+    t0 = time.perf_counter()
+    result = evaluate(actor, env, n_episodes=episodes, seed=10_000, deterministic=deterministic)
+    out = {**result.summary(), "wall_s": round(time.perf_counter() - t0, 1)}
+    if selector is not None:
+        out["select"] = selector.summary()
+    return out
+
+
+def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from rewardlearn.select import EnvRewardScorer, LookaheadRewardScorer, RewardScorer
+
+    policy, bc = bc_policy(work, demos, seed, args.bc_epochs)
+    out: dict[str, Any] = {"seed": seed, "bc": bc, "conditions": {}}
+    conds = out["conditions"]
+    conds["bc"] = evaluate_condition(policy, None, 1, args.episodes)
+    conds["bc_sampled"] = evaluate_condition(policy, None, 1, args.episodes, deterministic=False)
+    reward, out["reward"] = action_reward(policy, work, seed, args)
+    conds["action_preference"] = evaluate_condition(policy, RewardScorer(reward), args.n,
+                                                    args.episodes)
+    drs, out["drs_run"] = drs_reward(args.drs_run, seed)
+    if drs is not None:
+        conds["drs"] = evaluate_condition(policy, LookaheadRewardScorer(drs, gamma=0.99), args.n,
+                                          args.episodes)
+    conds["true_reward"] = evaluate_condition(policy, EnvRewardScorer(gamma=0.99), args.n,
+                                              args.episodes)
+    for name, c in conds.items():
+        print(f"seed {seed} {name}: success {c['success_rate']:.0%}, return "
+              f"{c['env_return_mean']:.1f}, {c['wall_s']} s", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- latency
+
+def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
+            ) -> list[dict[str, Any]]:
+    """Median per-step decision time of best-of-n and of the plain policy, timed in the same
+    loop on the same states (a live pick_place episode stepped with the selected action);
+    medians, as the machine may be shared."""
+    import torch
+
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.select import BestOfN, EnvRewardScorer, RewardScorer
+
+    if device != "cpu":
+        policy.agent.policy.to(device)
+        policy.agent.device = torch.device(device)
+        reward.ensemble.to(device)
+        reward.device = torch.device(device)
+    rows = []
+    try:
+        for scorer_name in ("reward", "env_reward"):
+            for n in ns:
+                scorer = RewardScorer(reward) if scorer_name == "reward" else EnvRewardScorer()
+                env = make_env("pick_place")
+                selector = BestOfN(policy, scorer, n,
+                                   observation_space=policy.agent.observation_space).bind(env)
+                obs, _ = env.reset(seed=30_000)
+                plain_t, sel_t = [], []
+                for i in range(steps + 5):
+                    # alternate which goes first: the second call on a state finds warm caches
+                    for first in ((True, False) if i % 2 else (False, True)):
+                        t0 = time.perf_counter()
+                        if first:
+                            action, _ = selector.predict(obs, deterministic=True)
+                        else:
+                            policy.predict(obs, deterministic=True)
+                        if i >= 5:  # warm-up steps are not timed
+                            (sel_t if first else plain_t).append(time.perf_counter() - t0)
+                    obs, _, term, trunc, _ = env.step(action)
+                    if term or trunc:
+                        obs, _ = env.reset(seed=30_001 + i)
+                env.close()
+                rows.append({"device": device, "scorer": scorer_name, "n": n,
+                             "plain_ms": 1000 * float(np.median(plain_t)),
+                             "select_ms": 1000 * float(np.median(sel_t)),
+                             "ratio": float(np.median(sel_t) / np.median(plain_t)),
+                             "select_mean_ms": 1000 * float(np.mean(sel_t)),
+                             "steps": steps})
+                print(f"latency {device} {scorer_name} n={n}: {rows[-1]['select_ms']:.2f} ms "
+                      f"({rows[-1]['ratio']:.1f}x plain)", flush=True)
+    finally:
+        if device != "cpu":
+            policy.agent.policy.to("cpu")
+            policy.agent.device = torch.device("cpu")
+            reward.ensemble.to("cpu")
+            reward.device = torch.device("cpu")
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any]],
+                 args: argparse.Namespace, argv: list[str], wall_s: float) -> None:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    fmt = {"n": args.n, "labels": args.labels}
+    lines = [
+        "## Reward-guided action selection (best-of-n) on pick_place", "",
+        *(["**SMOKE RUN (`--smoke`): budgets far too small for any conclusion; it shows the "
+           "pipeline runs.**", ""] if args.smoke else []),
+        f"Machine: {platform.machine()}, {cores} cores (shared; load average {load} at the "
+        f"end), {gpu}; commit {git_commit(dirty=True)}; command: `python bench/bench_select.py "
+        f"{' '.join(argv)}`; seeds {' '.join(str(s['seed']) for s in seeds)}; "
+        f"{wall_s / 60:.1f} min wall time.", "",
+        f"Policy: PPO (pick_place's settings) cloned from {args.demos} scripted-expert demos "
+        f"with action noise {args.demo_noise} (successful ones), {args.bc_epochs} BC epochs, "
+        f"no RL. Evaluation: deterministic (the mean action; best-of-n: the mean action is "
+        f"candidate 1), {args.episodes} held-out episodes (seeds 10000+). Labels: "
+        f"{args.labels} pairs per seed, every {args.every} steps of the policy's sampled "
+        f"rollouts, oracle on the env's dense reward over {args.label_horizon} steps after "
+        "each candidate (simulation).", "",
+        "| condition | seeds | success per seed | mean success | mean env return | "
+        "decision ms (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cond in CONDITIONS:
+        runs = [(s["seed"], s["conditions"][cond]) for s in seeds if cond in s["conditions"]]
+        if not runs:
+            lines.append(f"| {LABELS[cond].format(**fmt)} | - | not run (no --drs-run folder) "
+                         "| - | - | - |")
+            continue
+        succ = [c["success_rate"] for _, c in runs]
+        ms = [c["select"]["decision_ms_mean"] for _, c in runs if "select" in c]
+        lines.append(
+            f"| {LABELS[cond].format(**fmt)} | {', '.join(str(s) for s, _ in runs)} | "
+            f"{', '.join(f'{x:.0%}' for x in succ)} | **{np.mean(succ):.1%}** | "
+            f"{np.mean([c['env_return_mean'] for _, c in runs]):.2f} | "
+            f"{f'{np.mean(ms):.2f}' if ms else '-'} |")
+    lines += ["", "Action-preference reward per seed (Bradley-Terry fit; accuracy on the "
+                  "non-equal labels):", "",
+              "| seed | labels | train acc | held-out acc | labelling wall (s) | "
+              "fit wall (s) | BC loss first / last | DrS run |",
+              "|---|---|---|---|---|---|---|---|"]
+    for s in seeds:
+        r, bc = s["reward"], s["bc"]
+        lines.append(f"| {s['seed']} | {r['labels']} | {r['train_acc']} | {r['heldout_acc']} | "
+                     f"{r['label_wall_s']} | {r['fit_wall_s']} | {bc['loss_first']:.4f} / "
+                     f"{bc['loss_last']:.4f} | {s['drs_run'] or '-'} |")
+    if lat:
+        lines += ["", f"Per-step decision time (median of {lat[0]['steps']} steps after 5 "
+                      "warm-up steps; plain = the policy's own `predict` timed in the same loop; "
+                      "one torch thread on the CPU; `reward`: r(s, a) above, `env_reward`: "
+                      "one-step simulator lookahead):", "",
+                  "| device | scorer | n | plain (ms) | best-of-n (ms) | ratio | best-of-n mean "
+                  "(ms) |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in lat:
+            lines.append(f"| {row['device']} | {row['scorer']} | {row['n']} | "
+                         f"{row['plain_ms']:.3f} | {row['select_ms']:.3f} | "
+                         f"{row['ratio']:.1f}x | {row['select_mean_ms']:.3f} |")
+        if not any(r["device"] != "cpu" for r in lat):
+            lines += ["", "No CUDA device on this machine: GPU rows not measured."]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    (out.with_suffix(".json")).write_text(json.dumps({"seeds": seeds, "latency": lat},
+                                                     indent=2, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--demos", type=int, default=50)
+    parser.add_argument("--demo-noise", type=float, default=0.5)
+    parser.add_argument("--bc-epochs", type=int, default=50)
+    parser.add_argument("--labels", type=int, default=500)
+    parser.add_argument("--every", type=int, default=5)
+    parser.add_argument("--label-horizon", type=int, default=5)
+    parser.add_argument("--reward-epochs", type=int, default=200)
+    parser.add_argument("--drs-run", default=None,
+                        help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "
+                             "when present")
+    parser.add_argument("--latency-n", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--latency-steps", type=int, default=200)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny budgets (1 seed, 2 episodes, 20 labels, 5 demos): a pipeline "
+                             "check, not a measurement")
+    add_paths(parser, "select")
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.episodes, args.labels, args.demos = args.seeds[:1], 2, 20, 5
+        args.bc_epochs, args.reward_epochs, args.latency_steps = 5, 20, 10
+        args.work = args.work / "smoke"
+    import torch
+
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    demos = prepare_demos(args.work, args.demos, args.demo_noise)
+    seeds = [run_seed(seed, demos, args.work, args) for seed in args.seeds]
+    policy, _ = bc_policy(args.work, demos, args.seeds[0], args.bc_epochs)
+    reward, _ = action_reward(policy, args.work, args.seeds[0], args)
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    lat = [row for d in devices for row in latency(policy, reward, args.latency_n,
+                                                   args.latency_steps, d)]
+    write_report(args.out, seeds, lat, args, argv, time.perf_counter() - t0)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""``reward=vpl`` with 2 and 4 conflicting synthetic users: per-user preference accuracy,
+one Bradley-Terry reward on the conflicting pairs, and a new user's policy from <= 10 labels.
+
+Usage::
+
+    python bench/bench_vpl.py                      # HalfCheetah, 2 and 4 users, 300k steps, 3 seeds
+    python bench/bench_vpl.py --env pendulum --users 2 --seeds 0 --timesteps 20000
+
+For each number of users ``K`` and seed (one ``python train.py`` process per run):
+
+1. ``reward=vpl teacher=population teacher.n_users=K`` (PPO; ``--budget`` labels over the
+   users; the agent sees ``[s, z]`` with ``z ~ N(0, I)``). HalfCheetah's users: 2 =
+   forward vs backward (``+-v_x``), 4 = target speeds -3, -1, 1, 3 m/s
+   (``teacher.preset=auto``); Pendulum's: counter-clockwise vs clockwise, or target speeds.
+2. Held-out segments (``--segment-episodes`` episodes of the trained agent with prior ``z`` and
+   as many of random actions, cut into segments), ``--heldout`` random pairs of them labelled
+   by *every* user. VPL's accuracy per user with ``z`` from ``--context`` other pairs that
+   user labelled, chosen at random or actively (mutual information,
+   :func:`rewardlearn.vpl.active.select_queries`, from ``--candidates`` pairs); a single
+   Bradley-Terry reward fitted to the run's pooled labels (every user's) on the same pairs;
+   both also on the *conflicting* pairs (the users disagree).
+3. A new user of each kind: ``z`` from ``--context`` active labels, the VPL agent evaluated with
+   that fixed ``z`` on the user's own reward (``--eval-episodes`` held-out seeds), against an
+   agent trained on that user's true reward (``reward=env`` with
+   :class:`~rewardlearn.vpl.population.UserRewardWrapper`, the same steps and seed) and
+   uniform random actions; normalised score ``(vpl - random) / (oracle - random)``.
+
+Writes ``bench/results/vpl.md`` (``--out``) with the commands, seeds and a provenance line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import add_paths, git_commit, train_run  # bench/ is on sys.path when a script runs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+COMMON = ["agent=ppo", "torch_threads=1", "video.enabled=false", "progress_bar=false"]
+
+
+def train(run_dir: Path, overrides: list[str], log: Path) -> dict[str, Any]:
+    """One ``train.py`` run into ``run_dir`` (reused when its ``summary.json`` exists)."""
+    return train_run(run_dir, [*COMMON, *overrides], log)
+
+
+def user_wrapper(user: int, preset: str, n_users: int) -> dict[str, Any]:
+    return {"_target_": "rewardlearn.vpl.population.UserRewardWrapper", "user": user,
+            "preset": preset, "n_users": n_users}
+
+
+def hydra_list(specs: list[dict[str, Any]]) -> str:
+    """``[{k:v,...}]`` for a Hydra override."""
+    return "[" + ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.items()) + "}"
+                          for s in specs) + "]"
+
+
+def collect_segments(env_name: str, act: Any, latent_dim: int, obs_dim: int, episodes: int,
+                     length: int, seed: int) -> np.ndarray:
+    """Non-overlapping ``length``-step windows ``(n, L, [s, a, s'])`` of ``episodes`` episodes
+    (``act``: observation -> action, ``None``: uniform random actions), ``z ~ N(0, I)``."""
+    from rewardlearn.env_factory import env_config, make_env
+    from rewardlearn.vpl.latent import latent_wrapper
+
+    cfg = env_config(env_name)
+    cfg.wrappers = [*(cfg.get("wrappers") or []), latent_wrapper(latent_dim)]
+    env = make_env(cfg, seed=seed)
+    out = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        rows, done = [], False
+        while not done:
+            a = env.action_space.sample() if act is None else act(obs)
+            nxt, _, terminated, truncated, _ = env.step(a)
+            rows.append(np.concatenate([obs[:obs_dim], np.asarray(a, np.float32).reshape(-1),
+                                        nxt[:obs_dim]]))
+            obs, done = nxt, bool(terminated or truncated)
+        steps = np.asarray(rows, np.float32)
+        out += [steps[s:s + length] for s in range(0, len(steps) - length + 1, length)]
+    env.close()
+    return np.stack(out)
+
+
+def user_return(env_name: str, policy: Any, user: int, preset: str, n_users: int,
+                episodes: int, z: np.ndarray | None) -> float:
+    """Mean return of ``episodes`` held-out episodes (seeds 10000...) on user ``user``'s
+    reward, the agent given the fixed latent ``z`` (``policy=None``: random actions)."""
+    from rewardlearn.agents import ActPolicy
+    from rewardlearn.env_factory import env_config, make_env
+    from rewardlearn.rollouts import evaluate
+    from rewardlearn.vpl.latent import latent_wrapper
+
+    cfg = env_config(env_name)
+    cfg.wrappers = [*(cfg.get("wrappers") or []), user_wrapper(user, preset, n_users)]
+    if z is not None:
+        cfg.wrappers = [*cfg.wrappers, latent_wrapper(len(z), list(map(float, z)))]
+    if policy is None:
+        space = make_env(cfg).action_space
+        space.seed(0)
+        policy = ActPolicy(lambda obs: space.sample())
+    return float(np.mean(evaluate(policy, cfg, n_episodes=episodes).env_returns))
+
+
+def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Train VPL for ``k`` users and one seed, then measure everything of the module docstring."""
+    import torch
+
+    from rewardlearn.agents import ActPolicy, agent_policy
+    from rewardlearn.rewards import load_reward_model
+    from rewardlearn.vpl.active import select_queries
+    from rewardlearn.vpl.evaluation import conflicting, fit_bradley_terry, user_accuracies
+    from rewardlearn.vpl.population import PopulationTeacher
+    from rewardlearn.vpl.reward import VPLReward
+
+    torch.set_num_threads(1)
+    users = [f"teacher.n_users={k}", f"teacher.preset={args.preset}"]
+    vpl_dir = work / f"vpl_k{k}_s{seed}"
+    summary = train(vpl_dir, [f"env={args.env}", "reward=vpl", "teacher=population", *users,
+                              f"reward.model.budget={args.budget}",
+                              f"total_timesteps={args.timesteps}", f"seed={seed}", *args.extra,
+                              *args.vpl_extra],
+                    work / "logs" / f"vpl_k{k}_s{seed}.log")
+    reward = load_reward_model(vpl_dir / "reward_model.pt", device="cpu")
+    assert isinstance(reward, VPLReward)
+    d = reward.cfg.latent_dim
+    act = agent_policy(str(vpl_dir / "agent.zip"))
+    rng = np.random.default_rng(1000 + seed)
+    segs = np.concatenate([
+        collect_segments(args.env, act, d, reward.obs_dim, args.segment_episodes,
+                         reward.cfg.segment_length, 20_000 + 100 * seed),
+        collect_segments(args.env, None, d, reward.obs_dim, args.segment_episodes,
+                         reward.cfg.segment_length, 30_000 + 100 * seed)])
+    need = 2 * (args.heldout + args.candidates + args.context)
+    if len(segs) < need:
+        raise SystemExit(f"{len(segs)} segments < {need}: raise --segment-episodes")
+    order = rng.permutation(len(segs))
+    take = iter(np.split(order[:need], np.cumsum([args.heldout, args.heldout, args.candidates,
+                                                   args.candidates, args.context])))
+    h1, h2, c1, c2, r1, r2 = (segs[next(take)] for _ in range(6))
+    teacher = PopulationTeacher(env=args.env, preset=args.preset, n_users=k, seed=seed + 100)
+    side = reward.split_side
+
+    def labels(user: int, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        return teacher.label_user(user, side(x1), side(x2)).labels
+
+    held = np.stack([labels(u, h1, h2) for u in range(k)])
+    random_ctx = [(r1, r2, labels(u, r1, r2)) for u in range(k)]
+    picked, _ = select_queries(reward, c1, c2, n_queries=args.context, seed=seed)
+    active_ctx = [(c1[picked], c2[picked], labels(u, c1[picked], c2[picked])) for u in range(k)]
+    pool = reward.dataset
+    bt = fit_bradley_terry(pool.x1[..., reward.columns], pool.x2[..., reward.columns],
+                           pool.labels, epochs=args.bt_epochs, seed=seed)
+    acc_random = user_accuracies(reward, random_ctx, h1, h2, held, bt)
+    acc_active = user_accuracies(reward, active_ctx, h1, h2, held)
+    policy = ActPolicy(agent_policy(str(vpl_dir / "agent.zip"), deterministic=True))
+    vpl_ret, oracle_ret, random_ret = [], [], []
+    for u in range(k):
+        z, _ = reward.infer_latent(*active_ctx[u])
+        vpl_ret.append(user_return(args.env, policy, u, args.preset, k, args.eval_episodes, z))
+        random_ret.append(user_return(args.env, None, u, args.preset, k, args.eval_episodes,
+                                      None))
+        oracle = train(work / f"oracle_k{k}_u{u}_s{seed}",
+                       [f"env={args.env}", "reward=env", "~teacher",
+                        f"+env.wrappers={hydra_list([user_wrapper(u, args.preset, k)])}",
+                        f"eval.n_episodes={args.eval_episodes}",
+                        f"total_timesteps={args.timesteps}", f"seed={seed}", *args.extra],
+                       work / "logs" / f"oracle_k{k}_u{u}_s{seed}.log")
+        oracle_ret.append(float(oracle["env_return_mean"]))
+    score = [(v - r) / (o - r) if o != r else float("nan")
+             for v, o, r in zip(vpl_ret, oracle_ret, random_ret, strict=True)]
+    out = {"users": k, "seed": seed, "labels_used": summary["reward_training"]["labels_used"],
+           "conflicting_share": float(conflicting(held).mean()),
+           "vpl_random": acc_random["vpl"], "vpl_active": acc_active["vpl"],
+           "vpl_conflicting": acc_random["vpl_conflicting"], "bt": acc_random["bt"],
+           "bt_conflicting": acc_random["bt_conflicting"], "vpl_return": vpl_ret,
+           "oracle_return": oracle_ret, "random_return": random_ret, "score": score,
+           "train_wall_s": summary["train_wall_s"]}
+    (work / f"result_k{k}_s{seed}.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def _mean(values: list[float]) -> str:
+    arr = np.asarray(values, float)
+    return "-" if arr.size == 0 or np.isnan(arr).all() else f"{np.nanmean(arr):.1%}"
+
+
+def _nums(values: list[float], fmt: str = "{:.1f}") -> str:
+    return ", ".join(fmt.format(v) for v in values)
+
+
+def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namespace,
+                 command: str, wall_s: float) -> None:
+    lines = [
+        f"## VPL: one reward for {', '.join(map(str, args.users))} conflicting users "
+        f"({args.env}, PPO)", "",
+        f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU; commit "
+        f"{git_commit(dirty=True)}; seeds {' '.join(map(str, args.seeds))}; command: "
+        f"`{command}`; {wall_s / 60:.1f} min wall time.", "",
+        f"VPL: `reward=vpl teacher=population teacher.preset={args.preset}`, "
+        f"{args.budget} labels over the users, {args.timesteps} PPO steps; held-out accuracy on "
+        f"{args.heldout} pairs labelled by every user, `z` from {args.context} other labels of "
+        "the user (random or active); single BT: one Bradley-Terry reward fitted to all the "
+        "run's labels pooled. Policy: a new user's `z` from "
+        f"{args.context} active labels; oracle: PPO on that user's true reward, same steps; "
+        f"{args.eval_episodes} held-out episodes each"
+        + (f"; every run also `{' '.join(args.extra)}`" if args.extra else "")
+        + (f"; the VPL runs `{' '.join(args.vpl_extra)}`" if args.vpl_extra else "") + ".", "",
+        "| users | seed | conflicting pairs | VPL acc. per user (random z) | VPL (active z) | "
+        "VPL on conflicting | single BT per user | single BT on conflicting | VPL policy return "
+        "per user | oracle return | random return | normalised score |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results, key=lambda r: (r["users"], r["seed"])):
+        pct = "{:.0%}"
+        lines.append(
+            f"| {r['users']} | {r['seed']} | {r['conflicting_share']:.0%} | "
+            f"{_nums(r['vpl_random'], pct)} | {_nums(r['vpl_active'], pct)} | "
+            f"{_nums(r['vpl_conflicting'], pct)} | {_nums(r['bt'], pct)} | "
+            f"{_nums(r['bt_conflicting'], pct)} | {_nums(r['vpl_return'])} | "
+            f"{_nums(r['oracle_return'])} | {_nums(r['random_return'])} | "
+            f"{_nums(r['score'], '{:.2f}')} |")
+    lines += ["", "Means over seeds and users:", "",
+              "| users | VPL acc. (random z) | VPL (active z) | VPL on conflicting | single BT | "
+              "single BT on conflicting | normalised policy score |",
+              "|---|---|---|---|---|---|---|"]
+    for k in args.users:
+        rs = [r for r in results if r["users"] == k]
+
+        def flat(key: str, rs: list[dict[str, Any]] = rs) -> list[float]:
+            return [v for r in rs for v in r[key]]
+
+        score = np.asarray(flat("score"), float)
+        lines.append(f"| {k} | {_mean(flat('vpl_random'))} | {_mean(flat('vpl_active'))} | "
+                     f"{_mean(flat('vpl_conflicting'))} | {_mean(flat('bt'))} | "
+                     f"{_mean(flat('bt_conflicting'))} | "
+                     f"{'-' if np.isnan(score).all() else f'{np.nanmean(score):.2f}'} |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="halfcheetah")
+    parser.add_argument("--preset", default="auto")
+    parser.add_argument("--users", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--timesteps", type=int, default=300_000)
+    parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--context", type=int, default=10, help="a new user's labels (<= 10)")
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--heldout", type=int, default=200)
+    parser.add_argument("--segment-episodes", type=int, default=20)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--bt-epochs", type=int, default=100)
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="more train.py overrides for every run (e.g. n_envs=4)")
+    parser.add_argument("--vpl-extra", nargs="*", default=[],
+                        help="train.py overrides for the VPL runs only (reward.model.rounds=10)")
+    add_paths(parser, "vpl")
+    args = parser.parse_args()
+    work = args.work / f"{args.env}_t{args.timesteps}"
+    work.mkdir(parents=True, exist_ok=True)
+    command = "python bench/bench_vpl.py " + " ".join(sys.argv[1:])
+    t0 = time.perf_counter()
+    results = []
+    for k in args.users:
+        for seed in args.seeds:
+            r = run_setting(k, seed, args, work)
+            results.append(r)
+            print(f"K={k} seed {seed}: VPL acc {_mean(r['vpl_random'])}, single BT on "
+                  f"conflicting {_mean(r['bt_conflicting'])}, policy score "
+                  f"{_nums(r['score'], '{:.2f}')}", flush=True)
+    write_report(args.out, results, args, command, time.perf_counter() - t0)
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

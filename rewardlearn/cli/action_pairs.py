@@ -1,0 +1,69 @@
+"""``rewardlearn-action-pairs``: pairs of candidate actions from a run's policy, labelled.
+
+Usage::
+
+    rewardlearn-action-pairs runs/<run> n_pairs=500 out=labels/pick_place
+    rewardlearn-action-pairs runs/<run> n_pairs=50 clips=true out=labels/review
+    rewardlearn-action-pairs runs/<run> n_pairs=50 teacher=none out=labels/todo
+
+At every ``every``-th step of the run's policy (its sampled actions), two candidate actions
+from the same state are stored with a label: ``teacher=oracle`` (synthetic: the env's
+reward over ``horizon`` lookahead steps after each, simulation only) or ``teacher=none``
+(``null``, for a person). Options: :class:`~rewardlearn.select.configuration.PairsConfig`;
+the file format: :mod:`rewardlearn.select.pairs`. ``reward=action_preference
+reward.model.labels=<folder>`` learns ``r(s, a)`` from the labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewardlearn.agents import load_run_policy
+from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, settings_types
+from rewardlearn.env_factory import camera_config, env_config, replay_env
+from rewardlearn.runs import run_config
+from rewardlearn.select.configuration import PairsConfig
+from rewardlearn.select.pairs import PAIRS_NAME, ActionOracle, ActionPair, collect_action_pairs
+
+
+def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
+    """``rewardlearn-action-pairs runs/<run> [key=value ...]``."""
+    args = cli_args(argv, __doc__)
+    runs = [a for a in args if "=" not in a]
+    if len(runs) != 1:
+        raise ValueError("give one run folder: rewardlearn-action-pairs runs/<run> "
+                         f"out=<folder> [n_pairs=500]; got {len(runs)}")
+    cfg = PairsConfig.from_kwargs(parse_key_values([a for a in args if "=" in a],
+                                                   settings_types(PairsConfig)))
+    run_dir = Path(runs[0])
+    run_cfg = run_config(run_dir)
+    policy = load_run_policy(run_dir)
+    env = replay_env(run_cfg, None)
+    out = Path(cfg.out) if cfg.out else run_dir / "action_pairs"
+    if (out / PAIRS_NAME).exists():
+        raise FileExistsError(f"{out / PAIRS_NAME} exists; choose another out=")
+    teacher = None if cfg.teacher == "none" else ActionOracle(
+        cfg.horizon, cfg.gamma, cfg.equal_margin, cfg.reward_key)
+    size = (cfg.clip_size, cfg.clip_size) if cfg.clips else None
+    pairs = collect_action_pairs(policy, env, cfg.n_pairs, out, teacher, cfg.horizon, cfg.every,
+                                 cfg.seed, size, camera_config(env_config(env)),
+                                 meta={"run": str(run_dir), "env": str(env.name),
+                                       "settings": cfg.to_dict()})
+    labelled = [p for p in pairs if p.label is not None]
+    equal = sum(p.label == 0.5 for p in labelled)
+    print(f"{len(pairs)} action pairs ({len(labelled)} labelled, {equal} equal) written to "
+          f"{out / PAIRS_NAME}")
+    if labelled and equal > len(labelled) / 2:
+        print(f"warning: {equal} of {len(labelled)} labels are 'equal': the env's reward may be "
+              "sparse over a short rollout; sum a dense signal instead with reward_key=<info "
+              "entry> (pick_place: reward_key=dense_reward)")
+    return pairs
+
+
+def cli() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

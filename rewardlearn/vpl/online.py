@@ -1,0 +1,246 @@
+"""Feedback rounds during RL for reward modules that learn from segment pairs (VPL, PEARL).
+
+:class:`OnlineRoundReward` keeps the agent's experience per episode (the preference
+package's :class:`~rewardlearn.preference.buffer.SegmentBuffer`: segments never cross an
+episode end) and :class:`RoundCallback` runs the module's rounds on a plan made up front
+(:func:`~rewardlearn.preference.schedule.plan_rounds`), then relabels what the agent is
+about to learn from, as ``reward=preference`` does: the current rollout (PPO: its rewards
+recomputed with the new model, the advantages redone) or the whole replay buffer (SAC).
+A subclass says what a step stores (:meth:`OnlineRoundReward.step_features`), what its
+reward reads (:meth:`~OnlineRoundReward.reward_inputs`,
+:meth:`~OnlineRoundReward.reward_from_inputs`), its plan and one round
+(:meth:`~OnlineRoundReward.run_round`).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from rewardlearn.preference.buffer import SegmentBuffer
+from rewardlearn.preference.schedule import FeedbackPlan
+from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
+from rewardlearn.wrappers.normalize import scaled_change
+from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
+
+log = logging.getLogger("rewardlearn")
+
+
+class OnlineRoundReward(RewardModel):
+    """A reward learned in rounds from the agent's own segments (see the module docstring).
+
+    The reward of a transition depends on the transition and on the model, which changes
+    only at rollout ends, so a whole rollout's rewards may be computed at its end
+    (``deferrable``).
+    """
+
+    deferrable = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
+                 buffer_capacity: int = 100_000) -> None:
+        super().__init__(observation_space, action_space)
+        self.buffer_capacity = int(buffer_capacity)
+        self.teacher: Any = None
+        """Who labels (or checks) the queries; set by the subclass."""
+        self.buffer: SegmentBuffer | None = None
+        self.history: list[dict[str, float]] = []
+        self.rounds_done = 0
+        self._rollout_x: list[np.ndarray] = []
+        self._rollout_r: list[np.ndarray] = []
+
+    # -- what a subclass provides ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def step_features(self, obs: Obs, acts: np.ndarray, next_obs: Obs) -> np.ndarray:
+        """``(B, F)`` what the buffer keeps of each step (what teachers and rounds read)."""
+
+    @abc.abstractmethod
+    def reward_inputs(self, obs: Obs, acts: np.ndarray, next_obs: Obs) -> np.ndarray:
+        """``(B, G)`` what :meth:`reward_from_inputs` reads."""
+
+    @abc.abstractmethod
+    def reward_from_inputs(self, x: np.ndarray) -> np.ndarray:
+        """``(B,)`` the agent's reward under the current model."""
+
+    @abc.abstractmethod
+    def plan(self, total_timesteps: int) -> FeedbackPlan:
+        """Every round of a run of ``total_timesteps`` steps (the plan's ``queries``: labels)."""
+
+    @abc.abstractmethod
+    def run_round(self, n_labels: int) -> dict[str, float]:
+        """One round asking (or making) about ``n_labels`` labels; its metrics (``{}``: no
+        round, e.g. too little experience yet)."""
+
+    @property
+    def learns(self) -> bool:
+        """Whether rounds run in this run (a loaded model without a teacher does not)."""
+        return True
+
+    # -- the shared machinery -------------------------------------------------------------
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        x = self.reward_inputs(batch.obs, batch.acts, batch.next_obs)
+        return RewardOutput(self.reward_from_inputs(x))
+
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        self.observe_steps([batch], np.asarray(rewards)[None], batch)
+
+    def observe_steps(self, batches: Sequence[TransitionBatch], rewards: np.ndarray,
+                      joined: TransitionBatch | None = None) -> None:
+        """Store consecutive steps (one step, or a deferred rollout) and record the
+        rollout's reward inputs and rewards (to relabel it after a round)."""
+        if not batches:
+            return
+        batch = joined if joined is not None else TransitionBatch.concat(list(batches))
+        if batch.env_rewards is None:
+            raise ValueError(f"reward={self.name} needs the env reward in the batch (its "
+                             "synthetic teacher labels from it)")
+        t = len(batches)
+        n = len(batch) // t
+        f = self.step_features(batch.obs, batch.acts, batch.next_obs).reshape(t, n, -1)
+        if self.buffer is None:
+            self.buffer = SegmentBuffer(n, f.shape[-1], self.buffer_capacity)
+        states = None
+        if self.needs_sim_states:
+            from rewardlearn.wrappers.state import STATE_KEY
+
+            if not batch.infos or STATE_KEY not in batch.infos[0]:
+                raise RuntimeError(f"reward={self.name}: the teacher needs simulator states; "
+                                   "make the envs with make_vec_env(..., sim_state=True)")
+            states = np.stack([info[STATE_KEY] for info in batch.infos]).reshape(t, n, -1)
+        self.buffer.add_steps(f, np.reshape(batch.env_rewards, (t, n)),
+                              np.reshape(batch.terminated, (t, n)),
+                              np.reshape(batch.truncated, (t, n)), states)
+        x = self.reward_inputs(batch.obs, batch.acts, batch.next_obs)
+        self._rollout_x.extend(x.reshape(t, n, -1))
+        self._rollout_r.extend(np.asarray(rewards, np.float32).reshape(t, n))
+
+    def begin_rollout(self) -> None:
+        """Forget the last rollout's record."""
+        self._rollout_x.clear()
+        self._rollout_r.clear()
+
+    def rollout_record(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The current rollout's ``(T, n_envs, G)`` reward inputs and ``(T, n_envs)`` rewards."""
+        if not self._rollout_x:
+            return None
+        return np.stack(self._rollout_x), np.stack(self._rollout_r)
+
+    def callbacks(self) -> list[Any]:
+        return [RoundCallback(self)] if self.learns else []
+
+    def save_progress(self) -> None:
+        """Checkpoint to ``<run_dir>/reward_model.pt`` (after each round: no label is lost)."""
+        if self.run_dir is None:
+            return
+        from rewardlearn.rewards.checkpoint import save_reward_model
+
+        save_reward_model(self, self.run_dir / "reward_model.pt")
+
+
+class RoundCallback(BaseCallback):
+    """Runs an :class:`OnlineRoundReward`'s rounds on plan and relabels the agent's data."""
+
+    def __init__(self, reward: OnlineRoundReward, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.reward = reward
+        self.plan = FeedbackPlan(())
+        self._k = 0
+        self._start = 0
+        self._scale = 1.0
+
+    def _on_training_start(self) -> None:
+        total = int(self.locals.get("total_timesteps", self.model._total_timesteps))
+        self.plan = self.reward.plan(total)
+        self._k, self._start = 0, self.num_timesteps
+        wrapper = find_reward_wrapper(self.training_env)
+        if wrapper is None:
+            raise RuntimeError(f"reward={self.reward.name} needs the env wrapped in "
+                               "RewardVecEnvWrapper")
+        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
+        if isinstance(self.model, OffPolicyAlgorithm) and (
+                wrapper.reward_model is not self.reward or wrapper.mode != "replace"):
+            raise ValueError(f"reward={self.reward.name} with an off-policy agent needs "
+                             "reward.mode=replace and shaping=none (the replay buffer is "
+                             "relabelled with the learned reward after each round)")
+        if hasattr(self.reward.teacher, "bind") and self.reward.run_dir is not None:
+            self.reward.teacher.bind(self.reward.run_dir)
+        log.info("%s feedback plan: %s", self.reward.name, self.plan.describe())
+
+    def _on_rollout_start(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self.reward.begin_rollout()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        planned = self.plan.due(self._k)
+        if planned is not None and self.num_timesteps - self._start >= planned.at:
+            metrics = self.reward.run_round(planned.queries)
+            if metrics:
+                self._k += 1
+                self.reward.rounds_done += 1
+                metrics["timesteps"] = float(self.num_timesteps)
+                self.reward.history.append(metrics)
+                for key, value in metrics.items():
+                    self.logger.record(f"reward/{key}", value)
+                log.info("%s round %d at %d steps: %s", self.reward.name, self._k,
+                         self.num_timesteps, ", ".join(f"{k}={v:.3g}" for k, v in
+                                                      metrics.items()))
+                self.relabel()
+                self.reward.save_progress()
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self.reward.begin_rollout()
+
+    def relabel(self) -> None:
+        """Recompute the learned rewards the agent is about to learn from."""
+        if isinstance(self.model, OnPolicyAlgorithm):
+            record = self.reward.rollout_record()
+            buf = self.model.rollout_buffer
+            if record is None or len(record[0]) != buf.buffer_size:
+                return
+            x, old = record
+            new = self.reward.reward_from_inputs(x.reshape(-1, x.shape[-1])).reshape(old.shape)
+            delta = scaled_change(self.model, (new - old) * self._scale)
+            write_rollout_rewards(self.model, delta, self.locals["values"],
+                                  self.locals["dones"])
+        elif isinstance(self.model, OffPolicyAlgorithm):
+            relabel_replay(self.model, self.reward)
+
+
+def relabel_replay(agent: OffPolicyAlgorithm, reward: OnlineRoundReward,
+                   chunk: int = 50_000) -> int:
+    """Overwrite every reward in ``agent``'s replay buffer with ``reward``'s; returns how many
+    (flat ``Box`` observations; ``reward.mode=replace``)."""
+    rb = agent.replay_buffer
+    if rb is None:
+        return 0
+    n = rb.buffer_size if rb.full else rb.pos
+    if n == 0:
+        return 0
+    if isinstance(rb.observations, dict):
+        raise ValueError(f"reward={reward.name} relabels flat observations only")
+    shape = rb.observations.shape[2:]
+    obs = rb.observations[:n].reshape(n * rb.n_envs, *shape)
+    nxt_src = rb.next_observations if rb.next_observations is not None else \
+        np.roll(rb.observations, -1, axis=0)
+    nxt = nxt_src[:n].reshape(n * rb.n_envs, *shape)
+    acts = rb.actions[:n].reshape(n * rb.n_envs, -1)
+    out = np.empty(n * rb.n_envs, np.float32)
+    for s in range(0, len(out), chunk):
+        sl = slice(s, s + chunk)
+        out[sl] = reward.reward_from_inputs(reward.reward_inputs(obs[sl], acts[sl], nxt[sl]))
+    rb.rewards[:n] = out.reshape(n, rb.n_envs)
+    return int(n * rb.n_envs)
+
+
+__all__ = ["OnlineRoundReward", "RoundCallback", "relabel_replay"]

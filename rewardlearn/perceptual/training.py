@@ -8,8 +8,11 @@ reports, on other episodes, the Spearman correlation of the reward with time
 boundaries against the episodes' true stage labels, and the mean reward per true stage.
 
 Example:
-    >>> from rewardlearn.perceptual import fit_perceptual   # doctest: +SKIP
-    >>> model = fit_perceptual("data/pick_place-expert-v0", encoder="tcn", n_steps=4)
+    Demos from ``rewardlearn-collect env=pick_place n_episodes=20 out=data/pick_place-expert-v0``:
+
+    >>> from rewardlearn.perceptual import fit_perceptual
+    >>> model = fit_perceptual("data/pick_place-expert-v0", encoder="tcn",
+    ...                        n_steps=4)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -37,8 +37,7 @@ from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.checkpoint import check_spaces
 from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
-from rewardlearn.wrappers.normalize import scaled_change
-from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
+from rewardlearn.wrappers.relabel import bind_reward_wrapper, relabel_replay, relabel_rollout
 
 log = logging.getLogger("rewardlearn")
 
@@ -299,17 +298,8 @@ class PreferenceCallback(BaseCallback):
         self._set_lag(self._gap_after(0))
         if self.reward.run_dir is not None and hasattr(self.reward.teacher, "bind"):
             self.reward.teacher.bind(self.reward.run_dir)
-        wrapper = find_reward_wrapper(self.training_env)
-        if wrapper is None:
-            raise RuntimeError("PreferenceCallback needs the env wrapped in RewardVecEnvWrapper")
-        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
-        if isinstance(self.model, OffPolicyAlgorithm) and wrapper.reward_model is not self.reward:
-            raise ValueError("reward=preference with an off-policy agent cannot be combined with "
-                             "shaping yet (replay relabelling would drop the shaping term); use "
-                             "agent=ppo or shaping=none")
-        if isinstance(self.model, OffPolicyAlgorithm) and wrapper.mode != "replace":
-            raise ValueError("reward=preference with an off-policy agent needs reward.mode="
-                             "replace (the replay buffer is relabelled with the learned reward)")
+        self._scale = bind_reward_wrapper(self.training_env, self.model, self.reward,
+                                          "preference")
         log.info("preference feedback plan: %s", self.plan.describe())
 
     def _gap_after(self, k: int) -> int:
@@ -404,14 +394,9 @@ class PreferenceCallback(BaseCallback):
             self._relabel_rollout(agent)
 
     def _relabel_rollout(self, agent: OnPolicyAlgorithm) -> None:
-        record = self.reward.rollout_record()
-        buf = agent.rollout_buffer
-        if record is None or len(record[0]) != buf.buffer_size:
-            return
-        x, old = record
-        new, _ = self.reward.reward_from_features(x.reshape(-1, x.shape[-1]))
-        delta = scaled_change(agent, (new.reshape(x.shape[:2]) - old) * self._scale)
-        write_rollout_rewards(agent, delta, self.locals["values"], self.locals["dones"])
+        relabel_rollout(agent, self.reward.rollout_record(),
+                        lambda x: self.reward.reward_from_features(x)[0], self._scale,
+                        self.locals["values"], self.locals["dones"])
 
 
 def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,
@@ -423,33 +408,11 @@ def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,
     """
     if scale != 1.0:
         raise ValueError("replay-buffer relabelling supports reward.mode=replace only")
-    rb = agent.replay_buffer
-    if rb is None:
-        return 0
-    n = rb.buffer_size if rb.full else rb.pos
-    if n == 0:
-        return 0
-    if isinstance(rb.observations, dict):
-        flat = n * rb.n_envs
-        nxt_dict: Any = rb.next_observations
-        obs: Any = {k: v[:n].reshape(flat, *v.shape[2:]) for k, v in rb.observations.items()}
-        nxt: Any = {k: v[:n].reshape(flat, *v.shape[2:]) for k, v in nxt_dict.items()}
-    else:
-        obs = rb.observations[:n].reshape(n * rb.n_envs, *rb.observations.shape[2:])
-        nxt_src = rb.next_observations if rb.next_observations is not None else \
-            np.roll(rb.observations, -1, axis=0)
-        nxt = nxt_src[:n].reshape(n * rb.n_envs, *rb.observations.shape[2:])
-    acts = rb.actions[:n].reshape(n * rb.n_envs, -1)
-    term = (rb.dones[:n] * (1 - rb.timeouts[:n])).reshape(-1).astype(bool)
-    out = np.empty(n * rb.n_envs, np.float32)
-    for s in range(0, len(out), 50_000):
-        sl = slice(s, s + 50_000)
-        o = {k: v[sl] for k, v in obs.items()} if isinstance(obs, dict) else obs[sl]
-        no = {k: v[sl] for k, v in nxt.items()} if isinstance(nxt, dict) else nxt[sl]
-        x = reward.features(o, acts[sl], no, term[sl]).numpy()
-        out[sl], _ = reward.reward_from_features(x)
-    rb.rewards[:n] = out.reshape(n, rb.n_envs)
-    return int(n * rb.n_envs)
+
+    def rewards_of(obs: Any, acts: np.ndarray, nxt: Any, term: np.ndarray) -> np.ndarray:
+        return reward.reward_from_features(reward.features(obs, acts, nxt, term).numpy())[0]
+
+    return relabel_replay(agent, rewards_of)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

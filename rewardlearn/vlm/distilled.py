@@ -62,8 +62,8 @@ from rewardlearn.stats import spearman
 from rewardlearn.vlm.configuration import VLMDistilledConfig
 from rewardlearn.vlm.reward import load_vlm as _load_vlm
 from rewardlearn.vlm.vlmrm import FrameScorer, VLMRMScorer
-from rewardlearn.wrappers.normalize import scaled_change
-from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
+from rewardlearn.wrappers.relabel import relabel_replay, relabel_rollout
+from rewardlearn.wrappers.vec import find_reward_wrapper
 
 log = logging.getLogger("rewardlearn")
 
@@ -490,30 +490,13 @@ class DistillCallback(BaseCallback):
 
     def _relabel_rollout(self, agent: OnPolicyAlgorithm) -> None:
         xs, old = self.reward._rollout_x, self.reward._rollout_r
-        buf = agent.rollout_buffer
-        if len(xs) != buf.buffer_size:
-            return
-        x = np.stack(xs)
-        new = self.reward.predict(x.reshape(-1, *x.shape[2:])).reshape(x.shape[:2])
-        write_rollout_rewards(agent, scaled_change(agent, (new - np.stack(old)) * self._scale),
-                              self.locals["values"], self.locals["dones"])
+        record = (np.stack(xs), np.stack(old)) if xs else None
+        relabel_rollout(agent, record, self.reward.predict, self._scale,
+                        self.locals["values"], self.locals["dones"])
 
     def _relabel_replay_buffer(self, agent: OffPolicyAlgorithm) -> None:
-        rb = agent.replay_buffer
-        if rb is None:
-            return
-        n = rb.buffer_size if rb.full else rb.pos
-        if n == 0:
-            return
-        nxt: Any = rb.next_observations
-        if nxt is None:
-            return
-        if isinstance(nxt, dict):
-            flat: Any = {k: v[:n].reshape(n * rb.n_envs, *v.shape[2:]) for k, v in nxt.items()}
-        else:
-            flat = nxt[:n].reshape(n * rb.n_envs, *nxt.shape[2:])
-        x = self.reward.state_features(flat)
-        rb.rewards[:n] = self.reward.predict(x).reshape(n, rb.n_envs)
+        relabel_replay(agent, lambda _obs, _acts, nxt, _term: self.reward.predict(
+            self.reward.state_features(nxt)))
 
     def _on_training_end(self) -> None:
         self.reward.stop()

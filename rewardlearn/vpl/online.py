@@ -28,8 +28,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from rewardlearn.preference.buffer import SegmentBuffer
 from rewardlearn.preference.schedule import FeedbackPlan
 from rewardlearn.rewards.base import Obs, RewardModel, RewardOutput, TransitionBatch
-from rewardlearn.wrappers.normalize import scaled_change
-from rewardlearn.wrappers.vec import find_reward_wrapper, write_rollout_rewards
+from rewardlearn.wrappers.relabel import bind_reward_wrapper, relabel_replay, relabel_rollout
 
 log = logging.getLogger("rewardlearn")
 
@@ -161,16 +160,8 @@ class RoundCallback(BaseCallback):
         total = int(self.locals.get("total_timesteps", self.model._total_timesteps))
         self.plan = self.reward.plan(total)
         self._k, self._start = 0, self.num_timesteps
-        wrapper = find_reward_wrapper(self.training_env)
-        if wrapper is None:
-            raise RuntimeError(f"reward={self.reward.name} needs the env wrapped in "
-                               "RewardVecEnvWrapper")
-        self._scale = 1.0 if wrapper.mode == "replace" else wrapper.weight
-        if isinstance(self.model, OffPolicyAlgorithm) and (
-                wrapper.reward_model is not self.reward or wrapper.mode != "replace"):
-            raise ValueError(f"reward={self.reward.name} with an off-policy agent needs "
-                             "reward.mode=replace and shaping=none (the replay buffer is "
-                             "relabelled with the learned reward after each round)")
+        self._scale = bind_reward_wrapper(self.training_env, self.model, self.reward,
+                                          self.reward.name)
         if hasattr(self.reward.teacher, "bind") and self.reward.run_dir is not None:
             self.reward.teacher.bind(self.reward.run_dir)
         log.info("%s feedback plan: %s", self.reward.name, self.plan.describe())
@@ -204,43 +195,12 @@ class RoundCallback(BaseCallback):
     def relabel(self) -> None:
         """Recompute the learned rewards the agent is about to learn from."""
         if isinstance(self.model, OnPolicyAlgorithm):
-            record = self.reward.rollout_record()
-            buf = self.model.rollout_buffer
-            if record is None or len(record[0]) != buf.buffer_size:
-                return
-            x, old = record
-            new = self.reward.reward_from_inputs(x.reshape(-1, x.shape[-1])).reshape(old.shape)
-            delta = scaled_change(self.model, (new - old) * self._scale)
-            write_rollout_rewards(self.model, delta, self.locals["values"],
-                                  self.locals["dones"])
+            relabel_rollout(self.model, self.reward.rollout_record(),
+                            self.reward.reward_from_inputs, self._scale,
+                            self.locals["values"], self.locals["dones"])
         elif isinstance(self.model, OffPolicyAlgorithm):
-            relabel_replay(self.model, self.reward)
+            relabel_replay(self.model, lambda obs, acts, nxt, _term: self.reward.reward_from_inputs(
+                self.reward.reward_inputs(obs, acts, nxt)))
 
 
-def relabel_replay(agent: OffPolicyAlgorithm, reward: OnlineRoundReward,
-                   chunk: int = 50_000) -> int:
-    """Overwrite every reward in ``agent``'s replay buffer with ``reward``'s; returns how many
-    (flat ``Box`` observations; ``reward.mode=replace``)."""
-    rb = agent.replay_buffer
-    if rb is None:
-        return 0
-    n = rb.buffer_size if rb.full else rb.pos
-    if n == 0:
-        return 0
-    if isinstance(rb.observations, dict):
-        raise ValueError(f"reward={reward.name} relabels flat observations only")
-    shape = rb.observations.shape[2:]
-    obs = rb.observations[:n].reshape(n * rb.n_envs, *shape)
-    nxt_src = rb.next_observations if rb.next_observations is not None else \
-        np.roll(rb.observations, -1, axis=0)
-    nxt = nxt_src[:n].reshape(n * rb.n_envs, *shape)
-    acts = rb.actions[:n].reshape(n * rb.n_envs, -1)
-    out = np.empty(n * rb.n_envs, np.float32)
-    for s in range(0, len(out), chunk):
-        sl = slice(s, s + chunk)
-        out[sl] = reward.reward_from_inputs(reward.reward_inputs(obs[sl], acts[sl], nxt[sl]))
-    rb.rewards[:n] = out.reshape(n, rb.n_envs)
-    return int(n * rb.n_envs)
-
-
-__all__ = ["OnlineRoundReward", "RoundCallback", "relabel_replay"]
+__all__ = ["OnlineRoundReward", "RoundCallback"]

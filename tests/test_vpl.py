@@ -224,6 +224,29 @@ def test_population_presets_and_the_user_reward_wrapper() -> None:
     assert not terminated and not truncated
 
 
+@pytest.mark.parametrize("env_id,kwargs,index", [
+    ("HalfCheetah-v5", {}, 8), ("Hopper-v5", {}, 5), ("Walker2d-v5", {}, 8),
+    ("Ant-v5", {}, 13), ("Swimmer-v5", {}, 3), ("Humanoid-v5", {}, 22),
+    ("Hopper-v5", {"exclude_current_positions_from_observation": False}, 6),
+    ("Pendulum-v1", {}, 2), ("CartPole-v1", {}, None)])
+def test_the_forward_velocity_is_found_by_probing_the_env(env_id: str, kwargs: dict[str, Any],
+                                                          index: int | None) -> None:
+    """Gymnasium's layouts: qpos without the root's x (and y for Ant, Swimmer, Humanoid),
+    then qvel, whose first entry is the forward velocity; CartPole is not a MuJoCo env."""
+    from rewardlearn.vpl.population import velocity_index
+
+    assert velocity_index(env_id, kwargs) == index
+
+
+def test_direction_preset_on_a_locomotion_env_no_issue_named() -> None:
+    walker = PopulationTeacher(env="walker2d", n_users=2)
+    assert [(u.index, u.goal) for u in walker.users] == [((8,), (1.0,)), ((8,), (-1.0,))]
+    three = PopulationTeacher(env="hopper", n_users=3)
+    assert [u.goal[0] for u in three.users] == pytest.approx([-1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="zone is for pick_place"):
+        PopulationTeacher(env="hopper", preset="zone")
+
+
 def test_human_labels_carry_their_annotator_and_vpl_makes_each_a_user(tmp_path: Path) -> None:
     teacher = HumanTeacher("pendulum", root=str(tmp_path), wait="continue")
     teacher.query_dir.mkdir(parents=True)

@@ -11,10 +11,17 @@ user reward, both read from the next observation ``s'``:
 
 Presets (``preset``, ``auto`` picks by the env's id):
 
-* ``direction`` (2 users): HalfCheetah forward (``+v_x``) vs backward (``-v_x``);
-  Pendulum counter-clockwise vs clockwise (``+-theta_dot``);
+* ``direction`` (2 users): forward (``+v_x``) vs backward (``-v_x``) on any MuJoCo
+  locomotion env (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, Humanoid, or an env of your
+  own whose first generalised velocity is the root's forward one); Pendulum
+  counter-clockwise vs clockwise (``+-theta_dot``);
 * ``speed`` (any ``K``): target velocities evenly spaced in ``[-v, v]`` (HalfCheetah
-  ``v = 3`` m/s on ``obs[8]``, Pendulum ``v = 4`` rad/s on ``obs[2]``);
+  ``v = 3`` m/s on ``obs[8]``, Pendulum ``v = 4`` rad/s on ``obs[2]``, other locomotion
+  envs ``v = 1`` m/s);
+
+The velocity's place in the observation is found by probing the env (:func:`velocity_index`:
+the one entry that moves with the root's forward velocity), not from a table, so it follows
+the env's own observation options.
 * ``zone`` (any ``K``, ``pick_place``): the cube's xy at one of ``K`` zones on a circle of
   radius 0.12 m around the table centre, plus reaching (``cube - gripper``).
 
@@ -90,30 +97,74 @@ class UserReward:
         return np.asarray(r)
 
 
-_VELOCITY = {"HalfCheetah": (8, 3.0), "Pendulum": (2, 4.0)}
-"""Env id prefix -> (observation index of the velocity users read, speed range)."""
+_SPEED = {"HalfCheetah": 3.0, "Pendulum": 4.0}
+"""Env id prefix -> the speed range ``v`` of the ``speed`` preset (others: 1 m/s)."""
+_PENDULUM_VELOCITY = 2  # obs = [cos theta, sin theta, theta_dot]
 
 
 def _evenly(n: int, v: float) -> list[float]:
     return [float(g) for g in np.linspace(-v, v, n)]
 
 
-def preset_users(env_id: str, preset: str, n_users: int) -> list[UserReward]:
-    """The users of a preset for the env ``env_id`` (see the module docstring)."""
+def velocity_index(env_id: str, kwargs: Mapping[str, Any] | None = None) -> int | None:
+    """The observation entry holding the root's forward velocity (``qvel[0]``) of a MuJoCo
+    env, found by moving that velocity by 1 and reading the first entry that moves by 1
+    (Gymnasium's envs put ``qvel`` before derived terms such as Humanoid's ``cvel``);
+    ``None`` when the env is not a MuJoCo env with ``set_state`` and ``_get_obs``, or no
+    entry follows it.
+
+    Example:
+        >>> velocity_index("HalfCheetah-v5"), velocity_index("Hopper-v5")
+        (8, 5)
+    """
+    if env_id.split("/")[-1].split("-")[0] == "Pendulum":
+        return _PENDULUM_VELOCITY
+    try:
+        env = gym.make(env_id, **dict(kwargs or {}))
+    except Exception:  # an env that cannot be built here has no preset
+        return None
+    try:
+        base: Any = env.unwrapped  # a MujocoEnv when it has these
+        if not all(hasattr(base, a) for a in ("data", "set_state", "_get_obs")):
+            return None
+        env.reset(seed=0)
+        data = base.data
+        qpos, qvel = data.qpos.copy(), data.qvel.copy()
+        if qvel.size == 0:
+            return None
+        base.set_state(qpos, qvel)
+        before = np.asarray(base._get_obs(), np.float64).ravel()
+        moved_qvel = qvel.copy()
+        moved_qvel[0] += 1.0
+        base.set_state(qpos, moved_qvel)
+        after = np.asarray(base._get_obs(), np.float64).ravel()
+        hits = np.flatnonzero(np.abs(after - before - 1.0) < 1e-6)
+        return int(hits[0]) if len(hits) else None  # qvel comes before derived terms
+    finally:
+        env.close()
+
+
+def preset_users(env_id: str, preset: str, n_users: int,
+                 kwargs: Mapping[str, Any] | None = None) -> list[UserReward]:
+    """The users of a preset for the env ``env_id`` made with ``kwargs`` (see the module
+    docstring)."""
     base = env_id.split("/")[-1].split("-")[0]
+    index = None if base == "PickPlace" or preset == "zone" else velocity_index(env_id, kwargs)
     if preset == "auto":
-        if base in _VELOCITY:
+        if index is not None:
             preset = "direction" if n_users == 2 else "speed"
         elif base == "PickPlace":
             preset = "zone"
         else:
-            raise ValueError(f"teacher=population has no preset for env {env_id}; give "
+            raise ValueError(f"teacher=population has no preset for env {env_id} (not a "
+                             "MuJoCo locomotion env, Pendulum or pick_place); give "
                              "teacher.users=[{kind: target, index: [...], goal: [...]}, ...]")
     if preset in ("direction", "speed"):
-        if base not in _VELOCITY:
-            raise ValueError(f"teacher.preset={preset} is for HalfCheetah and Pendulum, not "
-                             f"{env_id}")
-        index, speed = _VELOCITY[base]
+        if index is None:
+            raise ValueError(f"teacher.preset={preset} needs a forward velocity in the "
+                             f"observation (a MuJoCo locomotion env or Pendulum), and "
+                             f"{env_id} has none that follows qvel[0]; give teacher.users")
+        speed = _SPEED.get(base, 1.0)
         if preset == "direction":
             if n_users != 2:
                 raise ValueError(f"teacher.preset=direction has 2 users (forward, backward), "
@@ -135,10 +186,13 @@ def preset_users(env_id: str, preset: str, n_users: int) -> list[UserReward]:
     raise ValueError(f"teacher.preset must be one of {PRESETS}, got {preset!r}")
 
 
-def _env_id(env: Any) -> str:
+def _env_spec(env: Any) -> tuple[str, dict[str, Any]]:
+    """The gym id and constructor keyword arguments of an env config (or its name)."""
     from rewardlearn.env_factory import env_config
+    from rewardlearn.utils import to_dict
 
-    return str(env_config(env).id)
+    cfg = env_config(env)
+    return str(cfg.id), to_dict(cfg.get("kwargs") or {})
 
 
 class PopulationTeacher:
@@ -169,7 +223,8 @@ class PopulationTeacher:
                 raise ValueError(f"teacher.n_users must be an integer >= 2, got {n_users!r}")
             if env is None:
                 raise ValueError("teacher=population needs the env (for its preset) or users")
-            self.users = preset_users(_env_id(env), str(preset), n_users)
+            env_id, kwargs = _env_spec(env)
+            self.users = preset_users(env_id, str(preset), n_users, kwargs)
         self.preset = preset
         self.seed = seed
         self.eps_equal = float(eps_equal)
@@ -229,7 +284,7 @@ class UserRewardWrapper(gym.Wrapper[Any, Any, Any, Any]):
         spec = env.spec
         env_id = spec.id if spec is not None else type(env.unwrapped).__name__
         rewards = [UserReward.from_dict(u) for u in users] if users else \
-            preset_users(env_id, preset, n_users)
+            preset_users(env_id, preset, n_users, spec.kwargs if spec is not None else None)
         if not 0 <= user < len(rewards):
             raise ValueError(f"user must be in [0, {len(rewards) - 1}], got {user}")
         self.user = rewards[user]

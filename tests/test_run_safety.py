@@ -470,3 +470,26 @@ def test_a_refused_replay_leaves_no_folder(tmp_path: Path) -> None:
     claim_folder(out, RUN_OUTPUTS, "out")
     release_folder(out, discard=True)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reward=preference", "reward.model.budgett=10"],
+     "error: reward.model has no setting 'budgett' (did you mean budget?); valid: "),
+    (["agent=sac", "agent.kwargs.learning_starts=100"],
+     "error: agent.kwargs has no 'learning_starts' yet; add it with "
+     "+agent.kwargs.learning_starts=100"),
+    (["agent=ppo", "agent.kwargs.n_stepz=100"],
+     "error: PPO takes no argument 'n_stepz' (did you mean n_steps?)"),
+])
+def test_a_mistyped_override_is_named_in_one_line_before_hydra_runs(
+        argv: list[str], message: str, tmp_path: Path) -> None:
+    """``train.py``'s command line is composed first: a key the config lacks exits with one
+    line naming the closest valid key, before Hydra makes a run folder."""
+    from rewardlearn.cli.train import check_overrides
+
+    with pytest.raises(SystemExit) as err:
+        check_overrides([*argv, f"hydra.run.dir={tmp_path / 'run'}"])
+    text = str(err.value)
+    assert text.startswith(message) and "\n" not in text
+    assert not (tmp_path / "run").exists()
+    check_overrides(["reward=preference", "reward.model.budget=10"])  # a valid key passes

@@ -493,6 +493,28 @@ def prepare_command_line(argv: list[str]) -> list[str]:
     return argv
 
 
+def _kwargs_hint(cfg: DictConfig, parent: str, leaf: str, key: str,
+                 overrides: list[str]) -> str:
+    """The one-line error for a new key of a keyword-argument map (``agent.kwargs``): add it
+    with ``+``, unless the agent's constructor has no such argument (with the closest)."""
+    import inspect
+
+    from rewardlearn.agents import ALGOS
+    from rewardlearn.settings import did_you_mean
+
+    given = next(o for o in overrides if o.split("=", 1)[0] == key)
+    algo = ALGOS.get(str(OmegaConf.select(cfg, "agent.algo"))) if parent == "agent.kwargs" \
+        else None
+    if algo is not None:
+        params = [p for p in inspect.signature(algo.__init__).parameters if p != "self"]
+        if leaf not in params:
+            return (f"error: {algo.__name__} takes no argument {leaf!r}"
+                    f"{did_you_mean([leaf], params)}; {parent} is passed to "
+                    f"{algo.__name__}(...)")
+    return (f"error: {parent} has no {leaf!r} yet; add it with +{given} ({parent} is passed "
+            "to its constructor as keyword arguments)")
+
+
 def check_overrides(argv: list[str]) -> None:
     """Compose the config as Hydra will; an override of a key it lacks exits with one line
     (``error: reward.model has no setting 'budgett' (did you mean budget?)``). Sweeps and
@@ -531,6 +553,8 @@ def check_overrides(argv: list[str]) -> None:
         from rewardlearn.settings import did_you_mean
 
         where = parent or "the config"
+        if parent.rpartition(".")[2].endswith("kwargs"):  # passed on as is: any key goes
+            raise SystemExit(_kwargs_hint(base, parent, leaf, key, overrides)) from None
         raise SystemExit(f"error: {where} has no setting {leaf!r}"
                          f"{did_you_mean([leaf], [str(k) for k in node])}; valid: "
                          f"{', '.join(sorted(str(k) for k in node))}") from None

@@ -103,6 +103,9 @@ def test_overrides_and_errors() -> None:
     resolved = CollectConfig().resolved()
     assert resolved.out == "data/pick_place-expert-v0"
     assert resolved.dataset_id == "rewardlearn/pick_place/expert-v0"
+    agents = CollectConfig(policy="runs/r/agent.zip").resolved()  # not an expert's rollouts
+    assert (agents.out, agents.dataset_id) == ("data/pick_place-policy-v0",
+                                               "rewardlearn/pick_place/policy-v0")
     short, env_cfg = resolve_env("rewardlearn/PickPlace-v0")
     assert (short, env_cfg.id) == ("pick_place", "rewardlearn/PickPlace-v0")
     assert resolve_env("Hopper-v5")[0] == "hopper"  # a packaged config names that id

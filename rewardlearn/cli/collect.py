@@ -195,11 +195,12 @@ class CollectConfig(Settings):
     def resolved(self) -> CollectConfig:
         """Copy with ``out``, ``dataset_id`` and ``max_tries`` defaults filled in."""
         short, _ = resolve_env(self.env, self.env_overrides)
+        kind = "policy" if self.policy else "expert"  # whose rollouts the dataset holds
         return CollectConfig(
             **{
                 **self.__dict__,
-                "out": self.out or f"data/{short}-expert-v0",
-                "dataset_id": self.dataset_id or f"rewardlearn/{short}/expert-v0",
+                "out": self.out or f"data/{short}-{kind}-v0",
+                "dataset_id": self.dataset_id or f"rewardlearn/{short}/{kind}-v0",
                 "max_tries": self.max_tries or 2 * self.n_episodes + 10,
             }
         )

@@ -211,3 +211,38 @@ def test_gym_wrapper_keeps_s_when_the_env_mutates_its_observation_in_place() -> 
     venv.reset()
     vec_rewards = [float(venv.step(np.zeros((1, 1), np.float32))[1][0]) for _ in range(5)]
     assert vec_rewards == rewards
+
+
+class Slow(Recorder):
+    """A Recorder that takes 20 ms per call (scoring) and 10 ms per observed batch."""
+
+    name = "slow"
+    deferrable = True
+
+    def compute(self, batch: TransitionBatch) -> RewardOutput:
+        import time
+
+        time.sleep(0.02)
+        return super().compute(batch)
+
+    def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
+        import time
+
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_time_in_the_reward_module_is_counted(defer: bool) -> None:
+    """``reward_s`` counts what the module's calls take (scoring and observing), per step or
+    deferred to the flush; the env's own stepping is not in it."""
+    venv = count_venv(2)
+    wrapped = RewardVecEnvWrapper(venv, Slow(venv.observation_space, venv.action_space),
+                                  defer=defer)
+    wrapped.reset()
+    for _ in range(5):
+        wrapped.step(np.zeros((2, 1), np.float32))
+    if defer:
+        assert wrapped.reward_s < 0.02  # nothing scored yet
+        wrapped.flush()
+    # per step: 5 x (20 + 10) ms; deferred: one 20 ms call, then 5 observed steps of 10 ms
+    assert wrapped.reward_s >= (0.07 if defer else 0.15)

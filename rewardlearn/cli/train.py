@@ -82,6 +82,7 @@ from rewardlearn.wrappers.vec import (
     DeferredRewardCallback,
     RewardLoggingCallback,
     RewardVecEnvWrapper,
+    find_reward_wrapper,
 )
 
 log = logging.getLogger("rewardlearn")
@@ -307,6 +308,18 @@ def run(cfg: DictConfig, run_dir: Path, exit_on_input_error: bool = False) -> di
                     new_video_dir.rmdir()  # leave no empty video folder
 
 
+def _reward_time(venv: VecEnv, train_s: float) -> dict[str, float]:
+    """``reward_s``: seconds of the training spent in the reward module's calls from the
+    reward wrapper (:attr:`RewardVecEnvWrapper.reward_s`), and ``reward_share`` of
+    ``train_wall_s``: a cost measured inside the run, so other jobs on the machine do not
+    move it as they move a wall-time comparison of two runs."""
+    wrapper = find_reward_wrapper(venv)
+    if wrapper is None:
+        return {}
+    return {"reward_s": round(wrapper.reward_s, 2),
+            "reward_share": round(wrapper.reward_s / max(train_s, 1e-9), 4)}
+
+
 def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: Path,
                       n_videos: int, t0: float) -> dict[str, Any]:
     """Train the built agent, save it, evaluate, record videos, write ``summary.json``."""
@@ -364,6 +377,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         "wall_s": round(time.perf_counter() - t0, 2),
         "train_wall_s": round(train_s, 2),
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
+        **_reward_time(built.venv, train_s),
         "videos": [_relative(v, run_dir) for v in result.videos],
         "reward_training": reward_model.summary() if learned else None,
         "bc": built.bc_summary,

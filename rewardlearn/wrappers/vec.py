@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,6 +128,11 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._pending: list[TransitionBatch] = []
         self._run_start = np.zeros(self.num_envs, dtype=np.int64)
         """Per env, the index in the pending steps where its running episode starts."""
+        self.reward_s = 0.0
+        """Seconds spent in the reward module's calls from here: scoring, observing, and what
+        the module trains there (DrS's classifier updates); a run's ``summary.json`` reports
+        it as ``reward_s`` and its share of the training time. Feedback rounds that a
+        callback runs (preference) are not in it."""
 
     @property
     def pending(self) -> int:
@@ -199,12 +205,14 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             self._last_frames = frames.copy()
             for j in np.flatnonzero(dones):
                 self._last_frames[j] = self.venv.reset_infos[j][FRAME_KEY]
+        t0 = time.perf_counter()
         if self.defer:
             self.reward_model.defer_step(batch)
             if self.reward_model.defer_consumes_frames:  # the module took them already
                 batch = dataclasses.replace(batch, frames=None, obs_frames=None)
             self._pending.append(batch)
             self._run_start[batch.dones] = len(self._pending)
+            self.reward_s += time.perf_counter() - t0
             zero = np.zeros(self.num_envs, np.float32)
             return obs, combine_rewards(zero, env_rew, self.mode, self.weight).astype(
                 np.float32), dones, infos
@@ -215,6 +223,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         rewards = combine_rewards(learned, env_rew, self.mode, self.weight).astype(np.float32)
         if self.training:
             self.reward_model.observe(batch, learned)
+        self.reward_s += time.perf_counter() - t0
         self._account(batch, learned, out.signals)
         return obs, rewards, dones, infos
 
@@ -262,6 +271,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             empty = np.zeros((0, n), np.float32)
             return FlushedRewards(empty, empty.copy(), total=empty.copy(),
                                   returned=empty.copy(), dones=np.zeros((0, n), bool))
+        t0 = time.perf_counter()
         joined = TransitionBatch.concat(pending)
         out = self.reward_model.compute_deferred(joined)
         learned = check_finite(np.asarray(out.rewards, np.float32).reshape(t * n),
@@ -274,6 +284,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         delta = total - returned
         if self.training:
             self.reward_model.observe_steps(pending, learned, joined)
+        self.reward_s += time.perf_counter() - t0
         episodes: list[dict[str, float]] = []
         for k, batch in enumerate(pending):
             episodes += self._account(batch, learned[k], {s: v[k] for s, v in signals.items()})

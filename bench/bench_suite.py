@@ -167,6 +167,35 @@ def _runs(work: Path, task: str, cond: str, timesteps: int) -> list[dict[str, An
     return out
 
 
+def drs_diagnosis(work: Path, task: str, seed: int, timesteps: int) -> str:
+    """Where a DrS run's agent got during training, from its TensorBoard log: the highest
+    stage reached (``reward/stage``, the mean over a rollout's steps) and the stage
+    classifier's score on the agent's states over the last tenth of training
+    (``reward/stage_score``, in [-1, 1]: near -1 the classifier is saturated, the reward flat
+    within the stage)."""
+    import glob
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = run_dir(work, task, "drs", seed, timesteps)
+    files = glob.glob(str(folder / "tb" / "**" / "events*"), recursive=True)
+    if not files:
+        return "no training log"
+    acc = EventAccumulator(max(files, key=lambda p: Path(p).stat().st_mtime))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    if "reward/stage" not in tags or "reward/stage_score" not in tags:
+        return "no stage log"
+    stage = [e.value for e in acc.Scalars("reward/stage")]
+    score = [e.value for e in acc.Scalars("reward/stage_score")]
+    names = ladder(task).names
+    tail = score[-max(1, len(score) // 10):]
+    top = max(stage)
+    return (f"highest mean stage in a rollout {top:.2f} of {len(names) - 1} "
+            f"({' -> '.join(names)}); stage classifier score over the last tenth "
+            f"{np.mean(tail):+.2f}")
+
+
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
@@ -252,6 +281,13 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
                      "updates, over the training time; other jobs on the machine slow both "
                      f"alike): {', '.join(f'{t} {x:.1%}' for t, x in inside)} (mean **"
                      f"{np.mean([x for _, x in inside]):.1%}**, target <= 10%).")
+    weak = [(t, r["seed"]) for t in tasks for r in _runs(work, t, "drs", timesteps)
+            if per_task[t].get("dense") and r["success_rate"] < 0.75 * per_task[t]["dense"]]
+    if weak:
+        lines.append("- DrS runs below 75% of the dense reward's success, where their agents "
+                     "got (training log): " + "; ".join(
+                         f"{t} seed {sd}: {drs_diagnosis(work, t, sd, timesteps)}"
+                         for t, sd in weak) + ".")
     if pref_mean is not None and dense_mean:
         lines.append(f"- Preference (oracle, 1000 labels) mean success {_pct(pref_mean)}: "
                      f"**{pref_mean / dense_mean:.0%}** of the dense reward's (target >= 80%).")

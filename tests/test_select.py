@@ -529,3 +529,36 @@ def test_select_config_defaults_match_conf_config_yaml(
     cfg = compose_cfg()
     assert OmegaConf.to_container(cfg.eval.select) == SelectConfig().to_dict()
     assert not SelectConfig().enabled
+
+
+def test_a_ppo_agents_candidates_come_from_one_forward_pass_with_predicts_distribution(
+        ) -> None:
+    """PPO's Gaussian is sampled ``n`` times from one forward pass (bounded mean and
+    ``NormalizedPolicy`` included): candidate 1 is ``predict``'s mean action, the draws have
+    the policy's mean and std, clipped to the bounds as ``predict`` clips; SAC goes through
+    ``predict``."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardlearn.agents import NormalizedPolicy
+    from rewardlearn.select.modeling import gaussian_actor, sample_gaussian
+
+    env = gym.make("Pendulum-v1")
+    agent = PPO("MlpPolicy", env, seed=0, policy_kwargs={"log_std_init": -1.0})
+    norm = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
+    norm.obs_rms.mean[:] = 0.5
+    for policy in (agent, NormalizedPolicy(agent, norm)):
+        found = gaussian_actor(policy)
+        assert found is not None
+        obs = np.array([[1.0, 0.0, 0.3], [0.0, 1.0, -2.0]], np.float32)
+        torch.manual_seed(0)
+        acts = sample_gaussian(*found, obs, 4000, mean_first=True).reshape(2, 4000, 1)
+        mean = np.asarray(policy.predict(obs, deterministic=True)[0])
+        assert np.allclose(acts[:, 0], mean, atol=1e-6)
+        inside = acts[:, 1:, 0]
+        raw = policy.predict(np.repeat(obs, 4000, axis=0), deterministic=False)[0]
+        raw = np.asarray(raw).reshape(2, 4000)
+        for row in range(2):  # the same clipped Gaussian as predict's samples
+            assert abs(inside[row].mean() - raw[row].mean()) < 0.03
+            assert abs(inside[row].std() - raw[row].std()) < 0.03
+        assert np.all(np.abs(acts) <= 2.0)  # Pendulum's bounds
+    assert gaussian_actor(SAC("MlpPolicy", env, seed=0)) is None

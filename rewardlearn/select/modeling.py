@@ -108,6 +108,54 @@ def _envs(env: Any) -> list[gym.Env]:
                     f"got {type(env).__name__}")
 
 
+def gaussian_actor(policy: Any) -> tuple[Any, Any] | None:
+    """``(SB3 ActorCriticPolicy, observation normaliser or None)`` when ``policy`` is an SB3
+    on-policy agent with a plain diagonal Gaussian over a ``Box`` (PPO's default, the
+    bounded mean included), or a ``NormalizedPolicy`` of one: its candidates can then come
+    from one forward pass (:func:`sample_gaussian`). ``None`` for anything else, which goes
+    through ``predict``."""
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    agent, normalizer = policy, None
+    if not isinstance(policy, OnPolicyAlgorithm) and hasattr(policy, "agent") and \
+            hasattr(policy, "normalizer"):  # rewardlearn.agents.NormalizedPolicy
+        agent, normalizer = policy.agent, policy.normalizer
+    if not isinstance(agent, OnPolicyAlgorithm):
+        return None
+    pol = agent.policy
+    if not isinstance(pol, ActorCriticPolicy) or pol.squash_output or \
+            not isinstance(pol.action_dist, DiagGaussianDistribution) or \
+            not isinstance(pol.action_space, gym.spaces.Box):
+        return None
+    return pol, normalizer
+
+
+def sample_gaussian(pol: Any, normalizer: Any, obs: Obs, n: int,
+                    mean_first: bool) -> np.ndarray:
+    """``(E * n, A)`` env-major candidates from one forward pass of ``pol`` on ``E``
+    observations: ``n`` draws of each row's Gaussian (candidate 1 its mean with
+    ``mean_first``), clipped to the action bounds as SB3's ``predict`` clips. The same
+    distribution as ``predict`` on ``n`` copies of each row, at the cost of one row."""
+    import torch
+
+    if normalizer is not None:
+        obs = normalizer.normalize_obs(obs)
+    if pol.training:
+        pol.set_training_mode(False)
+    obs_t, _ = pol.obs_to_tensor(obs)
+    with torch.no_grad():  # get_distribution's steps, without building distribution objects
+        features = pol.extract_features(obs_t, pol.pi_features_extractor)
+        mean = pol.action_net(pol.mlp_extractor.forward_actor(features))  # (E, A)
+        noise = torch.randn((mean.shape[0], n, mean.shape[1]), device=mean.device)
+        draws = mean[:, None] + pol.log_std.exp() * noise  # (E, n, A)
+        if mean_first:
+            draws[:, 0] = mean
+    acts = draws.reshape(-1, draws.shape[-1]).cpu().numpy()
+    return np.clip(acts, pol.action_space.low, pol.action_space.high)
+
+
 class BestOfN:
     """A policy wrapper executing the best of ``n`` sampled candidate actions (``predict``
     as SB3's).
@@ -156,6 +204,7 @@ class BestOfN:
         self.last_choice: np.ndarray | None = None
         """``(n_envs,)`` index of the executed candidate at the last decision."""
         self.last_candidates: Candidates | None = None
+        self._actor: tuple[Any, Any] | bool | None = None  # gaussian_actor's, found once
 
     # -- envs -------------------------------------------------------------------------------
 
@@ -177,7 +226,14 @@ class BestOfN:
         return self.observation_space
 
     def _sample(self, obs: Obs, deterministic: bool) -> np.ndarray:
-        """``(E * n, ...)`` candidate actions, env-major: one sampling call for all."""
+        """``(E * n, ...)`` candidate actions, env-major: one sampling call for all (one
+        forward pass for a PPO agent's Gaussian, :func:`sample_gaussian`)."""
+        if self._actor is None:
+            self._actor = gaussian_actor(self.policy) or False
+        if isinstance(self._actor, tuple):
+            pol, normalizer = self._actor
+            return sample_gaussian(pol, normalizer, obs, self.n,
+                                   deterministic and self.include_mean)
         e = _rows(obs)
         sampled = np.asarray(self.policy.predict(_repeat(obs, self.n), deterministic=False)[0])
         if deterministic and self.include_mean:

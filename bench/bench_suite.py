@@ -57,7 +57,8 @@ AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task:
               "one whole 500-step episode per env (n_steps 500, batch 100, 10 epochs, lr 3e-4), "
               "SB3's defaults otherwise")
 PASS_SUCCESS = 0.6
-SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2, "drs_mixup": 1}
+SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2, "drs_mixup": 1,
+                       "drs_published": 1, "drs_stage_form": 1}
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
@@ -68,8 +69,17 @@ CONDITIONS: dict[str, list[str]] = {
     # stage classifier (docs/drs.md), run where the defaults fail
     "drs_mixup": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
                   "reward.model.mixup=1.0"],
+    # ablation: the classifier of DrS's published code (one net per stage, 32 sigmoid
+    # units, raw states) in place of one 256x256 trunk on demo-standardised states
+    "drs_published": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                      "reward.model.hidden_sizes=[32]", "reward.model.activation=sigmoid",
+                      "reward.model.shared_trunk=false", "reward.model.standardize=none"],
+    # ablation: the reward as the stage level k + alpha tanh(D_k) (form=stage), without
+    # the constant -1 per step of form=negative (Meta-World runs a fixed 500 steps)
+    "drs_stage_form": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                       "reward.model.form=stage"],
 }
-ABLATIONS = ("drs_mixup",)
+ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -77,6 +87,9 @@ LABELS = {
     "sparse": "sparse (1 at success)",
     "preference": "`reward=preference teacher=oracle`, 1000 labels",
     "drs_mixup": "ablation: `reward=drs reward.model.mixup=1.0`",
+    "drs_published": "ablation: DrS's published classifier (per stage, 32 sigmoid units, "
+                     "raw states)",
+    "drs_stage_form": "ablation: `reward=drs reward.model.form=stage`",
 }
 
 
@@ -341,7 +354,8 @@ def job_order(tasks: list[str], conditions: list[str], seeds: list[int]
     (a sweep stopped early still covers every task), and within a task ``drs`` and ``sparse``
     next to each other, so that with ``--jobs 2`` they run side by side (the wall-time
     comparison)."""
-    rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3, "drs_mixup": 4}
+    rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3, "drs_mixup": 4,
+            "drs_published": 5, "drs_stage_form": 6}
     jobs = []
     for k, seed in enumerate(seeds):
         for task in tasks:

@@ -7,6 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -264,3 +265,44 @@ def test_mixup_scores_blends_of_agent_and_demo_states_by_their_blend_weight() ->
     np.testing.assert_allclose(mixed[1:4], np.tanh(np.log(inner / (1 - inner))), atol=0.1)
     with pytest.raises(ValueError, match="mixup must be"):
         DrSConfig(mixup=-1.0)
+
+
+def test_per_stage_classifiers_train_apart_and_raw_states_stay_raw() -> None:
+    """``shared_trunk=false`` (DrS's published code: one small net per stage) trains only the
+    stages that have data: the stage-1 net is untouched while the agent is stuck in stage 0.
+    ``standardize=none`` feeds raw states (mean 0, std 1 stay); ``demos`` fits them."""
+    def stuck(**kw: object) -> DrSReward:
+        r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=8, batch_size=32,
+                      train_steps=20, seed=0, **kw)  # type: ignore[arg-type]
+        assert r.buffers is not None
+        r.buffers.add_demo(np.array([[1.5, 1.0]] * 8, np.float32), np.zeros(8, np.int64),
+                           np.ones(8, bool))
+        play(r, [-1.0, -0.5, 0.0, 0.2, 0.1, 0.0, -0.2, -0.4, -0.6, -0.8], success=False)
+        return r
+
+    r = stuck(hidden_sizes=[32], activation="sigmoid", shared_trunk=False, standardize="none")
+    assert r.net is not None
+    before = [p.detach().clone() for p in r.net.net[1].parameters()]  # type: ignore[index]
+    head0 = [p.detach().clone() for p in r.net.net[0].parameters()]  # type: ignore[index]
+    assert r.update()["stages_trained"] == 1
+    after = list(r.net.net[1].parameters())  # type: ignore[index]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(
+        head0, r.net.net[0].parameters(), strict=True))  # type: ignore[index]
+    assert r.net.mean.abs().max() == 0 and torch.all(r.net.std == 1)
+
+    shared = stuck(shared_trunk=True, standardize="demos")
+    assert shared.net is not None
+    shared.update()
+    assert shared.net.mean.abs().max() > 0  # fitted on the first data
+
+
+def test_a_checkpoint_of_another_classifier_shape_says_what_differs() -> None:
+    old = DrSReward(SPACE, ACT, num_stages=2, shared_trunk=True, hidden_sizes=[256, 256])
+    new = DrSReward(SPACE, ACT, num_stages=2, shared_trunk=False, hidden_sizes=[32])
+    with pytest.raises(ValueError, match=r"does not match.*shared_trunk=False.*shared_trunk=true"):
+        new.load_state_dict(old.state_dict())
+    with pytest.raises(ValueError, match=r"activation must be one of .*sigmoid"):
+        DrSConfig(activation="gelu")
+    with pytest.raises(ValueError, match=r"standardize must be one of"):
+        DrSConfig(standardize="batch")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rewardlearn.drs.modeling import ACTIVATIONS
 from rewardlearn.settings import RewardModelConfig, positive_widths
 
 FORMS = ("negative", "stage")
+STANDARDIZE = ("demos", "none")
 
 
 @RewardModelConfig.register_subclass("drs")
@@ -26,8 +28,10 @@ class DrSConfig(RewardModelConfig):
     that ends on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
     with a fixed horizon).
 
-    Classifiers: one MLP trunk (``hidden_sizes``) with a logit per stage over the
-    standardised flat ``s'``. Every ``update_every`` env steps, ``train_steps`` Adam steps
+    Classifiers: one MLP per stage (``hidden_sizes``, ``activation``) over the flat ``s'``,
+    or one trunk with a logit per stage (``shared_trunk``); ``standardize`` ``"demos"``
+    standardises the inputs by the demos' mean and std (or the first data's), ``"none"``
+    feeds raw states. Every ``update_every`` env steps, ``train_steps`` Adam steps
     (``lr``, ``batch_size`` states per stage, half positive, half negative) on the
     per-stage buffers (``buffer_size`` states per stage and label, oldest dropped).
     ``demos`` (comma-separated datasets, at most ``max_demos`` episodes) seed the
@@ -49,6 +53,9 @@ class DrSConfig(RewardModelConfig):
     alpha: float = 0.3
     form: str = "negative"
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "leaky_relu"
+    shared_trunk: bool = True
+    standardize: str = "demos"
     lr: float = 3e-4
     weight_decay: float = 1e-4
     batch_size: int = 256
@@ -72,6 +79,10 @@ class DrSConfig(RewardModelConfig):
         return [
             (0.0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}"),
             (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
+            (self.activation in ACTIVATIONS,
+             f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"),
+            (self.standardize in STANDARDIZE,
+             f"standardize must be one of {STANDARDIZE}, got {self.standardize!r}"),
             (self.form in FORMS, f"form must be one of {FORMS}, got {self.form!r}"),
             (self.num_stages is None or self.num_stages >= 1, "num_stages must be >= 1"),
             (self.max_demos is None or self.max_demos >= 1, "max_demos must be >= 1 or null"),
@@ -88,4 +99,4 @@ class DrSConfig(RewardModelConfig):
         ]
 
 
-__all__ = ["FORMS", "DrSConfig"]
+__all__ = ["FORMS", "STANDARDIZE", "DrSConfig"]

@@ -1,4 +1,4 @@
-"""Per-stage success classifiers ``D_k(s)`` of DrS: one trunk, a logit per stage."""
+"""Per-stage success classifiers ``D_k(s)`` of DrS."""
 
 from __future__ import annotations
 
@@ -8,12 +8,35 @@ import numpy as np
 import torch
 from torch import nn
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU}
+"""Hidden-layer activations by name (``reward.model.activation``)."""
+
+
+def _mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden_sizes:
+        layers += [nn.Linear(d, int(h)), ACTIVATIONS[activation]()]
+        d = int(h)
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
 
 class StageClassifier(nn.Module):
-    """``D_k(s)`` for every stage ``k``: an MLP on standardised features, ``K`` logits out.
+    """``D_k(s)`` for every stage ``k``: ``K`` logits from the flat state.
 
-    The standardisation is fixed once (:meth:`fit_scale`, from the demos or the first data)
-    so that the reward does not drift with the agent's state distribution.
+    ``shared=False`` (the default, as published: Mu et al. 2024's code has one net per stage,
+    ``Linear(d, 32) -> Sigmoid -> Linear(32, 1)``) gives each stage its own MLP;
+    ``shared=True`` one trunk with a logit per stage. Inputs are ``(x - mean) / std``;
+    with ``standardize`` off both stay 0 and 1 (raw states, as published), otherwise they
+    are fixed once (:meth:`fit_scale`, from the demos or the first data) so that the
+    reward does not drift with the agent's state distribution.
+
+    Example:
+        >>> net = StageClassifier(5, 3, [32], activation="sigmoid", shared=False)
+        >>> tuple(net(torch.zeros(4, 5)).shape)
+        (4, 3)
     """
 
     mean: torch.Tensor
@@ -21,15 +44,18 @@ class StageClassifier(nn.Module):
     trained: torch.Tensor
     scaled: torch.Tensor
 
-    def __init__(self, in_dim: int, num_stages: int, hidden_sizes: Sequence[int]) -> None:
+    def __init__(self, in_dim: int, num_stages: int, hidden_sizes: Sequence[int],
+                 activation: str = "leaky_relu", shared: bool = True) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        d = in_dim
-        for h in hidden_sizes:
-            layers += [nn.Linear(d, int(h)), nn.LeakyReLU()]
-            d = int(h)
-        layers.append(nn.Linear(d, num_stages))
-        self.net = nn.Sequential(*layers)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        self.shared = bool(shared)
+        if self.shared:
+            self.net: nn.Module = _mlp(in_dim, hidden_sizes, num_stages, activation)
+        else:
+            self.net = nn.ModuleList(_mlp(in_dim, hidden_sizes, 1, activation)
+                                     for _ in range(num_stages))
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
         self.register_buffer("trained", torch.zeros(num_stages, dtype=torch.bool))
@@ -44,8 +70,21 @@ class StageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` logits."""
-        out: torch.Tensor = self.net((x - self.mean) / self.std)
+        z = (x - self.mean) / self.std
+        if self.shared:
+            out: torch.Tensor = self.net(z)
+            return out
+        assert isinstance(self.net, nn.ModuleList)
+        return torch.cat([head(z) for head in self.net], dim=1)
+
+    def stage_logit(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """``(B,)`` logits of stage ``k`` alone (with separate nets, only ``k``'s runs, so
+        training one stage leaves the others' weights untouched)."""
+        if self.shared:
+            return self(x)[:, k]
+        assert isinstance(self.net, nn.ModuleList)
+        out: torch.Tensor = self.net[k]((x - self.mean) / self.std)[:, 0]
         return out
 
 
-__all__ = ["StageClassifier"]
+__all__ = ["ACTIVATIONS", "StageClassifier"]

@@ -106,8 +106,10 @@ class DrSReward(RewardModel):
 
     def _build(self, num_stages: int) -> None:
         self.num_stages = int(num_stages)
-        self.net = StageClassifier(self.dim, self.num_stages, self.cfg.hidden_sizes).to(
-            self.device)
+        self.net = StageClassifier(self.dim, self.num_stages, self.cfg.hidden_sizes,
+                                   self.cfg.activation, self.cfg.shared_trunk).to(self.device)
+        if self.cfg.standardize == "none":
+            self.net.scaled.fill_(True)  # raw states: mean 0, std 1 stay
         self.optim = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr,
                                       weight_decay=self.cfg.weight_decay)
         self.buffers = StageBuffers(self.num_stages, self.dim, self.cfg.buffer_size)
@@ -121,7 +123,8 @@ class DrSReward(RewardModel):
             keep = positive_tail(stages, positive, self.cfg.positive_tail)
             self.buffers.add_demo(feats[keep], stages[keep], positive[keep])
             rows.append(feats)
-        self.net.fit_scale(np.concatenate(rows))
+        if self.cfg.standardize == "demos":
+            self.net.fit_scale(np.concatenate(rows))
         log.info("drs: %d demos, %d stages, demo positives per stage %s", len(demos),
                  self.num_stages, [len(p) for p in self.buffers.demo_pos])
 
@@ -215,13 +218,14 @@ class DrSReward(RewardModel):
             for k in ready:
                 x = np.concatenate([self.buffers.sample(k, half, True, self.rng),
                                     self.buffers.sample(k, half, False, self.rng)])
-                logit = self.net(torch.as_tensor(x, device=self.device))[:, k]
+                logit = self.net.stage_logit(torch.as_tensor(x, device=self.device), k)
                 loss = loss + F.binary_cross_entropy_with_logits(logit, target)
                 acc.append(((logit > 0).float() == target).float().mean().item())
                 if self.cfg.mixup > 0:
                     lam = self.rng.random(half).astype(np.float32)
                     mixed = lam[:, None] * x[:half] + (1 - lam[:, None]) * x[half:]
-                    mix_logit = self.net(torch.as_tensor(mixed, device=self.device))[:, k]
+                    mix_logit = self.net.stage_logit(
+                        torch.as_tensor(mixed, device=self.device), k)
                     loss = loss + self.cfg.mixup * F.binary_cross_entropy_with_logits(
                         mix_logit, torch.as_tensor(lam, device=self.device))
             self.optim.zero_grad()
@@ -260,6 +264,16 @@ class DrSReward(RewardModel):
             return
         if self.net is None or self.buffers is None:
             raise ValueError("a drs checkpoint needs num_stages in its config")
+        saved, here = set(state["net"]), set(self.net.state_dict())
+        if saved != here:
+            shapes = {k: tuple(v.shape) for k, v in state["net"].items() if k.endswith("weight")}
+            raise ValueError(
+                "this drs checkpoint's classifier does not match the settings it is loaded "
+                f"with (shared_trunk={self.cfg.shared_trunk}, hidden_sizes="
+                f"{list(self.cfg.hidden_sizes)}): it has layers {shapes}; load it with the "
+                "settings it was trained with (a checkpoint from before the per-stage "
+                "default: shared_trunk=true hidden_sizes=[256,256] activation=leaky_relu "
+                "standardize=demos)")
         self.net.load_state_dict(state["net"])
         self.buffers.demo_pos = [np.asarray(p, np.float32) for p in state["demo_pos"]]
         self.updates = int(state.get("updates", 0))

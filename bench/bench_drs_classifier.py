@@ -12,7 +12,11 @@ the expert with noise 4, 2, 1) and reports:
 * Spearman's rho between the score and Meta-World's own dense reward on those states
   (within stage 0 that reward measures reaching: does the score rise towards the object?),
   over all held-out states and within the random-action ones alone;
-* the saturated share: ``|tanh(D_0(s))| > 0.95``, where the reward is flat.
+* the saturated share: ``|tanh(D_0(s))| > 0.95``, where the reward is flat;
+* which way the score points: each held-out random-action state with the hand (the
+  current and the previous frame's position, observation entries 0-2 and 18-20) moved
+  halfway *towards* the object, or 0.2 m straight *away* from it; the share of states whose
+  score rises with the move. A reward to reach with rises towards and falls away.
 
 Each classifier setting is one row (the settings are ``reward.model.*`` overrides).
 
@@ -110,7 +114,18 @@ def probe(task: str, demos: Path, train: list[Episode], held: dict[str, list[Epi
         if name == "random":
             s_rand, r_rand = sc, rs
     sc, rs = np.concatenate(x_all), np.concatenate(r_all)
+    xs = np.concatenate([e[0][e[1] == 0] for e in held["random"]])
+    gap = xs[:, 0:3] - xs[:, 4:7]  # hand minus object
+    unit = gap / np.maximum(np.linalg.norm(gap, axis=1, keepdims=True), 1e-6)
+    zero = np.zeros(len(xs), np.int64)
+    moved = {}
+    for name, step in (("towards", -0.5 * gap), ("away", 0.2 * unit)):
+        x2 = xs.copy()
+        x2[:, 0:3] += step
+        x2[:, 18:21] += step
+        moved[name] = float(np.mean(r.scores(x2, zero) > r.scores(xs, zero)))
     return {"rho": float(spearmanr(sc, rs).statistic),
+            "towards": moved["towards"], "away": moved["away"],
             "rho_random": float(spearmanr(s_rand, r_rand).statistic),
             "saturated": float(np.mean(np.abs(sc) > 0.95)), "n": float(len(sc))}
 
@@ -153,14 +168,16 @@ def main() -> None:
         (__doc__ or "").split("Usage::")[0].split("\n", 2)[2].strip(),
         "",
         "Each cell: Spearman rho over all held-out stage-0 states / within the random-action "
-        "ones / saturated share.",
+        "ones / saturated share / share whose score rises with the hand moved towards the "
+        "object / moved away.",
         "",
         "| classifier | " + " | ".join(args.tasks) + " | mean rho (all / random) |",
         "|---|" + "---|" * (len(args.tasks) + 1),
     ]
     for name, per in rows.items():
         cells = [f"{per[t]['rho']:.2f} / {per[t]['rho_random']:.2f} / "
-                 f"{per[t]['saturated']:.0%}" for t in args.tasks]
+                 f"{per[t]['saturated']:.0%} / {per[t]['towards']:.0%} / "
+                 f"{per[t]['away']:.0%}" for t in args.tasks]
         mean = np.mean([per[t]["rho"] for t in args.tasks])
         mean_r = np.mean([per[t]["rho_random"] for t in args.tasks])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.2f} / {mean_r:.2f} |")

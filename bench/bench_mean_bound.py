@@ -105,6 +105,22 @@ def main() -> None:
                 f"{_cell(runs, 'sampled', 'env_return_mean')} | "
                 f"{_cell(runs, 'deterministic', 'success_rate') if success else '-'} | "
                 f"{_cell(runs, 'sampled', 'success_rate') if success else '-'} |")
+    lines += ["", "Bounded against unbounded, the means over seeds (success where the env "
+              "reports it, else return):", ""]
+    for env in args.envs:
+        lo, hi = by[(env, "unbounded")], by[(env, "bounded")]
+        if not lo or not hi:
+            continue
+        key = ("success_rate" if lo[0]["deterministic"]["success_rate"] is not None
+               else "env_return_mean")
+        parts = []
+        for how, name in (("deterministic", "mean action"), ("sampled", "sampled")):
+            a = float(np.mean([r[how][key] for r in lo]))
+            b = float(np.mean([r[how][key] for r in hi]))
+            diff = f"{b - a:+.0%} points" if key == "success_rate" else f"{b - a:+.0f}"
+            parts.append(f"{name} {diff}")
+        lines.append(f"- {env} ({len(hi)} bounded / {len(lo)} unbounded seeds): "
+                     + ", ".join(parts))
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -58,7 +58,8 @@ AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task:
               "SB3's defaults otherwise")
 PASS_SUCCESS = 0.6
 SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2, "drs_mixup": 1,
-                       "drs_published": 1, "drs_stage_form": 1}
+                       "drs_published": 1, "drs_stage_form": 1,
+                       "drs_bound": 1, "drs_published_bound": 1}
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
@@ -78,8 +79,17 @@ CONDITIONS: dict[str, list[str]] = {
     # the constant -1 per step of form=negative (Meta-World runs a fixed 500 steps)
     "drs_stage_form": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
                        "reward.model.form=stage"],
+    # ablations: PPO's mean kept inside the action bounds (agent.mean_bound=1.0, docs/drs.md)
+    "drs_bound": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                  "agent.mean_bound=1.0"],
+    "drs_published_bound": ["env.reward_type=sparse", "reward=drs",
+                            "reward.model.demos={demos}", "reward.model.hidden_sizes=[32]",
+                            "reward.model.activation=sigmoid",
+                            "reward.model.shared_trunk=false",
+                            "reward.model.standardize=none", "agent.mean_bound=1.0"],
 }
-ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form")
+ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
+             "drs_published_bound")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -90,6 +100,8 @@ LABELS = {
     "drs_published": "ablation: DrS's published classifier (per stage, 32 sigmoid units, "
                      "raw states)",
     "drs_stage_form": "ablation: `reward=drs reward.model.form=stage`",
+    "drs_bound": "ablation: `reward=drs agent.mean_bound=1.0`",
+    "drs_published_bound": "ablation: DrS's published classifier + `agent.mean_bound=1.0`",
 }
 
 
@@ -179,7 +191,7 @@ def selection_table(tasks: list[str], work: Path, timesteps: int) -> tuple[str, 
 def _runs(work: Path, task: str, cond: str, timesteps: int) -> list[dict[str, Any]]:
     """The finished runs of a condition on a task (summary + training curve)."""
     out = []
-    for folder in sorted((work / f"t{timesteps}" / task).glob(f"{cond}_s*")):
+    for folder in sorted((work / f"t{timesteps}" / task).glob(f"{cond}_s[0-9]*")):
         if (folder / "summary.json").is_file():
             s = json.loads((folder / "summary.json").read_text())
             s.update(training_curve(folder))
@@ -214,6 +226,63 @@ def drs_diagnosis(work: Path, task: str, seed: int, timesteps: int) -> str:
     return (f"highest mean stage in a rollout {top:.2f} of {len(names) - 1} "
             f"({' -> '.join(names)}); stage classifier score over the last tenth "
             f"{np.mean(tail):+.2f}")
+
+
+def reach_diagnosis(folder: Path | None, task: str, episodes: int = 6) -> dict[str, float]:
+    """How far the hand stays from the task's object: the trained agent (sampled actions,
+    its own ``VecNormalize`` statistics) or uniform random actions (``folder`` None), over
+    ``episodes`` held-out layouts (seeds 5000+): the mean distance at the start, the
+    closest it came and at the end, and the share of episodes past the first stage.
+    Cached as ``<run>/reach.json``."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rewardlearn.env_factory import env_config, make_env
+
+    cache = folder / "reach.json" if folder is not None else None
+    if cache is not None and cache.is_file():
+        cached: dict[str, float] = json.loads(cache.read_text())
+        return cached
+    cfg = env_config("metaworld")
+    cfg.task = task
+    env = make_env(cfg)
+    agent = norm = None
+    if folder is not None:
+        norm = VecNormalize.load(str(folder / "vecnormalize.pkl"),
+                                 DummyVecEnv([lambda: make_env(cfg)]))
+        agent = PPO.load(str(folder / "agent.zip"), device="cpu")
+    rng = np.random.default_rng(0)
+
+    def dist() -> float:
+        u = env.unwrapped
+        return float(np.linalg.norm(u.tcp_center - u._get_pos_objects()[:3]))  # type: ignore[attr-defined]
+
+    rows = []
+    for ep in range(episodes):
+        obs, info = env.reset(seed=5000 + ep)
+        start = closest = dist()
+        done = False
+        while not done:
+            if agent is None or norm is None:
+                action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+            else:
+                action = agent.predict(norm.normalize_obs(obs[None].astype(np.float32)),
+                                       deterministic=False)[0][0]
+            obs, _, term, trunc, info = env.step(action)
+            closest = min(closest, dist())
+            done = term or trunc
+        rows.append((start, closest, dist(), float(info["stage"] > 0 or info["is_success"])))
+    m = np.mean(rows, axis=0)
+    out = {"start": float(m[0]), "closest": float(m[1]), "end": float(m[2]),
+           "past_stage_0": float(m[3])}
+    if cache is not None:
+        cache.write_text(json.dumps(out))
+    return out
+
+
+def _reach_text(d: dict[str, float]) -> str:
+    return (f"{d['start']:.2f} m at the start, closest {d['closest']:.2f}, at the end "
+            f"{d['end']:.2f}; past stage 0 in {d['past_stage_0']:.0%} of episodes")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -312,6 +381,17 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
                      "got (training log): " + "; ".join(
                          f"{t} seed {sd}: {drs_diagnosis(work, t, sd, timesteps)}"
                          for t, sd in weak) + ".")
+        lines.append("- Where those agents' hands went (hand-to-object distance, 6 held-out "
+                     "layouts, sampled actions; `reach_diagnosis`), against uniform random "
+                     "actions and the dense reward's agent:")
+        for t in sorted({t for t, _ in weak}):
+            lines.append(f"  - {t}: random actions {_reach_text(reach_diagnosis(None, t))}")
+            for cond in ("dense", "drs", *ABLATIONS):
+                for r in _runs(work, t, cond, timesteps):
+                    folder = run_dir(work, t, cond, r["seed"], timesteps)
+                    if (folder / "agent.zip").is_file():
+                        lines.append(f"  - {t}, {LABELS[cond]}, seed {r['seed']}: "
+                                     f"{_reach_text(reach_diagnosis(folder, t))}")
     if pref_mean is not None and dense_mean:
         lines.append(f"- Preference (oracle, 1000 labels) mean success {_pct(pref_mean)}: "
                      f"**{pref_mean / dense_mean:.0%}** of the dense reward's (target >= 80%).")
@@ -355,7 +435,8 @@ def job_order(tasks: list[str], conditions: list[str], seeds: list[int]
     next to each other, so that with ``--jobs 2`` they run side by side (the wall-time
     comparison)."""
     rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3, "drs_mixup": 4,
-            "drs_published": 5, "drs_stage_form": 6}
+            "drs_published": 5, "drs_stage_form": 6,
+            "drs_bound": 7, "drs_published_bound": 8}
     jobs = []
     for k, seed in enumerate(seeds):
         for task in tasks:

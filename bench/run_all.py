@@ -80,6 +80,8 @@ SCRIPTS: dict[str, Spec] = {
     "drs": Spec(["--timesteps", "4096", "--seeds", "0", "--conditions", "drs"], [],
                 seeds="quick: 0; full: 0-4", out_flag="--out", note="quick: 4096 PPO steps"),
     "outcomes": Spec(None, [], note="needs the DrS runs of bench_drs (--drs)"),
+    "drs_classifier": Spec(["--tasks", "button-press-topdown-v3"], [], seeds="0",
+                           out_flag="--out", note="quick: one task"),
     "suite": Spec(["--tasks", "reach-v3", "--select", "--timesteps", "8000", "--jobs", "1"],
                   None, seeds="0", out_flag="--out",
                   note="quick: one task, 8k steps; full: the commands in bench/results/suite.md"),

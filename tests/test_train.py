@@ -112,3 +112,21 @@ def test_finished_run_is_not_overwritten(compose_cfg: Callable[..., DictConfig],
                         "video.enabled=false"), tmp_path / "run")
     assert (tmp_path / "run" / "summary.json").read_text() == before
     assert json.loads(before) == summary and summary["train_steps_per_s"] > 0
+
+
+def test_summary_evaluates_the_mean_action_and_samples(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """``summary.json`` keeps both evaluations (docs/agents.md): the Gaussian's mean and
+    sampled actions, each over ``eval.n_episodes`` (default >= 10); the top level repeats
+    the one ``eval.deterministic`` names."""
+    assert int(compose_cfg().eval.n_episodes) >= 10
+    cfg = compose_cfg("env=pendulum", "agent=ppo", "reward=env", "total_timesteps=128",
+                      "+agent.kwargs.n_steps=64", "+agent.kwargs.batch_size=32",
+                      "eval.n_episodes=2", "eval.deterministic=false", "video.enabled=false",
+                      "progress_bar=false", "seed=3")
+    summary = run(cfg, tmp_path / "run")
+    det, sampled = summary["deterministic"], summary["sampled"]
+    assert det["eval_episodes"] == sampled["eval_episodes"] == 2
+    assert summary["eval_policy"] == "sampled actions"
+    assert summary["env_return_mean"] == sampled["env_return_mean"]
+    assert det["env_return_mean"] != sampled["env_return_mean"]  # two different evaluations

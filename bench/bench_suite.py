@@ -59,7 +59,8 @@ AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task:
 PASS_SUCCESS = 0.6
 SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2, "drs_mixup": 1,
                        "drs_published": 1, "drs_stage_form": 1,
-                       "drs_bound": 1, "drs_published_bound": 1}
+                       "drs_bound": 1, "drs_published_bound": 1, "drs_slow": 1,
+                       "drs_gentle": 1}
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
@@ -87,9 +88,14 @@ CONDITIONS: dict[str, list[str]] = {
                             "reward.model.activation=sigmoid",
                             "reward.model.shared_trunk=false",
                             "reward.model.standardize=none", "agent.mean_bound=1.0"],
+    # ablations: a classifier that moves more slowly against PPO's rollouts
+    "drs_slow": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                 "reward.model.update_every=32768"],
+    "drs_gentle": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                   "reward.model.train_steps=10"],
 }
 ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
-             "drs_published_bound")
+             "drs_published_bound", "drs_slow", "drs_gentle")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -102,6 +108,8 @@ LABELS = {
     "drs_stage_form": "ablation: `reward=drs reward.model.form=stage`",
     "drs_bound": "ablation: `reward=drs agent.mean_bound=1.0`",
     "drs_published_bound": "ablation: DrS's published classifier + `agent.mean_bound=1.0`",
+    "drs_slow": "ablation: `reward=drs reward.model.update_every=32768` (8x fewer updates)",
+    "drs_gentle": "ablation: `reward=drs reward.model.train_steps=10` (10x fewer steps each)",
 }
 
 
@@ -436,7 +444,7 @@ def job_order(tasks: list[str], conditions: list[str], seeds: list[int]
     comparison)."""
     rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3, "drs_mixup": 4,
             "drs_published": 5, "drs_stage_form": 6,
-            "drs_bound": 7, "drs_published_bound": 8}
+            "drs_bound": 7, "drs_published_bound": 8, "drs_slow": 9, "drs_gentle": 10}
     jobs = []
     for k, seed in enumerate(seeds):
         for task in tasks:

@@ -68,9 +68,12 @@ class StageClassifier(nn.Module):
         self.std.copy_(t.std(0).clamp_min(min_std) if len(t) > 1 else torch.ones_like(t[0]))
         self.scaled.fill_(True)
 
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, K)`` logits."""
-        z = (x - self.mean) / self.std
+        z = self._standardize(x)
         if self.shared:
             out: torch.Tensor = self.net(z)
             return out
@@ -83,7 +86,7 @@ class StageClassifier(nn.Module):
         if self.shared:
             return self(x)[:, k]
         assert isinstance(self.net, nn.ModuleList)
-        out: torch.Tensor = self.net[k]((x - self.mean) / self.std)[:, 0]
+        out: torch.Tensor = self.net[k](self._standardize(x))[:, 0]
         return out
 
 

@@ -57,10 +57,12 @@ AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task:
               "one whole 500-step episode per env (n_steps 500, batch 100, 10 epochs, lr 3e-4), "
               "SB3's defaults otherwise")
 PASS_SUCCESS = 0.6
-SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2, "drs_mixup": 1,
-                       "drs_published": 1, "drs_stage_form": 1,
-                       "drs_bound": 1, "drs_published_bound": 1, "drs_slow": 1,
-                       "drs_gentle": 1}
+SEEDS_PER_CONDITION = {"dense": 3, "drs": 3, "sparse": 1, "preference": 2}
+"""Seeds of the issue's conditions; every ablation runs one (the first of ``--seeds``)."""
+DRS = ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"]
+PUBLISHED_CLASSIFIER = ["reward.model.hidden_sizes=[32]", "reward.model.activation=sigmoid",
+                        "reward.model.shared_trunk=false", "reward.model.standardize=none"]
+"""The classifier of DrS's published code: one net per stage, 32 sigmoid units, raw states."""
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
@@ -73,9 +75,7 @@ CONDITIONS: dict[str, list[str]] = {
                   "reward.model.mixup=1.0"],
     # ablation: the classifier of DrS's published code (one net per stage, 32 sigmoid
     # units, raw states) in place of one 256x256 trunk on demo-standardised states
-    "drs_published": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                      "reward.model.hidden_sizes=[32]", "reward.model.activation=sigmoid",
-                      "reward.model.shared_trunk=false", "reward.model.standardize=none"],
+    "drs_published": [*DRS, *PUBLISHED_CLASSIFIER],
     # ablation: the reward as the stage level k + alpha tanh(D_k) (form=stage), without
     # the constant -1 per step of form=negative (Meta-World runs a fixed 500 steps)
     "drs_stage_form": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
@@ -83,19 +83,28 @@ CONDITIONS: dict[str, list[str]] = {
     # ablations: PPO's mean kept inside the action bounds (agent.mean_bound=1.0, docs/drs.md)
     "drs_bound": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
                   "agent.mean_bound=1.0"],
-    "drs_published_bound": ["env.reward_type=sparse", "reward=drs",
-                            "reward.model.demos={demos}", "reward.model.hidden_sizes=[32]",
-                            "reward.model.activation=sigmoid",
-                            "reward.model.shared_trunk=false",
-                            "reward.model.standardize=none", "agent.mean_bound=1.0"],
+    "drs_published_bound": [*DRS, *PUBLISHED_CLASSIFIER, "agent.mean_bound=1.0"],
     # ablations: a classifier that moves more slowly against PPO's rollouts
     "drs_slow": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
                  "reward.model.update_every=32768"],
     "drs_gentle": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
                    "reward.model.train_steps=10"],
+    "drs_mixup_gentle": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                         "reward.model.mixup=1.0", "reward.model.train_steps=10"],
+    # ablations: the training sets of DrS's published code (whole episodes filed by their
+    # best stage; D_k's positives include the later stages' states), with our classifier
+    # and with the published one
+    # ablation: a Lipschitz classifier (spectral norm; logit slope <= 1 per demo std)
+    "drs_lipschitz": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                      "reward.model.lipschitz=1.0"],
+    "drs_trajectory": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
+                       "reward.model.labels=trajectory"],
+    "drs_trajectory_published": [*DRS, "reward.model.labels=trajectory",
+                                 *PUBLISHED_CLASSIFIER],
 }
 ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
-             "drs_published_bound", "drs_slow", "drs_gentle")
+             "drs_published_bound", "drs_slow", "drs_gentle", "drs_mixup_gentle",
+             "drs_trajectory", "drs_trajectory_published", "drs_lipschitz")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -110,6 +119,13 @@ LABELS = {
     "drs_published_bound": "ablation: DrS's published classifier + `agent.mean_bound=1.0`",
     "drs_slow": "ablation: `reward=drs reward.model.update_every=32768` (8x fewer updates)",
     "drs_gentle": "ablation: `reward=drs reward.model.train_steps=10` (10x fewer steps each)",
+    "drs_mixup_gentle": "ablation: `reward=drs reward.model.mixup=1.0 "
+                        "reward.model.train_steps=10`",
+    "drs_lipschitz": "ablation: `reward=drs reward.model.lipschitz=1.0` (spectral norm)",
+    "drs_trajectory": "ablation: `reward=drs reward.model.labels=trajectory` (the published "
+                      "code's training sets)",
+    "drs_trajectory_published": "ablation: DrS as published (trajectory labels and the "
+                                "published classifier)",
 }
 
 
@@ -442,14 +458,12 @@ def job_order(tasks: list[str], conditions: list[str], seeds: list[int]
     (a sweep stopped early still covers every task), and within a task ``drs`` and ``sparse``
     next to each other, so that with ``--jobs 2`` they run side by side (the wall-time
     comparison)."""
-    rank = {"drs": 0, "sparse": 1, "dense": 2, "preference": 3, "drs_mixup": 4,
-            "drs_published": 5, "drs_stage_form": 6,
-            "drs_bound": 7, "drs_published_bound": 8, "drs_slow": 9, "drs_gentle": 10}
+    rank = {c: i for i, c in enumerate(("drs", "sparse", "dense", "preference", *ABLATIONS))}
     jobs = []
     for k, seed in enumerate(seeds):
         for task in tasks:
             jobs += [(task, cond, seed) for cond in sorted(conditions, key=lambda c: rank[c])
-                     if k < SEEDS_PER_CONDITION[cond]]
+                     if k < SEEDS_PER_CONDITION.get(cond, 1)]
     return jobs
 
 

@@ -14,7 +14,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from toy_envs import LineEnv
 
 from rewardlearn.drs.configuration import DrSConfig
-from rewardlearn.drs.labels import StageBuffers, episode_labels, positive_tail
+from rewardlearn.drs.labels import (
+    StageBuffers,
+    TrajectoryBuffers,
+    episode_labels,
+    positive_tail,
+    trajectory_outcome,
+)
 from rewardlearn.drs.reward import DrSReward
 from rewardlearn.rewards import load_reward_model, save_reward_model
 from rewardlearn.rewards.base import TransitionBatch
@@ -67,6 +73,41 @@ def test_buffers_keep_demo_positives_and_drop_the_oldest_agent_rows() -> None:
     rng = np.random.default_rng(0)
     assert set(buf.sample(0, 50, False, rng)[:, 0]) == {2.0, 3.0, 4.0}
     assert set(buf.sample(0, 50, True, rng)[:, 0]) == {9.0}
+
+
+def test_trajectory_labels_file_whole_episodes_by_their_best_stage() -> None:
+    """DrS's published rule: D_k's positives are every state of an episode that got past k
+    (its later-stage states too), its negatives every state of one that did not; a failed
+    episode is cut after its last state at its best stage."""
+    assert trajectory_outcome(np.array([0, 1, 1, 0, 0]), False, 3) == (1, 3)
+    assert trajectory_outcome(np.array([0, 0]), False, 3) == (0, 2)
+    assert trajectory_outcome(np.array([0, 1, 2]), True, 3) == (3, 3)
+    buf = TrajectoryBuffers(num_stages=2, dim=1, capacity=4)
+    buf.add_demo(np.array([[7.0], [8.0], [9.0]]), level=2)
+    buf.add_episode(np.array([[1.0], [2.0]]), level=0)
+    buf.add_episode(np.array([[5.0], [6.0]]), level=1)
+    assert buf.counts(0) == (5, 2) and buf.counts(1) == (3, 4)
+    rng = np.random.default_rng(0)
+    assert set(buf.sample(0, 200, True, rng)[:, 0]) == {5.0, 6.0, 7.0, 8.0, 9.0}
+    assert set(buf.sample(1, 200, False, rng)[:, 0]) == {1.0, 2.0, 5.0, 6.0}
+    buf.add_episode(np.arange(10.0, 16.0)[:, None], level=0)  # FIFO keeps the last 4
+    assert set(buf.sample(0, 200, False, rng)[:, 0]) == {12.0, 13.0, 14.0, 15.0}
+
+
+def test_trajectory_labels_score_the_next_stage_above_the_failures() -> None:
+    r = DrSReward(SPACE, ACT, num_stages=2, labels="trajectory", min_negatives=8,
+                  train_steps=300, batch_size=64, update_every=1, seed=0)
+    assert isinstance(r.buffers, TrajectoryBuffers)
+    for _ in range(10):
+        play(r, [0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.9], success=True)
+        play(r, [0.0, -0.1, -0.2, -0.3, -0.2, -0.1, 0.0], success=False)  # goes the wrong way
+    assert r.update()["stages_trained"] >= 1
+    score = r.scores(np.array([[-0.3, 1.0], [0.9, 1.0]], np.float32), np.array([0, 0]))
+    assert score[0] < 0 < score[1]
+    with pytest.raises(ValueError, match="positive_tail applies to labels=state"):
+        DrSConfig(labels="trajectory", positive_tail=0.5)
+    with pytest.raises(ValueError, match=r"labels must be one of \('state', 'trajectory'\)"):
+        DrSConfig(labels="episode")
 
 
 def test_stage_always_outranks_the_within_stage_score() -> None:
@@ -306,3 +347,42 @@ def test_a_checkpoint_of_another_classifier_shape_says_what_differs() -> None:
         DrSConfig(activation="gelu")
     with pytest.raises(ValueError, match=r"standardize must be one of"):
         DrSConfig(standardize="batch")
+
+
+def test_a_lipschitz_classifier_ramps_where_an_unbounded_one_saturates(tmp_path: Path) -> None:
+    """Trained to certainty on demo positives at x = 2 against agent negatives near 0, the
+    unbounded classifier scores the whole way between them flat at -1; with
+    ``lipschitz=1`` the logit moves at most 1 per standard deviation of the states, so
+    the score still rises from the agent's states towards the demos'."""
+    def trained(**kw: object) -> DrSReward:
+        r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=8, batch_size=64,
+                      train_steps=400, lr=3e-3, seed=0, **kw)  # type: ignore[arg-type]
+        assert r.buffers is not None and r.net is not None
+        r.buffers.add_demo(np.array([[2.0 + 0.01 * i, 1.0] for i in range(20)], np.float32),
+                           np.zeros(20, np.int64), np.ones(20, bool))
+        r.net.fit_scale(np.array([[x, 1.0] for x in np.linspace(-1, 2, 30)], np.float32))
+        for _ in range(4):
+            play(r, list(np.linspace(-0.6, 0.6, 9)), success=False)
+        assert r.update()["stages_trained"] >= 1
+        return r
+
+    line = np.array([[x, 1.0] for x in np.linspace(0.6, 1.8, 7)], np.float32)
+    plain = trained().scores(line, np.zeros(7, np.int64))
+    assert (np.abs(plain) > 0.99).sum() >= 5  # a step: saturated on most of the way
+    r = trained(lipschitz=1.0)
+    lip = r.scores(line, np.zeros(7, np.int64))
+    assert np.all(np.diff(lip) > 0.02) and (np.abs(lip) > 0.99).sum() == 0
+    assert r.net is not None
+    with torch.no_grad():  # the bound itself, in standardised units
+        x = torch.as_tensor(np.array([[0.0, 1.0], [2.0, 1.0]], np.float32))
+        z = (x - r.net.mean) / r.net.std
+        gap = (r.net(x)[1] - r.net(x)[0]).abs().max()
+    assert gap <= torch.linalg.norm(z[1] - z[0]) + 1e-4
+    b = batch([0.8, 1.4], [0, 0])  # scoring does not move spectral norm's estimate
+    np.testing.assert_array_equal(r(b), r(b))
+    path = save_reward_model(r, tmp_path / "reward_model.pt")
+    np.testing.assert_allclose(load_reward_model(path, SPACE, ACT)(b), r(b), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"does not match.*lipschitz=None"):
+        DrSReward(SPACE, ACT, num_stages=2).load_state_dict(r.state_dict())
+    with pytest.raises(ValueError, match="lipschitz must be > 0"):
+        DrSConfig(lipschitz=0.0)

@@ -9,6 +9,7 @@ from rewardlearn.settings import RewardModelConfig, positive_widths
 
 FORMS = ("negative", "stage")
 STANDARDIZE = ("demos", "none")
+LABELINGS = ("state", "trajectory")
 
 
 @RewardModelConfig.register_subclass("drs")
@@ -29,7 +30,9 @@ class DrSConfig(RewardModelConfig):
     with a fixed horizon).
 
     Classifiers: one MLP per stage (``hidden_sizes``, ``activation``) over the flat ``s'``,
-    or one trunk with a logit per stage (``shared_trunk``); ``standardize`` ``"demos"``
+    or one trunk with a logit per stage (``shared_trunk``); ``lipschitz`` (``L``, off when
+    null) bounds each logit's slope to ``L`` per standard deviation of the states
+    (spectral norm, :class:`~rewardlearn.drs.modeling.StageClassifier`); ``standardize`` ``"demos"``
     standardises the inputs by the demos' mean and std (or the first data's), ``"none"``
     feeds raw states. Every ``update_every`` env steps, ``train_steps`` Adam steps
     (``lr``, ``batch_size`` states per stage, half positive, half negative) on the
@@ -41,8 +44,14 @@ class DrSConfig(RewardModelConfig):
     ``lam * pos + (1 - lam) * neg`` (``lam ~ U(0, 1)``) with the soft label ``lam``
     (mixup, Zhang et al., ICLR 2018), so the score rises from the agent's states toward
     the demos' before the agent first succeeds at a stage (off by default; docs/drs.md).
-    ``positive_tail`` < 1 keeps, of each episode's positives of a stage, only the last
-    fraction in time (the states near the stage's exit; 1 = every one, as published).
+    ``labels`` picks the training sets: ``"state"`` labels each state of stage ``k`` by
+    whether its episode later advanced (:func:`~rewardlearn.drs.labels.episode_labels`);
+    ``"trajectory"`` is the published code's rule: every state of an episode that got
+    past stage ``k`` is a positive of ``D_k``, every state of one that did not a negative
+    (:class:`~rewardlearn.drs.labels.TrajectoryBuffers`).
+    ``positive_tail`` < 1 (``labels="state"`` only) keeps, of each episode's positives of
+    a stage, only the last fraction in time (the states near the stage's exit; 1 = every
+    one, as published).
     """
 
     demos: str | None = None
@@ -55,6 +64,7 @@ class DrSConfig(RewardModelConfig):
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "leaky_relu"
     shared_trunk: bool = True
+    lipschitz: float | None = None
     standardize: str = "demos"
     lr: float = 3e-4
     weight_decay: float = 1e-4
@@ -63,6 +73,7 @@ class DrSConfig(RewardModelConfig):
     update_every: int = 4096
     buffer_size: int = 100_000
     min_negatives: int = 256
+    labels: str = "state"
     positive_tail: float = 1.0
     mixup: float = 0.0
     device: str = "cpu"
@@ -81,6 +92,8 @@ class DrSConfig(RewardModelConfig):
             (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
             (self.activation in ACTIVATIONS,
              f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"),
+            (self.lipschitz is None or self.lipschitz > 0,
+             f"lipschitz must be > 0 or null, got {self.lipschitz}"),
             (self.standardize in STANDARDIZE,
              f"standardize must be one of {STANDARDIZE}, got {self.standardize!r}"),
             (self.form in FORMS, f"form must be one of {FORMS}, got {self.form!r}"),
@@ -94,9 +107,14 @@ class DrSConfig(RewardModelConfig):
             (self.buffer_size >= self.batch_size, "buffer_size must be >= batch_size"),
             (self.min_negatives >= 1, "min_negatives must be >= 1"),
             (self.mixup >= 0.0, f"mixup must be >= 0, got {self.mixup}"),
+            (self.labels in LABELINGS,
+             f"labels must be one of {LABELINGS}, got {self.labels!r}"),
+            (self.labels == "state" or self.positive_tail == 1.0,
+             "positive_tail applies to labels=state only; leave it at 1.0 with "
+             "labels=trajectory"),
             (0.0 < self.positive_tail <= 1.0,
              f"positive_tail must be in (0, 1], got {self.positive_tail}"),
         ]
 
 
-__all__ = ["FORMS", "STANDARDIZE", "DrSConfig"]
+__all__ = ["FORMS", "LABELINGS", "STANDARDIZE", "DrSConfig"]

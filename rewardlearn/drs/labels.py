@@ -134,4 +134,85 @@ class StageBuffers:
             self._next[(k, lab)] = len(saved) % self.capacity
 
 
-__all__ = ["StageBuffers", "episode_labels", "positive_tail"]
+def trajectory_outcome(stages: np.ndarray, success: bool, num_stages: int) -> tuple[int, int]:
+    """``(level, length)`` of one finished episode under DrS's published rule.
+
+    ``level`` is the best stage the episode reached (``num_stages`` on success); a failed
+    episode is cut after the last state at that stage (``length`` states kept), so what it
+    did after falling back is not counted as having reached ``level``.
+
+    Example:
+        >>> trajectory_outcome(np.array([0, 1, 1, 0, 0]), success=False, num_stages=3)
+        (1, 3)
+        >>> trajectory_outcome(np.array([0, 1, 2]), success=True, num_stages=3)
+        (3, 3)
+    """
+    k = np.asarray(stages, np.int64).reshape(-1)
+    if success or not len(k):
+        return (num_stages if success else 0), len(k)
+    best = int(k.max())
+    return best, int(len(k) - np.argmax(k[::-1] == best))
+
+
+class TrajectoryBuffers:
+    """Whole trajectories filed by the best stage they reached (DrS's published code).
+
+    Level ``j`` holds the states of episodes whose best stage was ``j`` (``num_stages``:
+    success, where the demos go and stay). Stage ``k``'s classifier takes as positives every
+    state of levels ``> k`` (the approach, the grasp, the placing: all of an episode that got
+    past ``k``) and as negatives every state of levels ``<= k``; both are sampled uniformly
+    over their rows. Unlike :class:`StageBuffers`, a stage-``k`` classifier thus also sees
+    the later-stage states its stage leads to, which gives its score a direction towards
+    them even where the agent has never been (Mu et al. 2024, ``drs_learn_reward``).
+    The same interface as :class:`StageBuffers`: ``counts``, ``sample``, ``demo_pos``.
+    """
+
+    def __init__(self, num_stages: int, dim: int, capacity: int) -> None:
+        self.num_stages, self.dim, self.capacity = num_stages, dim, capacity
+        self.demo_pos = [np.zeros((0, dim), np.float32) for _ in range(num_stages + 1)]
+        """Permanent rows per level (the demos; failed demos at their best stage)."""
+        self._rows = [np.zeros((capacity, dim), np.float32) for _ in range(num_stages + 1)]
+        self._count = [0] * (num_stages + 1)
+        self._next = [0] * (num_stages + 1)
+
+    def add_demo(self, features: np.ndarray, level: int) -> None:
+        """A demo episode's states, kept for the whole run at its ``level``."""
+        self.demo_pos[level] = np.concatenate([self.demo_pos[level],
+                                               np.asarray(features, np.float32)])
+
+    def add_episode(self, features: np.ndarray, level: int) -> None:
+        """An agent episode's states at ``level`` (FIFO per level, oldest dropped)."""
+        for row in np.asarray(features)[-self.capacity:]:
+            self._rows[level][self._next[level]] = row
+            self._next[level] = (self._next[level] + 1) % self.capacity
+        self._count[level] = min(self.capacity, self._count[level] + len(features))
+
+    def _levels(self, k: int, positive: bool) -> range:
+        return range(k + 1, self.num_stages + 1) if positive else range(0, k + 1)
+
+    def _sizes(self, k: int, positive: bool) -> list[tuple[int, int]]:
+        return [(len(self.demo_pos[j]), self._count[j]) for j in self._levels(k, positive)]
+
+    def counts(self, k: int) -> tuple[int, int]:
+        """``(positives incl. demos, negatives incl. failed demos)`` for stage ``k``."""
+        return (sum(a + b for a, b in self._sizes(k, True)),
+                sum(a + b for a, b in self._sizes(k, False)))
+
+    def sample(self, k: int, n: int, positive: bool, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows of stage ``k``'s positives or negatives, uniformly over all held rows."""
+        blocks: list[np.ndarray] = []
+        for j in self._levels(k, positive):
+            blocks += [self.demo_pos[j], self._rows[j][: self._count[j]]]
+        sizes = np.array([len(b) for b in blocks])
+        idx = rng.integers(0, int(sizes.sum()), n)
+        ends = np.cumsum(sizes)
+        which = np.searchsorted(ends, idx, side="right")
+        out = np.empty((n, self.dim), np.float32)
+        for b in np.unique(which):
+            sel = which == b
+            out[sel] = blocks[b][idx[sel] - (ends[b] - sizes[b])]
+        return out
+
+
+__all__ = ["StageBuffers", "TrajectoryBuffers", "episode_labels", "positive_tail",
+           "trajectory_outcome"]

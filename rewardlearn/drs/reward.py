@@ -37,7 +37,13 @@ import torch
 from torch.nn import functional as F
 
 from rewardlearn.drs.configuration import DrSConfig
-from rewardlearn.drs.labels import StageBuffers, episode_labels, positive_tail
+from rewardlearn.drs.labels import (
+    StageBuffers,
+    TrajectoryBuffers,
+    episode_labels,
+    positive_tail,
+    trajectory_outcome,
+)
 from rewardlearn.drs.modeling import StageClassifier
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flat_dim, flatten_obs
@@ -72,7 +78,7 @@ class DrSReward(RewardModel):
         self.num_stages = self.cfg.num_stages or self._stages_from_demos(demos) or 0
         """The number of stages; 0 until known (from the settings, the demos or the env)."""
         self.net: StageClassifier | None = None
-        self.buffers: StageBuffers | None = None
+        self.buffers: StageBuffers | TrajectoryBuffers | None = None
         self.optim: torch.optim.Optimizer | None = None
         self.updates = 0
         self.history: list[dict[str, float]] = []
@@ -107,26 +113,33 @@ class DrSReward(RewardModel):
     def _build(self, num_stages: int) -> None:
         self.num_stages = int(num_stages)
         self.net = StageClassifier(self.dim, self.num_stages, self.cfg.hidden_sizes,
-                                   self.cfg.activation, self.cfg.shared_trunk).to(self.device)
+                                   self.cfg.activation, self.cfg.shared_trunk,
+                                   self.cfg.lipschitz).to(self.device)
+        self.net.eval()  # scoring; update() trains in train() mode
         if self.cfg.standardize == "none":
             self.net.scaled.fill_(True)  # raw states: mean 0, std 1 stay
         self.optim = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr,
                                       weight_decay=self.cfg.weight_decay)
-        self.buffers = StageBuffers(self.num_stages, self.dim, self.cfg.buffer_size)
+        kind = TrajectoryBuffers if self.cfg.labels == "trajectory" else StageBuffers
+        self.buffers = kind(self.num_stages, self.dim, self.cfg.buffer_size)
 
     def _add_demos(self, demos: list[Any]) -> None:
         assert self.net is not None and self.buffers is not None
         rows = []
         for ep in demos:
             feats = flatten_obs(self.observation_space, ep.observations[1:])
-            stages, positive = episode_labels(ep.stages[1:], ep.success, self.num_stages)
-            keep = positive_tail(stages, positive, self.cfg.positive_tail)
-            self.buffers.add_demo(feats[keep], stages[keep], positive[keep])
+            if isinstance(self.buffers, TrajectoryBuffers):
+                level, n = trajectory_outcome(ep.stages[1:], ep.success, self.num_stages)
+                self.buffers.add_demo(feats[:n], level)
+            else:
+                stages, positive = episode_labels(ep.stages[1:], ep.success, self.num_stages)
+                keep = positive_tail(stages, positive, self.cfg.positive_tail)
+                self.buffers.add_demo(feats[keep], stages[keep], positive[keep])
             rows.append(feats)
         if self.cfg.standardize == "demos":
             self.net.fit_scale(np.concatenate(rows))
-        log.info("drs: %d demos, %d stages, demo positives per stage %s", len(demos),
-                 self.num_stages, [len(p) for p in self.buffers.demo_pos])
+        log.info("drs: %d demos, %d stages, %s labels, demo rows %s", len(demos),
+                 self.num_stages, self.cfg.labels, [len(p) for p in self.buffers.demo_pos])
 
     # -- the reward ---------------------------------------------------------------------
 
@@ -192,9 +205,14 @@ class DrSReward(RewardModel):
 
     def _finish(self, episode: dict[str, list[Any]], success: bool) -> None:
         assert self.buffers is not None
-        k, positive = episode_labels(np.array(episode["k"]), success, self.num_stages)
-        keep = positive_tail(k, positive, self.cfg.positive_tail)
-        self.buffers.add(np.stack(episode["x"])[keep], k[keep], positive[keep])
+        x = np.stack(episode["x"])
+        if isinstance(self.buffers, TrajectoryBuffers):
+            level, n = trajectory_outcome(np.array(episode["k"]), success, self.num_stages)
+            self.buffers.add_episode(x[:n], level)
+        else:
+            k, positive = episode_labels(np.array(episode["k"]), success, self.num_stages)
+            keep = positive_tail(k, positive, self.cfg.positive_tail)
+            self.buffers.add(x[keep], k[keep], positive[keep])
         episode["x"], episode["k"] = [], []
 
     def update(self) -> dict[str, float]:
@@ -209,6 +227,7 @@ class DrSReward(RewardModel):
             rows = [self.buffers.sample(k, 1000, lab, self.rng)
                     for k in ready for lab in (True, False)]
             self.net.fit_scale(np.concatenate(rows))
+        self.net.train()
         half = self.cfg.batch_size // 2
         target = torch.cat([torch.ones(half), torch.zeros(half)]).to(self.device)
         losses, accs = [], []
@@ -233,6 +252,7 @@ class DrSReward(RewardModel):
             self.optim.step()
             losses.append(loss.item() / len(ready))
             accs.append(float(np.mean(acc)))
+        self.net.eval()
         for k in ready:
             self.net.trained[k] = True
         self.updates += 1
@@ -266,14 +286,21 @@ class DrSReward(RewardModel):
             raise ValueError("a drs checkpoint needs num_stages in its config")
         saved, here = set(state["net"]), set(self.net.state_dict())
         if saved != here:
-            shapes = {k: tuple(v.shape) for k, v in state["net"].items() if k.endswith("weight")}
+            shapes = {k: tuple(v.shape) for k, v in state["net"].items()
+                      if k.endswith(("weight", "weight.original"))}
             raise ValueError(
                 "this drs checkpoint's classifier does not match the settings it is loaded "
                 f"with (shared_trunk={self.cfg.shared_trunk}, hidden_sizes="
-                f"{list(self.cfg.hidden_sizes)}): it has layers {shapes}; load it with the "
+                f"{list(self.cfg.hidden_sizes)}, lipschitz={self.cfg.lipschitz}): it has "
+                f"layers {shapes}; load it with the "
                 "settings it was trained with (a checkpoint from before the per-stage "
                 "default: shared_trunk=true hidden_sizes=[256,256] activation=leaky_relu "
                 "standardize=demos)")
+        if len(state["demo_pos"]) != len(self.buffers.demo_pos):
+            raise ValueError(
+                f"this drs checkpoint holds demos for {len(state['demo_pos'])} label sets, "
+                f"these settings (labels={self.cfg.labels!r}) use {len(self.buffers.demo_pos)}: "
+                "load it with the labels setting it was trained with")
         self.net.load_state_dict(state["net"])
         self.buffers.demo_pos = [np.asarray(p, np.float32) for p in state["demo_pos"]]
         self.updates = int(state.get("updates", 0))

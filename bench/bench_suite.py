@@ -26,6 +26,9 @@ by seed, :func:`job_order`):
 * ``preference`` (2 seeds): ``reward=preference teacher=oracle`` with 1000 labels, the
   oracle answering from the dense reward.
 
+Ablations (one seed each, run only when named, e.g. ``--conditions drs_unbounded``): the
+DrS default before ``reward.model.lipschitz=1.0`` and variants of it (:data:`CONDITIONS`).
+
 Task selection (``--select``): a task is kept when its dense reward trains PPO to >= 60%
 deterministic evaluation success at the budget on seed 0. The table lists every task
 tried, its stages (derived from its expert's demos, :mod:`rewardlearn_envs.metaworld_expert`)
@@ -63,69 +66,56 @@ DRS = ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"]
 PUBLISHED_CLASSIFIER = ["reward.model.hidden_sizes=[32]", "reward.model.activation=sigmoid",
                         "reward.model.shared_trunk=false", "reward.model.standardize=none"]
 """The classifier of DrS's published code: one net per stage, 32 sigmoid units, raw states."""
+UNBOUNDED = "reward.model.lipschitz=null"
+"""The classifier before the Lipschitz default: every ablation below was run with it."""
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
-    "drs": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}"],
+    "drs": DRS,
     "preference": ["env.reward_type=dense", "reward=preference", "teacher=oracle",
                    "reward.model.budget=1000"],
-    # ablation, not one of the issue's conditions: DrS with mixup against a saturated
-    # stage classifier (docs/drs.md), run where the defaults fail
-    "drs_mixup": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                  "reward.model.mixup=1.0"],
-    # ablation: the classifier of DrS's published code (one net per stage, 32 sigmoid
-    # units, raw states) in place of one 256x256 trunk on demo-standardised states
-    "drs_published": [*DRS, *PUBLISHED_CLASSIFIER],
-    # ablation: the reward as the stage level k + alpha tanh(D_k) (form=stage), without
-    # the constant -1 per step of form=negative (Meta-World runs a fixed 500 steps)
-    "drs_stage_form": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                       "reward.model.form=stage"],
-    # ablations: PPO's mean kept inside the action bounds (agent.mean_bound=1.0, docs/drs.md)
-    "drs_bound": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                  "agent.mean_bound=1.0"],
-    "drs_published_bound": [*DRS, *PUBLISHED_CLASSIFIER, "agent.mean_bound=1.0"],
-    # ablations: a classifier that moves more slowly against PPO's rollouts
-    "drs_slow": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                 "reward.model.update_every=32768"],
-    "drs_gentle": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                   "reward.model.train_steps=10"],
-    "drs_mixup_gentle": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                         "reward.model.mixup=1.0", "reward.model.train_steps=10"],
-    # ablations: the training sets of DrS's published code (whole episodes filed by their
-    # best stage; D_k's positives include the later stages' states), with our classifier
-    # and with the published one
-    # ablation: a Lipschitz classifier (spectral norm; logit slope <= 1 per demo std)
-    "drs_lipschitz": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                      "reward.model.lipschitz=1.0"],
-    "drs_trajectory": ["env.reward_type=sparse", "reward=drs", "reward.model.demos={demos}",
-                       "reward.model.labels=trajectory"],
-    "drs_trajectory_published": [*DRS, "reward.model.labels=trajectory",
-                                 *PUBLISHED_CLASSIFIER],
+    # ablations, not the issue's conditions (docs/drs.md): the default before
+    # reward.model.lipschitz=1.0, and variants of it, run where it failed
+    "drs_unbounded": [*DRS, UNBOUNDED],
+    # mixup against a saturated stage classifier
+    "drs_mixup": [*DRS, UNBOUNDED, "reward.model.mixup=1.0"],
+    # the classifier of DrS's published code in place of one 256x256 trunk on
+    # demo-standardised states
+    "drs_published": [*DRS, UNBOUNDED, *PUBLISHED_CLASSIFIER],
+    # the reward as the stage level k + alpha tanh(D_k) (form=stage), without the constant
+    # -1 per step of form=negative (Meta-World runs a fixed 500 steps)
+    "drs_stage_form": [*DRS, UNBOUNDED, "reward.model.form=stage"],
+    # PPO's mean kept inside the action bounds (agent.mean_bound=1.0, docs/agents.md)
+    "drs_bound": [*DRS, UNBOUNDED, "agent.mean_bound=1.0"],
+    "drs_published_bound": [*DRS, UNBOUNDED, *PUBLISHED_CLASSIFIER, "agent.mean_bound=1.0"],
+    # a classifier that moves more slowly against PPO's rollouts
+    "drs_slow": [*DRS, UNBOUNDED, "reward.model.update_every=32768"],
+    "drs_gentle": [*DRS, UNBOUNDED, "reward.model.train_steps=10"],
+    # the training sets of DrS's published code (whole episodes filed by their best stage;
+    # D_k's positives include the later stages' states)
+    "drs_trajectory": [*DRS, UNBOUNDED, "reward.model.labels=trajectory"],
 }
-ABLATIONS = ("drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
-             "drs_published_bound", "drs_slow", "drs_gentle", "drs_mixup_gentle",
-             "drs_trajectory", "drs_trajectory_published", "drs_lipschitz")
+ABLATIONS = ("drs_unbounded", "drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
+             "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
     "drs": "`reward=drs` (50 expert demos + stage/success signals)",
     "sparse": "sparse (1 at success)",
     "preference": "`reward=preference teacher=oracle`, 1000 labels",
-    "drs_mixup": "ablation: `reward=drs reward.model.mixup=1.0`",
-    "drs_published": "ablation: DrS's published classifier (per stage, 32 sigmoid units, "
-                     "raw states)",
-    "drs_stage_form": "ablation: `reward=drs reward.model.form=stage`",
-    "drs_bound": "ablation: `reward=drs agent.mean_bound=1.0`",
-    "drs_published_bound": "ablation: DrS's published classifier + `agent.mean_bound=1.0`",
-    "drs_slow": "ablation: `reward=drs reward.model.update_every=32768` (8x fewer updates)",
-    "drs_gentle": "ablation: `reward=drs reward.model.train_steps=10` (10x fewer steps each)",
-    "drs_mixup_gentle": "ablation: `reward=drs reward.model.mixup=1.0 "
-                        "reward.model.train_steps=10`",
-    "drs_lipschitz": "ablation: `reward=drs reward.model.lipschitz=1.0` (spectral norm)",
-    "drs_trajectory": "ablation: `reward=drs reward.model.labels=trajectory` (the published "
+    "drs_unbounded": "ablation: `reward=drs reward.model.lipschitz=null` (the unbounded "
+                     "classifier, the default before)",
+    "drs_mixup": "ablation, unbounded: `reward.model.mixup=1.0`",
+    "drs_published": "ablation, unbounded: DrS's published classifier (per stage, 32 sigmoid "
+                     "units, raw states)",
+    "drs_stage_form": "ablation, unbounded: `reward.model.form=stage`",
+    "drs_bound": "ablation, unbounded: `agent.mean_bound=1.0`",
+    "drs_published_bound": "ablation, unbounded: DrS's published classifier + "
+                           "`agent.mean_bound=1.0`",
+    "drs_slow": "ablation, unbounded: `reward.model.update_every=32768` (8x fewer updates)",
+    "drs_gentle": "ablation, unbounded: `reward.model.train_steps=10` (10x fewer steps each)",
+    "drs_trajectory": "ablation, unbounded: `reward.model.labels=trajectory` (the published "
                       "code's training sets)",
-    "drs_trajectory_published": "ablation: DrS as published (trajectory labels and the "
-                                "published classifier)",
 }
 
 

@@ -265,7 +265,7 @@ def test_positive_tail_scores_a_stages_exit_above_its_entry() -> None:
     scores = {}
     for tail in (1.0, 0.3):
         r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=16, batch_size=64,
-                      train_steps=200, positive_tail=tail, seed=0)
+                      train_steps=200, positive_tail=tail, seed=0, lipschitz=None)
         for _ in range(5):
             play(r, demo(), success=True)
         for _ in range(5):
@@ -282,7 +282,8 @@ def test_positive_tail_scores_a_stages_exit_above_its_entry() -> None:
 
 def test_mixup_scores_blends_of_agent_and_demo_states_by_their_blend_weight() -> None:
     """Before its first success at a stage the agent's states there are all negatives and
-    the demos the only positives. Trained to certainty, the classifier is a step: -1 for
+    the demos the only positives. Trained to certainty, the unbounded classifier
+    (``lipschitz=None``) is a step: -1 for
     everything up to halfway towards the demos, a flat reward with nothing to climb.
     ``mixup`` trains blends ``lam * pos + (1 - lam) * neg`` towards the soft label ``lam``,
     so the score ``tanh(logit(lam))`` rises along the whole way."""
@@ -291,7 +292,7 @@ def test_mixup_scores_blends_of_agent_and_demo_states_by_their_blend_weight() ->
 
     def trained(mixup: float) -> np.ndarray:
         r = DrSReward(SPACE, ACT, num_stages=2, min_negatives=16, batch_size=64,
-                      train_steps=500, lr=3e-3, mixup=mixup, seed=0)
+                      train_steps=500, lr=3e-3, mixup=mixup, seed=0, lipschitz=None)
         assert r.buffers is not None
         demo = np.stack([np.full(40, 2.0), np.ones(40)], 1).astype(np.float32)
         r.buffers.add_demo(demo, np.zeros(40, np.int64), np.ones(40, bool))
@@ -367,7 +368,7 @@ def test_a_lipschitz_classifier_ramps_where_an_unbounded_one_saturates(tmp_path:
         return r
 
     line = np.array([[x, 1.0] for x in np.linspace(0.6, 1.8, 7)], np.float32)
-    plain = trained().scores(line, np.zeros(7, np.int64))
+    plain = trained(lipschitz=None).scores(line, np.zeros(7, np.int64))
     assert (np.abs(plain) > 0.99).sum() >= 5  # a step: saturated on most of the way
     r = trained(lipschitz=1.0)
     lip = r.scores(line, np.zeros(7, np.int64))
@@ -383,6 +384,13 @@ def test_a_lipschitz_classifier_ramps_where_an_unbounded_one_saturates(tmp_path:
     path = save_reward_model(r, tmp_path / "reward_model.pt")
     np.testing.assert_allclose(load_reward_model(path, SPACE, ACT)(b), r(b), rtol=1e-6)
     with pytest.raises(ValueError, match=r"does not match.*lipschitz=None"):
-        DrSReward(SPACE, ACT, num_stages=2).load_state_dict(r.state_dict())
+        DrSReward(SPACE, ACT, num_stages=2, lipschitz=None).load_state_dict(r.state_dict())
+    # a checkpoint saved before the setting existed is rebuilt unbounded, as it was trained
+    old = DrSReward(SPACE, ACT, num_stages=2, lipschitz=None)
+    payload = torch.load(save_reward_model(old, tmp_path / "old.pt"), weights_only=True)
+    del payload["config"]["lipschitz"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_reward_model(tmp_path / "old.pt", SPACE, ACT)
+    assert isinstance(loaded, DrSReward) and loaded.cfg.lipschitz is None
     with pytest.raises(ValueError, match="lipschitz must be > 0"):
         DrSConfig(lipschitz=0.0)

@@ -30,9 +30,11 @@ class DrSConfig(RewardModelConfig):
     with a fixed horizon).
 
     Classifiers: one MLP per stage (``hidden_sizes``, ``activation``) over the flat ``s'``,
-    or one trunk with a logit per stage (``shared_trunk``); ``lipschitz`` (``L``, off when
-    null) bounds each logit's slope to ``L`` per standard deviation of the states
-    (spectral norm, :class:`~rewardlearn.drs.modeling.StageClassifier`); ``standardize`` ``"demos"``
+    or one trunk with a logit per stage (``shared_trunk``); ``lipschitz`` (``L``, default 1;
+    null: unbounded, as published) bounds each logit's slope to ``L`` per standard
+    deviation of the states (spectral norm, :class:`~rewardlearn.drs.modeling.StageClassifier`),
+    so the score ramps towards the demos over the agent's states instead of falling to
+    -1 a few centimetres off their path (docs/drs.md); ``standardize`` ``"demos"``
     standardises the inputs by the demos' mean and std (or the first data's), ``"none"``
     feeds raw states. Every ``update_every`` env steps, ``train_steps`` Adam steps
     (``lr``, ``batch_size`` states per stage, half positive, half negative) on the
@@ -64,7 +66,7 @@ class DrSConfig(RewardModelConfig):
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "leaky_relu"
     shared_trunk: bool = True
-    lipschitz: float | None = None
+    lipschitz: float | None = 1.0
     standardize: str = "demos"
     lr: float = 3e-4
     weight_decay: float = 1e-4

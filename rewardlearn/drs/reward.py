@@ -64,6 +64,7 @@ class DrSReward(RewardModel):
     name = "drs"
     settings_class = DrSConfig
     deferrable = True  # the classifiers change only in DrSCallback, between rollouts
+    legacy_settings = {"lipschitz": None}  # checkpoints from before the Lipschitz default
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  config: DrSConfig | None = None, **kwargs: Any) -> None:

@@ -450,7 +450,7 @@ def build_from_payload(payload: dict[str, Any], observation_space: gym.Space | N
         try:
             model = cls(space_from_description(payload["observation_space"]),
                         space_from_description(payload["action_space"]),
-                        **{**settings, **overrides})
+                        **{**cls.legacy_settings, **settings, **overrides})
         except (UntrustedReferenceError, TamperedModelError, SpaceMismatchError):
             raise
         except (TypeError, ValueError, KeyError, IndexError, RuntimeError,

@@ -301,6 +301,9 @@ class RewardProtocol(abc.ABC):
             the constructor (``config=``). ``None`` for a module without settings.
         runtime_params: constructor arguments that are objects a run supplies, not
             settings (``teacher`` of ``reward=preference``).
+        legacy_settings: the values of settings whose default changed, for checkpoints
+            saved before the setting existed (their saved settings lack it): such a model
+            is rebuilt as it was trained, not with today's default.
     """
 
     name: str = "reward"
@@ -316,6 +319,7 @@ class RewardProtocol(abc.ABC):
     info_keys: tuple[str, ...] = ()
     settings_class: ClassVar[type[RewardModelConfig] | None] = None
     runtime_params: ClassVar[tuple[str, ...]] = ()
+    legacy_settings: ClassVar[dict[str, Any]] = {}
     frame_cache: FrameCache | None = None
     """Set by modules that cache per-frame work by :attr:`TransitionBatch.frame_ids`."""
 

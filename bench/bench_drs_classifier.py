@@ -43,23 +43,21 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import add_paths, git_commit  # noqa: E402
 
+UNBOUNDED = {"hidden_sizes": [256, 256], "activation": "leaky_relu", "shared_trunk": True,
+             "standardize": "demos", "lipschitz": None}
+"""The default before ``lipschitz=1.0``."""
 PUBLISHED = {"hidden_sizes": [32], "activation": "sigmoid", "shared_trunk": False,
-             "standardize": "none"}
+             "standardize": "none", "lipschitz": None}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "one 256x256 LeakyReLU trunk, demo-standardised states (the old default)":
-        {"hidden_sizes": [256, 256], "activation": "leaky_relu", "shared_trunk": True,
-         "standardize": "demos"},
-    "the old default + mixup 1.0":
-        {"hidden_sizes": [256, 256], "activation": "leaky_relu", "shared_trunk": True,
-         "standardize": "demos", "mixup": 1.0},
-    "the old default, 64 units": {"hidden_sizes": [64], "activation": "leaky_relu",
-                                  "shared_trunk": True, "standardize": "demos"},
+    "**one 256x256 LeakyReLU trunk, demo-standardised states, Lipschitz 1 (the default)**":
+        {**UNBOUNDED, "lipschitz": 1.0},
+    "the same, unbounded (the old default)": UNBOUNDED,
+    "the old default + mixup 1.0": {**UNBOUNDED, "mixup": 1.0},
+    "the old default, 64 units": {**UNBOUNDED, "hidden_sizes": [64]},
     "per stage, 32 sigmoid units, demo-standardised states":
         {**PUBLISHED, "standardize": "demos"},
-    "**per stage, 32 sigmoid units, raw states (DrS's published code)**": PUBLISHED,
-    "the old default, positives: each stage's last 30%":
-        {"hidden_sizes": [256, 256], "activation": "leaky_relu", "shared_trunk": True,
-         "standardize": "demos", "positive_tail": 0.3},
+    "per stage, 32 sigmoid units, raw states (DrS's published code)": PUBLISHED,
+    "the old default, positives: each stage's last 30%": {**UNBOUNDED, "positive_tail": 0.3},
     "DrS's published code, positives: each stage's last 30%": {**PUBLISHED, "positive_tail": 0.3},
     "DrS's published code + mixup 1.0": {**PUBLISHED, "mixup": 1.0},
 }

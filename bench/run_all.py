@@ -82,6 +82,7 @@ SCRIPTS: dict[str, Spec] = {
     "outcomes": Spec(None, [], note="needs the DrS runs of bench_drs (--drs)"),
     "drs_classifier": Spec(["--tasks", "button-press-topdown-v3"], [], seeds="0",
                            out_flag="--out", note="quick: one task"),
+    "drs_path": Spec(None, None, note=ON_RUNS),
     "suite": Spec(["--tasks", "reach-v3", "--select", "--timesteps", "8000", "--jobs", "1"],
                   None, seeds="0", out_flag="--out",
                   note="quick: one task, 8k steps; full: the commands in bench/results/suite.md"),

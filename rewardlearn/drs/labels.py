@@ -71,6 +71,15 @@ def positive_tail(stages: np.ndarray, positive: np.ndarray, tail: float) -> np.n
     return keep
 
 
+def _fifo_write(buffer: np.ndarray, start: int, rows: np.ndarray) -> int:
+    """Write ``rows`` into the ring ``buffer`` from index ``start`` (the oldest rows are
+    overwritten once it is full); returns the next write index."""
+    rows = np.asarray(rows)[-len(buffer):]
+    idx = (start + np.arange(len(rows))) % len(buffer)
+    buffer[idx] = rows
+    return int((start + len(rows)) % len(buffer))
+
+
 class StageBuffers:
     """Per-stage FIFO buffers of positive and negative feature rows.
 
@@ -99,9 +108,7 @@ class StageBuffers:
             for lab in (True, False):
                 rows = features[(stages == k) & (positive == lab)]
                 key = (k, lab)
-                for row in rows[-self.capacity:]:
-                    self._rows[key][self._next[key]] = row
-                    self._next[key] = (self._next[key] + 1) % self.capacity
+                self._next[key] = _fifo_write(self._rows[key], self._next[key], rows)
                 self._count[key] = min(self.capacity, self._count[key] + len(rows))
 
     def counts(self, k: int) -> tuple[int, int]:
@@ -182,9 +189,7 @@ class TrajectoryBuffers:
 
     def add_episode(self, features: np.ndarray, level: int) -> None:
         """An agent episode's states at ``level`` (FIFO per level, oldest dropped)."""
-        for row in np.asarray(features)[-self.capacity:]:
-            self._rows[level][self._next[level]] = row
-            self._next[level] = (self._next[level] + 1) % self.capacity
+        self._next[level] = _fifo_write(self._rows[level], self._next[level], features)
         self._count[level] = min(self.capacity, self._count[level] + len(features))
 
     def _levels(self, k: int, positive: bool) -> range:

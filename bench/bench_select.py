@@ -4,7 +4,7 @@ per-step decision time, and the success of a cloned policy with and without sele
 Usage::
 
     python bench/bench_select.py                      # full: seeds 0-4, 50 eval episodes
-    python bench/bench_select.py --drs-run 'bench/_work/drs/t1000000/runs/drs_s{seed}'
+    python bench/bench_select.py --drs-run bench/_work/drs_lipschitz/t1000000/runs/drs_s0
     python bench/bench_select.py --smoke --out bench/_work/select/smoke.md   # tiny budgets
 
 Steps, per seed ``s`` of ``--seeds``:
@@ -31,8 +31,9 @@ Steps, per seed ``s`` of ``--seeds``:
    * ``action_preference``: best-of-``--n`` (16) by the learned ``r(s, a)``;
    * ``drs``: best-of-16 by a DrS run's trained reward (``reward=drs``: stage + its stage
      classifier over the state reached), one-step lookahead (simulation only); only with
-     ``--drs-run`` (a run folder, ``{seed}`` replaced by the seed; default: bench_drs's
-     ``bench/_work/drs/t1000000/runs/drs_s{seed}`` when present);
+     ``--drs-run`` (a run folder, ``{seed}`` replaced by the seed, or one run for every
+     seed; default: bench_drs's ``bench/_work/drs/t1000000/runs/drs_s{seed}`` when
+     present);
    * ``true_reward``: best-of-16 by the env's dense reward over a one-step lookahead (the
      ceiling of one-step selection; simulation only).
 
@@ -40,7 +41,9 @@ Latency (seed ``--seeds[0]``'s policy): per-step decision time of best-of-``n`` 
 ``--latency-n`` (1 4 16 64), as a ratio to the plain policy's ``predict`` timed in the same
 loop (same process, same states; medians of ``--latency-steps`` steps), for the ``r(s, a)``
 scorer and the env-reward lookahead, on the CPU with one torch thread, and on CUDA when
-available. Writes ``--out``
+available. Diagnosis (``--diag-episodes``, seed ``--seeds[0]``): :func:`diagnose`, the
+learned ``r(s, a)`` against the labelling oracle on the states its own best-of-n visits.
+Writes ``--out``
 (``bench/results/select.md``).
 """
 
@@ -219,6 +222,76 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
     return out
 
 
+# ----------------------------------------------------------------------------- diagnosis
+
+def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
+             labels: Path) -> dict[str, Any]:
+    """Why best-of-n by ``r(s, a)`` does what it does, on the states it visits itself.
+
+    Over ``episodes`` held-out episodes (seeds 10000+) of the best-of-``n`` selector, at every
+    step the ``n`` candidates are also scored by the labelling oracle (the env's dense reward
+    over ``horizon`` lookahead steps, the label's own measure; simulation only). Per stage
+    (``info["stage"]`` of the state acted in): Spearman between the learned and the oracle's
+    scores over the candidates, and how often the executed candidate beats / loses to the
+    mean action (candidate 1) by the oracle; beside it, how many of the labelled pairs
+    (``labels``) were taken at a state of that stage (the env's stage rule on the stored
+    state). Also the stage where each failed episode ends, for the selector and for the
+    plain policy on the same seeds."""
+    from rewardlearn_envs.pick_place import state_progress
+    from scipy.stats import spearmanr
+
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.select import BestOfN, RewardScorer
+    from rewardlearn.select.lookahead import Lookahead
+    from rewardlearn.select.pairs import label_arrays, load_pairs
+
+    progress = state_progress(label_arrays(load_pairs(labels))[0])
+    label_stage = np.where(progress >= 1.0, 4, np.minimum(np.floor(4 * progress), 3))
+    env = make_env("pick_place")
+    look = Lookahead(env)
+    selector = BestOfN(policy, RewardScorer(reward), n,
+                       observation_space=policy.agent.observation_space)
+
+    def mean_action(o: Any) -> np.ndarray:
+        return np.asarray(policy.predict(o, deterministic=True)[0])
+
+    per_stage: dict[int, dict[str, list[float]]] = {}
+    ends: dict[str, dict[str, int]] = {"bc": {}, "best_of_n": {}}
+    for name, actor in (("bc", policy), ("best_of_n", selector)):
+        for ep in range(episodes):
+            obs, info = env.reset(seed=10_000 + ep)
+            done = False
+            while not done:
+                action = np.asarray(actor.predict(obs, deterministic=True)[0])
+                if name == "best_of_n":
+                    cand = selector.last_candidates
+                    assert cand is not None and selector.last_scores is not None
+                    ro = look.rollouts(cand.acts, horizon, mean_action if horizon > 1 else None,
+                                       obs=obs)
+                    true = ro.returns(1.0)
+                    learned = selector.last_scores[0]
+                    chosen = int(selector.last_choice[0])  # type: ignore[index]
+                    row = per_stage.setdefault(int(info.get("stage", -1)),
+                                               {"rho": [], "better": [], "worse": []})
+                    rho = spearmanr(learned, true).correlation
+                    if np.isfinite(rho):
+                        row["rho"].append(float(rho))
+                    row["better"].append(float(true[chosen] > true[0] + 1e-9))
+                    row["worse"].append(float(true[chosen] < true[0] - 1e-9))
+                obs, _, term, trunc, info = env.step(action)
+                done = bool(term or trunc)
+            if not info.get("is_success", False):
+                key = str(info.get("stage", "?"))
+                ends[name][key] = ends[name].get(key, 0) + 1
+    look.close()
+    env.close()
+    stages = {k: {"states": len(v["better"]), "labels": int((label_stage == k).sum()),
+                  "spearman": float(np.mean(v["rho"])) if v["rho"] else None,
+                  "better": float(np.mean(v["better"])), "worse": float(np.mean(v["worse"]))}
+              for k, v in sorted(per_stage.items())}
+    return {"episodes": episodes, "horizon": horizon, "stages": stages, "failed_end_stage": ends}
+
+
 # ----------------------------------------------------------------------------- latency
 
 def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
@@ -280,7 +353,8 @@ def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
 # ----------------------------------------------------------------------------- report
 
 def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any]],
-                 args: argparse.Namespace, argv: list[str], wall_s: float) -> None:
+                 args: argparse.Namespace, argv: list[str], wall_s: float,
+                 diag: dict[str, Any] | None = None) -> None:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -329,6 +403,27 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
         lines.append(f"| {s['seed']} | {r['labels']} | {r['train_acc']} | {r['heldout_acc']} | "
                      f"{r['label_wall_s']} | {r['fit_wall_s']} | {bc['loss_first']:.4f} / "
                      f"{bc['loss_last']:.4f} | {s['drs_run'] or '-'} |")
+    if diag:
+        lines += ["", f"Diagnosis (seed {args.seeds[0]}'s r(s, a), on the states its own "
+                      f"best-of-{args.n} visits, {diag['episodes']} held-out episodes): the "
+                      "candidates also scored by the labelling oracle (the env's dense reward "
+                      f"over {diag['horizon']} lookahead steps). Per stage of the state acted "
+                      "in: Spearman between learned and oracle scores over the candidates, and "
+                      "how often the executed candidate is better / worse than the mean action "
+                      "by the oracle.", "",
+                  "| stage | states | labelled pairs at this stage | Spearman | executed better "
+                  "than mean | worse than mean |",
+                  "|---|---|---|---|---|---|"]
+        for stage, row in diag["stages"].items():
+            rho = "-" if row["spearman"] is None else f"{row['spearman']:.2f}"
+            lines.append(f"| {stage} | {row['states']} | {row['labels']} | {rho} | "
+                         f"{row['better']:.0%} | "
+                         f"{row['worse']:.0%} |")
+        ends = diag["failed_end_stage"]
+        lines += ["", "Stage where the failed episodes end (same seeds): "
+                  + "; ".join(f"{name}: " + (", ".join(f"stage {k} x{v}" for k, v in
+                                                      sorted(ends[name].items())) or "none")
+                              for name in ("bc", "best_of_n")) + "."]
     if lat:
         lines += ["", f"Per-step decision time (median of {lat[0]['steps']} steps after 5 "
                       "warm-up steps; plain = the policy's own `predict` timed in the same loop; "
@@ -367,6 +462,8 @@ def main() -> None:
                              "when present")
     parser.add_argument("--latency-n", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--latency-steps", type=int, default=200)
+    parser.add_argument("--diag-episodes", type=int, default=10,
+                        help="episodes of the diagnosis of r(s, a) on its own states (0: none)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny budgets (1 seed, 2 episodes, 20 labels, 5 demos): a pipeline "
                              "check, not a measurement")
@@ -376,6 +473,7 @@ def main() -> None:
     if args.smoke:
         args.seeds, args.episodes, args.labels, args.demos = args.seeds[:1], 2, 20, 5
         args.bc_epochs, args.reward_epochs, args.latency_steps = 5, 20, 10
+        args.diag_episodes = min(args.diag_episodes, 1)
         args.work = args.work / "smoke"
     import torch
 
@@ -389,7 +487,10 @@ def main() -> None:
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     lat = [row for d in devices for row in latency(policy, reward, args.latency_n,
                                                    args.latency_steps, d)]
-    write_report(args.out, seeds, lat, args, argv, time.perf_counter() - t0)
+    labels = args.work / f"labels_{args.labels}_h{args.label_horizon}_s{args.seeds[0]}"
+    diag = diagnose(policy, reward, args.diag_episodes, args.n, args.label_horizon, labels) \
+        if args.diag_episodes else None
+    write_report(args.out, seeds, lat, args, argv, time.perf_counter() - t0, diag)
     print(f"written {args.out}")
 
 

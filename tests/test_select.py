@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -374,6 +375,62 @@ def test_oracle_labels_by_the_env_reward_of_a_short_rollout_after_each_candidate
     assert [p.label for p in stored] == [p.label for p in pairs]
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["teacher"]["name"] == "oracle" and meta["horizon"] == horizon
+
+
+def test_people_label_action_pairs_on_the_review_page_and_the_reward_reads_them(
+        tmp_path: Path) -> None:
+    """teacher=human's path: clips per candidate, queued once, answered through the review
+    server's HTTP API, folded into the fit without touching pairs.jsonl."""
+    import http.client
+
+    from rewardlearn.review.server import ReviewServer
+    from rewardlearn.select.review import apply_answers, queue_pairs, review_db
+
+
+    folder = tmp_path / "mine"
+    pairs = collect_action_pairs(LeftRight(), "pick_place", n_pairs=3, out=folder, teacher=None,
+                                 horizon=3, every=3, seed=3, clip_size=(32, 32))
+    assert queue_pairs(folder, pairs) == 3 and queue_pairs(folder, pairs) == 0  # asked once
+    with pytest.raises(ValueError, match="no clips"):
+        queue_pairs(tmp_path / "other", [ActionPair("p9", [0.0], [1.0], [0.0])])
+
+    def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            con.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            res = con.getresponse()
+            return res.status, json.loads(res.read() or b"null")
+        finally:
+            con.close()
+
+    with ReviewServer(folder, port=0) as srv:  # `rewardlearn-review <folder>`
+        assert srv.app.db_path == review_db(folder).resolve()
+        answered = []
+        for label in ("left", "right", "skip"):
+            status, data = post(srv.port, "/api/queue/next", {"annotator": "ann"})
+            q = data["query"]
+            assert status == 200 and q["meta"]["kind"] == "action pair"
+            assert q["left"]["n_frames"] == 4 and q["left"]["url"].endswith("_a.mp4")
+            con = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            con.request("GET", q["right"]["url"])
+            res = con.getresponse()
+            assert res.status == 200 and res.read()  # the clip after candidate B plays
+            con.close()
+            assert post(srv.port, "/api/labels", {"query_id": q["id"], "label": label,
+                                                  "annotator": "ann"})[0] == 201
+            answered.append(q["meta"]["pair"])
+    assert answered == [p.id for p in pairs]
+    labelled, n = apply_answers(folder, load_pairs(folder))
+    assert n == 2 and [p.label for p in labelled] == [1.0, 0.0, None]  # skip: left open
+    assert {p.labeller for p in labelled[:2]} == {"human:ann"}
+    assert [p.label for p in load_pairs(folder)] == [None, None, None]  # file as written
+    # an answer never replaces a label the pair already has
+    kept, n = apply_answers(folder, [replace(pairs[0], label=0.5), *pairs[1:]])
+    assert n == 1 and [p.label for p in kept] == [0.5, 0.0, None]
+    env = gym.make("rewardlearn/PickPlace-v0")
+    reward = ActionPreferenceReward(env.observation_space, env.action_space,
+                                    labels=str(folder), epochs=5, hidden_sizes=[8])
+    assert reward.report["labels"] == 2
 
 
 def test_action_preference_reward_saves_and_loads_without_refitting(tmp_path: Path) -> None:

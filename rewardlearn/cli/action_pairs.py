@@ -5,13 +5,17 @@ Usage::
     rewardlearn-action-pairs runs/<run> n_pairs=500 out=labels/pick_place
     rewardlearn-action-pairs runs/<run> n_pairs=50 clips=true out=labels/review
     rewardlearn-action-pairs runs/<run> n_pairs=50 teacher=none out=labels/todo
+    rewardlearn-action-pairs runs/<run> n_pairs=100 teacher=human out=labels/mine
+    rewardlearn-review labels/mine      # people label them in the browser
 
 At every ``every``-th step of the run's policy (its sampled actions), two candidate actions
 from the same state are stored with a label: ``teacher=oracle`` (synthetic: the env's
-reward over ``horizon`` lookahead steps after each, simulation only) or ``teacher=none``
-(``null``, for a person). Options: :class:`~rewardlearn.select.configuration.PairsConfig`;
-the file format: :mod:`rewardlearn.select.pairs`. ``reward=action_preference
-reward.model.labels=<folder>`` learns ``r(s, a)`` from the labels.
+reward over ``horizon`` lookahead steps after each, simulation only), ``teacher=none``
+(``null``, to fill in later) or ``teacher=human`` (``null``, with a clip after each candidate,
+queued on the review page: :mod:`rewardlearn.select.review`). Options:
+:class:`~rewardlearn.select.configuration.PairsConfig`; the file format:
+:mod:`rewardlearn.select.pairs`. ``reward=action_preference reward.model.labels=<folder>``
+learns ``r(s, a)`` from the labels.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rewardlearn.env_factory import camera_config, env_config, replay_env
 from rewardlearn.runs import run_config
 from rewardlearn.select.configuration import PairsConfig
 from rewardlearn.select.pairs import PAIRS_NAME, ActionOracle, ActionPair, collect_action_pairs
+from rewardlearn.select.review import queue_pairs, review_db
 
 
 def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
@@ -43,13 +48,18 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
     out = Path(cfg.out) if cfg.out else run_dir / "action_pairs"
     if (out / PAIRS_NAME).exists():
         raise FileExistsError(f"{out / PAIRS_NAME} exists; choose another out=")
-    teacher = None if cfg.teacher == "none" else ActionOracle(
+    teacher = None if cfg.teacher in ("none", "human") else ActionOracle(
         cfg.horizon, cfg.gamma, cfg.equal_margin, cfg.reward_key)
-    size = (cfg.clip_size, cfg.clip_size) if cfg.clips else None
+    size = (cfg.clip_size, cfg.clip_size) if cfg.clips or cfg.teacher == "human" else None
     pairs = collect_action_pairs(policy, env, cfg.n_pairs, out, teacher, cfg.horizon, cfg.every,
                                  cfg.seed, size, camera_config(env_config(env)),
                                  meta={"run": str(run_dir), "env": str(env.name),
                                        "settings": cfg.to_dict()})
+    if cfg.teacher == "human":
+        queued = queue_pairs(out, pairs)
+        print(f"{queued} action pairs queued for people in {review_db(out)}: label them with "
+              f"`rewardlearn-review {out}`; reward=action_preference "
+              f"reward.model.labels={out} reads the answers")
     labelled = [p for p in pairs if p.label is not None]
     equal = sum(p.label == 0.5 for p in labelled)
     print(f"{len(pairs)} action pairs ({len(labelled)} labelled, {equal} equal) written to "

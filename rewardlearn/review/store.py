@@ -400,6 +400,17 @@ class LabelStore:
             raise UnknownQueryError(f"no query with id {query_id}")
         return _query(row)
 
+    def queries(self, run: str | None = None) -> list[Query]:
+        """Every query (of ``run``, or all), answered or not, oldest first."""
+        if self._missing():
+            return []
+        sql, args = "SELECT * FROM queries", ()
+        if run is not None:
+            sql, args = sql + " WHERE run = ?", (run,)  # type: ignore[assignment]
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY id", args).fetchall()
+        return [_query(r) for r in rows]
+
     def answer(self, query_id: int, label: str, annotator: str) -> int:
         """Store ``annotator``'s ``label`` for a query; returns the answer's sequence number.
 

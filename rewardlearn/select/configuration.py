@@ -118,9 +118,16 @@ class ActionPreferenceConfig(RewardModelConfig):
         ]
 
 
+PAIR_TEACHERS = ("oracle", "none", "human")
+"""Who labels action pairs: the synthetic oracle, nobody yet, or people on the review page."""
+
+
 @dataclass
 class PairsConfig(Settings):
-    """Options of ``rewardlearn-action-pairs <run>`` (:mod:`rewardlearn.select.pairs`)."""
+    """Options of ``rewardlearn-action-pairs <run>`` (:mod:`rewardlearn.select.pairs`).
+
+    ``teacher=human`` writes the clips whatever ``clips`` says and queues every pair on the
+    review page (:mod:`rewardlearn.select.review`)."""
 
     what = "pairs"
     out: str | None = None
@@ -141,8 +148,8 @@ class PairsConfig(Settings):
             (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
             (self.every >= 1, f"every must be >= 1, got {self.every}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
-            (self.teacher in ("oracle", "none"),
-             f"teacher must be oracle or none, got {self.teacher!r}"),
+            (self.teacher in PAIR_TEACHERS,
+             f"teacher must be one of {', '.join(PAIR_TEACHERS)}, got {self.teacher!r}"),
             (0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}"),
             (self.equal_margin >= 0, f"equal_margin must be >= 0, got {self.equal_margin}"),
             (self.clip_size >= 16, f"clip_size must be >= 16, got {self.clip_size}"),

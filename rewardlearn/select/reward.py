@@ -51,7 +51,7 @@ from rewardlearn.preference.modeling import (
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import TransitionFeatures
 from rewardlearn.select.configuration import ActionPreferenceConfig
-from rewardlearn.select.pairs import label_arrays, load_pairs
+from rewardlearn.select.pairs import label_arrays, load_pairs, pairs_file
 from rewardlearn.utils import resolve_device
 
 log = logging.getLogger("rewardlearn")
@@ -100,8 +100,15 @@ class ActionPreferenceReward(RewardModel):
     # -- fitting ------------------------------------------------------------------------
 
     def fit_folder(self, folder: str) -> dict[str, Any]:
-        """Fit to the labelled pairs of ``folder`` (the first ``max_labels``)."""
-        obs, act_a, act_b, labels = label_arrays(load_pairs(folder))
+        """Fit to the labelled pairs of ``folder`` (the first ``max_labels``), with the
+        review page's answers of the folder folded in (:mod:`rewardlearn.select.review`)."""
+        from rewardlearn.select.review import apply_answers
+
+        pairs, answered = apply_answers(pairs_file(folder).parent, load_pairs(folder))
+        if answered:
+            log.info("action_preference: %d label(s) from the review page (%s)", answered,
+                     pairs_file(folder).parent / "labels.sqlite")
+        obs, act_a, act_b, labels = label_arrays(pairs)
         if self.cfg.max_labels is not None:
             obs, act_a, act_b, labels = (x[: self.cfg.max_labels]
                                          for x in (obs, act_a, act_b, labels))

@@ -1,13 +1,19 @@
-"""Reward-guided action selection (best-of-n, ``rewardlearn/select/``) on ``pick_place``:
-per-step decision time, and the success of a cloned policy with and without selection.
+"""Reward-guided action selection (best-of-n, ``rewardlearn/select/``) on ``pick_place`` (or
+any env with a scripted expert, ``--env``): per-step decision time, and the success of a
+cloned policy with and without selection.
 
 Usage::
 
     python bench/bench_select.py                      # full: seeds 0-4, 50 eval episodes
     python bench/bench_select.py --drs-run bench/_work/drs_lipschitz/t1000000/runs/drs_s0
     python bench/bench_select.py --smoke --out bench/_work/select/smoke.md   # tiny budgets
+    python bench/bench_select.py --env metaworld --env-override task=handle-press-v3 \
+        --drs-run bench/_work/suite/t1000000/handle-press-v3/drs_s0 \
+        --out bench/results/select_handle-press-v3.md      # a suite task (bench_suite's DrS run)
 
-Steps, per seed ``s`` of ``--seeds``:
+Another env's runs go to ``--work``/``<its name>``; every step below then uses that env
+(``rewardlearn-collect env=<env> <overrides>`` for the demos, its dense reward for the oracle
+and the ceiling). Steps, per seed ``s`` of ``--seeds``:
 
 1. ``--demos`` (50) scripted-expert demos with Gaussian action noise ``--demo-noise`` (0.5),
    successful ones only (``rewardlearn-collect env=pick_place n_episodes=50 noise=0.5``),
@@ -53,6 +59,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -79,6 +86,22 @@ LABELS = {
 
 # ----------------------------------------------------------------------------- set-up
 
+ENV: dict[str, Any] = {"name": "pick_place", "overrides": []}
+"""The env every step uses (``--env``, ``--env-override``), set once by :func:`main`."""
+
+
+def env_cfg() -> Any:
+    """The env config of ``--env`` with its ``--env-override`` settings."""
+    from rewardlearn.env_factory import env_config
+
+    return env_config(ENV["name"], ENV["overrides"])
+
+
+def env_label() -> str:
+    """The env's short name (its config's ``name``: ``metaworld_<task>`` for Meta-World)."""
+    return str(env_cfg().name)
+
+
 def prepare_demos(work: Path, n: int, noise: float) -> Path:
     """``n`` successful noisy-expert demos (reused if present)."""
     from rewardlearn.cli.collect import CollectConfig, collect
@@ -86,13 +109,15 @@ def prepare_demos(work: Path, n: int, noise: float) -> Path:
     out = work / f"demos-n{n}-noise{round(noise * 100)}"
     if not out.exists():
         name = f"select-noise{round(noise * 100)}"
-        collect(CollectConfig(env="pick_place", n_episodes=n, noise=noise, seed=0, out=str(out),
-                              dataset_id=f"rewardlearn/pick_place/{name}-v0"), verbose=False)
+        short = re.sub(r"[^A-Za-z0-9_]+", "_", env_label()).strip("_")
+        collect(CollectConfig(env=ENV["name"], env_overrides=list(ENV["overrides"]),
+                              n_episodes=n, noise=noise, seed=0, out=str(out),
+                              dataset_id=f"rewardlearn/{short}/{name}-v0"), verbose=False)
     return out
 
 
 def train_config(seed: int) -> Any:
-    """``train.py env=pick_place agent=ppo reward=env seed=<seed>`` as composed by Hydra."""
+    """``train.py env=<env> agent=ppo reward=env seed=<seed>`` as composed by Hydra."""
     from hydra import compose, initialize_config_dir
 
     from rewardlearn.cli.schemas import register_reward_schemas
@@ -100,7 +125,8 @@ def train_config(seed: int) -> Any:
     register_reward_schemas()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=[
-            "env=pick_place", "agent=ppo", "reward=env", f"seed={seed}", "~teacher"])
+            f"env={ENV['name']}", *(f"env.{o}" for o in ENV["overrides"]), "agent=ppo",
+            "reward=env", f"seed={seed}", "~teacher"])
 
 
 def bc_policy(work: Path, demos: Path, seed: int, epochs: int) -> tuple[Any, dict[str, Any]]:
@@ -143,11 +169,11 @@ def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
         pairs_file(folder)
     except FileNotFoundError:
         t0 = time.perf_counter()
-        collect_action_pairs(policy, "pick_place", args.labels, folder,
+        collect_action_pairs(policy, env_cfg(), args.labels, folder,
                              ActionOracle(horizon=args.label_horizon), args.label_horizon,
                              args.every, seed=20_000 + 1000 * seed)
         label_s = round(time.perf_counter() - t0, 1)
-    env = make_env("pick_place")
+    env = make_env(env_cfg())
     t0 = time.perf_counter()
     reward = ActionPreferenceReward(env.observation_space, env.action_space, labels=str(folder),
                                     max_labels=args.labels, seed=seed, epochs=args.reward_epochs)
@@ -165,9 +191,9 @@ def drs_reward(template: str | None, seed: int) -> tuple[Any, str | None]:
     if not Path(path).exists():
         if template is not None:
             raise FileNotFoundError(f"--drs-run {path}: no such run folder (a train.py run with "
-                                    "reward=drs on pick_place)")
+                                    f"reward=drs on {env_label()})")
         return None, None
-    env = make_env("pick_place")
+    env = make_env(env_cfg())
     model = load_scoring_model(path, env.observation_space, env.action_space)
     env.close()
     return model, path
@@ -179,11 +205,10 @@ def evaluate_condition(policy: Any, scorer: Any, n: int, episodes: int,
                        deterministic: bool = True) -> dict[str, Any]:
     """Success and decision time of ``policy`` (behind best-of-``n`` when ``scorer``)."""
     from rewardlearn.cli.select_run import linked_env_config
-    from rewardlearn.env_factory import env_config
     from rewardlearn.rollouts import evaluate
     from rewardlearn.select import BestOfN
 
-    env: Any = env_config("pick_place")
+    env: Any = env_cfg()
     actor: Any = policy
     selector = None
     if scorer is not None:
@@ -237,7 +262,6 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
     (``labels``) were taken at a state of that stage (the env's stage rule on the stored
     state). Also the stage where each failed episode ends, for the selector and for the
     plain policy on the same seeds."""
-    from rewardlearn_envs.pick_place import state_progress
     from scipy.stats import spearmanr
 
     from rewardlearn.env_factory import make_env
@@ -245,9 +269,13 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
     from rewardlearn.select.lookahead import Lookahead
     from rewardlearn.select.pairs import label_arrays, load_pairs
 
-    progress = state_progress(label_arrays(load_pairs(labels))[0])
-    label_stage = np.where(progress >= 1.0, 4, np.minimum(np.floor(4 * progress), 3))
-    env = make_env("pick_place")
+    label_stage = None
+    if ENV["name"] == "pick_place":  # the stage from a stored state: pick_place's own rule
+        from rewardlearn_envs.pick_place import state_progress
+
+        progress = state_progress(label_arrays(load_pairs(labels))[0])
+        label_stage = np.where(progress >= 1.0, 4, np.minimum(np.floor(4 * progress), 3))
+    env = make_env(env_cfg())
     look = Lookahead(env)
     selector = BestOfN(policy, RewardScorer(reward), n,
                        observation_space=policy.agent.observation_space)
@@ -285,7 +313,8 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
                 ends[name][key] = ends[name].get(key, 0) + 1
     look.close()
     env.close()
-    stages = {k: {"states": len(v["better"]), "labels": int((label_stage == k).sum()),
+    stages = {k: {"states": len(v["better"]),
+                  "labels": None if label_stage is None else int((label_stage == k).sum()),
                   "spearman": float(np.mean(v["rho"])) if v["rho"] else None,
                   "better": float(np.mean(v["better"])), "worse": float(np.mean(v["worse"]))}
               for k, v in sorted(per_stage.items())}
@@ -314,7 +343,7 @@ def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
         for scorer_name in ("reward", "env_reward"):
             for n in ns:
                 scorer = RewardScorer(reward) if scorer_name == "reward" else EnvRewardScorer()
-                env = make_env("pick_place")
+                env = make_env(env_cfg())
                 selector = BestOfN(policy, scorer, n,
                                    observation_space=policy.agent.observation_space).bind(env)
                 obs, _ = env.reset(seed=30_000)
@@ -362,14 +391,14 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     fmt = {"n": args.n, "labels": args.labels}
     lines = [
-        "## Reward-guided action selection (best-of-n) on pick_place", "",
+        f"## Reward-guided action selection (best-of-n) on {env_label()}", "",
         *(["**SMOKE RUN (`--smoke`): budgets far too small for any conclusion; it shows the "
            "pipeline runs.**", ""] if args.smoke else []),
         f"Machine: {platform.machine()}, {cores} cores (shared; load average {load} at the "
         f"end), {gpu}; commit {git_commit(dirty=True)}; command: `python bench/bench_select.py "
         f"{' '.join(argv)}`; seeds {' '.join(str(s['seed']) for s in seeds)}; "
         f"{wall_s / 60:.1f} min wall time.", "",
-        f"Policy: PPO (pick_place's settings) cloned from {args.demos} scripted-expert demos "
+        f"Policy: PPO ({env_label()}'s settings) cloned from {args.demos} scripted-expert demos "
         f"with action noise {args.demo_noise} (successful ones), {args.bc_epochs} BC epochs, "
         f"no RL. Evaluation: deterministic (the mean action; best-of-n: the mean action is "
         f"candidate 1), {args.episodes} held-out episodes (seeds 10000+). Labels: "
@@ -416,7 +445,8 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
                   "|---|---|---|---|---|---|"]
         for stage, row in diag["stages"].items():
             rho = "-" if row["spearman"] is None else f"{row['spearman']:.2f}"
-            lines.append(f"| {stage} | {row['states']} | {row['labels']} | {rho} | "
+            lab = "-" if row["labels"] is None else row["labels"]
+            lines.append(f"| {stage} | {row['states']} | {lab} | {rho} | "
                          f"{row['better']:.0%} | "
                          f"{row['worse']:.0%} |")
         ends = diag["failed_end_stage"]
@@ -460,16 +490,25 @@ def main() -> None:
     parser.add_argument("--drs-run", default=None,
                         help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "
                              "when present")
-    parser.add_argument("--latency-n", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--latency-n", type=int, nargs="*", default=[1, 4, 16, 64],
+                        help="candidate counts of the latency table (none: no table)")
     parser.add_argument("--latency-steps", type=int, default=200)
     parser.add_argument("--diag-episodes", type=int, default=10,
                         help="episodes of the diagnosis of r(s, a) on its own states (0: none)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny budgets (1 seed, 2 episodes, 20 labels, 5 demos): a pipeline "
                              "check, not a measurement")
+    parser.add_argument("--env", default="pick_place",
+                        help="env config name or YAML path (default pick_place)")
+    parser.add_argument("--env-override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="env config settings, e.g. task=button-press-topdown-v3 with "
+                             "--env metaworld")
     add_paths(parser, "select")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
+    ENV.update(name=args.env, overrides=list(args.env_override))
+    if args.env != "pick_place":  # runs of another env in a folder of their own
+        args.work = args.work / env_label()
     if args.smoke:
         args.seeds, args.episodes, args.labels, args.demos = args.seeds[:1], 2, 20, 5
         args.bc_epochs, args.reward_epochs, args.latency_steps = 5, 20, 10

@@ -6,11 +6,14 @@ Usage::
 
     python bench/bench_preference_pick_place.py                 # seed 0, 1M steps, 1000 labels
     python bench/bench_preference_pick_place.py --seeds 0 1 --budget 1000 --timesteps 1000000
+    python bench/bench_preference_pick_place.py --demos 50   # + 50 expert demos in the queries
 
 Per seed ``s``, one ``python train.py env=pick_place agent=ppo n_envs=8 reward=preference
 teacher=oracle reward.model.budget=<budget> seed=<s>`` run (the oracle labels a pair by the
 segments' dense returns, Bradley-Terry with no noise), reused when its ``summary.json``
-exists, then:
+exists; with ``--demos N``, ``N`` scripted-expert demos (``rewardlearn-collect
+env=pick_place n_episodes=N``, collected once) go in as ``reward.model.demos`` (a quarter of
+the candidate pairs then has a demo segment on one side: Ibarz et al., NeurIPS 2018). Then:
 
 1. **Labels.** From the run's ``reward_model.pt`` (every label is saved with the model):
    the furthest stage each labelled pair reaches (either segment; stage from the state
@@ -144,11 +147,26 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def expert_demos(work: Path, n: int) -> Path:
+    """``n`` scripted-expert demos of pick_place (collected once)."""
+    from rewardlearn.cli.collect import CollectConfig, collect
+
+    out = work / f"demos-expert-n{n}"
+    if not (out / "data" / "metadata.json").is_file():
+        collect(CollectConfig(env="pick_place", n_episodes=n, out=str(out), overwrite=True,
+                              dataset_id=f"rewardlearn/pick_place/pref-expert-n{n}-v0"),
+                verbose=False)
+    return out
+
+
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from rewardlearn.env_factory import make_env
 
-    run_dir = args.work / f"t{args.timesteps}" / f"preference_b{args.budget}_s{seed}"
-    summary = train_run(run_dir, [
+    demos = [] if not args.demos else \
+        [f"reward.model.demos={expert_demos(args.work, args.demos)}"]
+    name = f"preference{f'_demos{args.demos}' if args.demos else ''}_b{args.budget}_s{seed}"
+    run_dir = args.work / f"t{args.timesteps}" / name
+    summary = train_run(run_dir, [*demos,
         "env=pick_place", "agent=ppo", "n_envs=8", "reward=preference", "teacher=oracle",
         f"reward.model.budget={args.budget}", f"seed={seed}",
         f"total_timesteps={args.timesteps}", "torch_threads=1", "video.enabled=false",
@@ -156,7 +174,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     env = make_env("pick_place")
     obs_dim = int(np.prod(env.observation_space.shape or (1,)))
     env.close()
-    return {"seed": seed, "run_dir": str(run_dir), "summary": summary,
+    return {"seed": seed, "demos": args.demos, "run_dir": str(run_dir), "summary": summary,
             "curve": training_curve(run_dir), "labels": label_stages(run_dir, obs_dim),
             "reward": reward_by_stage(run_dir, args.episodes)}
 
@@ -171,7 +189,9 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, argv: 
         f"{' '.join(argv)}`; {wall_s / 60:.1f} min wall time (runs reused when present).", "",
         f"Run: `python train.py env=pick_place agent=ppo n_envs=8 reward=preference "
         f"teacher=oracle reward.model.budget={args.budget} seed=<s> "
-        f"total_timesteps={args.timesteps}`; 50 held-out eval episodes. The dense reward "
+        f"total_timesteps={args.timesteps}`"
+        + (f" `reward.model.demos=<{args.demos} scripted-expert demos>`" if args.demos else "")
+        + "; 50 held-out eval episodes. The dense reward "
         f"with the same agent: {DENSE_REFERENCE}.", "",
         "| seed | eval success (mean action / sampled) | final training success | "
         "steps to 50% training success | held-out label acc | labels | wall (min) |",
@@ -231,6 +251,8 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--demos", type=int, default=0,
+                        help="scripted-expert demos queried against the agent (0: none)")
     add_paths(parser, "preference_pick_place")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)

@@ -311,3 +311,60 @@ def test_stacked_inference_falls_back_for_layers_it_cannot_stack() -> None:
     x = torch.randn(3, 4)
     with torch.no_grad():
         torch.testing.assert_close(ens.predict(x), ens(x))
+
+
+def test_demo_segments_are_queried_against_the_agents_and_labelled_by_their_rewards(
+        tmp_path: Path) -> None:
+    """reward.model.demos (Ibarz et al. 2018): a demo_fraction share of the candidate pairs
+    has a demo segment on one side, built from the demos' own transitions and rewards; the
+    oracle then prefers the expert's segments to a random agent's; a wrong demo set or a
+    teacher that needs simulator states is refused."""
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.demos import load_demos
+
+    demos = tmp_path / "demos"
+    collect(CollectConfig(env="pick_place", n_episodes=3, out=str(demos)), verbose=False)
+    env = gym.make("rewardlearn/PickPlace-v0")
+    reward = PreferenceReward(env.observation_space, env.action_space,
+                              teacher=SyntheticTeacher(seed=0), segment_length=10, budget=40,
+                              queries_per_round=40, hidden_sizes=[16], device="cpu",
+                              query_selection="uniform", demos=str(demos), demo_fraction=0.5)
+    episodes = load_demos(demos)
+    assert len(reward.learner.demo_buffer) == sum(len(ep.actions) for ep in episodes)
+    # a random agent's steps, features as the module computes them
+    buf = SegmentBuffer(n_envs=1, feature_dim=reward.features.dim)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(300):
+        act = rng.uniform(-1, 1, 4).astype(np.float32)
+        nxt, r, term, trunc, _ = env.step(act)
+        x = reward.features(obs[None], act[None], nxt[None], np.array([term])).numpy()
+        buf.add(x, np.array([r], np.float32), np.array([term]), np.array([trunc]))
+        obs = env.reset()[0] if term or trunc else nxt
+    metrics = reward.learner.run_round(buf, 40)
+    assert metrics["demo_share"] == 0.5  # uniform first round: the candidates' share
+    data = reward.learner.dataset
+    demo_rows = [i for i in range(len(data)) if data.rounds[i] == 0]
+    assert len(demo_rows) == 40
+    # every demo-side segment is a window of one demo episode's own features and rewards
+    feats = np.concatenate([reward.features(ep.observations[:-1], ep.actions,
+                                            ep.observations[1:], ep.terminations).numpy()
+                            for ep in episodes])
+    demo_side = [x for x in data.x2 if np.isclose(feats, x[0]).all(1).any()]
+    assert len(demo_side) == 20
+    # the oracle prefers the expert's segment (label 0: the second side) to a random agent's
+    second = [lab for x, lab in zip(data.x2, data.labels, strict=True)
+              if np.isclose(feats, x[0]).all(1).any()]
+    assert np.mean(np.asarray(second) == 0.0) > 0.9
+    with pytest.raises(ValueError, match="demo_fraction must be in"):
+        PreferenceConfig(demos=str(demos), demo_fraction=0.0).validate()
+    with pytest.raises(ValueError, match="do not match the env"):
+        PreferenceReward(gym.spaces.Box(-1, 1, (5,)), env.action_space,
+                         teacher=SyntheticTeacher(seed=0), demos=str(demos), device="cpu")
+
+    class NeedsStates(SyntheticTeacher):
+        needs_sim_states = True
+
+    with pytest.raises(ValueError, match="which demos do not carry"):
+        PreferenceReward(env.observation_space, env.action_space, teacher=NeedsStates(),
+                         demos=str(demos), device="cpu")

@@ -110,6 +110,11 @@ class PreferenceConfig(RewardModelConfig):
         ``bf16``.
     :param background_lag: later rounds train on a thread and land this share of a round
         interval later (``None``: in the foreground).
+    :param demos: demonstration datasets (comma-separated Minari folders or ids, as
+        ``rewardlearn-collect`` writes them) whose segments are queried against the agent's
+        (Ibarz et al., NeurIPS 2018): the labels then see the later stages that an early
+        agent never reaches. Synthetic teachers label them from the demos' stored rewards.
+    :param demo_fraction: share of the candidate pairs whose second segment is a demo's.
     :param resume: a saved ``reward_model.pt`` of this module to continue from.
     :param device: torch device (``auto``: CUDA when present).
     :param seed: initialisation and sampling seed.
@@ -157,6 +162,8 @@ class PreferenceConfig(RewardModelConfig):
     replay_recent_window: int = 10_000
     train_precision: str = "auto"
     background_lag: float | None = 0.5
+    demos: str | None = None
+    demo_fraction: float = 0.25
     resume: str | None = None
     device: str = "auto"
     seed: int | None = 0
@@ -177,6 +184,11 @@ class PreferenceConfig(RewardModelConfig):
     def check_inputs(self) -> None:
         if self.resume:
             read_resume_file(str(self.resume))
+        if self.demos:
+            from rewardlearn.demos import open_dataset
+
+            for path in str(self.demos).split(","):
+                open_dataset(path.strip())  # a missing dataset is named before anything runs
 
     def normalize(self) -> None:
         if self.rounds is not None and self.rounds >= 1:
@@ -220,6 +232,8 @@ class PreferenceConfig(RewardModelConfig):
             (self.unsup_steps >= 0, "unsup_steps must be >= 0"),
             (self.entropy_k >= 1, "entropy_k must be >= 1"),
             (self.absorbing in ABSORBING_MODES, f"absorbing must be one of {ABSORBING_MODES}"),
+            (0.0 < self.demo_fraction <= 1.0,
+             f"demo_fraction must be in (0, 1], got {self.demo_fraction}"),
             (self.regret_end_state in REGRET_END_STATES,
              f"regret_end_state must be one of {REGRET_END_STATES}"),
             (self.early_stop in EARLY_STOPS, f"early_stop must be one of {EARLY_STOPS}"),

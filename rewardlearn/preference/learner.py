@@ -181,6 +181,8 @@ class PreferenceLearner:
         self.last_member_indices: list[np.ndarray] = []
         self.train_dtype = train_dtype(cfg.train_precision, device)
         self._background: _BackgroundFit | None = None
+        self.demo_buffer: SegmentBuffer | None = None
+        """Demo segments (``cfg.demos``) mixed into the second side of the candidate pairs."""
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast for the ensemble's training and query passes (``train_precision``)."""
@@ -201,8 +203,11 @@ class PreferenceLearner:
         return self.cfg.regret_end_state == "next_obs"
 
     def update_absorbing(self, buffer: SegmentBuffer) -> bool:
-        """Turn absorbing padding on once a termination is seen (``absorbing=auto``)."""
-        if self.cfg.absorbing == "auto" and buffer.seen_termination and not self.absorbing_active:
+        """Turn absorbing padding on once a termination is seen (``absorbing=auto``), in the
+        agent's steps or in the demos (the same env)."""
+        seen = buffer.seen_termination or (self.demo_buffer is not None
+                                           and self.demo_buffer.seen_termination)
+        if self.cfg.absorbing == "auto" and seen and not self.absorbing_active:
             self.absorbing_active = True
             log.info("preference: the env terminates; segments that run into a termination "
                      "are padded with absorbing steps (reward.model.absorbing=off disables)")
@@ -331,7 +336,7 @@ class PreferenceLearner:
         if first_round or len(self.dataset) == 0:
             self.fit_normalizer(buffer)
         a = self._sample(buffer, n_cand, length)
-        b = self._sample(buffer, n_cand, length)
+        b = self._with_demos(self._sample(buffer, n_cand, length), length)
         probs = self.member_probs(a, b) if method != "uniform" else None
         feats = None
         if method.startswith("kcenter"):
@@ -342,6 +347,8 @@ class PreferenceLearner:
                              labelled_features=labelled, hybrid_factor=self.cfg.hybrid_factor)
         a, b = a.take(idx), b.take(idx)
         metrics: dict[str, float] = {"queries": float(len(idx)), "segment_length": float(length)}
+        if self.demo_buffer is not None:
+            metrics["demo_share"] = float(np.mean(b.episode < 0))
         if a.absorbing is not None and b.absorbing is not None:
             metrics["padded_share"] = float(np.mean(np.r_[a.absorbing.any(1),
                                                           b.absorbing.any(1)]))
@@ -364,6 +371,27 @@ class PreferenceLearner:
         return self._finish_round(buffer, length, metrics, t0, background)
 
     _pool: int | None = None
+
+    def _with_demos(self, segs: Segments, length: int) -> Segments:
+        """``segs`` with a ``demo_fraction`` share of its rows replaced by demo segments of
+        the same length (episode numbers ``-1 - k``), when the demos have such windows."""
+        demos = self.demo_buffer
+        if demos is None or demos.num_windows(length, self.absorbing_active) == 0:
+            return segs
+        k = round(self.cfg.demo_fraction * len(segs))
+        if k == 0:
+            return segs
+        rows = self.rng.choice(len(segs), size=k, replace=False)
+        d = demos.sample(k, length, self.rng, absorbing=self.absorbing_active)
+        out = segs.take(np.arange(len(segs)))  # a copy
+        out.features[rows], out.true_rewards[rows] = d.features, d.true_rewards
+        out.terminated[rows], out.start[rows] = d.terminated, d.start
+        out.episode[rows] = -1 - d.episode
+        if out.absorbing is not None and d.absorbing is not None:
+            out.absorbing[rows] = d.absorbing
+        if out.next_state is not None and d.next_state is not None:
+            out.next_state[rows] = d.next_state
+        return out
 
     def _draw_unlabelled(self, buffer: SegmentBuffer, length: int) -> None:
         """SURF: a fresh pool of unlabelled pairs for this round's pseudo-labels."""

@@ -77,6 +77,12 @@ class PreferenceReward(RewardModel):
         ).to(self.device)
         self.ensemble.eval()
         self.learner = PreferenceLearner(self.cfg, self.ensemble, teacher, self.device)
+        if self.cfg.demos:
+            if self.needs_sim_states:
+                raise ValueError(f"reward.model.demos: teacher {teacher.name} is shown clips "
+                                 "rendered from simulator states, which demos do not carry; "
+                                 "use a synthetic teacher or drop the demos")
+            self.learner.demo_buffer = self.demo_segments(self.cfg.demos)
         #: the agent's reward while a round trains in the background (``background_lag``)
         self.serving: RewardEnsemble | None = None
         self.buffer: SegmentBuffer | None = None
@@ -88,6 +94,36 @@ class PreferenceReward(RewardModel):
         self._rollout_rewards: list[np.ndarray] = []
         if self.cfg.resume:
             self._resume(self.cfg.resume)
+
+    def demo_segments(self, demos: str) -> SegmentBuffer:
+        """The demos' transitions as a :class:`SegmentBuffer` of reward-net inputs and the
+        demos' stored rewards (what a synthetic teacher reads), one episode each."""
+        from rewardlearn.demos import load_demo_sets
+
+        episodes = load_demo_sets(demos)
+        if not episodes:
+            raise ValueError(f"reward.model.demos={demos}: no episodes")
+        obs_dim = flat_dim(self.observation_space)
+        buf = SegmentBuffer(1, self.features.dim, sum(len(ep.actions) for ep in episodes))
+        for ep in episodes:
+            obs = np.asarray(ep.observations, np.float32).reshape(len(ep.observations), -1)
+            if obs.shape[1] != obs_dim or np.shape(ep.actions)[1:] != \
+                    tuple(self.action_space.shape or ()):
+                raise ValueError(f"reward.model.demos={demos}: observations of size "
+                                 f"{obs.shape[1]} and actions {np.shape(ep.actions)[1:]} do "
+                                 f"not match the env's ({obs_dim}, "
+                                 f"{tuple(self.action_space.shape or ())})")
+            n = len(ep.actions)
+            term = np.asarray(ep.terminations, bool).reshape(n)
+            trunc = np.asarray(ep.truncations, bool).reshape(n).copy()
+            trunc[-1] = not term[-1]  # every demo ends here, whatever it was recorded with
+            x = self.features(obs[:-1], np.asarray(ep.actions), obs[1:], term).numpy()
+            buf.add_steps(x[:, None], np.asarray(ep.rewards, np.float32).reshape(n, 1),
+                          term[:, None], trunc[:, None], None, obs[1:, None])
+        log.info("preference: %d demo episodes (%d steps) queried against the agent's "
+                 "segments (demo_fraction %.2f)", len(episodes), len(buf),
+                 self.cfg.demo_fraction)
+        return buf
 
     def _resume(self, path: str) -> None:
         payload = read_resume_file(path)
@@ -416,6 +452,6 @@ def relabel_replay_buffer(agent: OffPolicyAlgorithm, reward: PreferenceReward,
 
 
 def _fmt(metrics: dict[str, float]) -> str:
-    keys = ("labels_used", "heldout_acc", "train_acc", "pearson", "spearman", "epochs", "round_s",
-            "background_s", "wait_s", "installed_at")
+    keys = ("labels_used", "demo_share", "heldout_acc", "train_acc", "pearson", "spearman",
+            "epochs", "round_s", "background_s", "wait_s", "installed_at")
     return ", ".join(f"{k}={metrics[k]:.3g}" for k in keys if k in metrics)

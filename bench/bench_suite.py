@@ -94,9 +94,14 @@ CONDITIONS: dict[str, list[str]] = {
     # the training sets of DrS's published code (whole episodes filed by their best stage;
     # D_k's positives include the later stages' states)
     "drs_trajectory": [*DRS, UNBOUNDED, "reward.model.labels=trajectory"],
+    # preference with DrS's 50 scripted-expert demos among the queried segments (Ibarz et
+    # al. 2018): labels that see the later stages an early agent never reaches
+    "preference_demos": ["env.reward_type=dense", "reward=preference", "teacher=oracle",
+                         "reward.model.budget=1000", "reward.model.demos={demos}"],
 }
 ABLATIONS = ("drs_unbounded", "drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
-             "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory")
+             "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory",
+             "preference_demos")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -116,6 +121,8 @@ LABELS = {
     "drs_gentle": "ablation, unbounded: `reward.model.train_steps=10` (10x fewer steps each)",
     "drs_trajectory": "ablation, unbounded: `reward.model.labels=trajectory` (the published "
                       "code's training sets)",
+    "preference_demos": "option: `reward=preference teacher=oracle`, 1000 labels, "
+                        "`reward.model.demos=<the 50 expert demos>`",
 }
 
 
@@ -126,12 +133,14 @@ def run_dir(work: Path, task: str, cond: str, seed: int, timesteps: int) -> Path
 def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[str, Any]:
     """One run (reused when its ``summary.json`` exists); its summary."""
     out = run_dir(work, task, cond, seed, timesteps)
-    demos = prepare_demos(task, work) if cond.startswith("drs") else None
+    demos = prepare_demos(task, work) if any("{demos}" in o for o in CONDITIONS[cond]) \
+        else None
     overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
     return train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
                            f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
                            "torch_threads=1", "video.enabled=false", "progress_bar=false",
-                           "eval.n_episodes=50", *([] if cond == "preference" else ["~teacher"])],
+                           "eval.n_episodes=50",
+                           *([] if cond.startswith("preference") else ["~teacher"])],
                      label=f"{task} {cond} s{seed}")
 
 

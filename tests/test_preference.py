@@ -315,10 +315,10 @@ def test_stacked_inference_falls_back_for_layers_it_cannot_stack() -> None:
 
 def test_demo_segments_are_queried_against_the_agents_and_labelled_by_their_rewards(
         tmp_path: Path) -> None:
-    """reward.model.demos (Ibarz et al. 2018): a demo_fraction share of the candidate pairs
-    has a demo segment on one side, built from the demos' own transitions and rewards; the
-    oracle then prefers the expert's segments to a random agent's; a wrong demo set or a
-    teacher that needs simulator states is refused."""
+    """reward.model.demos (Ibarz et al. 2018): a demo_fraction share of the candidate
+    segments on each side is a demo window, built from the demos' own transitions and
+    rewards; the oracle then prefers the expert's segments to a random agent's; a wrong demo
+    set or a teacher that needs simulator states is refused."""
     from rewardlearn.cli.collect import CollectConfig, collect
     from rewardlearn.demos import load_demos
 
@@ -344,18 +344,22 @@ def test_demo_segments_are_queried_against_the_agents_and_labelled_by_their_rewa
     metrics = reward.learner.run_round(buf, 40)
     assert metrics["demo_share"] == 0.5  # uniform first round: the candidates' share
     data = reward.learner.dataset
-    demo_rows = [i for i in range(len(data)) if data.rounds[i] == 0]
-    assert len(demo_rows) == 40
-    # every demo-side segment is a window of one demo episode's own features and rewards
+    assert len(data) == 40
+    # every demo segment is a window of one demo episode's own features
     feats = np.concatenate([reward.features(ep.observations[:-1], ep.actions,
                                             ep.observations[1:], ep.terminations).numpy()
                             for ep in episodes])
-    demo_side = [x for x in data.x2 if np.isclose(feats, x[0]).all(1).any()]
-    assert len(demo_side) == 20
-    # the oracle prefers the expert's segment (label 0: the second side) to a random agent's
-    second = [lab for x, lab in zip(data.x2, data.labels, strict=True)
-              if np.isclose(feats, x[0]).all(1).any()]
-    assert np.mean(np.asarray(second) == 0.0) > 0.9
+
+    def is_demo(x: np.ndarray) -> bool:
+        return bool(np.isclose(feats, x[0]).all(1).any())
+
+    first = np.array([is_demo(x) for x in data.x1])
+    second = np.array([is_demo(x) for x in data.x2])
+    assert first.sum() == 20 and second.sum() == 20
+    # the oracle prefers the expert's segment to a random agent's
+    labels = np.asarray(data.labels)
+    assert np.mean(labels[second & ~first] == 0.0) > 0.9
+    assert np.mean(labels[first & ~second] == 1.0) > 0.9
     with pytest.raises(ValueError, match="demo_fraction must be in"):
         PreferenceConfig(demos=str(demos), demo_fraction=0.0).validate()
     with pytest.raises(ValueError, match="do not match the env"):

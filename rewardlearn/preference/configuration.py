@@ -114,7 +114,8 @@ class PreferenceConfig(RewardModelConfig):
         ``rewardlearn-collect`` writes them) whose segments are queried against the agent's
         (Ibarz et al., NeurIPS 2018): the labels then see the later stages that an early
         agent never reaches. Synthetic teachers label them from the demos' stored rewards.
-    :param demo_fraction: share of the candidate pairs whose second segment is a demo's.
+    :param demo_fraction: share of the candidate segments, on either side of a pair, that
+        are demos' (so ``demo_fraction**2`` of the pairs compare two demo segments).
     :param resume: a saved ``reward_model.pt`` of this module to continue from.
     :param device: torch device (``auto``: CUDA when present).
     :param seed: initialisation and sampling seed.

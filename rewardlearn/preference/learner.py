@@ -335,7 +335,7 @@ class PreferenceLearner:
             return {}
         if first_round or len(self.dataset) == 0:
             self.fit_normalizer(buffer)
-        a = self._sample(buffer, n_cand, length)
+        a = self._with_demos(self._sample(buffer, n_cand, length), length)
         b = self._with_demos(self._sample(buffer, n_cand, length), length)
         probs = self.member_probs(a, b) if method != "uniform" else None
         feats = None
@@ -347,8 +347,8 @@ class PreferenceLearner:
                              labelled_features=labelled, hybrid_factor=self.cfg.hybrid_factor)
         a, b = a.take(idx), b.take(idx)
         metrics: dict[str, float] = {"queries": float(len(idx)), "segment_length": float(length)}
-        if self.demo_buffer is not None:
-            metrics["demo_share"] = float(np.mean(b.episode < 0))
+        if self.demo_buffer is not None:  # of the queried segments, both sides
+            metrics["demo_share"] = float(np.mean(np.r_[a.episode, b.episode] < 0))
         if a.absorbing is not None and b.absorbing is not None:
             metrics["padded_share"] = float(np.mean(np.r_[a.absorbing.any(1),
                                                           b.absorbing.any(1)]))
@@ -374,7 +374,10 @@ class PreferenceLearner:
 
     def _with_demos(self, segs: Segments, length: int) -> Segments:
         """``segs`` with a ``demo_fraction`` share of its rows replaced by demo segments of
-        the same length (episode numbers ``-1 - k``), when the demos have such windows."""
+        the same length (episode numbers ``-1 - k``), when the demos have such windows.
+        Applied to both sides of the candidate pairs: demo-vs-agent pairs teach that the
+        demos' states are better, demo-vs-demo pairs (``demo_fraction**2`` of them) order
+        the demos' own stages, the end of the episode at success included."""
         demos = self.demo_buffer
         if demos is None or demos.num_windows(length, self.absorbing_active) == 0:
             return segs

@@ -6,14 +6,15 @@ Usage::
 
     python bench/bench_preference_pick_place.py                 # seed 0, 1M steps, 1000 labels
     python bench/bench_preference_pick_place.py --seeds 0 1 --budget 1000 --timesteps 1000000
-    python bench/bench_preference_pick_place.py --demos 50   # + 50 expert demos in the queries
+    python bench/bench_preference_pick_place.py --demos 0 50   # without, and with 50 demos
 
 Per seed ``s``, one ``python train.py env=pick_place agent=ppo n_envs=8 reward=preference
 teacher=oracle reward.model.budget=<budget> seed=<s>`` run (the oracle labels a pair by the
 segments' dense returns, Bradley-Terry with no noise), reused when its ``summary.json``
-exists; with ``--demos N``, ``N`` scripted-expert demos (``rewardlearn-collect
-env=pick_place n_episodes=N``, collected once) go in as ``reward.model.demos`` (a quarter of
-the candidate pairs then has a demo segment on one side: Ibarz et al., NeurIPS 2018). Then:
+exists; for each ``N`` of ``--demos`` other than 0, ``N`` scripted-expert demos
+(``rewardlearn-collect env=pick_place n_episodes=N``, collected once) go in as
+``reward.model.demos`` (a quarter of the candidate segments on each side of a pair is then a
+demo window: Ibarz et al., NeurIPS 2018). Then:
 
 1. **Labels.** From the run's ``reward_model.pt`` (every label is saved with the model):
    the furthest stage each labelled pair reaches (either segment; stage from the state
@@ -134,6 +135,7 @@ def reward_by_stage(run_dir: Path, episodes: int) -> dict[str, Any]:
             "steps_agent": int((m & (who_arr == "agent")).sum()),
             "steps_expert": int((m & (who_arr == "expert")).sum()),
             "learned_z": float(z[m].mean()) if m.any() else None,
+            "learned_mean": float(lr[m].mean()) if m.any() else None,
             "dense_mean": float(dn[m].mean()) if m.any() else None}
     return {"episodes": episodes,
             "agent_success": float(np.mean(rows["agent"]["succ"])),
@@ -159,22 +161,22 @@ def expert_demos(work: Path, n: int) -> Path:
     return out
 
 
-def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_seed(seed: int, n_demos: int, args: argparse.Namespace) -> dict[str, Any]:
     from rewardlearn.env_factory import make_env
 
-    demos = [] if not args.demos else \
-        [f"reward.model.demos={expert_demos(args.work, args.demos)}"]
-    name = f"preference{f'_demos{args.demos}' if args.demos else ''}_b{args.budget}_s{seed}"
+    demos = [] if not n_demos else [f"reward.model.demos={expert_demos(args.work, n_demos)}"]
+    name = f"preference{f'_demos{n_demos}' if n_demos else ''}_b{args.budget}_s{seed}"
     run_dir = args.work / f"t{args.timesteps}" / name
     summary = train_run(run_dir, [*demos,
         "env=pick_place", "agent=ppo", "n_envs=8", "reward=preference", "teacher=oracle",
         f"reward.model.budget={args.budget}", f"seed={seed}",
         f"total_timesteps={args.timesteps}", "torch_threads=1", "video.enabled=false",
-        "progress_bar=false", "eval.n_episodes=50"], label=f"pick_place preference s{seed}")
+        "progress_bar=false", "eval.n_episodes=50"],
+        label=f"pick_place preference demos={n_demos} s{seed}")
     env = make_env("pick_place")
     obs_dim = int(np.prod(env.observation_space.shape or (1,)))
     env.close()
-    return {"seed": seed, "demos": args.demos, "run_dir": str(run_dir), "summary": summary,
+    return {"seed": seed, "demos": n_demos, "run_dir": str(run_dir), "summary": summary,
             "curve": training_curve(run_dir), "labels": label_stages(run_dir, obs_dim),
             "reward": reward_by_stage(run_dir, args.episodes)}
 
@@ -189,30 +191,30 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, argv: 
         f"{' '.join(argv)}`; {wall_s / 60:.1f} min wall time (runs reused when present).", "",
         f"Run: `python train.py env=pick_place agent=ppo n_envs=8 reward=preference "
         f"teacher=oracle reward.model.budget={args.budget} seed=<s> "
-        f"total_timesteps={args.timesteps}`"
-        + (f" `reward.model.demos=<{args.demos} scripted-expert demos>`" if args.demos else "")
-        + "; 50 held-out eval episodes. The dense reward "
+        f"total_timesteps={args.timesteps}`, plus `reward.model.demos=<N scripted-expert "
+        "demos>` where the demos column says so; 50 held-out eval episodes. The dense reward "
         f"with the same agent: {DENSE_REFERENCE}.", "",
-        "| seed | eval success (mean action / sampled) | final training success | "
+        "| seed | demos | eval success (mean action / sampled) | final training success | "
         "steps to 50% training success | held-out label acc | labels | wall (min) |",
-        "|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|"]
     for r in results:
         s, c = r["summary"], r["curve"]
         rt = s.get("reward_training", {})
         lines.append(
-            f"| {r['seed']} | {s['deterministic']['success_rate']:.0%} / "
+            f"| {r['seed']} | {r['demos']} | {s['deterministic']['success_rate']:.0%} / "
             f"{s['sampled']['success_rate']:.0%} | {_pct(c['train_success_final'])} | "
             f"{c['half_success_step'] or 'never'} | {rt.get('heldout_acc', float('nan')):.2f} | "
             f"{rt.get('labels_used', '-')} | {s['wall_s'] / 60:.1f} |")
     lines += ["", "Labelled pairs by the furthest stage either segment reaches (stage from "
                   "the state by the env's rule):", "",
-              "| seed | " + " | ".join(STAGES) + " | reach grasp or later | reach carry or later "
-              "| pairs whose segments reach different stages | label sides with the further "
-              "one |", "|---|" + "---|" * (len(STAGES) + 4)]
+              "| seed | demos | " + " | ".join(STAGES) + " | reach grasp or later | reach carry "
+              "or later | pairs whose segments reach different stages | label sides with the "
+              "further one |", "|---|---|" + "---|" * (len(STAGES) + 4)]
     for r in results:
         lab = r["labels"]
         side = lab["label_sides_with_further_stage"]
-        lines.append(f"| {r['seed']} | " + " | ".join(str(lab["furthest_stage"][k])
+        lines.append(f"| {r['seed']} | {r['demos']} | "
+                     + " | ".join(str(lab["furthest_stage"][k])
                                                      for k in STAGES)
                      + f" | {lab['pairs_reaching_grasp_or_later']:.0%} | "
                        f"{lab['pairs_reaching_carry_or_later']:.0%} | "
@@ -220,22 +222,26 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, argv: 
                        f"{'-' if side is None else f'{side:.0%}'} |")
     lines += ["", f"The learned reward on the trained agent's and the scripted expert's own "
                   f"states ({args.episodes} deterministic episodes each, seeds 10000+): mean "
-                  "standardised learned reward per stage of the state reached (steps: agent / "
-                  "expert), the env's dense reward for comparison:", "",
-              "| seed | stage | steps (agent / expert) | learned (z) | dense |",
-              "|---|---|---|---|---|"]
+                  "learned reward per stage of the state reached (steps: agent / expert), "
+                  "standardised over all those steps, and as the agent gets it: relative to "
+                  "the reward after the episode ends (the learned absorbing value; 0 for the "
+                  "agent once it terminates); the env's dense reward for comparison:", "",
+              "| seed | demos | stage | steps (agent / expert) | learned (z) | learned, relative "
+              "to the episode's end | dense |",
+              "|---|---|---|---|---|---|---|"]
     for r in results:
         for name, row in r["reward"]["per_stage"].items():
             if row["learned_z"] is None:
                 continue
-            lines.append(f"| {r['seed']} | {name} | {row['steps_agent']} / "
+            lines.append(f"| {r['seed']} | {r['demos']} | {name} | {row['steps_agent']} / "
                          f"{row['steps_expert']} | {row['learned_z']:+.2f} | "
-                         f"{row['dense_mean']:.3f} |")
+                         f"{row['learned_mean']:+.3f} | {row['dense_mean']:.3f} |")
     lines.append("")
     for r in results:
         rw = r["reward"]
-        lines.append(f"- seed {r['seed']}: Spearman(learned, dense) over all those steps "
-                     f"{rw['spearman_learned_dense']:.2f}; mean learned reward per step (z): "
+        lines.append(f"- seed {r['seed']}, demos {r['demos']}: Spearman(learned, dense) over "
+                     f"all those steps {rw['spearman_learned_dense']:.2f}; mean learned reward "
+                     "per step (z): "
                      f"agent {rw['learned_z_per_step']['agent']:+.2f}, expert "
                      f"{rw['learned_z_per_step']['expert']:+.2f}; success in these episodes: "
                      f"agent {rw['agent_success']:.0%}, expert {rw['expert_success']:.0%}.")
@@ -251,13 +257,14 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--demos", type=int, default=0,
-                        help="scripted-expert demos queried against the agent (0: none)")
+    parser.add_argument("--demos", type=int, nargs="+", default=[0],
+                        help="scripted-expert demos queried against the agent, one run per "
+                             "value (0: none)")
     add_paths(parser, "preference_pick_place")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    results = [run_seed(s, args) for s in args.seeds]
+    results = [run_seed(s, d, args) for s in args.seeds for d in args.demos]
     write_report(results, args, argv, time.perf_counter() - t0)
     print(f"written {args.out}")
 

@@ -424,7 +424,26 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
     if pref_mean is not None and dense_mean:
         lines.append(f"- Preference (oracle, 1000 labels) mean success {_pct(pref_mean)}: "
                      f"**{pref_mean / dense_mean:.0%}** of the dense reward's (target >= 80%).")
+    lines += _pick_place_preference()
     return "\n".join(lines)
+
+
+def _pick_place_preference() -> list[str]:
+    """The same condition on ``pick_place`` (``bench_preference_pick_place.py``'s table)."""
+    table = ROOT / "bench" / "results" / "preference_pick_place.json"
+    if not table.is_file():
+        return ["- Preference on `pick_place`: not run yet (`python "
+                "bench/bench_preference_pick_place.py`)."]
+    runs = json.loads(table.read_text())
+    parts = []
+    for r in runs:
+        demos = f" with {r['demos']} expert demos in the queries" if r.get("demos") else ""
+        parts.append(f"seed {r['seed']}{demos}: "
+                     f"{_pct(r['summary']['deterministic']['success_rate'])}")
+    text = "; ".join(parts)
+    return [f"- Preference (oracle, 1000 labels) on `pick_place`, PPO 1M: {text} (dense 93.3%); "
+            "the measured cause is in "
+            "[preference_pick_place.md](preference_pick_place.md) and docs/preference.md."]
 
 
 def main() -> None:

@@ -165,9 +165,10 @@ def run_seed(seed: int, n_demos: int, args: argparse.Namespace) -> dict[str, Any
     from rewardlearn.env_factory import make_env
 
     demos = [] if not n_demos else [f"reward.model.demos={expert_demos(args.work, n_demos)}"]
-    name = f"preference{f'_demos{n_demos}' if n_demos else ''}_b{args.budget}_s{seed}"
+    tag = f"_{args.tag}" if args.tag else ""
+    name = f"preference{f'_demos{n_demos}' if n_demos else ''}{tag}_b{args.budget}_s{seed}"
     run_dir = args.work / f"t{args.timesteps}" / name
-    summary = train_run(run_dir, [*demos,
+    summary = train_run(run_dir, [*demos, *args.extra,
         "env=pick_place", "agent=ppo", "n_envs=8", "reward=preference", "teacher=oracle",
         f"reward.model.budget={args.budget}", f"seed={seed}",
         f"total_timesteps={args.timesteps}", "torch_threads=1", "video.enabled=false",
@@ -176,7 +177,8 @@ def run_seed(seed: int, n_demos: int, args: argparse.Namespace) -> dict[str, Any
     env = make_env("pick_place")
     obs_dim = int(np.prod(env.observation_space.shape or (1,)))
     env.close()
-    return {"seed": seed, "demos": n_demos, "run_dir": str(run_dir), "summary": summary,
+    return {"seed": seed, "demos": n_demos, "extra": list(args.extra), "run_dir": str(run_dir),
+            "summary": summary,
             "curve": training_curve(run_dir), "labels": label_stages(run_dir, obs_dim),
             "reward": reward_by_stage(run_dir, args.episodes)}
 
@@ -191,8 +193,9 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, argv: 
         f"{' '.join(argv)}`; {wall_s / 60:.1f} min wall time (runs reused when present).", "",
         f"Run: `python train.py env=pick_place agent=ppo n_envs=8 reward=preference "
         f"teacher=oracle reward.model.budget={args.budget} seed=<s> "
-        f"total_timesteps={args.timesteps}`, plus `reward.model.demos=<N scripted-expert "
-        "demos>` where the demos column says so; 50 held-out eval episodes. The dense reward "
+        f"total_timesteps={args.timesteps}{' ' + ' '.join(args.extra) if args.extra else ''}`"
+        ", plus `reward.model.demos=<N scripted-expert demos>` where the demos column says "
+        "so; 50 held-out eval episodes. The dense reward "
         f"with the same agent: {DENSE_REFERENCE}.", "",
         "| seed | demos | eval success (mean action / sampled) | final training success | "
         "steps to 50% training success | held-out label acc | labels | wall (min) |",
@@ -257,12 +260,18 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--extra", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more train.py overrides for every run (name them with --tag)")
+    parser.add_argument("--tag", default="",
+                        help="suffix of the run folders, for runs with --extra settings")
     parser.add_argument("--demos", type=int, nargs="+", default=[0],
                         help="scripted-expert demos queried against the agent, one run per "
                              "value (0: none)")
     add_paths(parser, "preference_pick_place")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
+    if args.extra and not args.tag:
+        parser.error("--extra settings need a --tag naming their run folders")
     t0 = time.perf_counter()
     results = [run_seed(s, d, args) for s in args.seeds for d in args.demos]
     write_report(results, args, argv, time.perf_counter() - t0)

@@ -429,20 +429,24 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
 
 
 def _pick_place_preference() -> list[str]:
-    """The same condition on ``pick_place`` (``bench_preference_pick_place.py``'s table)."""
-    table = ROOT / "bench" / "results" / "preference_pick_place.json"
-    if not table.is_file():
+    """The same condition on ``pick_place`` (``bench_preference_pick_place.py``'s tables:
+    the defaults, and ``--tag state``'s ``r(s)`` runs)."""
+    results = ROOT / "bench" / "results"
+    runs = [r for name in ("preference_pick_place.json", "preference_pick_place_state.json")
+            if (results / name).is_file() for r in json.loads((results / name).read_text())]
+    if not runs:
         return ["- Preference on `pick_place`: not run yet (`python "
                 "bench/bench_preference_pick_place.py`)."]
-    runs = json.loads(table.read_text())
     parts = []
     for r in runs:
-        demos = f" with {r['demos']} expert demos in the queries" if r.get("demos") else ""
-        parts.append(f"seed {r['seed']}{demos}: "
-                     f"{_pct(r['summary']['deterministic']['success_rate'])}")
-    text = "; ".join(parts)
-    return [f"- Preference (oracle, 1000 labels) on `pick_place`, PPO 1M: {text} (dense 93.3%); "
-            "the measured cause is in "
+        what = [f"{r['demos']} expert demos in the queries"] if r.get("demos") else []
+        what += [f"`{x}`" for x in r.get("extra") or []]
+        s = r["summary"]
+        parts.append(f"seed {r['seed']}{' with ' + ' and '.join(what) if what else ''}: "
+                     f"{_pct(s['deterministic']['success_rate'])} (sampled "
+                     f"{_pct(s['sampled']['success_rate'])})")
+    return [f"- Preference (oracle, 1000 labels) on `pick_place`, PPO 1M: {'; '.join(parts)} "
+            "(dense 93.3%); the measured causes are in "
             "[preference_pick_place.md](preference_pick_place.md) and docs/preference.md."]
 
 

@@ -134,12 +134,19 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
     d = reward.cfg.latent_dim
     act = agent_policy(str(vpl_dir / "agent.zip"))
     rng = np.random.default_rng(1000 + seed)
-    segs = np.concatenate([
-        collect_segments(args.env, act, d, reward.obs_dim, args.segment_episodes,
-                         reward.cfg.segment_length, 20_000 + 100 * seed),
-        collect_segments(args.env, None, d, reward.obs_dim, args.segment_episodes,
-                         reward.cfg.segment_length, 30_000 + 100 * seed)])
+
+    def gather(episodes: int) -> np.ndarray:
+        return np.concatenate([
+            collect_segments(args.env, act, d, reward.obs_dim, episodes,
+                             reward.cfg.segment_length, 20_000 + 100 * seed),
+            collect_segments(args.env, None, d, reward.obs_dim, episodes,
+                             reward.cfg.segment_length, 30_000 + 100 * seed)])
+
+    segs = gather(args.segment_episodes)
     need = 2 * (args.heldout + args.candidates + args.context)
+    if 0 < len(segs) < need:  # short episodes (Pendulum: 4 segments each): more of them
+        per_episode = len(segs) / (2 * args.segment_episodes)
+        segs = gather(int(np.ceil(need / (2 * per_episode))))
     if len(segs) < need:
         raise SystemExit(f"{len(segs)} segments < {need}: raise --segment-episodes")
     order = rng.permutation(len(segs))

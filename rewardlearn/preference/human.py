@@ -33,11 +33,10 @@ import numpy as np
 
 from rewardlearn.preference.buffer import Segments
 from rewardlearn.recording import write_video
-from rewardlearn.review.store import ClipRef, LabelStore
+from rewardlearn.review.store import LABEL_VALUES, ClipRef, LabelStore
 
 log = logging.getLogger("rewardlearn")
 
-LABEL_VALUES = {"left": 1.0, "right": 0.0, "equal": 0.5}
 WAIT_MODES = ("block", "continue")
 
 

@@ -182,7 +182,7 @@ class PreferenceLearner:
         self.train_dtype = train_dtype(cfg.train_precision, device)
         self._background: _BackgroundFit | None = None
         self.demo_buffer: SegmentBuffer | None = None
-        """Demo segments (``cfg.demos``) mixed into the second side of the candidate pairs."""
+        """Demo segments (``cfg.demos``) mixed into both sides of the candidate pairs."""
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast for the ensemble's training and query passes (``train_precision``)."""

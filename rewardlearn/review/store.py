@@ -36,6 +36,8 @@ from typing import Any, Literal
 log = logging.getLogger("rewardlearn")
 
 LABELS = ("left", "right", "equal", "skip")
+LABEL_VALUES = {"left": 1.0, "right": 0.0, "equal": 0.5}
+"""An answer as a preference label: left better 1, right better 0, equal 0.5 (skip: none)."""
 SQLITE_MAX_INT = 2**63 - 1
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_FIELDS = ("seq", "query_id", "run", "left_video", "left_start", "left_end", "right_video",
@@ -404,9 +406,10 @@ class LabelStore:
         """Every query (of ``run``, or all), answered or not, oldest first."""
         if self._missing():
             return []
-        sql, args = "SELECT * FROM queries", ()
+        args: tuple[Any, ...] = ()
+        sql = "SELECT * FROM queries"
         if run is not None:
-            sql, args = sql + " WHERE run = ?", (run,)  # type: ignore[assignment]
+            sql, args = sql + " WHERE run = ?", (run,)
         with self._connect() as con:
             rows = con.execute(sql + " ORDER BY id", args).fetchall()
         return [_query(r) for r in rows]

@@ -40,12 +40,10 @@ import copy
 from collections.abc import Sequence
 from pathlib import Path
 
-from rewardlearn.review.store import ClipRef, LabelStore
+from rewardlearn.review.store import LABEL_VALUES, ClipRef, LabelStore
 from rewardlearn.select.pairs import ActionPair
 
 DB_NAME = "labels.sqlite"
-LABEL_VALUES = {"left": 1.0, "right": 0.0, "equal": 0.5}
-"""Review-page answers as pair labels: left is candidate A (1), right is B (0)."""
 KIND = "action pair"
 
 
@@ -105,4 +103,4 @@ def apply_answers(folder: str | Path, pairs: Sequence[ActionPair]
     return out, n
 
 
-__all__ = ["DB_NAME", "LABEL_VALUES", "apply_answers", "queue_pairs", "review_db"]
+__all__ = ["DB_NAME", "apply_answers", "queue_pairs", "review_db"]

@@ -102,12 +102,13 @@ class ActionPreferenceReward(RewardModel):
     def fit_folder(self, folder: str) -> dict[str, Any]:
         """Fit to the labelled pairs of ``folder`` (the first ``max_labels``), with the
         review page's answers of the folder folded in (:mod:`rewardlearn.select.review`)."""
-        from rewardlearn.select.review import apply_answers
+        from rewardlearn.select.review import apply_answers, review_db
 
-        pairs, answered = apply_answers(pairs_file(folder).parent, load_pairs(folder))
+        root = pairs_file(folder).parent
+        pairs, answered = apply_answers(root, load_pairs(folder))
         if answered:
             log.info("action_preference: %d label(s) from the review page (%s)", answered,
-                     pairs_file(folder).parent / "labels.sqlite")
+                     review_db(root))
         obs, act_a, act_b, labels = label_arrays(pairs)
         if self.cfg.max_labels is not None:
             obs, act_a, act_b, labels = (x[: self.cfg.max_labels]

@@ -2,16 +2,23 @@
 
 Usage::
 
-    python bench/bench_ilfo.py                       # 3 tasks, 5 conditions, seeds 0-2, 1M steps
-    python bench/bench_ilfo.py --tasks door-open-v3 --conditions ot_ads ot --seeds 0
+    python bench/bench_ilfo.py                       # 5 suite tasks + pick_place, seeds 0-2
+    python bench/bench_ilfo.py --tasks pick_place door-open-v3 --conditions ot_ads ot --seeds 0
     python bench/bench_ilfo.py --existing            # only rewrite the table from the runs
 
+Tasks: Meta-World v3 tasks by name, and ``pick_place`` (this package's env). The default is
+five tasks of the suite chosen in ``bench/results/suite.md`` (by a rule on the dense reward,
+before any learned reward ran), three of them with a grasp stage, plus ``pick_place``.
+
 Demos: 10 scripted-expert episodes per task (``rewardlearn-collect env=metaworld
-env.task=<task> n_episodes=10``), of which only the observations are read. Every run is one
-``python train.py env=metaworld env.task=<task> agent=ppo n_envs=8`` process (the env
-config's PPO settings for every task: observations and rewards normalised, a rollout of one
-whole 500-step episode per env; ``torch_threads=1``, 50 held-out evaluation episodes, no
-videos), ``--jobs`` at a time; a run whose ``summary.json`` exists is reused.
+env.task=<task> n_episodes=10``, or ``env=pick_place``), of which only the observations are
+read. Every run is one ``python train.py env=metaworld env.task=<task> agent=ppo n_envs=8``
+process (``env=pick_place`` for pick_place; the env config's PPO settings: for Meta-World,
+observations and rewards normalised and a rollout of one whole 500-step episode per env;
+``torch_threads=1``, 50 held-out evaluation episodes, no videos), ``--jobs`` at a time; a
+run whose ``summary.json`` exists is reused. The ``dense`` reference of a Meta-World task is
+the suite's own run of the same command (``--dense-from``, bench_suite's work folder) when
+it has finished, so it is not trained twice.
 
 Conditions:
 
@@ -29,8 +36,13 @@ measured compute time over the run's training time; ADS: the schedule's compute 
 ``perceptual``: ``1 - wall(dense) / wall(perceptual)`` for the same seed). Before the runs,
 the log-domain Sinkhorn of :mod:`rewardlearn.ot.modeling` is timed against POT's
 ``ot.bregman.sinkhorn_log`` on demo-vs-demo costs of the first task (same process, same
-matrices). Exploit probes (``rewardlearn-evaluate metrics=exploit``) have scripted states
-for ``env=pick_place`` only, so they are not run here. Writes ``bench/results/ilfo.md``.
+matrices). Exploit check on ``pick_place`` (its scripted probes: hover over the untouched
+cube, stall, drop short of the target): ``rewardlearn-evaluate metrics=exploit`` on each OT
+reward, i.e. how much further into the demos the reward places the probe's last states than
+their true progress (``OTReward.matched_progress``), and the same on the trained agent's own
+states. For every ADS run the recognised progress ``k`` over training is listed (for a
+failing run, the measured cause the issue asks for).
+Writes ``bench/results/ilfo.md``.
 """
 
 from __future__ import annotations
@@ -54,9 +66,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import add_paths, git_commit, train_run, training_curve  # noqa: E402
 
-TASKS = ["door-open-v3", "door-unlock-v3", "lever-pull-v3"]
-"""Default tasks: three of the ADS paper's nine that Farama's Meta-World v3 ships unchanged
-(its assembly, basketball and pick-place-wall are patched versions)."""
+TASKS = ["push-v3", "sweep-into-v3", "lever-pull-v3", "window-open-v3", "handle-press-v3",
+         "pick_place"]
+"""Default tasks: five of the suite's eight (``bench/results/suite.md``; push, sweep-into and
+lever-pull have a grasp stage) and this package's ``pick_place``. The ADS paper's own tasks
+that Meta-World v3 ships unchanged (door-open, door-unlock, lever-pull) can be given too."""
+PICK_PLACE = "pick_place"
 ADS = "agent.discount_schedule=ads"
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
@@ -68,7 +83,7 @@ CONDITIONS: dict[str, list[str]] = {
                        "reward.model.encoder={{target: state}}", ADS],
 }
 LABELS = {
-    "dense": "Meta-World's dense reward (reference)",
+    "dense": "the env's dense reward (reference)",
     "ot_ads": "`reward=ot` + ADS",
     "ot": "`reward=ot`, fixed gamma 0.99",
     "perceptual": "`reward=perceptual` (state encoder)",
@@ -77,13 +92,18 @@ LABELS = {
 N_DEMOS = 10
 
 
+def env_overrides(task: str) -> list[str]:
+    """The env part of a run's command line."""
+    return ["env=pick_place"] if task == PICK_PLACE else ["env=metaworld", f"env.task={task}"]
+
+
 def prepare_demos(task: str, work: Path) -> Path:
     """``N_DEMOS`` scripted-expert demos of ``task`` (collected once)."""
     out = work / "demos" / task
     if not (out / "data" / "metadata.json").is_file():
-        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
-                        f"env.task={task}", f"n_episodes={N_DEMOS}", f"out={out}",
-                        "overwrite=true"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", *env_overrides(task),
+                        f"n_episodes={N_DEMOS}", f"out={out}", "overwrite=true"], cwd=ROOT,
+                       check=True, capture_output=True)
     return out
 
 
@@ -91,13 +111,26 @@ def run_dir(work: Path, timesteps: int, task: str, cond: str, seed: int) -> Path
     return work / f"t{timesteps}" / task / f"{cond}_s{seed}"
 
 
+def suite_dense(task: str, seed: int, args: argparse.Namespace) -> Path | None:
+    """bench_suite's finished dense run of the same command, if there is one."""
+    if task == PICK_PLACE or args.dense_from is None:
+        return None
+    out = args.dense_from / f"t{args.timesteps}" / task / f"dense_s{seed}"
+    return out if (out / "summary.json").is_file() else None
+
+
 def train(task: str, cond: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run (reused when its ``summary.json`` exists); its summary and figures."""
     out = run_dir(args.work, args.timesteps, task, cond, seed)
+    reused = suite_dense(task, seed, args) if cond == "dense" else None
+    if reused is not None:
+        return collect_run(reused, seed)
     if not (out / "summary.json").is_file():
         demos = prepare_demos(task, args.work)
         overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
-        train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
+        if task == PICK_PLACE and cond == "dense":
+            overrides = ["env.kwargs.reward_type=dense", "reward=env"]
+        train_run(out, [*env_overrides(task), "agent=ppo", "n_envs=8",
                         f"seed={seed}", f"total_timesteps={args.timesteps}", *overrides,
                         *args.extra, "torch_threads=1", "video.enabled=false",
                         "progress_bar=false", f"eval.n_episodes={args.eval_episodes}",
@@ -106,13 +139,60 @@ def train(task: str, cond: str, seed: int, args: argparse.Namespace) -> dict[str
 
 
 def collect_run(out: Path, seed: int) -> dict[str, Any]:
-    """A finished run's figures: summary, training curve, schedule."""
+    """A finished run's figures: summary, training curve, schedule, and (pick_place OT runs)
+    the exploit check."""
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     summary.update(training_curve(out))
     summary["seed"] = seed
+    summary["run_dir"] = str(out)
     schedule = out / "discount_schedule.json"
     summary["schedule"] = json.loads(schedule.read_text()) if schedule.is_file() else None
+    summary["exploit"] = None
+    if (summary.get("env"), summary.get("reward")) == (PICK_PLACE, "ot") and \
+            (out / "reward_model.pt").is_file():
+        summary["exploit"] = exploit_check(out)
     return summary
+
+
+def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, Any]:
+    """The OT reward's matched demo progress minus the true progress (``info["progress"]``),
+    over the last ``last`` states of an episode: on pick_place's scripted exploit probes
+    (``rewardlearn-evaluate metrics=exploit``) and on the trained agent's own ``episodes``
+    evaluation episodes (mean action). Saved in ``<run>/exploit.json``."""
+    saved = out / "exploit.json"
+    if saved.is_file():
+        return dict(json.loads(saved.read_text()))
+    from rewardlearn.agents import agent_policy
+    from rewardlearn.cli.evaluate import main as evaluate
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.rewards import load_reward_model
+
+    probes = evaluate([f"reward=ot:{out / 'reward_model.pt'}", "env=pick_place",
+                       "metrics=exploit", "n_steps=50"])["rewards"]["ot"]
+    result: dict[str, Any] = {k: v for k, v in probes.items() if k.endswith("_excess")}
+    env = make_env("pick_place", seed=10_000)
+    model = load_reward_model(out / "reward_model.pt", env.observation_space, env.action_space)
+    act = agent_policy(out / "agent.zip", deterministic=True)
+    excess, success = [], []
+    for k in range(episodes):
+        obs, info = env.reset(seed=10_000 + k)
+        rows, progress = [obs], [info["progress"]]
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            rows.append(obs)
+            progress.append(info["progress"])
+            done = terminated or truncated
+        matched = model.matched_progress(np.asarray(rows))  # type: ignore[attr-defined]
+        excess.append(float(np.mean(matched[-last:]) - np.mean(progress[-last:])))
+        success.append(bool(info.get("is_success", False)))
+    env.close()
+    result.update(agent_excess=float(np.mean(excess)), agent_episodes=episodes,
+                  agent_success=float(np.mean(success)),
+                  agent_failed_excess=_mean([e for e, ok in zip(excess, success, strict=True)
+                                             if not ok]))
+    saved.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def time_sinkhorn(demos: Path, size: int = 500, repeats: int = 5) -> dict[str, Any]:
@@ -156,10 +236,66 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _share(cond: str, r: dict[str, Any], dense: dict[int, dict[str, Any]]) -> float | None:
+    """The learned reward's share of a run's training wall time (see the table's note)."""
+    cost = float((r.get("reward_training") or {}).get("train_reward_s", 0.0))
+    if r.get("schedule"):
+        cost += float(r["schedule"].get("compute_s", 0.0))
+    if cond.startswith("perceptual") and r["seed"] in dense:
+        return float(1 - dense[r["seed"]]["train_wall_s"] / r["train_wall_s"])
+    return cost / r["train_wall_s"] if cost else None
+
+
+def summary_lines(args: argparse.Namespace,
+                  results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
+    """Per condition: the mean eval success over the tasks where it and the dense reference
+    both ran (seeds they share), and its ratio to the dense reward's."""
+    lines = ["| reward | tasks | seeds per task | mean success, mean action (sampled) | dense "
+             "on the same tasks and seeds | ratio to dense (mean action / sampled) |",
+             "|---|---|---|---|---|---|"]
+    for cond in args.conditions:
+        if cond == "dense":
+            continue
+        got, ref, tasks, seeds = [], [], [], set()
+        for task in args.tasks:
+            dense = {r["seed"]: r for r in results.get((task, "dense"), [])}
+            runs = [r for r in results.get((task, cond), []) if r["seed"] in dense]
+            if not runs:
+                continue
+            tasks.append(task)
+            seeds.add(len(runs))
+            got.append([np.mean([r[k]["success_rate"] for r in runs])
+                        for k in ("deterministic", "sampled")])
+            ref.append([np.mean([dense[r["seed"]][k]["success_rate"] for r in runs])
+                        for k in ("deterministic", "sampled")])
+        if not tasks:
+            continue
+        g, d = np.mean(got, 0), np.mean(ref, 0)
+        ratio = [f"{a / b:.0%}" if b > 0 else "-" for a, b in zip(g, d, strict=True)]
+        lines.append(f"| {LABELS[cond]} | {len(tasks)} ({', '.join(tasks)}) | "
+                     f"{'/'.join(map(str, sorted(seeds)))} | {g[0]:.0%} ({g[1]:.0%}) | "
+                     f"{d[0]:.0%} ({d[1]:.0%}) | **{ratio[0]}** / {ratio[1]} |")
+    return lines
+
+
+def schedule_trace(r: dict[str, Any], every: int = 100_000) -> str:
+    """ADS's recognised progress ``k`` (of the demos' ``H`` steps) and gamma over training,
+    about every ``every`` steps."""
+    hist = (r.get("schedule") or {}).get("history") or []
+    picked, mark = [], 0.0
+    for h in hist:
+        if h["timesteps"] >= mark:
+            picked.append(h)
+            mark = h["timesteps"] + every
+    if hist and picked[-1] is not hist[-1]:
+        picked.append(hist[-1])
+    return ", ".join(f"{h['timesteps'] / 1000:.0f}k: k={h['k']:.0f}" for h in picked)
+
+
 def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict[str, Any]]],
                  timing: dict[str, Any] | None, wall_s: float) -> None:
     lines = [
-        "## Imitation from observation on Meta-World: OT proxy reward, with and without ADS",
+        "## Imitation from observation: OT proxy reward, with and without ADS",
         "",
         f"Machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores "
         f"(shared), no GPU; commit {git_commit(dirty=True)}; command: `python "
@@ -170,12 +306,13 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
         + ("`; table written from the finished runs (`--existing`)." if args.existing else
            f"`; {wall_s / 60:.1f} min wall time ({args.jobs} runs at a time)."),
         "",
-        f"Agent: PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task (normalised "
-        f"observations and rewards, n_steps 500: one whole episode per env per rollout, so "
-        f"every step's OT reward is computed on its whole episode). Demos: {N_DEMOS} scripted-"
-        f"expert episodes per task, observations only. Evaluation: {args.eval_episodes} "
-        "held-out episodes per seed, with the mean action (det.) and sampled actions; success "
-        "at any step (Meta-World's rule).",
+        "Agent: PPO, 8 envs, the env config's settings (`conf/env/metaworld.yaml` for every "
+        "Meta-World task: normalised observations and rewards, n_steps 500, one whole episode "
+        "per env per rollout; `conf/env/pick_place.yaml` for pick_place). Demos: "
+        f"{N_DEMOS} scripted-expert episodes per task, observations only (no actions, no "
+        f"stage or success signal). Evaluation: {args.eval_episodes} held-out episodes per "
+        "seed, with the mean action and with sampled actions. The dense rows of Meta-World "
+        "tasks are bench_suite's runs of the same command (`bench/results/suite.md`).",
         "",
     ]
     if timing is not None:
@@ -186,11 +323,14 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
             f"{timing['ours_s'] * 1000:.1f} ms, POT `ot.bregman.sinkhorn_log` "
             f"{timing['pot_s'] * 1000:.1f} ms: **{timing['ratio']:.1f}x** faster; largest plan "
             f"difference {timing['max_abs_diff']:.1e}.", ""]
-    lines += [
-        "| task | reward | seeds | success, mean action | success, sampled | steps to 50% "
-        "training success | final gamma (k) | train wall (min) | reward's share of wall |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines += ["### Averaged over the tasks (target: `reward=ot` + ADS >= 70% of dense)", "",
+              *summary_lines(args, results), "",
+              "### Per task", "",
+              "| task | reward | seeds | success, mean action | success, sampled | steps to 50% "
+              "training success | final gamma (k) | train wall (min) | reward's share of "
+              "wall |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    traces, exploits = [], []
     for task in args.tasks:
         dense = {r["seed"]: r for r in results.get((task, "dense"), [])}
         for cond in args.conditions:
@@ -205,31 +345,48 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
             gam = ", ".join(f"{r['schedule']['gamma']:.3f} ({r['schedule']['k']})"
                             for r in runs if r.get("schedule")) or "0.99 (fixed)"
             wall = _mean([r["train_wall_s"] / 60 for r in runs])
-            share = []
-            for r in runs:
-                cost = 0.0
-                training = r.get("reward_training") or {}
-                if "train_reward_s" in training:
-                    cost += training["train_reward_s"]
-                if r.get("schedule"):
-                    cost += r["schedule"].get("compute_s", 0.0)
-                if cond.startswith("perceptual") and r["seed"] in dense:
-                    share.append(1 - dense[r["seed"]]["train_wall_s"] / r["train_wall_s"])
-                elif cost:
-                    share.append(cost / r["train_wall_s"])
+            share = [x for r in runs if (x := _share(cond, r, dense)) is not None]
             lines.append(
                 f"| {task} | {LABELS[cond]} | {', '.join(str(r['seed']) for r in runs)} | "
                 f"{', '.join(_pct(d) for d in det)} (**{_pct(_mean(det))}**) | "
                 f"{', '.join(_pct(s) for s in sam)} (**{_pct(_mean(sam))}**) | {steps} | {gam} | "
                 f"{wall:.1f} | {', '.join(f'{x:.1%}' for x in share) or '-'} |")
+            for r in runs:
+                if r.get("schedule"):
+                    traces.append(f"| {task} | {LABELS[cond]} | {r['seed']} | "
+                                  f"{_pct(r['deterministic']['success_rate'])} | "
+                                  f"{r['schedule']['horizon']} | {schedule_trace(r)} |")
+                if r.get("exploit"):
+                    e = r["exploit"]
+                    exploits.append(
+                        f"| {LABELS[cond]} | {r['seed']} | {e['hover_excess']:+.2f} | "
+                        f"{e['stall_excess']:+.2f} | {e['drop_excess']:+.2f} | "
+                        f"{e['agent_excess']:+.2f} ({e['agent_episodes']} episodes, "
+                        f"{e['agent_success']:.0%} success) | "
+                        + ("-" if e.get("agent_failed_excess") is None
+                           else f"{e['agent_failed_excess']:+.2f}") + " |")
     lines += [
         "",
         "Reward's share of wall: `reward=ot` and ADS, their measured compute time (features, "
         "Sinkhorn, the recognizer) over the run's training time; `reward=perceptual`, "
         "1 - wall(dense) / wall(perceptual) for the same seed (runs side by side on a shared "
-        "machine: noisy). Exploit probes: `rewardlearn-evaluate metrics=exploit` has scripted "
-        "probes for `env=pick_place` only, so none are reported for Meta-World.",
+        "machine: noisy).",
     ]
+    if traces:
+        lines += ["", "### ADS: recognised progress over training", "",
+                  "The recognizer's prefix length `k` (of the longest demo's `H` steps) at "
+                  "about every 100k steps; gamma = 0.2^(1/k).", "",
+                  "| task | reward | seed | success | H | k over training |",
+                  "|---|---|---|---|---|---|", *traces]
+    if exploits:
+        lines += ["", "### Exploit check (pick_place)", "",
+                  "The OT reward's matched demo progress minus the env's true progress, mean "
+                  "over the last 10 states of each episode: on the scripted probes of "
+                  "`rewardlearn-evaluate metrics=exploit` (5 episodes each) and on the trained "
+                  "agent's own states (20 episodes, mean action). Positive: the reward places "
+                  "the states further into the demos than they are.", "",
+                  "| reward | seed | hover over the cube | stall | drop short | agent's states "
+                  "| agent's failed episodes |", "|---|---|---|---|---|---|---|", *exploits]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 
@@ -247,12 +404,15 @@ def main() -> None:
     ap.add_argument("--extra", nargs="*", default=[],
                     help="more train.py overrides for every run")
     add_paths(ap, "ilfo")
+    ap.add_argument("--dense-from", type=Path, default=ROOT / "bench" / "_work" / "suite",
+                    help="bench_suite's work folder: its finished dense runs are reused")
     ap.add_argument("--existing", action="store_true", help="only write the table")
     args = ap.parse_args()
     from rewardlearn_envs.metaworld_expert import check_task
 
     for task in args.tasks:
-        check_task(task)
+        if task != PICK_PLACE:
+            check_task(task)
     t0 = time.perf_counter()
     jobs = [(task, cond, seed) for task in args.tasks for seed in args.seeds
             for cond in args.conditions]
@@ -263,6 +423,8 @@ def main() -> None:
         timing = json.loads(saved.read_text()) if saved.is_file() else None
         for task, cond, seed in jobs:
             out = run_dir(args.work, args.timesteps, task, cond, seed)
+            if cond == "dense":
+                out = suite_dense(task, seed, args) or out
             if (out / "summary.json").is_file():
                 results.setdefault((task, cond), []).append(collect_run(out, seed))
     else:

@@ -156,30 +156,56 @@ def bc_policy(work: Path, demos: Path, seed: int, epochs: int) -> tuple[Any, dic
     return load_run_policy(folder), json.loads(report.read_text())
 
 
+def label_folders(work: Path, seed: int, args: argparse.Namespace) -> list[Path]:
+    """The folders of a seed's labels: one, or one per round with ``--label-rounds``."""
+    name = f"labels_{args.labels}_h{args.label_horizon}"
+    if args.label_rounds == 1:
+        return [work / f"{name}_s{seed}"]
+    root = work / f"{name}_r{args.label_rounds}_n{args.n}_s{seed}"
+    return [root / f"round{k}" for k in range(args.label_rounds)]
+
+
 def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
                   ) -> tuple[Any, dict[str, Any]]:
-    """Synthetic action-preference labels from the policy's rollouts, and ``r(s, a)``."""
+    """Synthetic action-preference labels and ``r(s, a)``: ``--labels`` pairs from the policy's
+    rollouts, or with ``--label-rounds R`` an equal share per round, round ``k > 0`` moved by
+    best-of-``--n`` with the reward fitted on the rounds before it (the states the selector
+    visits); the reward is fitted on all rounds."""
     from rewardlearn.env_factory import make_env
+    from rewardlearn.select import BestOfN, RewardScorer
     from rewardlearn.select.pairs import ActionOracle, collect_action_pairs, pairs_file
     from rewardlearn.select.reward import ActionPreferenceReward
 
-    folder = work / f"labels_{args.labels}_h{args.label_horizon}_s{seed}"
-    label_s: float | str = "reused"
-    try:
-        pairs_file(folder)
-    except FileNotFoundError:
-        t0 = time.perf_counter()
-        collect_action_pairs(policy, env_cfg(), args.labels, folder,
-                             ActionOracle(horizon=args.label_horizon), args.label_horizon,
-                             args.every, seed=20_000 + 1000 * seed)
-        label_s = round(time.perf_counter() - t0, 1)
+    folders = label_folders(work, seed, args)
+    share = [args.labels // len(folders) + (k < args.labels % len(folders))
+             for k in range(len(folders))]
     env = make_env(env_cfg())
-    t0 = time.perf_counter()
-    reward = ActionPreferenceReward(env.observation_space, env.action_space, labels=str(folder),
-                                    max_labels=args.labels, seed=seed, epochs=args.reward_epochs)
+    label_s, fit_s = 0.0, 0.0
+    reward: Any = None
+    reused = True
+    for k, folder in enumerate(folders):
+        try:
+            pairs_file(folder)
+        except FileNotFoundError:
+            reused = False
+            behaviour = None if reward is None else BestOfN(
+                policy, RewardScorer(reward), args.n,
+                observation_space=policy.agent.observation_space)
+            t0 = time.perf_counter()
+            collect_action_pairs(policy, env_cfg(), share[k], folder,
+                                 ActionOracle(horizon=args.label_horizon), args.label_horizon,
+                                 args.every, seed=20_000 + 1000 * seed + 300 * k,
+                                 behaviour=behaviour)
+            label_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reward = ActionPreferenceReward(env.observation_space, env.action_space,
+                                        labels=",".join(str(f) for f in folders[:k + 1]),
+                                        max_labels=args.labels, seed=seed,
+                                        epochs=args.reward_epochs)
+        fit_s += time.perf_counter() - t0
     env.close()
-    return reward, {**reward.summary(), "label_wall_s": label_s,
-                    "fit_wall_s": round(time.perf_counter() - t0, 1)}
+    return reward, {**reward.summary(), "label_wall_s": "reused" if reused else round(label_s, 1),
+                    "fit_wall_s": round(fit_s, 1), "rounds": len(folders)}
 
 
 def drs_reward(template: str | None, seed: int) -> tuple[Any, str | None]:
@@ -250,7 +276,7 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
 # ----------------------------------------------------------------------------- diagnosis
 
 def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
-             labels: Path) -> dict[str, Any]:
+             labels: list[Path]) -> dict[str, Any]:
     """Why best-of-n by ``r(s, a)`` does what it does, on the states it visits itself.
 
     Over ``episodes`` held-out episodes (seeds 10000+) of the best-of-``n`` selector, at every
@@ -273,7 +299,7 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
     if ENV["name"] == "pick_place":  # the stage from a stored state: pick_place's own rule
         from rewardlearn_envs.pick_place import state_progress
 
-        progress = state_progress(label_arrays(load_pairs(labels))[0])
+        progress = state_progress(label_arrays([p for f in labels for p in load_pairs(f)])[0])
         label_stage = np.where(progress >= 1.0, 4, np.minimum(np.floor(4 * progress), 3))
     env = make_env(env_cfg())
     look = Lookahead(env)
@@ -402,8 +428,13 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
         f"with action noise {args.demo_noise} (successful ones), {args.bc_epochs} BC epochs, "
         f"no RL. Evaluation: deterministic (the mean action; best-of-n: the mean action is "
         f"candidate 1), {args.episodes} held-out episodes (seeds 10000+). Labels: "
-        f"{args.labels} pairs per seed, every {args.every} steps of the policy's sampled "
-        f"rollouts, oracle on the env's dense reward over {args.label_horizon} steps after "
+        f"{args.labels} pairs per seed, every {args.every} steps of "
+        + ("the policy's sampled rollouts" if args.label_rounds == 1 else
+           f"rollouts, in {args.label_rounds} rounds of equal share: round 1 from the "
+           f"policy's sampled actions, each later one moved by best-of-{args.n} with the "
+           "reward fitted on the rounds before it (the states the selector visits); the "
+           "reward is fitted on all rounds")
+        + f", oracle on the env's dense reward over {args.label_horizon} steps after "
         "each candidate (simulation).", "",
         "| condition | seeds | success per seed | mean success | mean env return | "
         "decision ms (mean) |",
@@ -486,6 +517,9 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=500)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--label-horizon", type=int, default=5)
+    parser.add_argument("--label-rounds", type=int, default=1,
+                        help="rounds of labels (an equal share each); round k > 0 from the "
+                             "states best-of-n by the earlier rounds' reward visits")
     parser.add_argument("--reward-epochs", type=int, default=200)
     parser.add_argument("--drs-run", default=None,
                         help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "
@@ -526,7 +560,7 @@ def main() -> None:
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     lat = [row for d in devices for row in latency(policy, reward, args.latency_n,
                                                    args.latency_steps, d)]
-    labels = args.work / f"labels_{args.labels}_h{args.label_horizon}_s{args.seeds[0]}"
+    labels = label_folders(args.work, args.seeds[0], args)
     diag = diagnose(policy, reward, args.diag_episodes, args.n, args.label_horizon, labels) \
         if args.diag_episodes else None
     write_report(args.out, seeds, lat, args, argv, time.perf_counter() - t0, diag)

@@ -203,6 +203,45 @@ def test_checkpoint_reproduces_the_rewards_without_the_demos(tmp_path: Path) -> 
     np.testing.assert_allclose(loaded.episode_rewards(x), before, rtol=1e-5)
 
 
+def test_matched_progress_places_each_state_at_its_nearest_demo_state() -> None:
+    r = _ot()
+    x = _curve(41)[1:]  # the demo's own s' rows: matched with themselves, in order
+    np.testing.assert_allclose(r.matched_progress(x), np.arange(40) / 39, atol=1e-9)
+    parked = np.repeat(_curve(41)[5:6], 30, axis=0)  # an agent parked at the demo's 5th state
+    np.testing.assert_allclose(r.matched_progress(parked), 4 / 39)
+    # demos that recorded info["progress"] are placed on it (the exploit probes' scale)
+    demo = _demo(_curve(41), 0)
+    demo.infos = {"progress": np.linspace(0, 1, 41) ** 2}
+    r2 = OTReward(BOX3, ACT1)
+    r2.fit([demo])
+    np.testing.assert_allclose(r2.matched_progress(parked), np.linspace(0, 1, 41)[5] ** 2)
+
+
+def test_ot_progress_is_rated_by_the_exploit_probes_and_kept_in_the_checkpoint(
+        tmp_path: Path) -> None:
+    from rewardlearn.cli.collect import CollectConfig, collect
+    from rewardlearn.cli.evaluate import main
+    from rewardlearn.env_factory import make_env
+
+    demos = tmp_path / "demos"
+    collect(CollectConfig(env="pick_place", n_episodes=3, out=str(demos),
+                          dataset_id="test/pick_place/expert-v0"), verbose=False)
+    env = make_env("pick_place")
+    r = OTReward(env.observation_space, env.action_space, demos=str(demos))
+    env.close()
+    assert r.demo_progress is not None and r.demo_progress[0][-1] == pytest.approx(1.0)
+    path = save_reward_model(r, tmp_path / "ot" / "reward_model.pt")
+    loaded = load_reward_model(path, r.observation_space, r.action_space)
+    assert isinstance(loaded, OTReward)
+    np.testing.assert_allclose(loaded.demo_progress[0], r.demo_progress[0])  # type: ignore
+    result = main([f"reward=ot:{path}", "env=pick_place", "metrics=exploit", "n_steps=50"])
+    row = result["rewards"]["ot"]
+    # a stall never leaves the reset state: the demos' first states, no excess
+    assert abs(row["stall_excess"]) < 0.1
+    # hovering over the untouched cube looks like the demos' late reach, before the grasp
+    assert -0.5 < row["hover_excess"] < 0.5
+
+
 def test_step_by_step_the_episode_return_comes_at_its_last_step() -> None:
     r = _ot()
     r.episode_rewards(_curve(40) + 0.3)  # sets the scale

@@ -377,6 +377,36 @@ def test_oracle_labels_by_the_env_reward_of_a_short_rollout_after_each_candidate
     assert meta["teacher"]["name"] == "oracle" and meta["horizon"] == horizon
 
 
+class Push:
+    """A behaviour that always pushes +x (what a selector of an earlier round might do)."""
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, None]:
+        assert deterministic  # the selector is run as it is evaluated
+        return np.array([1, 0, 0, 0], np.float32), None
+
+
+def test_a_second_round_of_pairs_comes_from_the_states_the_selector_visits(
+        tmp_path: Path) -> None:
+    own = collect_action_pairs(LeftRight(), "pick_place", n_pairs=3, every=4, horizon=1, seed=3)
+    moved = collect_action_pairs(LeftRight(), "pick_place", n_pairs=3, every=4, horizon=1,
+                                 seed=3, out=tmp_path / "r2", behaviour=Push())
+    assert own[0].obs == moved[0].obs  # same reset state
+    # the policy executes zeros; the behaviour moves the pad +x: the later states differ
+    assert moved[2].obs[0] > own[2].obs[0] + 0.01
+    assert all(p.action_a == [1, 0, 0, 0] and p.action_b == [-1, 0, 0, 0] for p in moved)
+    assert json.loads((tmp_path / "r2" / "meta.json").read_text())["behaviour"] == "Push"
+    # rounds are fitted together: comma-separated folders, max_labels over all of them
+    save_pairs(tmp_path / "a", _synthetic_pairs(30, 1))
+    save_pairs(tmp_path / "b", _synthetic_pairs(20, 2))
+    both = f"{tmp_path / 'a'},{tmp_path / 'b'}"
+    assert ActionPreferenceReward(BOX2, ACT1, labels=both, epochs=2).summary()["labels"] == 50
+    capped = ActionPreferenceReward(BOX2, ACT1, labels=both, epochs=2, max_labels=40)
+    assert capped.summary()["labels"] == 40
+    with pytest.raises(FileNotFoundError, match="rewardlearn-action-pairs"):
+        ActionPreferenceReward(BOX2, ACT1, labels=f"{tmp_path / 'a'},{tmp_path / 'c'}")
+
+
 def test_people_label_action_pairs_on_the_review_page_and_the_reward_reads_them(
         tmp_path: Path) -> None:
     """teacher=human's path: clips per candidate, queued once, answered through the review
@@ -577,6 +607,20 @@ def test_action_pairs_command_writes_labelled_and_open_pairs_from_a_run(
     with pytest.raises(ValueError, match="n_pairs must be >= 1"):
         main([str(folder), "n_pairs=0", f"out={tmp_path / 'none'}"])
     assert not (tmp_path / "none").exists()
+    # a second round, moved by best-of-4 with a reward fitted on the first round's labels
+    from rewardlearn.rewards.pretrained import save_pretrained
+
+    env = gym.make("Pendulum-v1")
+    first = ActionPreferenceReward(env.observation_space, env.action_space,
+                                   labels=str(tmp_path / "lab"), epochs=2, hidden_sizes=[8])
+    saved = save_pretrained(first, tmp_path / "r1")
+    again = main([str(folder), "n_pairs=4", "every=10", "horizon=2", f"select={saved}",
+                  "select_n=4", f"out={tmp_path / 'lab2'}"])
+    assert len(again) == 4
+    meta = json.loads((tmp_path / "lab2" / "meta.json").read_text())
+    assert meta["behaviour"] == "BestOfN" and meta["settings"]["select"] == str(saved)
+    with pytest.raises(ValueError, match="select_n must be an integer >= 2"):
+        main([str(folder), "select_n=1", f"out={tmp_path / 'none'}"])
 
 
 def test_select_config_defaults_match_conf_config_yaml(

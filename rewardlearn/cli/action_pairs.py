@@ -7,12 +7,18 @@ Usage::
     rewardlearn-action-pairs runs/<run> n_pairs=50 teacher=none out=labels/todo
     rewardlearn-action-pairs runs/<run> n_pairs=100 teacher=human out=labels/mine
     rewardlearn-review labels/mine      # people label them in the browser
+    # a second round, from the states best-of-16 by the first round's reward visits:
+    python train.py env=<env> reward=action_preference reward.model.labels=labels/r1 ...
+    rewardlearn-action-pairs runs/<run> n_pairs=250 select=runs/<reward run> out=labels/r2
+    # then reward.model.labels=labels/r1,labels/r2
 
 At every ``every``-th step of the run's policy (its sampled actions), two candidate actions
 from the same state are stored with a label: ``teacher=oracle`` (synthetic: the env's
 reward over ``horizon`` lookahead steps after each, simulation only), ``teacher=none``
 (``null``, to fill in later) or ``teacher=human`` (``null``, with a clip after each candidate,
-queued on the review page: :mod:`rewardlearn.select.review`). Options:
+queued on the review page: :mod:`rewardlearn.select.review`). ``select=<reward model>``
+moves the rollouts by best-of-``select_n`` with that reward instead of the policy's samples
+(the candidates still come from the policy): the states a selector visits. Options:
 :class:`~rewardlearn.select.configuration.PairsConfig`; the file format:
 :mod:`rewardlearn.select.pairs`. ``reward=action_preference reward.model.labels=<folder>``
 learns ``r(s, a)`` from the labels.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rewardlearn.agents import load_run_policy
 from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, settings_types
@@ -51,10 +58,19 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
     teacher = None if cfg.teacher in ("none", "human") else ActionOracle(
         cfg.horizon, cfg.gamma, cfg.equal_margin, cfg.reward_key)
     size = (cfg.clip_size, cfg.clip_size) if cfg.clips or cfg.teacher == "human" else None
+    behaviour = None
+    if cfg.select is not None:
+        from rewardlearn.cli.select_run import load_scoring_model
+        from rewardlearn.select import BestOfN, RewardScorer
+
+        agent: Any = getattr(policy, "agent", policy)  # the SB3 agent behind a normaliser
+        model = load_scoring_model(cfg.select, agent.observation_space, agent.action_space)
+        behaviour = BestOfN(policy, RewardScorer(model), cfg.select_n,
+                            observation_space=agent.observation_space)
     pairs = collect_action_pairs(policy, env, cfg.n_pairs, out, teacher, cfg.horizon, cfg.every,
                                  cfg.seed, size, camera_config(env_config(env)),
                                  meta={"run": str(run_dir), "env": str(env.name),
-                                       "settings": cfg.to_dict()})
+                                       "settings": cfg.to_dict()}, behaviour=behaviour)
     if cfg.teacher == "human":
         queued = queue_pairs(out, pairs)
         print(f"{queued} action pairs queued for people in {review_db(out)}: label them with "

@@ -24,8 +24,9 @@ against a reference reward over transitions of ``n_steps`` steps in the env
 * ``outcomes``: for models with a progress (progress models, ``reward=drs``) and
   ``rollouts=<dataset of mixed outcome>``: Kendall's tau-b of the predicted final progress
   vs the outcome, and the success-failure gap (:mod:`rewardlearn.metrics.outcomes`).
-* ``exploit`` (``env=pick_place``): the same models' progress on scripted exploit states
-  (hover over the untouched cube, a stall, a dropped cube) minus their true progress.
+* ``exploit`` (``env=pick_place``): the same models' progress (``reward=ot``: the demo
+  progress each state is matched with) on scripted exploit states (hover over the untouched
+  cube, a stall, a dropped cube) minus their true progress.
 
 ``reference=env`` (default) is the env's reward as a function of (s, a, s')
 (exact for Pendulum, else an MLP regression whose held-out R^2 is reported);
@@ -221,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["setup"]["paths"] = dict(named)  # which model each row is (a card takes its own)
     result["setup"]["reference"] = opts["reference"]
     if "voc" in opts["metrics"] and "demos" in opts:
-        for name, path in named:
-            if getattr(models[name], "scorer", None) is not None:
+        from rewardlearn.progress.reward import ProgressReward
+
+        for name, path in named:  # progress models only (reward=ot has a scorer too)
+            model = models[name]
+            if isinstance(model, ProgressReward) and model.scorer is not None:
                 result["rewards"][name].update(M.progress_voc(path, str(opts["demos"])))
     _progress_checks(opts, models, result)
     print(f"env {result['setup']['env']}, {result['setup']['episodes']} episodes "

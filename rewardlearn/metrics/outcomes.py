@@ -139,13 +139,17 @@ def episodes_from_dataset(path: str) -> list[dict[str, Any]]:
 
 def rater_for(model: Any) -> Rater | None:
     """The progress rater of a reward module, if it has a progress: a progress model
-    (``reward=progress*``) or ``reward=drs``'s level; ``None`` for other modules."""
+    (``reward=progress*``), ``reward=drs``'s level, or the demo progress ``reward=ot``
+    matches each state with; ``None`` for other modules."""
     from rewardlearn.drs.reward import DrSReward
+    from rewardlearn.ot.reward import OTReward
     from rewardlearn.progress.reward import ProgressReward
     from rewardlearn.progress.training import rate_states
 
     if isinstance(model, DrSReward):
         return lambda ep: np.asarray(model.progress(ep["observations"], ep["infos"]))
+    if isinstance(model, OTReward):
+        return lambda ep: model.matched_progress(ep["observations"])
     if isinstance(model, ProgressReward) and model.scorer is not None:
         progress_model = model.scorer.model
         return lambda ep: rate_states(progress_model, ep["observations"])

@@ -35,7 +35,7 @@ import numpy as np
 from rewardlearn.demos import Episode
 from rewardlearn.encoders import Encoder, as_encoder, build_encoder
 from rewardlearn.ot.configuration import OTConfig
-from rewardlearn.ot.modeling import OTScorer
+from rewardlearn.ot.modeling import OTScorer, pairwise_cost
 from rewardlearn.rewards.base import RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flatten_obs
 from rewardlearn.wrappers.episodic import EpisodicReward
@@ -82,6 +82,9 @@ class OTReward(EpisodicReward):
         self.std: np.ndarray | None = None
         self.scale: float | None = self.cfg.scale
         self.scorer: OTScorer | None = None
+        self.demo_progress: list[np.ndarray] | None = None
+        """Each demo's recorded ``info["progress"]`` per ``s'`` row, when every demo has one
+        (for :meth:`matched_progress`)."""
         self.episodes_scored = 0
         self.history: list[float] = []
         """The raw (unscaled) return of each complete episode scored in training."""
@@ -116,6 +119,10 @@ class OTReward(EpisodicReward):
             feats = [np.asarray(self.encoder.embed(x, None if frames is None else frames[k]),
                                 np.float64) for k, x in enumerate(flat)]
         self._set_demos(feats)
+        progress = [ep.infos.get("progress") for ep in episodes]
+        self.demo_progress = (None if any(p is None or len(p) != len(ep.observations)
+                                          for p, ep in zip(progress, episodes, strict=True))
+                              else [np.asarray(p, np.float64)[1:] for p in progress])
         log.info("ot: %d demos (%s steps), %s cost on %s, variant %s", len(feats),
                  ", ".join(str(len(f)) for f in feats), self.cfg.cost_metric,
                  "states" if self.encoder is None else self.encoder.name, self.cfg.variant)
@@ -182,6 +189,32 @@ class OTReward(EpisodicReward):
         out = self.score_episodes([self.episode_features(batch)], [True])[0]
         return np.asarray(out.rewards)
 
+    def matched_progress(self, observations: Any, frames: np.ndarray | None = None
+                         ) -> np.ndarray:
+        """How far into the demos each state looks: the position of its nearest demo state in
+        the reward's features and cost, as that demo's recorded progress where the demos
+        carried ``info["progress"]``, else as the fraction ``j / (T' - 1)`` of the demo's
+        steps. The OT reward pays a state for resembling demo states, so a state it places
+        far beyond its true progress is one the reward can be exploited with (the exploit
+        probes of ``rewardlearn-evaluate metrics=exploit``)."""
+        if self.scorer is None:
+            raise RuntimeError("reward=ot has no demos: set reward.model.demos=<dataset>")
+        n = len(observations["state"] if isinstance(observations, dict) else observations)
+        batch = TransitionBatch.from_arrays(observations, np.zeros((n, 1)), observations,
+                                            frames=frames)
+        x = self.episode_features(batch)
+        best = np.full(n, np.inf)
+        out = np.zeros(n)
+        for k, demo in enumerate(self.scorer.demos):
+            cost = pairwise_cost(x, demo, self.scorer.metric)
+            j = cost.argmin(1)
+            c = cost[np.arange(n), j]
+            scale = (self.demo_progress[k] if self.demo_progress is not None
+                     else np.arange(len(demo)) / max(len(demo) - 1, 1))
+            closer = c < best
+            best[closer], out[closer] = c[closer], scale[j[closer]]
+        return out
+
     # -- saving -----------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:  # the demo features are in the state
@@ -194,6 +227,8 @@ class OTReward(EpisodicReward):
                                  "scale": self.scale}
         if self.mean is not None and self.std is not None:
             state.update(mean=self.mean, std=self.std)
+        if self.demo_progress is not None:
+            state["progress"] = [np.asarray(p, np.float64) for p in self.demo_progress]
         if self.encoder is not None:
             state["encoder"] = self.encoder.state_dict()
         return state
@@ -207,6 +242,9 @@ class OTReward(EpisodicReward):
             self.mean = np.asarray(state["mean"], np.float64)
             self.std = np.asarray(state["std"], np.float64)
         self.scale = None if state.get("scale") is None else float(state["scale"])
+        progress = state.get("progress")
+        self.demo_progress = (None if progress is None
+                              else [np.asarray(p, np.float64) for p in progress])
         self._set_demos([np.asarray(d, np.float64) for d in state["demos"]])
 
     def summary(self) -> dict[str, Any]:

@@ -73,7 +73,8 @@ class ActionPreferenceConfig(RewardModelConfig):
 
     ``labels``: a folder of labelled action pairs (:mod:`rewardlearn.select.pairs`:
     ``pairs.jsonl``, written by ``rewardlearn-action-pairs``; unlabelled pairs are
-    skipped), of which the first ``max_labels`` labelled ones are used. The model,
+    skipped), or several, comma-separated (rounds of labels), of which the first
+    ``max_labels`` labelled ones are used. The model,
     an ensemble of ``n_members`` MLPs ``r_e(s, a)`` (``hidden_sizes``, ``activation``) over
     standardised ``[s, a]``, is fitted at construction with the Bradley-Terry loss over the
     two candidates of each pair, ``P(a_A > a_B | s) = sigmoid(r(s, a_A) - r(s, a_B))``
@@ -103,7 +104,8 @@ class ActionPreferenceConfig(RewardModelConfig):
             raise ValueError("reward.model.labels: reward=action_preference learns from labelled "
                              "action pairs; give their folder (rewardlearn-action-pairs "
                              "runs/<run> out=<folder>)")
-        pairs_file(self.labels)  # refuses a missing folder or file
+        for folder in str(self.labels).split(","):
+            pairs_file(folder.strip())  # refuses a missing folder or file
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -127,7 +129,13 @@ class PairsConfig(Settings):
     """Options of ``rewardlearn-action-pairs <run>`` (:mod:`rewardlearn.select.pairs`).
 
     ``teacher=human`` writes the clips whatever ``clips`` says and queues every pair on the
-    review page (:mod:`rewardlearn.select.review`)."""
+    review page (:mod:`rewardlearn.select.review`).
+
+    ``select``: a saved reward model (run folder, folder, ``.pt`` or Hub id) whose best-of-
+    ``select_n`` selector (:class:`~rewardlearn.select.BestOfN`, the run's policy proposing)
+    moves the rollouts, so the next round of pairs comes from the states that selector
+    visits; ``null``: the policy's own sampled actions. Candidates always come from the
+    run's policy."""
 
     what = "pairs"
     out: str | None = None
@@ -141,9 +149,13 @@ class PairsConfig(Settings):
     reward_key: str | None = None
     clips: bool = False
     clip_size: int = 128
+    select: str | None = None
+    select_n: int = 16
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            (_count(self.select_n) and self.select_n >= 2,
+             f"select_n must be an integer >= 2, got {self.select_n!r}"),
             (self.n_pairs >= 1, f"n_pairs must be >= 1, got {self.n_pairs}"),
             (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
             (self.every >= 1, f"every must be >= 1, got {self.every}"),

@@ -128,7 +128,7 @@ def pairs_file(folder: str | Path) -> Path:
         path = path / PAIRS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"action-pair labels {str(folder)!r} not found: a folder with "
-                                f"{PAIRS_NAME} (python -m rewardlearn.select.pairs runs/<run> "
+                                f"{PAIRS_NAME} (rewardlearn-action-pairs runs/<run> "
                                 "out=<folder>)")
     return path
 
@@ -188,7 +188,8 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                          every: int = 5, seed: int = 0,
                          clip_size: tuple[int, int] | None = None, camera: Any = None,
                          fps: float | None = None, max_episodes: int = 10_000,
-                         meta: dict[str, Any] | None = None) -> list[ActionPair]:
+                         meta: dict[str, Any] | None = None,
+                         behaviour: Any = None) -> list[ActionPair]:
     """Roll out ``policy`` (its sampled actions) in ``env`` (a gymnasium env or an env config)
     and, at every ``every``-th step, store two candidates ``a_A, a_B ~ pi(. | s)`` with a
     ``horizon``-step lookahead after each (the candidate, then the policy's mean action;
@@ -196,6 +197,12 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
     Episode ``k`` resets with ``seed + k``. ``clip_size`` (``(height, width)``) also writes
     each lookahead as ``clips/<id>_a.mp4`` / ``_b.mp4`` (MuJoCo envs); with ``out`` the pairs
     are saved there (:func:`save_pairs`). Returns the pairs.
+
+    ``behaviour``: what moves the rollout instead of ``policy``'s samples (SB3's ``predict``,
+    called with ``deterministic=True``), typically the :class:`~rewardlearn.select.BestOfN`
+    selector of an earlier round's reward. The candidates still come from ``policy``, but
+    from the states the selector visits: a reward fitted on the policy's own states alone
+    may never see the states its selector drives into (DAgger's argument, Ross et al. 2011).
     """
     import gymnasium as gym
 
@@ -245,7 +252,9 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                         pair.clip_a, pair.clip_b = _write_clips(Path(out), pair.id, ro.frames,
                                                                 fps)
                     pairs.append(pair)
-                action = np.asarray(policy.predict(obs, deterministic=False)[0])
+                action = np.asarray(
+                    policy.predict(obs, deterministic=False)[0] if behaviour is None
+                    else behaviour.predict(obs, deterministic=True)[0])
                 obs, _, terminated, truncated, _ = env.step(action)
                 done = bool(terminated or truncated)
                 step += 1
@@ -260,7 +269,9 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                 "teacher": None if teacher is None else {
                     "name": teacher.name, "gamma": teacher.gamma,
                     "equal_margin": teacher.equal_margin, "reward_key": teacher.reward_key},
-                "wall_s": round(time.perf_counter() - t0, 2), **(meta or {})}
+                "wall_s": round(time.perf_counter() - t0, 2),
+                "behaviour": "policy samples" if behaviour is None else type(behaviour).__name__,
+                **(meta or {})}
         save_pairs(out, pairs, info)
     return pairs
 

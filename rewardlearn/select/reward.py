@@ -100,15 +100,20 @@ class ActionPreferenceReward(RewardModel):
     # -- fitting ------------------------------------------------------------------------
 
     def fit_folder(self, folder: str) -> dict[str, Any]:
-        """Fit to the labelled pairs of ``folder`` (the first ``max_labels``), with the
-        review page's answers of the folder folded in (:mod:`rewardlearn.select.review`)."""
+        """Fit to the labelled pairs of ``folder`` (comma-separated folders: all of them, in
+        order, e.g. the rounds of labels collected on each round's selector), the first
+        ``max_labels`` of them, with each folder's review-page answers folded in
+        (:mod:`rewardlearn.select.review`)."""
         from rewardlearn.select.review import apply_answers, review_db
 
-        root = pairs_file(folder).parent
-        pairs, answered = apply_answers(root, load_pairs(folder))
-        if answered:
-            log.info("action_preference: %d label(s) from the review page (%s)", answered,
-                     review_db(root))
+        pairs = []
+        for one in [f.strip() for f in str(folder).split(",") if f.strip()]:
+            root = pairs_file(one).parent
+            got, answered = apply_answers(root, load_pairs(one))
+            if answered:
+                log.info("action_preference: %d label(s) from the review page (%s)", answered,
+                         review_db(root))
+            pairs += got
         obs, act_a, act_b, labels = label_arrays(pairs)
         if self.cfg.max_labels is not None:
             obs, act_a, act_b, labels = (x[: self.cfg.max_labels]

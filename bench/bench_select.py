@@ -161,7 +161,8 @@ def label_folders(work: Path, seed: int, args: argparse.Namespace) -> list[Path]
     name = f"labels_{args.labels}_h{args.label_horizon}"
     if args.label_rounds == 1:
         return [work / f"{name}_s{seed}"]
-    root = work / f"{name}_r{args.label_rounds}_n{args.n}_s{seed}"
+    query = "" if args.label_query == "every" else f"_{args.label_query}"
+    root = work / f"{name}_r{args.label_rounds}_n{args.n}{query}_s{seed}"
     return [root / f"round{k}" for k in range(args.label_rounds)]
 
 
@@ -173,7 +174,12 @@ def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
     visits); the reward is fitted on all rounds."""
     from rewardlearn.env_factory import make_env
     from rewardlearn.select import BestOfN, RewardScorer
-    from rewardlearn.select.pairs import ActionOracle, collect_action_pairs, pairs_file
+    from rewardlearn.select.pairs import (
+        ActionOracle,
+        collect_action_pairs,
+        disagreement_score,
+        pairs_file,
+    )
     from rewardlearn.select.reward import ActionPreferenceReward
 
     folders = label_folders(work, seed, args)
@@ -192,10 +198,12 @@ def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
                 policy, RewardScorer(reward), args.n,
                 observation_space=policy.agent.observation_space)
             t0 = time.perf_counter()
+            query = (disagreement_score(reward)
+                     if reward is not None and args.label_query == "disagreement" else None)
             collect_action_pairs(policy, env_cfg(), share[k], folder,
                                  ActionOracle(horizon=args.label_horizon), args.label_horizon,
                                  args.every, seed=20_000 + 1000 * seed + 300 * k,
-                                 behaviour=behaviour)
+                                 behaviour=behaviour, query_score=query)
             label_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         reward = ActionPreferenceReward(env.observation_space, env.action_space,
@@ -432,8 +440,11 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
         + ("the policy's sampled rollouts" if args.label_rounds == 1 else
            f"rollouts, in {args.label_rounds} rounds of equal share: round 1 from the "
            f"policy's sampled actions, each later one moved by best-of-{args.n} with the "
-           "reward fitted on the rounds before it (the states the selector visits); the "
-           "reward is fitted on all rounds")
+           "reward fitted on the rounds before it (the states the selector visits)"
+           + ("" if args.label_query == "every" else
+              ", its pairs the top 1/{every} of every step's pairs by that reward's ensemble "
+              "disagreement".format(every=args.every))
+           + "; the reward is fitted on all rounds")
         + f", oracle on the env's dense reward over {args.label_horizon} steps after "
         "each candidate (simulation).", "",
         "| condition | seeds | success per seed | mean success | mean env return | "
@@ -520,6 +531,9 @@ def main() -> None:
     parser.add_argument("--label-rounds", type=int, default=1,
                         help="rounds of labels (an equal share each); round k > 0 from the "
                              "states best-of-n by the earlier rounds' reward visits")
+    parser.add_argument("--label-query", choices=["every", "disagreement"], default="every",
+                        help="rounds k > 0: store every --every-th step's pair, or the top "
+                             "1/--every by the last reward's ensemble disagreement")
     parser.add_argument("--reward-epochs", type=int, default=200)
     parser.add_argument("--drs-run", default=None,
                         help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "

@@ -38,6 +38,8 @@ from rewardlearn.select.pairs import (
     ActionOracle,
     ActionPair,
     collect_action_pairs,
+    disagreement_score,
+    label_arrays,
     load_pairs,
     save_pairs,
 )
@@ -407,6 +409,36 @@ def test_a_second_round_of_pairs_comes_from_the_states_the_selector_visits(
         ActionPreferenceReward(BOX2, ACT1, labels=f"{tmp_path / 'a'},{tmp_path / 'c'}")
 
 
+def test_disagreement_queries_store_the_pairs_the_last_reward_is_least_sure_of() -> None:
+    rng = np.random.default_rng(0)
+    seen: list[float] = []
+
+    def score(obs: np.ndarray, cand: np.ndarray) -> float:
+        # a hand-made 'unsure' step, 1 in 4; the others score low, all different
+        seen.append(1.0 if len(seen) % 4 == 3 else float(rng.uniform(0, 0.5)))
+        return seen[-1]
+
+    pairs = collect_action_pairs(LeftRight(), "pick_place", n_pairs=8, every=5, horizon=1,
+                                 seed=3, query_score=score)
+    # the first 20 steps by every-5th; then only steps scoring in the top 1/5 are stored
+    late = [p.step for p in pairs if p.step >= 20]
+    assert len(late) == 4 and all(step % 4 == 3 for step in late)
+    assert [p.step for p in pairs if p.step < 20] == [0, 5, 10, 15]
+    # the score a reward gives: PEBBLE's disagreement over its members
+    save_pairs_dir = _synthetic_pairs(80, 4)
+    reward = ActionPreferenceReward(BOX2, ACT1, epochs=30, hidden_sizes=[16], n_members=3)
+    obs, a, b, y = label_arrays(save_pairs_dir)
+    reward.fit(obs, a, b, y)
+    d = reward.pair_disagreement(obs, a, b)
+    assert d.shape == (80,) and np.all(d >= 0) and np.all(d <= 0.5)
+    one = ActionPreferenceReward(BOX2, ACT1, epochs=2, hidden_sizes=[16], n_members=1)
+    one.fit(obs, a, b, y)
+    np.testing.assert_allclose(one.pair_disagreement(obs, a, b), 0.0)
+    assert disagreement_score(reward)(obs[0], np.stack([a[0], b[0]])) == pytest.approx(d[0])
+    with pytest.raises(ValueError, match="needs an action-preference reward"):
+        disagreement_score(object())
+
+
 def test_people_label_action_pairs_on_the_review_page_and_the_reward_reads_them(
         tmp_path: Path) -> None:
     """teacher=human's path: clips per candidate, queued once, answered through the review
@@ -621,6 +653,12 @@ def test_action_pairs_command_writes_labelled_and_open_pairs_from_a_run(
     assert meta["behaviour"] == "BestOfN" and meta["settings"]["select"] == str(saved)
     with pytest.raises(ValueError, match="select_n must be an integer >= 2"):
         main([str(folder), "select_n=1", f"out={tmp_path / 'none'}"])
+    unsure = main([str(folder), "n_pairs=3", "every=2", "horizon=2", f"select={saved}",
+                   "select_n=4", "query=disagreement", f"out={tmp_path / 'lab3'}"])
+    assert len(unsure) == 3
+    assert "query scores" in json.loads((tmp_path / "lab3" / "meta.json").read_text())["query"]
+    with pytest.raises(ValueError, match="query=disagreement scores pairs by an earlier"):
+        main([str(folder), "query=disagreement", f"out={tmp_path / 'none'}"])
 
 
 def test_select_config_defaults_match_conf_config_yaml(

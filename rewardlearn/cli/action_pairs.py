@@ -18,7 +18,8 @@ reward over ``horizon`` lookahead steps after each, simulation only), ``teacher=
 (``null``, to fill in later) or ``teacher=human`` (``null``, with a clip after each candidate,
 queued on the review page: :mod:`rewardlearn.select.review`). ``select=<reward model>``
 moves the rollouts by best-of-``select_n`` with that reward instead of the policy's samples
-(the candidates still come from the policy): the states a selector visits. Options:
+(the candidates still come from the policy): the states a selector visits; with
+``query=disagreement`` the pairs stored are those its ensemble is least sure of. Options:
 :class:`~rewardlearn.select.configuration.PairsConfig`; the file format:
 :mod:`rewardlearn.select.pairs`. ``reward=action_preference reward.model.labels=<folder>``
 learns ``r(s, a)`` from the labels.
@@ -35,7 +36,13 @@ from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, setting
 from rewardlearn.env_factory import camera_config, env_config, replay_env
 from rewardlearn.runs import run_config
 from rewardlearn.select.configuration import PairsConfig
-from rewardlearn.select.pairs import PAIRS_NAME, ActionOracle, ActionPair, collect_action_pairs
+from rewardlearn.select.pairs import (
+    PAIRS_NAME,
+    ActionOracle,
+    ActionPair,
+    collect_action_pairs,
+    disagreement_score,
+)
 from rewardlearn.select.review import queue_pairs, review_db
 
 
@@ -58,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
     teacher = None if cfg.teacher in ("none", "human") else ActionOracle(
         cfg.horizon, cfg.gamma, cfg.equal_margin, cfg.reward_key)
     size = (cfg.clip_size, cfg.clip_size) if cfg.clips or cfg.teacher == "human" else None
-    behaviour = None
+    behaviour = query = None
     if cfg.select is not None:
         from rewardlearn.cli.select_run import load_scoring_model
         from rewardlearn.select import BestOfN, RewardScorer
@@ -67,10 +74,13 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
         model = load_scoring_model(cfg.select, agent.observation_space, agent.action_space)
         behaviour = BestOfN(policy, RewardScorer(model), cfg.select_n,
                             observation_space=agent.observation_space)
+        if cfg.query == "disagreement":
+            query = disagreement_score(model)
     pairs = collect_action_pairs(policy, env, cfg.n_pairs, out, teacher, cfg.horizon, cfg.every,
                                  cfg.seed, size, camera_config(env_config(env)),
                                  meta={"run": str(run_dir), "env": str(env.name),
-                                       "settings": cfg.to_dict()}, behaviour=behaviour)
+                                       "settings": cfg.to_dict()}, behaviour=behaviour,
+                                 query_score=query)
     if cfg.teacher == "human":
         queued = queue_pairs(out, pairs)
         print(f"{queued} action pairs queued for people in {review_db(out)}: label them with "

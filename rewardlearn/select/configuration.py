@@ -120,6 +120,9 @@ class ActionPreferenceConfig(RewardModelConfig):
         ]
 
 
+PAIR_QUERIES = ("every", "disagreement")
+"""Which steps' candidate pairs are stored (``collect_action_pairs``'s ``query_score``)."""
+
 PAIR_TEACHERS = ("oracle", "none", "human")
 """Who labels action pairs: the synthetic oracle, nobody yet, or people on the review page."""
 
@@ -135,7 +138,10 @@ class PairsConfig(Settings):
     ``select_n`` selector (:class:`~rewardlearn.select.BestOfN`, the run's policy proposing)
     moves the rollouts, so the next round of pairs comes from the states that selector
     visits; ``null``: the policy's own sampled actions. Candidates always come from the
-    run's policy."""
+    run's policy. ``query``: ``every`` stores the pair of every ``every``-th step;
+    ``disagreement`` scores every step's pair by the ``select`` model's ensemble
+    disagreement (an action-preference reward) and stores those in the top ``1 / every``
+    (the same number of labels, spent where the last round's reward is unsure)."""
 
     what = "pairs"
     out: str | None = None
@@ -151,9 +157,15 @@ class PairsConfig(Settings):
     clip_size: int = 128
     select: str | None = None
     select_n: int = 16
+    query: str = "every"
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            (self.query in PAIR_QUERIES,
+             f"query must be one of {', '.join(PAIR_QUERIES)}, got {self.query!r}"),
+            (self.query != "disagreement" or self.select is not None,
+             "query=disagreement scores pairs by an earlier round's reward: give "
+             "select=<its reward model>"),
             (_count(self.select_n) and self.select_n >= 2,
              f"select_n must be an integer >= 2, got {self.select_n!r}"),
             (self.n_pairs >= 1, f"n_pairs must be >= 1, got {self.n_pairs}"),

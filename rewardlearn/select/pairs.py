@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,7 +189,9 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                          clip_size: tuple[int, int] | None = None, camera: Any = None,
                          fps: float | None = None, max_episodes: int = 10_000,
                          meta: dict[str, Any] | None = None,
-                         behaviour: Any = None) -> list[ActionPair]:
+                         behaviour: Any = None,
+                         query_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+                         query_window: int = 500) -> list[ActionPair]:
     """Roll out ``policy`` (its sampled actions) in ``env`` (a gymnasium env or an env config)
     and, at every ``every``-th step, store two candidates ``a_A, a_B ~ pi(. | s)`` with a
     ``horizon``-step lookahead after each (the candidate, then the policy's mean action;
@@ -228,15 +230,27 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
         return np.asarray(policy.predict(obs, deterministic=True)[0])
 
     pairs: list[ActionPair] = []
+    scores: list[float] = []
     t0 = time.perf_counter()
     try:
         for k in range(max_episodes):
             obs, _ = env.reset(seed=seed + k)
             step, done = 0, False
             while not done and len(pairs) < n_pairs:
-                if step % every == 0:
+                cand = None
+                if query_score is None:
+                    take = step % every == 0
+                else:
                     cand = np.asarray(policy.predict(np.stack([obs, obs]),
                                                      deterministic=False)[0])
+                    scores.append(float(query_score(np.asarray(obs), cand)))
+                    recent = scores[-query_window:]
+                    take = (step % every == 0 if len(scores) <= 20 else
+                            recent[-1] >= float(np.quantile(recent, 1.0 - 1.0 / every)))
+                if take:
+                    if cand is None:
+                        cand = np.asarray(policy.predict(np.stack([obs, obs]),
+                                                         deterministic=False)[0])
                     ro = look.rollouts(cand, horizon, mean_action if horizon > 1 else None,
                                        obs=obs, frames=clip_size, camera=camera)
                     pair = ActionPair(
@@ -271,9 +285,24 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                     "equal_margin": teacher.equal_margin, "reward_key": teacher.reward_key},
                 "wall_s": round(time.perf_counter() - t0, 2),
                 "behaviour": "policy samples" if behaviour is None else type(behaviour).__name__,
+                "query": f"every {every} steps" if query_score is None else
+                f"top 1/{every} of the last {query_window} query scores",
                 **(meta or {})}
         save_pairs(out, pairs, info)
     return pairs
+
+
+def disagreement_score(model: Any) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``query_score`` of :func:`collect_action_pairs` from a fitted action-preference
+    reward: its ensemble's disagreement on the two candidates."""
+    if not hasattr(model, "pair_disagreement"):
+        raise ValueError(f"query=disagreement needs an action-preference reward (an ensemble "
+                         f"over (s, a)); {type(model).__name__} has none")
+
+    def score(obs: np.ndarray, cand: np.ndarray) -> float:
+        return float(model.pair_disagreement(obs[None], cand[:1], cand[1:2])[0])
+
+    return score
 
 
 def _write_clips(folder: Path, pid: str, frames: np.ndarray, fps: float) -> tuple[str, str]:
@@ -287,6 +316,6 @@ def _write_clips(folder: Path, pid: str, frames: np.ndarray, fps: float) -> tupl
     return names[0], names[1]
 
 
-__all__ = ["ActionOracle", "ActionPair", "collect_action_pairs", "label_arrays", "load_pairs",
-           "pairs_file", "save_pairs"]
+__all__ = ["ActionOracle", "ActionPair", "collect_action_pairs", "disagreement_score",
+           "label_arrays", "load_pairs", "pairs_file", "save_pairs"]
 

@@ -97,6 +97,16 @@ class ActionPreferenceReward(RewardModel):
                             {"reward_std": per_member.std(0, unbiased=False).float()
                              .cpu().numpy()})
 
+    @torch.no_grad()
+    def pair_disagreement(self, obs: Any, act_a: np.ndarray, act_b: np.ndarray) -> np.ndarray:
+        """``(P,)`` the members' disagreement on each pair: the standard deviation over members
+        of ``P_e(a_A > a_B | s) = sigmoid(r_e(s, a_A) - r_e(s, a_B))``, PEBBLE's disagreement
+        (Lee et al., ICML 2021) on candidate actions; high where the labels so far do not
+        pin the ranking down."""
+        x_a, x_b = self.inputs(obs, np.asarray(act_a)), self.inputs(obs, np.asarray(act_b))
+        prob = torch.sigmoid(self.ensemble.predict(x_a) - self.ensemble.predict(x_b))
+        return prob.std(0, unbiased=False).float().cpu().numpy()
+
     # -- fitting ------------------------------------------------------------------------
 
     def fit_folder(self, folder: str) -> dict[str, Any]:

@@ -195,6 +195,71 @@ def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, An
     return result
 
 
+RANKING_NOISE = (0.0, 0.5, 1.0, 2.0)
+"""Action-noise levels of the scripted expert for :func:`reward_ranking` (10 episodes each,
+kept whatever their outcome)."""
+
+
+def reward_ranking(task: str, work: Path, per_level: int = 10) -> dict[str, Any]:
+    """Does the OT reward rank whole episodes as the task does? ``per_level`` episodes of the
+    scripted expert at each action-noise level of :data:`RANKING_NOISE` (held-out seeds,
+    successes and failures kept), each scored by ``reward=ot`` against the bench's demos:
+    the ROC AUC of its episode return for success vs failure, and the Spearman correlation
+    with the env's mean dense reward per step (Meta-World's and pick_place's dense rewards
+    grow with progress). Cached in ``<work>/ranking_<task>.json``."""
+    saved = work / f"ranking_{task}.json"
+    if saved.is_file():
+        return dict(json.loads(saved.read_text()))
+    from scipy.stats import mannwhitneyu, spearmanr
+
+    from rewardlearn.demos import load_demos
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.ot.reward import OTReward
+
+    demos = prepare_demos(task, work)
+    env = make_env(env_overrides_config(task))
+    model = OTReward(env.observation_space, env.action_space, demos=str(demos))
+    env.close()
+    returns, dense, success, levels = [], [], [], []
+    for i, noise in enumerate(RANKING_NOISE):
+        out = work / "ranking" / task / f"noise{round(noise * 100)}"
+        if not (out / "data" / "metadata.json").is_file():
+            subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect",
+                            *env_overrides(task), f"n_episodes={per_level}", f"noise={noise}",
+                            "only_success=false", f"seed={50_000 + 1000 * i}", f"out={out}",
+                            "overwrite=true"], cwd=ROOT, check=True, capture_output=True)
+        for ep in load_demos(out):
+            returns.append(float(model.episode_rewards(np.asarray(ep.observations)[1:]).sum()))
+            dense.append(float(np.mean(ep.rewards)))
+            success.append(bool(ep.success))
+            levels.append(noise)
+    ok, ret = np.asarray(success), np.asarray(returns)
+    auc = None  # ROC AUC = Mann-Whitney U / (n_success * n_failure)
+    if 0 < ok.sum() < len(ok):
+        auc = float(mannwhitneyu(ret[ok], ret[~ok]).statistic / (ok.sum() * (~ok).sum()))
+    result = {"episodes": len(returns), "success_share": float(ok.mean()), "auc_success": auc,
+              "spearman_dense": float(spearmanr(returns, dense).correlation),
+              "per_level": {str(n): {"success": float(np.mean([s for s, lv in
+                                                               zip(success, levels, strict=True)
+                                                               if lv == n])),
+                                     "ot_return": float(np.mean([r for r, lv in
+                                                                 zip(returns, levels,
+                                                                     strict=True)
+                                                                 if lv == n]))}
+                            for n in RANKING_NOISE}}
+    saved.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def env_overrides_config(task: str) -> Any:
+    """The composed env config of a task (for building the reward outside a run)."""
+    from rewardlearn.env_factory import env_config
+
+    if task == PICK_PLACE:
+        return env_config("pick_place")
+    return env_config("metaworld", [f"task={task}"])
+
+
 def time_sinkhorn(demos: Path, size: int = 500, repeats: int = 5) -> dict[str, Any]:
     """Our log-domain Sinkhorn vs POT's ``sinkhorn_log`` on a demo-vs-demo cost of ``size``
     x ``size`` steps (two demos held at their goal to a Meta-World episode's 500 steps, as
@@ -293,7 +358,8 @@ def schedule_trace(r: dict[str, Any], every: int = 100_000) -> str:
 
 
 def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict[str, Any]]],
-                 timing: dict[str, Any] | None, wall_s: float) -> None:
+                 timing: dict[str, Any] | None, wall_s: float,
+                 ranking: dict[str, dict[str, Any]] | None = None) -> None:
     lines = [
         "## Imitation from observation: OT proxy reward, with and without ADS",
         "",
@@ -372,6 +438,22 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
         "1 - wall(dense) / wall(perceptual) for the same seed (runs side by side on a shared "
         "machine: noisy).",
     ]
+    if ranking:
+        lines += ["", "### Does the OT reward rank whole episodes as the task does?", "",
+                  "The scripted expert with action noise "
+                  + ", ".join(map(str, RANKING_NOISE)) + " (10 held-out episodes each, "
+                  "successes and failures kept), each episode scored by `reward=ot` against "
+                  "the bench's 10 demos: ROC AUC of its OT return for success vs failure, and "
+                  "Spearman with the env's mean dense reward per step (`reward_ranking`).", "",
+                  "| task | episodes | success share | AUC, success vs failure | Spearman with "
+                  "mean dense reward | mean OT return per noise level |",
+                  "|---|---|---|---|---|---|"]
+        for task, r in ranking.items():
+            auc = "-" if r["auc_success"] is None else f"{r['auc_success']:.2f}"
+            per = ", ".join(f"{n}: {v['ot_return']:.1f} ({v['success']:.0%})"
+                            for n, v in r["per_level"].items())
+            lines.append(f"| {task} | {r['episodes']} | {r['success_share']:.0%} | {auc} | "
+                         f"{r['spearman_dense']:.2f} | {per} |")
     if traces:
         lines += ["", "### ADS: recognised progress over training", "",
                   "The recognizer's prefix length `k` (of the longest demo's `H` steps) at "
@@ -443,7 +525,9 @@ def main() -> None:
                 print(f"{task} {cond} s{seed}: success {summary['success_rate']} "
                       f"(sampled {summary['sampled']['success_rate']}), train wall "
                       f"{summary['train_wall_s'] / 60:.1f} min", flush=True)
-    write_report(args, results, timing, time.perf_counter() - t0)
+    ranking = {task: reward_ranking(task, args.work) for task in args.tasks
+               if any(t == task and c.startswith("ot") for t, c in results)}
+    write_report(args, results, timing, time.perf_counter() - t0, ranking)
     print(f"wrote {args.out}")
 
 

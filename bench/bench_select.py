@@ -381,7 +381,8 @@ def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
                 selector = BestOfN(policy, scorer, n,
                                    observation_space=policy.agent.observation_space).bind(env)
                 obs, _ = env.reset(seed=30_000)
-                plain_t, sel_t = [], []
+                plain_t: list[float] = []
+                sel_t: list[float] = []
                 for i in range(steps + 5):
                     # alternate which goes first: the second call on a state finds warm caches
                     for first in ((True, False) if i % 2 else (False, True)):
@@ -442,8 +443,8 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
            f"policy's sampled actions, each later one moved by best-of-{args.n} with the "
            "reward fitted on the rounds before it (the states the selector visits)"
            + ("" if args.label_query == "every" else
-              ", its pairs the top 1/{every} of every step's pairs by that reward's ensemble "
-              "disagreement".format(every=args.every))
+              f", its pairs the top 1/{args.every} of every step's pairs by that reward's "
+              "ensemble disagreement")
            + "; the reward is fitted on all rounds")
         + f", oracle on the env's dense reward over {args.label_horizon} steps after "
         "each candidate (simulation).", "",

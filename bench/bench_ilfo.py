@@ -173,7 +173,7 @@ def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, An
     env = make_env("pick_place", seed=10_000)
     model = load_reward_model(out / "reward_model.pt", env.observation_space, env.action_space)
     act = agent_policy(out / "agent.zip", deterministic=True)
-    excess, success = [], []
+    excess, success, true_end, matched_end = [], [], [], []
     for k in range(episodes):
         obs, info = env.reset(seed=10_000 + k)
         rows, progress = [obs], [info["progress"]]
@@ -184,10 +184,13 @@ def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, An
             progress.append(info["progress"])
             done = terminated or truncated
         matched = model.matched_progress(np.asarray(rows))  # type: ignore[attr-defined]
-        excess.append(float(np.mean(matched[-last:]) - np.mean(progress[-last:])))
+        true_end.append(float(np.mean(progress[-last:])))
+        matched_end.append(float(np.mean(matched[-last:])))
+        excess.append(matched_end[-1] - true_end[-1])
         success.append(bool(info.get("is_success", False)))
     env.close()
     result.update(agent_excess=float(np.mean(excess)), agent_episodes=episodes,
+                  agent_true=float(np.mean(true_end)), agent_matched=float(np.mean(matched_end)),
                   agent_success=float(np.mean(success)),
                   agent_failed_excess=_mean([e for e, ok in zip(excess, success, strict=True)
                                              if not ok]))
@@ -428,7 +431,9 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
                         f"| {LABELS[cond]} | {r['seed']} | {e['hover_excess']:+.2f} | "
                         f"{e['stall_excess']:+.2f} | {e['drop_excess']:+.2f} | "
                         f"{e['agent_excess']:+.2f} ({e['agent_episodes']} episodes, "
-                        f"{e['agent_success']:.0%} success) | "
+                        f"{e['agent_success']:.0%} success; true progress "
+                        f"{e.get('agent_true', float('nan')):.2f}, matched "
+                        f"{e.get('agent_matched', float('nan')):.2f}) | "
                         + ("-" if e.get("agent_failed_excess") is None
                            else f"{e['agent_failed_excess']:+.2f}") + " |")
     lines += [

@@ -147,11 +147,46 @@ def collect_run(out: Path, seed: int) -> dict[str, Any]:
     summary["run_dir"] = str(out)
     schedule = out / "discount_schedule.json"
     summary["schedule"] = json.loads(schedule.read_text()) if schedule.is_file() else None
-    summary["exploit"] = None
-    if (summary.get("env"), summary.get("reward")) == (PICK_PLACE, "ot") and \
-            (out / "reward_model.pt").is_file():
-        summary["exploit"] = exploit_check(out)
+    summary["exploit"] = summary["stages"] = None
+    if summary.get("reward") == "ot" and (out / "agent.zip").is_file():
+        summary["stages"] = stages_reached(out)
+        if summary.get("env") == PICK_PLACE:
+            summary["exploit"] = exploit_check(out)
     return summary
+
+
+def stages_reached(out: Path, episodes: int = 10) -> dict[str, Any]:
+    """Where the trained agent gets to: the furthest ``info["stage"]`` of each of
+    ``episodes`` held-out episodes (mean action), counted per stage name. Saved in
+    ``<run>/stages.json``."""
+    saved = out / "stages.json"
+    if saved.is_file():
+        return dict(json.loads(saved.read_text()))
+    from rewardlearn.agents import agent_policy
+    from rewardlearn.env_factory import make_env
+    from rewardlearn.runs import run_config
+
+    env = make_env(run_config(out).env, seed=20_000)
+    act = agent_policy(out / "agent.zip", deterministic=True)
+    try:  # the stage names: pick_place's SUBTASKS, or the Meta-World stage wrapper's
+        names = [str(n) for n in env.get_wrapper_attr("SUBTASKS")]
+    except AttributeError:
+        names = []
+    furthest: dict[str, int] = {}
+    for k in range(episodes):
+        obs, info = env.reset(seed=20_000 + k)
+        best, done = int(info.get("stage", 0)), False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            best = max(best, int(info.get("stage", 0)))
+            done = terminated or truncated
+        name = "success" if info.get("is_success") else (names[best] if best < len(names)
+                                                         else f"stage {best}")
+        furthest[name] = furthest.get(name, 0) + 1
+    env.close()
+    result = {"episodes": episodes, "furthest": furthest}
+    saved.write_text(json.dumps(result, indent=2))
+    return result
 
 
 def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, Any]:
@@ -399,7 +434,7 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
               "training success | final gamma (k) | train wall (min) | reward's share of "
               "wall |",
               "|---|---|---|---|---|---|---|---|---|"]
-    traces, exploits = [], []
+    traces, exploits, reached = [], [], []
     for task in args.tasks:
         dense = {r["seed"]: r for r in results.get((task, "dense"), [])}
         for cond in args.conditions:
@@ -421,6 +456,11 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
                 f"{', '.join(_pct(s) for s in sam)} (**{_pct(_mean(sam))}**) | {steps} | {gam} | "
                 f"{wall:.1f} | {', '.join(f'{x:.1%}' for x in share) or '-'} |")
             for r in runs:
+                if r.get("stages"):
+                    st = r["stages"]
+                    reached.append(f"| {task} | {LABELS[cond]} | {r['seed']} | "
+                                   + ", ".join(f"{n} x{c}" for n, c in st["furthest"].items())
+                                   + " |")
                 if r.get("schedule"):
                     traces.append(f"| {task} | {LABELS[cond]} | {r['seed']} | "
                                   f"{_pct(r['deterministic']['success_rate'])} | "
@@ -459,6 +499,13 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
                             for n, v in r["per_level"].items())
             lines.append(f"| {task} | {r['episodes']} | {r['success_share']:.0%} | {auc} | "
                          f"{r['spearman_dense']:.2f} | {per} |")
+    if reached:
+        lines += ["", "### Where the trained agents get to", "",
+                  "The furthest stage (`info[\"stage\"]`: pick_place's own, Meta-World's from "
+                  "`rewardlearn_envs.metaworld_expert`) of 10 held-out episodes with the mean "
+                  "action, or success (`stages_reached`).", "",
+                  "| task | reward | seed | episodes by furthest stage |", "|---|---|---|---|",
+                  *reached]
     if traces:
         lines += ["", "### ADS: recognised progress over training", "",
                   "The recognizer's prefix length `k` (of the longest demo's `H` steps) at "

@@ -211,7 +211,9 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
         f"({args.env}, PPO)", "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU; commit "
         f"{git_commit(dirty=True)}; seeds {' '.join(map(str, args.seeds))}; command: "
-        f"`{command}`; {wall_s / 60:.1f} min wall time.", "",
+        f"`{command}`; "
+        + ("table written from the settings measured so far; a setting not listed is not "
+           "measured yet." if args.existing else f"{wall_s / 60:.1f} min wall time."), "",
         f"VPL: `reward=vpl teacher=population teacher.preset={args.preset}`, "
         f"{args.budget} labels over the users, {args.timesteps} PPO steps; held-out accuracy on "
         f"{args.heldout} pairs labelled by every user, `z` from {args.context} other labels of "
@@ -274,6 +276,10 @@ def main() -> None:
     parser.add_argument("--vpl-extra", nargs="*", default=[],
                         help="train.py overrides for the VPL runs only (reward.model.rounds=10)")
     add_paths(parser, "vpl")
+    parser.add_argument("--existing", action="store_true",
+                        help="only write the table, from the settings already measured "
+                             "(<work>/result_k<K>_s<seed>.json); the others are listed as "
+                             "not run")
     args = parser.parse_args()
     work = args.work / f"{args.env}_t{args.timesteps}"
     work.mkdir(parents=True, exist_ok=True)
@@ -282,7 +288,14 @@ def main() -> None:
     results = []
     for k in args.users:
         for seed in args.seeds:
-            r = run_setting(k, seed, args, work)
+            saved = work / f"result_k{k}_s{seed}.json"
+            if args.existing:
+                if not saved.is_file():
+                    print(f"K={k} seed {seed}: not measured yet", flush=True)
+                    continue
+                r = json.loads(saved.read_text())
+            else:
+                r = run_setting(k, seed, args, work)
             results.append(r)
             print(f"K={k} seed {seed}: VPL acc {_mean(r['vpl_random'])}, single BT on "
                   f"conflicting {_mean(r['bt_conflicting'])}, policy score "

@@ -155,6 +155,19 @@ def collect_run(out: Path, seed: int) -> dict[str, Any]:
     return summary
 
 
+def rollout(env: Any, act: Any, seed: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """One episode of ``act`` from ``env.reset(seed=seed)``: its observations and infos
+    (reset included, ``T + 1`` each)."""
+    obs, info = env.reset(seed=seed)
+    rows, infos, done = [obs], [info], False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(act(obs))
+        rows.append(obs)
+        infos.append(info)
+        done = terminated or truncated
+    return np.asarray(rows), infos
+
+
 def stages_reached(out: Path, episodes: int = 10) -> dict[str, Any]:
     """Where the trained agent gets to: the furthest ``info["stage"]`` of each of
     ``episodes`` held-out episodes (mean action), counted per stage name. Saved in
@@ -174,12 +187,8 @@ def stages_reached(out: Path, episodes: int = 10) -> dict[str, Any]:
         names = []
     furthest: dict[str, int] = {}
     for k in range(episodes):
-        obs, info = env.reset(seed=20_000 + k)
-        best, done = int(info.get("stage", 0)), False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(act(obs))
-            best = max(best, int(info.get("stage", 0)))
-            done = terminated or truncated
+        _, infos = rollout(env, act, 20_000 + k)
+        best, info = max(int(i.get("stage", 0)) for i in infos), infos[-1]
         name = "success" if info.get("is_success") else (names[best] if best < len(names)
                                                          else f"stage {best}")
         furthest[name] = furthest.get(name, 0) + 1
@@ -210,15 +219,9 @@ def exploit_check(out: Path, episodes: int = 20, last: int = 10) -> dict[str, An
     act = agent_policy(out / "agent.zip", deterministic=True)
     excess, success, true_end, matched_end = [], [], [], []
     for k in range(episodes):
-        obs, info = env.reset(seed=10_000 + k)
-        rows, progress = [obs], [info["progress"]]
-        done = False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(act(obs))
-            rows.append(obs)
-            progress.append(info["progress"])
-            done = terminated or truncated
-        matched = model.matched_progress(np.asarray(rows))  # type: ignore[attr-defined]
+        rows, infos = rollout(env, act, 10_000 + k)
+        progress, info = [i["progress"] for i in infos], infos[-1]
+        matched = model.matched_progress(rows)  # type: ignore[attr-defined]
         true_end.append(float(np.mean(progress[-last:])))
         matched_end.append(float(np.mean(matched[-last:])))
         excess.append(matched_end[-1] - true_end[-1])

@@ -73,10 +73,17 @@ lever-pull have a grasp stage) and this package's ``pick_place``. The ADS paper'
 that Meta-World v3 ships unchanged (door-open, door-unlock, lever-pull) can be given too."""
 PICK_PLACE = "pick_place"
 ADS = "agent.discount_schedule=ads"
+RELATIVE = "{{target: relative, kwargs: ${{env.relative_features}}}}"
+"""The object-centric state encoder (:class:`rewardlearn.encoders.RelativeEncoder`) with the
+env config's ``relative_features`` (object minus hand, goal minus object, the gripper)."""
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "ot_ads": ["reward=ot", "reward.model.demos={demos}", ADS],
     "ot": ["reward=ot", "reward.model.demos={demos}"],
+    "ot_ads_relative": ["reward=ot", "reward.model.demos={demos}",
+                        f"reward.model.encoder={RELATIVE}",
+                        f"agent.discount_schedule={{{{name: ads, encoder: {RELATIVE}}}}}"],
+    "ot_relative": ["reward=ot", "reward.model.demos={demos}", f"reward.model.encoder={RELATIVE}"],
     "perceptual": ["reward=perceptual", "reward.model.demos={demos}",
                    "reward.model.encoder={{target: state}}"],
     "perceptual_ads": ["reward=perceptual", "reward.model.demos={demos}",
@@ -86,6 +93,8 @@ LABELS = {
     "dense": "the env's dense reward (reference)",
     "ot_ads": "`reward=ot` + ADS",
     "ot": "`reward=ot`, fixed gamma 0.99",
+    "ot_ads_relative": "`reward=ot` + ADS, object-centric features (`encoder=relative`)",
+    "ot_relative": "`reward=ot`, object-centric features, fixed gamma 0.99",
     "perceptual": "`reward=perceptual` (state encoder)",
     "perceptual_ads": "`reward=perceptual` (state encoder) + ADS",
 }

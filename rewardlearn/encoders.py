@@ -11,6 +11,8 @@ Built in (short names for :func:`build_encoder`):
   same loader and offline error as the VLM reward),
 - ``torchvision``: a torchvision backbone (``resnet18``...) with weights from a local file,
 - ``state``: the raw state features (selected indices of the observation),
+- ``relative``: object-centric state features, differences between parts of the state
+  (object minus hand, goal minus object) plus kept raw ones,
 - ``downsample``: colour means over a grid (training-free baseline),
 - ``tcn``: a small CNN trained self-supervised on the demos' frames with a
   time-contrastive triplet loss (Sermanet et al. 2018, single view), for settings
@@ -443,10 +445,62 @@ def _shift(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Ten
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
+class RelativeEncoder(Encoder):
+    """Object-centric state features: ``x[b0:b1] - x[a0:a1]`` for each pair
+    ``[[a0, a1], [b0, b1]]`` of index ranges (object minus hand, goal minus object), then the
+    raw features at ``keep`` (the gripper's opening). Reads no frames.
+
+    Why: a random object and goal layout per episode moves every absolute coordinate, so a
+    cost on raw states compares the agent's hand with where *a demo's* object was; the
+    differences are the same wherever the layout puts the object. Meta-World v3 lays every
+    task's state out alike (hand ``[0, 3]``, gripper ``3``, first object ``[4, 7]``, goal
+    ``[36, 39]``: ``conf/env/metaworld.yaml``'s ``relative_features``).
+
+    Example:
+        >>> import numpy as np
+        >>> enc = RelativeEncoder(pairs=[[[0, 2], [2, 4]]], keep=[4])
+        >>> enc.embed(np.array([[1.0, 1.0, 3.0, 4.0, 0.5]]))
+        array([[2. , 3. , 0.5]], dtype=float32)
+    """
+
+    name = "relative"
+    needs_frames = False
+
+    def __init__(self, pairs: Sequence[Sequence[Sequence[int]]],
+                 keep: Sequence[int] | None = None) -> None:
+        norm = [[[int(v) for v in r] for r in pair] for pair in pairs]
+        for pair in norm:
+            if len(pair) != 2 or any(len(r) != 2 or not 0 <= r[0] < r[1] for r in pair):
+                raise ValueError(f"relative encoder pair {pair} must be two index ranges "
+                                 "[[a0, a1], [b0, b1]] with 0 <= start < stop")
+            if pair[0][1] - pair[0][0] != pair[1][1] - pair[1][0]:
+                raise ValueError(f"relative encoder pair {pair}: the ranges differ in length")
+        keep_list = [int(i) for i in keep or []]
+        if not norm and not keep_list:
+            raise ValueError("relative encoder needs at least one pair or kept index")
+        super().__init__(pairs=norm, keep=keep_list)
+        self.pairs, self.keep = norm, keep_list
+        self.dim = sum(p[0][1] - p[0][0] for p in norm) + len(keep_list)
+
+    def embed(self, obs: Obs | None, frames: np.ndarray | None = None) -> np.ndarray:
+        if obs is None:
+            raise ValueError("the relative encoder needs observations")
+        x = state_rows(obs)
+        top = max([r[1] for p in self.pairs for r in p] + [i + 1 for i in self.keep])
+        if top > x.shape[1]:
+            raise ValueError(f"relative encoder indices reach {top} but the state has "
+                             f"{x.shape[1]} features")
+        cols = [x[:, b0:b1] - x[:, a0:a1] for (a0, a1), (b0, b1) in self.pairs]
+        if self.keep:
+            cols.append(x[:, self.keep])
+        return np.concatenate(cols, axis=1)
+
+
 ENCODERS: dict[str, type[Encoder]] = {
     "clip": ClipImageEncoder,
     "torchvision": TorchvisionEncoder,
     "state": StateEncoder,
+    "relative": RelativeEncoder,
     "downsample": DownsampleEncoder,
     "tcn": TimeContrastiveEncoder,
 }
@@ -554,6 +608,7 @@ __all__ = [
     "EmbeddingCache",
     "Encoder",
     "FrameEncoder",
+    "RelativeEncoder",
     "SmallConvNet",
     "StateEncoder",
     "TimeContrastiveEncoder",

@@ -237,3 +237,38 @@ def test_bad_settings_stop_the_command_early_in_one_line(tmp_path: Path, demos: 
         assert lines[-1].startswith("error: ") and sum(x.startswith("error:") for x in lines) == 1
         assert all(m in lines[-1] for m in messages), lines[-1]
         assert not out.exists()  # refused before any run folder
+
+
+def test_the_recognizer_reads_a_state_encoders_features_and_refuses_frame_encoders() -> None:
+    from rewardlearn.ads.callback import DemoFeatures
+    from rewardlearn.encoders import DownsampleEncoder, RelativeEncoder
+
+    rel = RelativeEncoder(pairs=[[[0, 2], [2, 4]]])
+    t = np.linspace(0, 1, 20)[:, None]
+    demo = np.concatenate([t * np.ones((1, 2)), np.ones((20, 2))], axis=1)
+    feats = DemoFeatures([demo, demo + 5.0], standardize=False, min_std=0.01, encoder=rel)
+    # a layout shifted by 5 is the same motion: the same features
+    np.testing.assert_allclose(feats.demos[0], feats.demos[1], atol=1e-5)
+    np.testing.assert_allclose(feats(demo), 1.0 - t * np.ones((1, 2)), atol=1e-5)
+    with pytest.raises(ValueError, match="reads frames"):
+        DemoFeatures([demo, demo], True, 0.01, DownsampleEncoder())
+
+
+def test_train_with_object_centric_features_from_the_env_config(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, demos: Path) -> None:
+    """``encoder=relative`` for the reward and the recognizer, its index ranges interpolated
+    from ``env.relative_features`` (bench_ilfo's ``ot_ads_relative``)."""
+    rel = "{target: relative, kwargs: ${env.relative_features}}"
+    overrides = [o for o in _overrides(demos, "agent=ppo", "total_timesteps=256",
+                                       "+agent.kwargs.n_steps=64",
+                                       "+agent.kwargs.batch_size=64",
+                                       "+agent.kwargs.n_epochs=1")
+                 if not o.startswith("agent.discount_schedule")]
+    cfg = compose_cfg(*overrides, f"reward.model.encoder={rel}",
+                      f"agent.discount_schedule={{name: ads, update_every: 128, encoder: {rel}}}")
+    summary = run(cfg, tmp_path / "run")
+    assert summary["reward_training"]["metric"] == "euclidean"
+    record = json.loads((tmp_path / "run" / RECORD).read_text())
+    assert record["settings"]["encoder"] == {
+        "target": "relative", "kwargs": {"pairs": [[[0, 3], [12, 15]], [[12, 15], [25, 28]]],
+                                         "keep": [9, 10]}}

@@ -124,3 +124,22 @@ def test_is_success_counts_success_at_any_step() -> None:
     for _ in range(5):  # moving away keeps the episode's success
         obs, _, _, _, info = env.step(np.array([1.0, 1.0, 1.0, 0.0], np.float32))
     assert info["is_success"]
+
+
+@pytest.mark.parametrize("task", ["push-v3", "lever-pull-v3", "window-open-v3"])
+def test_relative_features_index_the_hand_the_object_and_the_goal(task: str) -> None:
+    """``conf/env/metaworld.yaml``'s ``relative_features``: object minus hand and goal minus
+    object, read from where every v3 task puts them (the hand is ``tcp_center``'s body)."""
+    from rewardlearn.encoders import build_encoder
+
+    cfg = env_config("metaworld", [f"task={task}"])
+    enc = build_encoder({"target": "relative", "kwargs": dict(cfg.relative_features)})
+    env = make_env(cfg, seed=1)
+    obs, _ = env.reset(seed=1)
+    raw = env.unwrapped
+    feats = enc.embed(obs[None])[0]  # type: ignore[union-attr]
+    obj = np.asarray(raw._get_pos_objects())[:3]
+    np.testing.assert_allclose(obs[0:3], raw.data.mocap_pos[0], atol=0.02)
+    np.testing.assert_allclose(feats[:3], obj - obs[0:3], atol=1e-5)
+    np.testing.assert_allclose(feats[3:6], np.asarray(raw._target_pos) - obj, atol=1e-5)
+    env.close()

@@ -217,6 +217,82 @@ def test_matched_progress_places_each_state_at_its_nearest_demo_state() -> None:
     np.testing.assert_allclose(r2.matched_progress(parked), np.linspace(0, 1, 41)[5] ** 2)
 
 
+# -- object-centric features (a random layout per episode) -----------------------------------
+
+BOX4 = gym.spaces.Box(-10, 10, (4,), np.float32)
+REL = {"target": "relative", "kwargs": {"pairs": [[[0, 2], [2, 4]]]}}
+
+
+def _reach(obj: np.ndarray, start: np.ndarray | None = None, n: int = 41) -> np.ndarray:
+    """``[hand(2), object(2)]`` rows: the hand moves from ``start`` (the object minus (1, 1))
+    to the object."""
+    start = obj - 1.0 if start is None else start
+    t = np.linspace(0, 1, n)[:, None]
+    return np.concatenate([start + t * (obj - start), np.repeat(obj[None], n, axis=0)], axis=1)
+
+
+def test_relative_encoder_gives_object_minus_hand_and_refuses_bad_ranges() -> None:
+    from rewardlearn.encoders import RelativeEncoder, build_encoder
+
+    enc = build_encoder({"target": "relative",
+                         "kwargs": {"pairs": [[[0, 2], [2, 4]], [[2, 4], [4, 6]]],
+                                    "keep": [6]}})
+    assert isinstance(enc, RelativeEncoder) and enc.dim == 5 and not enc.needs_frames
+    x = np.array([[1.0, 2.0, 4.0, 6.0, 5.0, 5.0, 0.3]])
+    np.testing.assert_allclose(enc.embed(x), [[3.0, 4.0, 1.0, -1.0, 0.3]], rtol=1e-6)
+    assert build_encoder(enc.spec()).embed(x).tolist() == enc.embed(x).tolist()
+    with pytest.raises(ValueError, match="differ in length"):
+        RelativeEncoder(pairs=[[[0, 2], [2, 5]]])
+    with pytest.raises(ValueError, match="two index ranges"):
+        RelativeEncoder(pairs=[[[3, 1], [4, 2]]])
+    with pytest.raises(ValueError, match="reach 8 but the state has 7"):
+        RelativeEncoder(pairs=[[[0, 2], [6, 8]]]).embed(x)
+
+
+def test_relative_features_pay_the_same_motion_in_a_new_layout_as_in_the_demos() -> None:
+    """A demo reaches an object at (1, 1); the agent does the same reach (from the object
+    minus (1, 1)) to an object at (-1, 0.5). On raw states the agent is far from every demo
+    state; on object-minus-hand features it is the demo itself. Both are standardised by the
+    demos' statistics."""
+    demos = [_demo(_reach(np.array([1.0, 1.0])), 0), _demo(_reach(np.array([1.1, 0.9])), 1)]
+    raw, rel = OTReward(BOX4, ACT1, scale=1.0), OTReward(BOX4, ACT1, encoder=REL, scale=1.0)
+    for r in (raw, rel):
+        r.fit(demos)
+    assert rel.metric == "euclidean" and rel.mean is not None  # state features: standardised
+    same = _reach(np.array([-1.0, 0.5]))[1:]
+    own = _reach(np.array([1.0, 1.0]))[1:]
+    parked = np.repeat(same[:1], 40, axis=0)  # the hand stays near the start
+    elsewhere = _reach(np.array([-1.0, 0.5]), start=np.array([-2.0, 0.5]))[1:]
+    assert rel.episode_rewards(same).sum() == pytest.approx(rel.episode_rewards(own).sum(),
+                                                            abs=1e-6)
+    for worse in (parked, elsewhere):  # stays put, or comes at the object from elsewhere
+        assert rel.episode_rewards(same).sum() > rel.episode_rewards(worse).sum() + 0.1
+    assert raw.episode_rewards(same).sum() < raw.episode_rewards(own).sum() - 0.1
+    loaded_state = rel.state_dict()
+    again = OTReward(BOX4, ACT1, encoder=REL, scale=1.0)
+    again.load_state_dict(loaded_state)
+    np.testing.assert_allclose(again.episode_rewards(same), rel.episode_rewards(same))
+
+
+def test_env_configs_relative_features_are_object_minus_hand_and_goal_minus_object() -> None:
+    from rewardlearn_envs.pick_place import STATE_LAYOUT
+
+    from rewardlearn.encoders import build_encoder
+    from rewardlearn.env_factory import env_config, make_env
+
+    cfg = env_config("pick_place")
+    enc = build_encoder({"target": "relative", "kwargs": dict(cfg.relative_features)})
+    env = make_env(cfg, seed=3)
+    obs, _ = env.reset(seed=3)
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
+    env.close()
+    feats = enc.embed(obs[None])[0]  # type: ignore[union-attr]
+    # pick_place reports both differences itself: the pairs must reproduce them
+    np.testing.assert_allclose(feats[:3], obs[STATE_LAYOUT["cube_minus_gripper"]], atol=1e-6)
+    np.testing.assert_allclose(feats[3:6], obs[STATE_LAYOUT["target_minus_cube"]], atol=1e-6)
+
+
 def test_ot_progress_is_rated_by_the_exploit_probes_and_kept_in_the_checkpoint(
         tmp_path: Path) -> None:
     from rewardlearn.cli.collect import CollectConfig, collect

@@ -36,6 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rewardlearn.ads.configuration import ADSConfig, schedule_settings
 from rewardlearn.ads.recognizer import ProgressRecognizer
+from rewardlearn.encoders import Encoder, as_encoder, build_encoder
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.features import flatten_obs
 
@@ -63,16 +64,28 @@ def set_discount(agent: BaseAlgorithm, gamma: float) -> list[str]:
 
 
 class DemoFeatures:
-    """The recognizer's features: flat states, standardised by the demos' statistics."""
+    """The recognizer's features: flat states, or a state encoder's features of them,
+    standardised by the demos' statistics."""
 
-    def __init__(self, demos: list[np.ndarray], standardize: bool, min_std: float) -> None:
-        rows = np.concatenate(demos)
+    def __init__(self, demos: list[np.ndarray], standardize: bool, min_std: float,
+                 encoder: Encoder | None = None) -> None:
+        if encoder is not None and encoder.needs_frames:
+            raise ValueError(f"agent.discount_schedule.encoder {encoder.name!r} reads frames; "
+                             "the progress recognizer reads states (use relative or state)")
+        self.encoder = encoder
+        raw = [self._raw(d) for d in demos]
+        rows = np.concatenate(raw)
         self.mean = rows.mean(0) if standardize else np.zeros(rows.shape[1])
         self.std = np.maximum(rows.std(0), min_std) if standardize else np.ones(rows.shape[1])
-        self.demos = [self(d) for d in demos]
+        self.demos = [(r - self.mean) / self.std for r in raw]
+
+    def _raw(self, flat: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return np.asarray(flat, np.float64)
+        return np.asarray(self.encoder.embed(np.asarray(flat)), np.float64)
 
     def __call__(self, flat: np.ndarray) -> np.ndarray:
-        return (np.asarray(flat, np.float64) - self.mean) / self.std
+        return (self._raw(flat) - self.mean) / self.std
 
 
 def _take(obs: Any, i: int) -> Any:
@@ -100,7 +113,9 @@ class DiscountScheduleCallback(BaseCallback):
                  verbose: int = 0) -> None:
         super().__init__(verbose)
         self.settings = settings
-        self.features = DemoFeatures(demos, settings.standardize, settings.min_std)
+        built = build_encoder(settings.encoder) if settings.encoder else None
+        self.features = DemoFeatures(demos, settings.standardize, settings.min_std,
+                                     None if built is None else as_encoder(built))
         self.space = observation_space
         self.run_dir = run_dir
         self.recognizer: ProgressRecognizer | None = None

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from rewardlearn.ot.modeling import METRICS
 from rewardlearn.settings import Settings
 
@@ -30,9 +32,12 @@ class ADSConfig(Settings):
 
     ``demos``: the demos (comma-separated datasets; ``null``: the reward's
     ``reward.model.demos``), the first ``max_demos``; only observations are read. Cost on
-    the flat state (standardised by the demos' mean and std, floored at ``min_std``, when
-    ``standardize``) with ``metric`` (``euclidean``: ``||x - y|| / sqrt(D)``, the paper's
-    state-feature cost up to that constant; ``cosine``). ``horizon`` ``null``: the env's
+    the flat state, or on a state ``encoder``'s features (``{target: relative, kwargs:
+    {pairs, keep}}``: object minus hand and goal minus object, for a random layout per
+    episode; frame encoders are refused, the recognizer reads states), standardised by the
+    demos' mean and std (floored at ``min_std``) when ``standardize``, with ``metric``
+    (``euclidean``: ``||x - y|| / sqrt(D)``, the paper's state-feature cost up to that
+    constant; ``cosine``). ``horizon`` ``null``: the env's
     time limit (else the longest demo).
     """
 
@@ -51,6 +56,7 @@ class ADSConfig(Settings):
     episodes: int = 10
     update_every: int = 10_000
     metric: str = "euclidean"
+    encoder: Any = None
     standardize: bool = True
     min_std: float = 0.01
 
@@ -69,6 +75,9 @@ class ADSConfig(Settings):
             (self.episodes >= 1, "episodes must be >= 1"),
             (self.update_every >= 1, "update_every must be >= 1"),
             (self.metric in METRICS, f"metric must be one of {', '.join(METRICS)}"),
+            (self.encoder is None or (isinstance(self.encoder, Mapping)
+                                      and "target" in self.encoder),
+             "encoder must be null or {target: <name or pkg.module:Class>, kwargs: {...}}"),
             (self.min_std > 0, "min_std must be > 0"),
         ]
 
@@ -84,6 +93,8 @@ def schedule_settings(value: Any) -> ADSConfig | None:
     if not isinstance(value, Mapping):
         raise ValueError(f"agent.discount_schedule={value!r}: give a schedule name "
                          f"({', '.join(SCHEDULES)}), a mapping of its settings, or null")
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
     kwargs = {str(k): v for k, v in value.items()}
     name = kwargs.setdefault("name", SCHEDULES[0])
     if name not in SCHEDULES:

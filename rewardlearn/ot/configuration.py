@@ -23,12 +23,15 @@ class OTConfig(RewardModelConfig):
     steps: the expert then holds its goal state), so the uniform marginals match step ``i``
     with demo step ``i``.
 
-    Features and cost: ``encoder`` ``None`` uses the flat state, standardised by the demos'
-    per-feature mean and standard deviation (floored at ``min_std``) when ``standardize``;
-    an encoder (``{target: tcn|clip|torchvision|state|downsample|pkg.mod:Class, kwargs}``,
+    Features and cost: ``encoder`` ``None`` uses the flat state; an encoder
+    (``{target: relative|state|tcn|clip|torchvision|downsample|pkg.mod:Class, kwargs}``,
     :mod:`rewardlearn.encoders`; frame encoders need demos collected with ``frames=true``)
-    embeds each ``s'``. ``metric``: ``euclidean`` (``||x - y|| / sqrt(D)``), ``cosine``
-    (``1 - cos``) or ``auto`` (euclidean on states, cosine on an encoder's embeddings).
+    embeds each ``s'``. ``relative`` (object minus hand, goal minus object) is the one for
+    a random object layout per episode: the env config's ``relative_features`` give its
+    index ranges. State features (no encoder, or one that reads no frames) are standardised
+    by the demos' per-feature mean and standard deviation (floored at ``min_std``) when
+    ``standardize``. ``metric``: ``euclidean`` (``||x - y|| / sqrt(D)``), ``cosine``
+    (``1 - cos``) or ``auto`` (euclidean on state features, cosine on frame embeddings).
 
     Transport: ``variant="ot"`` the plan of entropic OT with uniform marginals (``reg``
     the entropic ``epsilon`` in cost units, ``n_iters`` Sinkhorn iterations; ROT's 0.01 and
@@ -87,13 +90,6 @@ class OTConfig(RewardModelConfig):
             (self.target_return > 0, "target_return must be > 0"),
             (self.scale is None or self.scale > 0, "scale must be > 0 or null"),
         ]
-
-    @property
-    def cost_metric(self) -> str:
-        """The metric in use (``auto`` resolved)."""
-        if self.metric != "auto":
-            return self.metric
-        return "euclidean" if self.encoder is None else "cosine"
 
 
 __all__ = ["OTConfig"]

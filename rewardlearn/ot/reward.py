@@ -107,29 +107,27 @@ class OTReward(EpisodicReward):
         needs_frames = self.encoder is not None and self.encoder.needs_frames
         states, frames = demo_observations(episodes, needs_frames)
         flat = [flatten_obs(self.observation_space, s) for s in states]
-        if self.encoder is None:
-            rows = np.concatenate(flat).astype(np.float64)  # as a loaded model holds them
-            if self.cfg.standardize:
-                self.mean = rows.mean(0)
-                self.std = np.maximum(rows.std(0), self.cfg.min_std)
-            feats = [self._standardize(x) for x in flat]
-        else:
-            if self.encoder.trainable:
-                self.encoder.fit(flat, frames)
-            feats = [np.asarray(self.encoder.embed(x, None if frames is None else frames[k]),
-                                np.float64) for k, x in enumerate(flat)]
+        if self.encoder is not None and self.encoder.trainable:
+            self.encoder.fit(flat, frames)
+        raw = [self._features(x, None if frames is None else frames[k])
+               for k, x in enumerate(flat)]
+        if self.state_features and self.cfg.standardize:
+            rows = np.concatenate(raw)  # as a loaded model holds them
+            self.mean = rows.mean(0)
+            self.std = np.maximum(rows.std(0), self.cfg.min_std)
+        feats = [self._standardize(x) for x in raw]
         self._set_demos(feats)
         progress = [ep.infos.get("progress") for ep in episodes]
         self.demo_progress = (None if any(p is None or len(p) != len(ep.observations)
                                           for p, ep in zip(progress, episodes, strict=True))
                               else [np.asarray(p, np.float64)[1:] for p in progress])
         log.info("ot: %d demos (%s steps), %s cost on %s, variant %s", len(feats),
-                 ", ".join(str(len(f)) for f in feats), self.cfg.cost_metric,
+                 ", ".join(str(len(f)) for f in feats), self.metric,
                  "states" if self.encoder is None else self.encoder.name, self.cfg.variant)
 
     def _set_demos(self, feats: Sequence[np.ndarray]) -> None:
         c = self.cfg
-        self.scorer = OTScorer(list(feats), metric=c.cost_metric, variant=c.variant, reg=c.reg,
+        self.scorer = OTScorer(list(feats), metric=self.metric, variant=c.variant, reg=c.reg,
                                n_iters=c.n_iters, k_c=c.context, k_m=c.band,
                                pad=c.pad_demos)
 
@@ -141,11 +139,31 @@ class OTReward(EpisodicReward):
 
     # -- the reward -------------------------------------------------------------------------
 
-    def episode_features(self, batch: TransitionBatch) -> np.ndarray:
+    @property
+    def state_features(self) -> bool:
+        """Whether the features come from the state (no encoder, or one that reads no
+        frames): those are standardised by the demos' statistics and compared with the
+        euclidean cost under ``metric=auto``."""
+        return self.encoder is None or not self.encoder.needs_frames
+
+    @property
+    def metric(self) -> str:
+        """The cost metric in use: ``metric``, or for ``auto`` euclidean on state features
+        and cosine on a frame encoder's embeddings (ROT's costs)."""
+        if self.cfg.metric != "auto":
+            return self.cfg.metric
+        return "euclidean" if self.state_features else "cosine"
+
+    def _features(self, flat: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
+        """Unstandardised features of flat observations (and their frames)."""
         if self.encoder is None:
-            return self._standardize(flatten_obs(self.observation_space, batch.next_obs))
-        frames = batch.frames if self.encoder.needs_frames else None
-        return np.asarray(self.encoder.embed(batch.next_obs, frames), np.float64)
+            return np.asarray(flat, np.float64)
+        return np.asarray(self.encoder.embed(flat, frames if self.encoder.needs_frames
+                                             else None), np.float64)
+
+    def episode_features(self, batch: TransitionBatch) -> np.ndarray:
+        return self._standardize(self._features(
+            flatten_obs(self.observation_space, batch.next_obs), batch.frames))
 
     def signal_names(self) -> tuple[str, ...]:
         return ("ot_cost", "ot_demo")
@@ -250,7 +268,7 @@ class OTReward(EpisodicReward):
     def summary(self) -> dict[str, Any]:
         raw = self.history
         return {"demos": 0 if self.scorer is None else len(self.scorer.demos),
-                "variant": self.cfg.variant, "metric": self.cfg.cost_metric,
+                "variant": self.cfg.variant, "metric": self.metric,
                 "scale": self.scale, "episodes_scored": self.episodes_scored,
                 "train_reward_s": round(self.deferred_s, 3),
                 "raw_return_first": raw[0] if raw else None,

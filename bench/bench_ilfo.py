@@ -250,16 +250,19 @@ RANKING_NOISE = (0.0, 0.5, 1.0, 2.0)
 kept whatever their outcome)."""
 
 
-def reward_ranking(task: str, work: Path, per_level: int = 10) -> dict[str, Any]:
+def reward_ranking(task: str, work: Path, per_level: int = 10, relative: bool = False
+                   ) -> dict[str, Any]:
     """Does the OT reward rank whole episodes as the task does? ``per_level`` episodes of the
     scripted expert at each action-noise level of :data:`RANKING_NOISE` (held-out seeds,
-    successes and failures kept), each scored by ``reward=ot`` against the bench's demos:
+    successes and failures kept), each scored by ``reward=ot`` against the bench's demos
+    (on the flat state, or with ``relative`` on the env config's object-centric features):
     the ROC AUC of its episode return for success vs failure, and the Spearman correlation
     with the env's mean dense reward per step (Meta-World's and pick_place's dense rewards
-    grow with progress). Cached in ``<work>/ranking_<task>.json``."""
-    saved = work / f"ranking_{task}.json"
+    grow with progress). Cached in ``<work>/ranking_<task>[_relative].json``."""
+    saved = work / f"ranking_{task}{'_relative' if relative else ''}.json"
     if saved.is_file():
         return dict(json.loads(saved.read_text()))
+    from omegaconf import OmegaConf
     from scipy.stats import mannwhitneyu, spearmanr
 
     from rewardlearn.demos import load_demos
@@ -267,8 +270,12 @@ def reward_ranking(task: str, work: Path, per_level: int = 10) -> dict[str, Any]
     from rewardlearn.ot.reward import OTReward
 
     demos = prepare_demos(task, work)
-    env = make_env(env_overrides_config(task))
-    model = OTReward(env.observation_space, env.action_space, demos=str(demos))
+    cfg = env_overrides_config(task)
+    env = make_env(cfg)
+    encoder = ({"target": "relative",
+                "kwargs": OmegaConf.to_container(cfg.relative_features, resolve=True)}
+               if relative else None)
+    model = OTReward(env.observation_space, env.action_space, demos=str(demos), encoder=encoder)
     env.close()
     returns, dense, success, levels = [], [], [], []
     for i, noise in enumerate(RANKING_NOISE):
@@ -409,7 +416,7 @@ def schedule_trace(r: dict[str, Any], every: int = 100_000) -> str:
 
 def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict[str, Any]]],
                  timing: dict[str, Any] | None, wall_s: float,
-                 ranking: dict[str, dict[str, Any]] | None = None) -> None:
+                 ranking: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
     lines = [
         "## Imitation from observation: OT proxy reward, with and without ADS",
         "",
@@ -500,16 +507,19 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
                   "The scripted expert with action noise "
                   + ", ".join(map(str, RANKING_NOISE)) + " (10 held-out episodes each, "
                   "successes and failures kept), each episode scored by `reward=ot` against "
-                  "the bench's 10 demos: ROC AUC of its OT return for success vs failure, and "
-                  "Spearman with the env's mean dense reward per step (`reward_ranking`).", "",
-                  "| task | episodes | success share | AUC, success vs failure | Spearman with "
-                  "mean dense reward | mean OT return per noise level |",
-                  "|---|---|---|---|---|---|"]
-        for task, r in ranking.items():
+                  "the bench's 10 demos, on the flat state and on the object-centric "
+                  "features (`encoder=relative`): ROC AUC of its OT return for success vs "
+                  "failure, and Spearman with the env's mean dense reward per step "
+                  "(`reward_ranking`).", "",
+                  "| task | features | episodes | success share | AUC, success vs failure | "
+                  "Spearman with mean dense reward | mean OT return per noise level |",
+                  "|---|---|---|---|---|---|---|"]
+        for (task, features), r in ranking.items():
             auc = "-" if r["auc_success"] is None else f"{r['auc_success']:.2f}"
             per = ", ".join(f"{n}: {v['ot_return']:.1f} ({v['success']:.0%})"
                             for n, v in r["per_level"].items())
-            lines.append(f"| {task} | {r['episodes']} | {r['success_share']:.0%} | {auc} | "
+            lines.append(f"| {task} | {features} | {r['episodes']} | "
+                         f"{r['success_share']:.0%} | {auc} | "
                          f"{r['spearman_dense']:.2f} | {per} |")
     if reached:
         lines += ["", "### Where the trained agents get to", "",
@@ -589,7 +599,9 @@ def main() -> None:
                 print(f"{task} {cond} s{seed}: success {summary['success_rate']} "
                       f"(sampled {summary['sampled']['success_rate']}), train wall "
                       f"{summary['train_wall_s'] / 60:.1f} min", flush=True)
-    ranking = {task: reward_ranking(task, args.work) for task in args.tasks
+    ranking = {(task, features): reward_ranking(task, args.work,
+                                                relative=features == "relative")
+               for task in args.tasks for features in ("flat state", "relative")
                if any(t == task and c.startswith("ot") for t, c in results)}
     write_report(args, results, timing, time.perf_counter() - t0, ranking)
     print(f"wrote {args.out}")

@@ -76,6 +76,8 @@ ADS = "agent.discount_schedule=ads"
 RELATIVE = "{{target: relative, kwargs: ${{env.relative_features}}}}"
 """The object-centric state encoder (:class:`rewardlearn.encoders.RelativeEncoder`) with the
 env config's ``relative_features`` (object minus hand, goal minus object, the gripper)."""
+GEOMETRY = "{{target: relative, kwargs: {{pairs: ${{env.relative_features.pairs}}}}}}"
+"""The same differences without the kept raw features (gripper, suction, contact)."""
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "ot_ads": ["reward=ot", "reward.model.demos={demos}", ADS],
@@ -84,6 +86,9 @@ CONDITIONS: dict[str, list[str]] = {
                         f"reward.model.encoder={RELATIVE}",
                         f"agent.discount_schedule={{{{name: ads, encoder: {RELATIVE}}}}}"],
     "ot_relative": ["reward=ot", "reward.model.demos={demos}", f"reward.model.encoder={RELATIVE}"],
+    "ot_ads_geometry": ["reward=ot", "reward.model.demos={demos}",
+                        f"reward.model.encoder={GEOMETRY}",
+                        f"agent.discount_schedule={{{{name: ads, encoder: {GEOMETRY}}}}}"],
     "perceptual": ["reward=perceptual", "reward.model.demos={demos}",
                    "reward.model.encoder={{target: state}}"],
     "perceptual_ads": ["reward=perceptual", "reward.model.demos={demos}",
@@ -95,6 +100,8 @@ LABELS = {
     "ot": "`reward=ot`, fixed gamma 0.99",
     "ot_ads_relative": "`reward=ot` + ADS, object-centric features (`encoder=relative`)",
     "ot_relative": "`reward=ot`, object-centric features, fixed gamma 0.99",
+    "ot_ads_geometry": "`reward=ot` + ADS, object-centric differences only (no gripper, "
+                       "suction or contact)",
     "perceptual": "`reward=perceptual` (state encoder)",
     "perceptual_ads": "`reward=perceptual` (state encoder) + ADS",
 }

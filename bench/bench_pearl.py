@@ -124,10 +124,11 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
         "## PEARL: preference labels transferred across Meta-World tasks (PPO)", "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU; commit "
         f"{git_commit(dirty=True)}; seeds {' '.join(map(str, args.seeds))}; command: "
-        f"`{command}`; {wall_s / 60:.1f} min wall time.", "",
+        f"`{command}`; {wall_s / 60:.1f} min wall time in this call (finished runs are "
+        "reused).", "",
         f"Source: `reward=preference teacher=oracle`, {args.source_budget} scripted labels, "
         f"{args.source_timesteps} steps. Target runs: {args.timesteps} steps, 8 envs, "
-        "`conf/env/metaworld.yaml`'s PPO settings; success and return of 10 held-out episodes "
+        "`conf/env/metaworld.yaml`'s PPO settings; success and return of 50 held-out episodes "
         "(mean action). The reference row reuses bench_suite's run of the same command where "
         "it exists (`--reference-from`)"
         + (f"; overridden for every run by `{' '.join(args.extra)}`" if args.extra else "")

@@ -269,9 +269,16 @@ def test_relative_features_pay_the_same_motion_in_a_new_layout_as_in_the_demos()
         assert rel.episode_rewards(same).sum() > rel.episode_rewards(worse).sum() + 0.1
     assert raw.episode_rewards(same).sum() < raw.episode_rewards(own).sum() - 0.1
     loaded_state = rel.state_dict()
+    assert loaded_state["metric"] == "euclidean"
     again = OTReward(BOX4, ACT1, encoder=REL, scale=1.0)
     again.load_state_dict(loaded_state)
     np.testing.assert_allclose(again.episode_rewards(same), rel.episode_rewards(same))
+    # a checkpoint from before state encoders were standardised (no mean, no metric) keeps
+    # the cosine cost that metric=auto gave every encoder then
+    old = {k: v for k, v in loaded_state.items() if k not in ("mean", "std", "metric")}
+    legacy = OTReward(BOX4, ACT1, encoder=REL, scale=1.0)
+    legacy.load_state_dict(old)
+    assert legacy.metric == "cosine" and legacy.mean is None
 
 
 def test_env_configs_relative_features_are_object_minus_hand_and_goal_minus_object() -> None:

@@ -85,6 +85,8 @@ class OTReward(EpisodicReward):
         self.demo_progress: list[np.ndarray] | None = None
         """Each demo's recorded ``info["progress"]`` per ``s'`` row, when every demo has one
         (for :meth:`matched_progress`)."""
+        self.saved_metric: str | None = None
+        """The metric a loaded checkpoint was scored with (kept whatever ``auto`` means now)."""
         self.episodes_scored = 0
         self.history: list[float] = []
         """The raw (unscaled) return of each complete episode scored in training."""
@@ -152,6 +154,8 @@ class OTReward(EpisodicReward):
         and cosine on a frame encoder's embeddings (ROT's costs)."""
         if self.cfg.metric != "auto":
             return self.cfg.metric
+        if self.saved_metric is not None:
+            return self.saved_metric
         return "euclidean" if self.state_features else "cosine"
 
     def _features(self, flat: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
@@ -242,7 +246,7 @@ class OTReward(EpisodicReward):
         if self.scorer is None:
             return {}
         state: dict[str, Any] = {"demos": [np.asarray(d, np.float64) for d in self.scorer.demos],
-                                 "scale": self.scale}
+                                 "scale": self.scale, "metric": self.metric}
         if self.mean is not None and self.std is not None:
             state.update(mean=self.mean, std=self.std)
         if self.demo_progress is not None:
@@ -254,6 +258,10 @@ class OTReward(EpisodicReward):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
+        saved = state.get("metric")
+        if saved is None and self.encoder is not None and "mean" not in state:
+            saved = "cosine"  # saved when metric=auto meant cosine for every encoder
+        self.saved_metric = None if saved is None else str(saved)
         if self.encoder is not None:
             self.encoder.load_state_dict(state.get("encoder") or {})
         if "mean" in state:

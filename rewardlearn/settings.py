@@ -102,6 +102,15 @@ def did_you_mean(unknown: Sequence[str], valid: Sequence[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
+ENCODER_SPEC_ERROR = "encoder must be null or {target: <name or pkg.module:Class>, kwargs: {...}}"
+
+
+def encoder_spec_ok(spec: Any) -> bool:
+    """Whether an ``encoder`` setting is null or a ``{target, kwargs}`` mapping
+    (:func:`rewardlearn.encoders.build_encoder` checks the target itself)."""
+    return spec is None or (isinstance(spec, Mapping) and "target" in spec)
+
+
 def positive_widths(sizes: Sequence[Any]) -> bool:
     """Whether ``sizes`` are positive integer layer widths (``hidden_sizes`` checks)."""
     return all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)
@@ -265,5 +274,6 @@ class RewardModelConfig(Settings):
         return cls.from_kwargs(kwargs)
 
 
-__all__ = ["RewardModelConfig", "Settings", "UnknownSettingError", "did_you_mean",
+__all__ = ["ENCODER_SPEC_ERROR", "RewardModelConfig", "Settings", "UnknownSettingError",
+           "did_you_mean", "encoder_spec_ok",
            "positive_widths"]

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.ot.modeling import METRICS
-from rewardlearn.settings import Settings
+from rewardlearn.settings import ENCODER_SPEC_ERROR, Settings, encoder_spec_ok
 
 SCHEDULES = ("ads",)
 """Valid ``agent.discount_schedule`` names (``null``: the agent's fixed ``gamma``)."""
@@ -75,9 +75,7 @@ class ADSConfig(Settings):
             (self.episodes >= 1, "episodes must be >= 1"),
             (self.update_every >= 1, "update_every must be >= 1"),
             (self.metric in METRICS, f"metric must be one of {', '.join(METRICS)}"),
-            (self.encoder is None or (isinstance(self.encoder, Mapping)
-                                      and "target" in self.encoder),
-             "encoder must be null or {target: <name or pkg.module:Class>, kwargs: {...}}"),
+            (encoder_spec_ok(self.encoder), ENCODER_SPEC_ERROR),
             (self.min_std > 0, "min_std must be > 0"),
         ]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardlearn.ot.modeling import METRICS, VARIANTS
-from rewardlearn.settings import RewardModelConfig
+from rewardlearn.settings import ENCODER_SPEC_ERROR, RewardModelConfig, encoder_spec_ok
 
 
 @RewardModelConfig.register_subclass("ot")
@@ -77,8 +77,7 @@ class OTConfig(RewardModelConfig):
     def checks(self) -> list[tuple[bool, str]]:
         return [
             (self.max_demos is None or self.max_demos >= 1, "max_demos must be >= 1 or null"),
-            (self.encoder is None or (isinstance(self.encoder, dict) and "target" in self.encoder),
-             "encoder must be null or {target: <name or pkg.module:Class>, kwargs: {...}}"),
+            (encoder_spec_ok(self.encoder), ENCODER_SPEC_ERROR),
             (self.metric in ("auto", *METRICS), f"metric must be one of auto, "
                                                 f"{', '.join(METRICS)}"),
             (self.min_std > 0, "min_std must be > 0"),

@@ -68,6 +68,8 @@ PUBLISHED_CLASSIFIER = ["reward.model.hidden_sizes=[32]", "reward.model.activati
 """The classifier of DrS's published code: one net per stage, 32 sigmoid units, raw states."""
 UNBOUNDED = "reward.model.lipschitz=null"
 """The classifier before the Lipschitz default: every ablation below was run with it."""
+RELATIVE = "reward.model.encoder={target: relative, kwargs: ${env.relative_features}}"
+"""Object-centric classifier inputs from the env config's index ranges (``encoder=relative``)."""
 CONDITIONS: dict[str, list[str]] = {
     "dense": ["env.reward_type=dense", "reward=env"],
     "sparse": ["env.reward_type=sparse", "reward=env"],
@@ -98,10 +100,13 @@ CONDITIONS: dict[str, list[str]] = {
     # al. 2018): labels that see the later stages an early agent never reaches
     "preference_demos": ["env.reward_type=dense", "reward=preference", "teacher=oracle",
                          "reward.model.budget=1000", "reward.model.demos={demos}"],
+    # the classifiers on object-centric features (object minus hand, goal minus object,
+    # the gripper: conf/env/metaworld.yaml's relative_features, the same for every task)
+    "drs_relative": [*DRS, RELATIVE],
 }
 ABLATIONS = ("drs_unbounded", "drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
              "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory",
-             "preference_demos")
+             "preference_demos", "drs_relative")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -123,6 +128,8 @@ LABELS = {
                       "code's training sets)",
     "preference_demos": "option: `reward=preference teacher=oracle`, 1000 labels, "
                         "`reward.model.demos=<the 50 expert demos>`",
+    "drs_relative": "option: `reward=drs` on object-centric features (`reward.model.encoder="
+                    "{target: relative, kwargs: ${env.relative_features}}`)",
 }
 
 
@@ -135,7 +142,7 @@ def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[s
     out = run_dir(work, task, cond, seed, timesteps)
     demos = prepare_demos(task, work) if any("{demos}" in o for o in CONDITIONS[cond]) \
         else None
-    overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
+    overrides = [o.replace("{demos}", str(demos)) for o in CONDITIONS[cond]]
     return train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
                            f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
                            "torch_threads=1", "video.enabled=false", "progress_bar=false",

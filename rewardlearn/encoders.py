@@ -537,6 +537,20 @@ def build_encoder(spec: dict[str, Any] | str | None) -> Encoder | FrameEncoder |
     return encoder
 
 
+def build_state_encoder(spec: dict[str, Any] | str | None, setting: str) -> Encoder | None:
+    """A state encoder from ``spec`` (``None`` for none); an encoder that reads frames is
+    refused with the reason. ``setting`` names the option in the error (for example
+    ``reward.model.encoder``): the modules that call this score states without frames."""
+    built = build_encoder(spec)
+    if built is None:
+        return None
+    encoder = as_encoder(built)
+    if encoder.needs_frames:
+        raise ValueError(f"{setting} {encoder.name!r} reads frames; this module reads states "
+                         "(use an encoder of the state: relative or state)")
+    return encoder
+
+
 def as_encoder(encoder: Encoder | FrameEncoder) -> Encoder:
     """Wrap a plain :class:`FrameEncoder` so it has the full :class:`Encoder` interface."""
     return encoder if isinstance(encoder, Encoder) else _FrameEncoderAdapter(encoder)
@@ -615,6 +629,7 @@ __all__ = [
     "TorchvisionEncoder",
     "as_encoder",
     "build_encoder",
+    "build_state_encoder",
     "resize_frames",
     "state_rows",
 ]

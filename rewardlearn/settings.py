@@ -111,6 +111,16 @@ def encoder_spec_ok(spec: Any) -> bool:
     return spec is None or (isinstance(spec, Mapping) and "target" in spec)
 
 
+def encoder_spec(spec: Any) -> Any:
+    """An ``encoder`` setting in its one form: a bare name becomes ``{target: name, kwargs:
+    {}}`` and an empty mapping ``None`` (checked afterwards by :func:`encoder_spec_ok`)."""
+    if isinstance(spec, str):
+        return {"target": spec, "kwargs": {}}
+    if isinstance(spec, Mapping) and not spec:
+        return None
+    return spec
+
+
 def positive_widths(sizes: Sequence[Any]) -> bool:
     """Whether ``sizes`` are positive integer layer widths (``hidden_sizes`` checks)."""
     return all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)
@@ -275,5 +285,5 @@ class RewardModelConfig(Settings):
 
 
 __all__ = ["ENCODER_SPEC_ERROR", "RewardModelConfig", "Settings", "UnknownSettingError",
-           "did_you_mean", "encoder_spec_ok",
+           "did_you_mean", "encoder_spec", "encoder_spec_ok",
            "positive_widths"]

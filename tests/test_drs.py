@@ -228,6 +228,8 @@ def test_metaworld_configs_report_stages_and_drs_trains_on_one(tmp_path: Path) -
     subprocess.run([sys.executable, "train.py", "env=metaworld_push", "env.reward_type=sparse",
                     "agent=ppo", "n_envs=2", "total_timesteps=2000", "reward=drs",
                     f"reward.model.demos={demos}", "reward.model.update_every=500",
+                    # object-centric classifier inputs, from the env config's index ranges
+                    "reward.model.encoder={target: relative, kwargs: ${env.relative_features}}",
                     "reward.model.min_negatives=16", "reward.model.train_steps=5",
                     "eval.n_episodes=1", "video.enabled=false", "progress_bar=false",
                     "torch_threads=1", f"hydra.run.dir={run}"],
@@ -394,3 +396,43 @@ def test_a_lipschitz_classifier_ramps_where_an_unbounded_one_saturates(tmp_path:
     assert isinstance(loaded, DrSReward) and loaded.cfg.lipschitz is None
     with pytest.raises(ValueError, match="lipschitz must be > 0"):
         DrSConfig(lipschitz=0.0)
+
+
+def test_a_relative_encoder_scores_the_hand_at_the_object_wherever_the_object_is(
+        tmp_path: Path) -> None:
+    """``reward.model.encoder=relative``: the classifiers read object minus hand, so what
+    they learn in one layout holds in another (a flat-state classifier sees new absolute
+    positions). A frame encoder is refused: DrS scores states."""
+    space = gym.spaces.Box(-5, 5, (4,), np.float32)  # hand xy, object xy
+    enc = {"target": "relative", "kwargs": {"pairs": [[[0, 2], [2, 4]]]}}
+    r = DrSReward(space, ACT, num_stages=2, encoder=enc, min_negatives=8, train_steps=300,
+                  batch_size=64, update_every=1, seed=0)
+    assert r.dim == 2
+    rng = np.random.default_rng(0)
+
+    def episode(at_object: bool, success: bool) -> None:
+        obj = rng.uniform(-1, 1, 2)  # this episode's layout
+        hand = obj + (rng.normal(0, 0.05, 2) if at_object else rng.uniform(1, 2, 2))
+        xs = np.repeat(np.concatenate([hand, obj])[None], 5, 0).astype(np.float32)
+        for t in range(5):
+            last = t == 4
+            b = TransitionBatch.from_arrays(xs[t:t + 1], np.zeros((1, 1), np.float32),
+                                            xs[t:t + 1], truncated=np.array([last]))
+            b.infos = [{"stage": 0, "is_success": success and last, "num_stages": 2}]
+            r.observe(b, r(b))
+
+    for _ in range(20):
+        episode(True, True)
+        episode(False, False)
+    assert r.update()["stages_trained"] >= 1
+    far_layout = np.array([[3.0, -3.0, 3.0, -3.0], [4.5, -1.5, 3.0, -3.0]], np.float32)
+    at, away = r.scores(far_layout, np.array([0, 0]))
+    assert at > 0 > away  # a layout no episode had
+    path = save_reward_model(r, tmp_path / "reward_model.pt")
+    loaded = load_reward_model(path, space, ACT)
+    np.testing.assert_allclose(loaded.scores(far_layout, np.array([0, 0])), [at, away],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="reads frames"):
+        DrSReward(space, ACT, num_stages=2, encoder="downsample")
+    with pytest.raises(ValueError, match="indices reach 4 but the state has 2"):
+        DrSReward(SPACE, ACT, num_stages=2, encoder=enc)

@@ -36,7 +36,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rewardlearn.ads.configuration import ADSConfig, schedule_settings
 from rewardlearn.ads.recognizer import ProgressRecognizer
-from rewardlearn.encoders import Encoder, as_encoder, build_encoder
+from rewardlearn.encoders import Encoder, build_state_encoder
 from rewardlearn.rewards.base import RewardModel
 from rewardlearn.rewards.features import flatten_obs
 
@@ -113,9 +113,9 @@ class DiscountScheduleCallback(BaseCallback):
                  verbose: int = 0) -> None:
         super().__init__(verbose)
         self.settings = settings
-        built = build_encoder(settings.encoder) if settings.encoder else None
-        self.features = DemoFeatures(demos, settings.standardize, settings.min_std,
-                                     None if built is None else as_encoder(built))
+        self.features = DemoFeatures(
+            demos, settings.standardize, settings.min_std,
+            build_state_encoder(settings.encoder, "agent.discount_schedule.encoder"))
         self.space = observation_space
         self.run_dir = run_dir
         self.recognizer: ProgressRecognizer | None = None

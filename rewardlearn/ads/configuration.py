@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.ot.modeling import METRICS
-from rewardlearn.settings import ENCODER_SPEC_ERROR, Settings, encoder_spec_ok
+from rewardlearn.settings import ENCODER_SPEC_ERROR, Settings, encoder_spec, encoder_spec_ok
 
 SCHEDULES = ("ads",)
 """Valid ``agent.discount_schedule`` names (``null``: the agent's fixed ``gamma``)."""
@@ -59,6 +59,9 @@ class ADSConfig(Settings):
     encoder: Any = None
     standardize: bool = True
     min_std: float = 0.01
+
+    def normalize(self) -> None:
+        self.encoder = encoder_spec(self.encoder)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [

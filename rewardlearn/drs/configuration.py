@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rewardlearn.drs.modeling import ACTIVATIONS
-from rewardlearn.settings import RewardModelConfig, positive_widths
+from rewardlearn.settings import (
+    ENCODER_SPEC_ERROR,
+    RewardModelConfig,
+    encoder_spec,
+    encoder_spec_ok,
+    positive_widths,
+)
 
 FORMS = ("negative", "stage")
 STANDARDIZE = ("demos", "none")
@@ -29,7 +36,11 @@ class DrSConfig(RewardModelConfig):
     that ends on success makes success the best outcome; ``"stage"`` returns ``r`` as is (for envs
     with a fixed horizon).
 
-    Classifiers: one MLP per stage (``hidden_sizes``, ``activation``) over the flat ``s'``,
+    Classifiers: one MLP per stage (``hidden_sizes``, ``activation``) over the flat ``s'``
+    or a state ``encoder``'s features of it (``{target: relative, kwargs: {pairs, keep}}``:
+    object minus hand and goal minus object, the same wherever an episode's random layout
+    puts the object; an env config's ``relative_features`` names them; frame encoders are
+    refused),
     or one trunk with a logit per stage (``shared_trunk``); ``lipschitz`` (``L``, default 1;
     null: unbounded, as published) bounds each logit's slope to ``L`` per standard
     deviation of the states (spectral norm, :class:`~rewardlearn.drs.modeling.StageClassifier`),
@@ -78,6 +89,7 @@ class DrSConfig(RewardModelConfig):
     labels: str = "state"
     positive_tail: float = 1.0
     mixup: float = 0.0
+    encoder: Any = None
     device: str = "cpu"
     seed: int = 0
 
@@ -88,8 +100,12 @@ class DrSConfig(RewardModelConfig):
             for demos in str(self.demos).split(","):
                 open_dataset(demos.strip())
 
+    def normalize(self) -> None:
+        self.encoder = encoder_spec(self.encoder)
+
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            (encoder_spec_ok(self.encoder), ENCODER_SPEC_ERROR),
             (0.0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}"),
             (positive_widths(self.hidden_sizes), "hidden_sizes must be positive layer widths"),
             (self.activation in ACTIVATIONS,

@@ -45,6 +45,7 @@ from rewardlearn.drs.labels import (
     trajectory_outcome,
 )
 from rewardlearn.drs.modeling import StageClassifier
+from rewardlearn.encoders import build_state_encoder
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import flat_dim, flatten_obs
 from rewardlearn.stages import PeriodicUpdate
@@ -72,7 +73,11 @@ class DrSReward(RewardModel):
         self.cfg = DrSConfig.build(config, **kwargs)
         self.info_keys = (self.cfg.stage_key, self.cfg.success_key)  # the env signals it reads
         self.device = resolve_device(self.cfg.device)
-        self.dim = flat_dim(observation_space)
+        self.encoder = build_state_encoder(self.cfg.encoder, "reward.model.encoder")
+        self.state_dim = flat_dim(observation_space)
+        self.dim = self.state_dim if self.encoder is None else int(
+            self._features(np.zeros((1, self.state_dim), np.float32), flat=True).shape[1])
+        """The classifiers' input size (the state's, or the encoder's features')."""
         self.rng = np.random.default_rng(self.cfg.seed)
         torch.manual_seed(self.cfg.seed)
         demos = self._load_demos() if self.cfg.demos else []
@@ -99,9 +104,9 @@ class DrSReward(RewardModel):
         if self.cfg.max_demos is not None:
             episodes = episodes[: self.cfg.max_demos]
         for ep in episodes:
-            if ep.observations.shape[-1] != self.dim:
+            if ep.observations.shape[-1] != self.state_dim:
                 raise ValueError(f"demos {self.cfg.demos} have {ep.observations.shape[-1]}-dim "
-                                 f"observations; this env's are {self.dim}-dim")
+                                 f"observations; this env's are {self.state_dim}-dim")
         return episodes
 
     @staticmethod
@@ -128,7 +133,7 @@ class DrSReward(RewardModel):
         assert self.net is not None and self.buffers is not None
         rows = []
         for ep in demos:
-            feats = flatten_obs(self.observation_space, ep.observations[1:])
+            feats = self._features(ep.observations[1:])
             if isinstance(self.buffers, TrajectoryBuffers):
                 level, n = trajectory_outcome(ep.stages[1:], ep.success, self.num_stages)
                 self.buffers.add_demo(feats[:n], level)
@@ -141,6 +146,13 @@ class DrSReward(RewardModel):
             self.net.fit_scale(np.concatenate(rows))
         log.info("drs: %d demos, %d stages, %s labels, demo rows %s", len(demos),
                  self.num_stages, self.cfg.labels, [len(p) for p in self.buffers.demo_pos])
+
+    def _features(self, obs: Any, flat: bool = False) -> np.ndarray:
+        """The classifiers' input rows: the flat state, or the encoder's features of it."""
+        x = np.asarray(obs, np.float32) if flat else flatten_obs(self.observation_space, obs)
+        if self.encoder is None:
+            return x
+        return np.asarray(self.encoder.embed(x), np.float32)
 
     # -- the reward ---------------------------------------------------------------------
 
@@ -165,7 +177,7 @@ class DrSReward(RewardModel):
     def scores(self, next_obs: Any, stages: np.ndarray) -> np.ndarray:
         """``tanh(D_k(s'))`` for each row's stage; 0 where that classifier is untrained."""
         assert self.net is not None
-        x = torch.as_tensor(flatten_obs(self.observation_space, next_obs), device=self.device)
+        x = torch.as_tensor(self._features(next_obs), device=self.device)
         k = torch.as_tensor(np.clip(stages, 0, self.num_stages - 1), device=self.device)
         with torch.no_grad():
             logit = self.net(x).gather(1, k[:, None])[:, 0]
@@ -195,7 +207,7 @@ class DrSReward(RewardModel):
     def observe(self, batch: TransitionBatch, rewards: np.ndarray) -> None:
         """Collect each env's episode; at its end, label its states and store them."""
         stages, success = self.annotations(batch)
-        feats = flatten_obs(self.observation_space, batch.next_obs)
+        feats = self._features(batch.next_obs)
         if len(self._episodes) != len(batch):
             self._episodes = [{"x": [], "k": []} for _ in range(len(batch))]
         for i, ep in enumerate(self._episodes):

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardlearn.ot.modeling import METRICS, VARIANTS
-from rewardlearn.settings import ENCODER_SPEC_ERROR, RewardModelConfig, encoder_spec_ok
+from rewardlearn.settings import (
+    ENCODER_SPEC_ERROR,
+    RewardModelConfig,
+    encoder_spec,
+    encoder_spec_ok,
+)
 
 
 @RewardModelConfig.register_subclass("ot")
@@ -59,10 +64,7 @@ class OTConfig(RewardModelConfig):
     scale: float | None = None
 
     def normalize(self) -> None:
-        if isinstance(self.encoder, str):
-            self.encoder = {"target": self.encoder, "kwargs": {}}
-        if isinstance(self.encoder, dict) and not self.encoder:
-            self.encoder = None
+        self.encoder = encoder_spec(self.encoder)
 
     def check_inputs(self) -> None:
         if not self.demos:

@@ -50,9 +50,15 @@ from _common import add_paths, git_commit, train_run  # bench/ is on sys.path wh
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["env=metaworld", "agent=ppo", "n_envs=8", "torch_threads=1", "video.enabled=false",
           "progress_bar=false", "eval.n_episodes=50"]
-CONDITIONS = ("reference", "pearl", "pearl_few", "preference_few", "dense")
+CONDITIONS = ("reference", "pearl", "pearl_distances", "pearl_few", "preference_few", "dense")
+DISTANCES = ["reward.model.align_encoder={target: distances, kwargs: ${env.relative_features}}",
+             "reward.model.structure_weight=0.5"]
+"""Align on hand-to-object and object-to-goal distances (the same when the target turns or
+mirrors the source's geometry), fused GW with equal weight on structure and features."""
 LABELS = {"reference": "preference, {full} target labels (the reference)",
-          "pearl": "PEARL, 0 target labels", "pearl_few": "PEARL + {b} target labels",
+          "pearl": "PEARL, 0 target labels",
+          "pearl_distances": "PEARL, 0 target labels, aligned on distances (fused GW 0.5)",
+          "pearl_few": "PEARL + {b} target labels",
           "preference_few": "preference, {b} target labels only",
           "dense": "Meta-World dense reward"}
 
@@ -65,6 +71,7 @@ def train(run_dir: Path, overrides: list[str], log: Path) -> dict[str, Any]:
 def condition(name: str, source: Path, args: argparse.Namespace) -> list[str]:
     pearl = ["reward=pearl", f"reward.model.source={source}", *args.pearl_extra]
     return {"pearl": pearl,
+            "pearl_distances": [*pearl, *DISTANCES],
             "pearl_few": [*pearl, f"reward.model.target_budget={args.target_budget}"],
             "preference_few": ["reward=preference", f"reward.model.budget={args.target_budget}",
                                *args.preference_extra],

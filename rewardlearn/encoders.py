@@ -496,11 +496,46 @@ class RelativeEncoder(Encoder):
         return np.concatenate(cols, axis=1)
 
 
+class DistanceEncoder(RelativeEncoder):
+    """The lengths ``||x[b0:b1] - x[a0:a1]||`` of :class:`RelativeEncoder`'s differences
+    (hand-to-object, object-to-goal distances), then the raw features at ``keep``.
+
+    Why: a distance does not change when the task turns or mirrors its geometry (a button
+    pressed down or forward, a window slid left or right), so two tasks that share a
+    structure but not a direction look alike in it; cross-task alignment (``reward=pearl``'s
+    ``align_encoder``) needs exactly that, and GW alone cannot tell a structure from its
+    mirror image (REFERENCE 10.3's pitfall).
+
+    Example:
+        >>> import numpy as np
+        >>> enc = DistanceEncoder(pairs=[[[0, 2], [2, 4]]], keep=[4])
+        >>> enc.embed(np.array([[1.0, 1.0, 4.0, 5.0, 0.5]]))
+        array([[5. , 0.5]], dtype=float32)
+    """
+
+    name = "distances"
+
+    def __init__(self, pairs: Sequence[Sequence[Sequence[int]]],
+                 keep: Sequence[int] | None = None) -> None:
+        super().__init__(pairs, keep)
+        self.dim = len(self.pairs) + len(self.keep)
+
+    def embed(self, obs: Obs | None, frames: np.ndarray | None = None) -> np.ndarray:
+        diffs = super().embed(obs, frames)
+        cols, start = [], 0
+        for (a0, a1), _ in self.pairs:
+            cols.append(np.linalg.norm(diffs[:, start:start + a1 - a0], axis=1, keepdims=True))
+            start += a1 - a0
+        cols.append(diffs[:, start:])
+        return np.concatenate(cols, axis=1).astype(np.float32)
+
+
 ENCODERS: dict[str, type[Encoder]] = {
     "clip": ClipImageEncoder,
     "torchvision": TorchvisionEncoder,
     "state": StateEncoder,
     "relative": RelativeEncoder,
+    "distances": DistanceEncoder,
     "downsample": DownsampleEncoder,
     "tcn": TimeContrastiveEncoder,
 }
@@ -618,6 +653,7 @@ class EmbeddingCache:
 __all__ = [
     "ENCODERS",
     "ClipImageEncoder",
+    "DistanceEncoder",
     "DownsampleEncoder",
     "EmbeddingCache",
     "Encoder",

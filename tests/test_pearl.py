@@ -245,3 +245,71 @@ def test_a_few_real_labels_undo_a_mirrored_transfer(tmp_path: Path) -> None:
     assert out[4]["flipped"] == 1.0 and out[4]["real_agreement"] < 0.5
     assert out[4]["transfer_acc"] > 0.8
     assert out[4]["labels_used"] == out[0]["labels_used"] + 4
+
+
+def test_fused_gw_is_pots_and_needs_the_same_features_on_both_sides() -> None:
+    from rewardlearn.pearl.transport import cross_segment_distances
+
+    seg_s = [p[None] for p in _points(5, 4)]
+    seg_t = [p[None] for p in _points(4, 5)]
+    c1, c2 = segment_distances(seg_s), segment_distances(seg_t)
+    m = cross_segment_distances(seg_s, seg_t, 1)
+    plan, fgw = gw_plan(c1, c2, cross=m, structure_weight=0.5)
+    ref, log = ot.gromov.fused_gromov_wasserstein(
+        m / m.max(), c1 / c1.max(), c2 / c2.max(), np.full(5, 0.2), np.full(4, 0.25),
+        loss_fun="square_loss", alpha=0.5, log=True)
+    np.testing.assert_allclose(plan, ref, atol=1e-9)
+    assert fgw == pytest.approx(log["fgw_dist"])
+    pure, _ = gw_plan(c1, c2, cross=m, structure_weight=1.0)  # weight 1: plain GW
+    np.testing.assert_allclose(pure, gw_plan(c1, c2)[0], atol=1e-12)
+    with pytest.raises(ValueError, match="source has 2 per step and the target 3"):
+        cross_segment_distances(seg_s, [np.zeros((1, 3))], 1)
+    with pytest.raises(ValueError, match="structure_weight must be in"):
+        PEARLConfig(source="x", structure_weight=0.0)
+
+
+def test_distance_features_carry_labels_to_a_turned_task_in_new_layouts(
+        tmp_path: Path) -> None:
+    """Source: the hand approaches a fixed object along +x, nearer preferred. Target: the
+    hand approaches along -y, and every episode puts the object somewhere new. On the raw
+    state the target's segments differ mostly by where the object is, so the plan pairs
+    them by layout, not by distance; on ``align_encoder=distances`` (the hand-to-object
+    distance, the same under the turn) with fused GW, nearer maps to nearer."""
+    import gymnasium as gym
+
+    from rewardlearn.preference.reward import PreferenceReward
+    from rewardlearn.rewards.base import TransitionBatch
+
+    box = gym.spaces.Box(-10, 10, (4,), np.float32)  # hand xy, object xy
+    act = gym.spaces.Box(-1, 1, (1,), np.float32)
+    ds = np.linspace(0.0, 2.0, 12)
+    seg = [np.tile([d, 0.0, 0.0, 0.0, 0.0], (5, 1)).astype(np.float32) for d in ds]
+    src = PreferenceReward(box, act, hidden_sizes=[4], device="cpu")
+    pairs = [(k, ell) for k in range(12) for ell in range(k + 1, 12)]
+    src.learner.dataset.add_pairs([seg[k] for k, _ in pairs], [seg[ell] for _, ell in pairs],
+                                  [np.zeros(5, bool)] * len(pairs),
+                                  [np.zeros(5, bool)] * len(pairs),
+                                  [float(ds[k] < ds[ell]) for k, ell in pairs], 0)
+    source = save_reward_model(src, tmp_path / "source.pt")
+    rng = np.random.default_rng(1)
+    layouts = rng.uniform(-3, 3, (12, 2))
+    acc = {}
+    for name, extra in (("raw", {}),
+                        ("distances", {"align_encoder": {
+                            "target": "distances", "kwargs": {"pairs": [[[0, 2], [2, 4]]]}},
+                            "structure_weight": 0.5})):
+        r = PEARLReward(box, act, source=str(source), target_segments=12,
+                        labels_per_round=40, segment_length=5, epochs=1, rounds=1,
+                        hidden_sizes=[8], device="cpu", **extra)
+        for d, obj in zip(rng.permutation(ds), layouts, strict=True):
+            obs = np.array([[obj[0], obj[1] - d, obj[0], obj[1]]], np.float32)
+            for t in range(5):
+                b = TransitionBatch.from_arrays(obs, np.zeros((1, 1), np.float32), obs,
+                                                truncated=np.array([t == 4]))
+                b.env_rewards = np.array([-d], np.float32)  # the target user wants near
+                r.observe(b, r(b))
+        r.rng = np.random.default_rng(0)
+        acc[name] = r.run_round(40)["transfer_acc"]
+    assert acc["distances"] > 0.9 and acc["raw"] < 0.75, acc
+    with pytest.raises(ValueError, match="reads frames"):
+        PEARLReward(box, act, source=str(source), align_encoder="downsample")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rewardlearn.pearl.transport import SOLVERS
-from rewardlearn.settings import RewardModelConfig, positive_widths
+from rewardlearn.settings import (
+    ENCODER_SPEC_ERROR,
+    RewardModelConfig,
+    encoder_spec,
+    encoder_spec_ok,
+    positive_widths,
+)
 
 
 @RewardModelConfig.register_subclass("pearl")
@@ -30,6 +37,17 @@ class PEARLConfig(RewardModelConfig):
     :param rounds: transfer rounds (each with fresh target segments; labels accumulate).
     :param first_round_at: env steps before the first round.
     :param feedback_until: share of training by which the rounds are done.
+    :param align_encoder: the features the alignment compares, per step: ``null`` every
+        per-step feature as it is; a state encoder of :mod:`rewardlearn.encoders`, applied
+        to the observation columns of both tasks' steps (so both tasks must lay their
+        observation out alike, as all Meta-World v3 tasks do). ``{target: distances,
+        kwargs: ${env.relative_features}}``: hand-to-object and object-to-goal distances
+        and the gripper, which stay alike when the target turns or mirrors the source's
+        geometry. Only the alignment reads it; the reward still sees every feature.
+    :param structure_weight: ``1.0``: pure GW (PEARL as published: only each task's
+        internal distances). Below 1: fused GW, which adds the source-to-target
+        feature distance with weight ``1 - structure_weight`` (needs the same features on
+        both sides: an ``align_encoder``).
     :param solver: ``exact`` (``ot.gromov.gromov_wasserstein``) or ``entropic``.
     :param epsilon: entropic regularisation (normalised distances).
     :param gw_max_iter: GW solver iterations at most.
@@ -60,6 +78,8 @@ class PEARLConfig(RewardModelConfig):
     rounds: int = 3
     first_round_at: int = 2000
     feedback_until: float = 0.5
+    align_encoder: Any = None
+    structure_weight: float = 1.0
     solver: str = "exact"
     epsilon: float = 0.01
     gw_max_iter: int = 1000
@@ -76,8 +96,14 @@ class PEARLConfig(RewardModelConfig):
     device: str = "auto"
     seed: int | None = 0
 
+    def normalize(self) -> None:
+        self.align_encoder = encoder_spec(self.align_encoder)
+
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            (encoder_spec_ok(self.align_encoder), "align_" + ENCODER_SPEC_ERROR),
+            (0.0 < self.structure_weight <= 1.0,
+             f"structure_weight must be in (0, 1] (1: pure GW), got {self.structure_weight}"),
             (bool(self.source), "source must name a labelled run (reward.model.source=runs/"
              "<run> of a reward=preference run, or its reward_model.pt)"),
             (self.source_pairs >= 2, "source_pairs must be >= 2"),

@@ -25,11 +25,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rewardlearn.encoders import build_state_encoder
 from rewardlearn.pearl.configuration import PEARLConfig
 from rewardlearn.pearl.robust import GaussianReward, robust_loss
 from rewardlearn.pearl.source import SourceLabels, read_source
 from rewardlearn.pearl.transport import (
     candidate_pairs,
+    cross_segment_distances,
     gw_plan,
     segment_distances,
     transfer_labels,
@@ -37,7 +39,7 @@ from rewardlearn.pearl.transport import (
 from rewardlearn.preference.configuration import PreferenceConfig
 from rewardlearn.preference.schedule import FeedbackPlan, plan_rounds
 from rewardlearn.rewards.base import Obs
-from rewardlearn.rewards.features import TransitionFeatures
+from rewardlearn.rewards.features import TransitionFeatures, flat_dim
 from rewardlearn.utils import resolve_device
 from rewardlearn.vpl.dataset import UserPairs
 from rewardlearn.vpl.online import OnlineRoundReward
@@ -79,8 +81,13 @@ class PEARLReward(OnlineRoundReward):
         self.model = GaussianReward(self.features.dim, cfg.hidden_sizes, cfg.seed).to(self.device)
         self.model.eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.align = build_state_encoder(cfg.align_encoder, "reward.model.align_encoder")
+        self.obs_dim = flat_dim(observation_space)
+        if self.align is not None:
+            self.align.embed(np.zeros((1, self.obs_dim), np.float32))  # its indices fit
         self.dataset: UserPairs | None = None
         self.source: SourceLabels | None = None
+        self._source_rows: list[np.ndarray] = []
         self._c_source: np.ndarray | None = None
         self.real_asked = 0
         self.rng = np.random.default_rng(cfg.seed)
@@ -106,11 +113,23 @@ class PEARLReward(OnlineRoundReward):
 
     # -- rounds -----------------------------------------------------------------------------
 
+    def aligned(self, segment: np.ndarray) -> np.ndarray:
+        """What the alignment compares of one segment's steps: all its features, or the
+        ``align_encoder``'s features of the observation columns (the first ones)."""
+        if self.align is None:
+            return np.asarray(segment)
+        if segment.shape[1] < self.obs_dim:
+            raise ValueError(f"reward.model.align_encoder reads the first {self.obs_dim} "
+                             f"features of each step (this env's observation), but the source "
+                             f"run's segments have {segment.shape[1]} per step")
+        return np.asarray(self.align.embed(np.asarray(segment[:, :self.obs_dim])))
+
     def load_source(self) -> SourceLabels:
         """The source labels and their distance matrix (read once)."""
         if self.source is None:
             self.source = read_source(str(self.cfg.source), self.cfg.source_pairs, self.cfg.seed)
-            self._c_source = segment_distances(self.source.segments)
+            self._source_rows = [self.aligned(seg) for seg in self.source.segments]
+            self._c_source = segment_distances(self._source_rows)
             log.info("pearl: %d source pairs over %d segments from %s", len(self.source),
                      len(self.source.segments), self.source.path)
         return self.source
@@ -139,8 +158,11 @@ class PEARLReward(OnlineRoundReward):
         if self.dataset is None:
             self.dataset = UserPairs.empty(length, self.features.dim)
             self._fit_normalizer()
-        plan, gw = gw_plan(self._c_source, segment_distances(list(segs.features), length),
-                           cfg.solver, cfg.epsilon, cfg.gw_max_iter)
+        rows = [self.aligned(f) for f in segs.features]
+        cross = (cross_segment_distances(self._source_rows, rows, length)
+                 if cfg.structure_weight < 1.0 else None)
+        plan, gw = gw_plan(self._c_source, segment_distances(rows, length), cfg.solver,
+                           cfg.epsilon, cfg.gw_max_iter, cross, cfg.structure_weight)
         ti, tj = candidate_pairs(plan, source.pairs,
                                  cfg.labels_per_round * cfg.candidates_factor, self.rng)
         ti, tj = _distinct(ti, tj)

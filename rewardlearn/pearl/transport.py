@@ -71,6 +71,27 @@ def segment_distances(segments: Sequence[np.ndarray], length: int | None = None)
     return np.sqrt(d2 / length)
 
 
+def cross_segment_distances(source: Sequence[np.ndarray], target: Sequence[np.ndarray],
+                            length: int) -> np.ndarray:
+    """``(n_S, n_T)`` distances between the two tasks' segments, for fused GW: each
+    resampled to ``length`` steps, every feature standardised over both tasks' steps
+    together (so the two share one scale), then the RMS per-step Euclidean distance.
+    Both sides need the same features (a shared ``align_encoder``)."""
+    xs = np.stack([resample(seg, length) for seg in source])
+    xt = np.stack([resample(seg, length) for seg in target])
+    if xs.shape[-1] != xt.shape[-1]:
+        raise ValueError(f"fused GW compares source and target features directly, but the "
+                         f"source has {xs.shape[-1]} per step and the target {xt.shape[-1]}; "
+                         "give reward.model.align_encoder (the same features for both), or "
+                         "structure_weight=1.0 (pure GW)")
+    steps = np.concatenate([xs, xt]).reshape(-1, xs.shape[-1])
+    mean, std = steps.mean(0), steps.std(0) + 1e-8
+    a = ((xs - mean) / std).reshape(len(xs), -1)
+    b = ((xt - mean) / std).reshape(len(xt), -1)
+    d2 = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(d2, 0.0) / length)
+
+
 def normalise(c: np.ndarray) -> np.ndarray:
     """``C / max(C)`` (unchanged when all zero)."""
     c = np.asarray(c, np.float64)
@@ -79,9 +100,15 @@ def normalise(c: np.ndarray) -> np.ndarray:
 
 
 def gw_plan(c_source: np.ndarray, c_target: np.ndarray, solver: str = "exact",
-            epsilon: float = 0.01, max_iter: int = 1000) -> tuple[np.ndarray, float]:
+            epsilon: float = 0.01, max_iter: int = 1000, cross: np.ndarray | None = None,
+            structure_weight: float = 1.0) -> tuple[np.ndarray, float]:
     """The GW transport plan ``T`` ``(n_S, n_T)`` between two tasks' distance matrices
-    (each normalised by its maximum; uniform marginals) and the GW discrepancy."""
+    (each normalised by its maximum; uniform marginals) and the GW discrepancy.
+
+    With ``cross`` (source-to-target distances, :func:`cross_segment_distances`) and
+    ``structure_weight`` ``a < 1``: fused GW (Vayer et al., ICML 2019), minimising
+    ``(1 - a) <M, T> + a * GW(T)`` with ``M = cross / max(cross)`` (POT's
+    ``fused_gromov_wasserstein``, its ``alpha`` = ``a``); ``a = 1`` is pure GW."""
     import ot
 
     if solver not in SOLVERS:
@@ -89,6 +116,17 @@ def gw_plan(c_source: np.ndarray, c_target: np.ndarray, solver: str = "exact",
     c1, c2 = normalise(c_source), normalise(c_target)
     p = np.full(len(c1), 1.0 / len(c1))
     q = np.full(len(c2), 1.0 / len(c2))
+    if cross is not None and structure_weight < 1.0:
+        m = normalise(cross)
+        if solver == "exact":
+            plan, log = ot.gromov.fused_gromov_wasserstein(
+                m, c1, c2, p, q, loss_fun="square_loss", alpha=structure_weight,
+                max_iter=max_iter, log=True)
+        else:
+            plan, log = ot.gromov.entropic_fused_gromov_wasserstein(
+                m, c1, c2, p, q, loss_fun="square_loss", alpha=structure_weight,
+                epsilon=epsilon, max_iter=max_iter, log=True)
+        return np.asarray(plan, np.float64), float(log["fgw_dist"])
     if solver == "exact":
         plan, log = ot.gromov.gromov_wasserstein(c1, c2, p, q, loss_fun="square_loss",
                                                  max_iter=max_iter, log=True)
@@ -147,5 +185,6 @@ def candidate_pairs(plan: np.ndarray, pairs: np.ndarray, n: int, rng: np.random.
     return ti[keep], tj[keep]
 
 
-__all__ = ["SOLVERS", "candidate_pairs", "gw_plan", "normalise", "resample",
+__all__ = ["SOLVERS", "candidate_pairs", "cross_segment_distances", "gw_plan", "normalise",
+           "resample",
            "segment_distances", "transfer_labels"]

@@ -392,6 +392,16 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
         lines.append(f"- DrS mean success {_pct(drs_mean)} vs dense {_pct(dense_mean)}: "
                      f"**{drs_mean / dense_mean:.0%}** of the dense reward's (target >= 95%); "
                      f"lowest task ratio {_pct(worst)} (target >= 75%).")
+    rel = [(t, r) for t in tasks for r in _runs(work, t, "drs_relative", timesteps)]
+    if rel:
+        flat = {(t, r["seed"]): r for t in tasks for r in _runs(work, t, "drs", timesteps)}
+        both = [(t, r, flat[t, r["seed"]]) for t, r in rel if (t, r["seed"]) in flat]
+        lines.append(
+            "- Option `drs_relative` (object-centric classifier inputs) against the default "
+            "on the same task and seed (mean action / sampled): " + "; ".join(
+                f"{t} seed {r['seed']}: {_pct(r['success_rate'])} / "
+                f"{_pct(r['sampled']['success_rate'])} vs {_pct(f['success_rate'])} / "
+                f"{_pct(f['sampled']['success_rate'])}" for t, r, f in both) + ".")
     if half["drs"] and half["dense"]:
         lines.append(f"- Median steps to 50% training success: DrS "
                      f"{np.median(half['drs']) / 1000:.0f}k vs dense "

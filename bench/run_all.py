@@ -119,6 +119,9 @@ SCRIPTS: dict[str, Spec] = {
                    "reward.model.target_segments=50", "reward.model.labels_per_round=200"],
                   [], seeds="quick: 0; full: 0 1 2", out_flag="--out",
                   note="quick: one task pair, 4000 steps, 2 envs"),
+    "pearl_alignment": Spec(None, None, note="reads the labelled source runs of bench_pearl "
+                            "and bench_suite (bench/_work): run those first, then "
+                            "python bench/bench_pearl_alignment.py"),
     "eval_runs": Spec(None, None, note=ON_RUNS),
     "potential_accuracy": Spec(None, None, note=ON_RUNS),
     "probe_action_bounds": Spec(None, None, note=ON_RUNS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ot
@@ -37,6 +38,33 @@ def _points(n: int, seed: int) -> np.ndarray:
 
 def _dist(x: np.ndarray) -> np.ndarray:
     return np.linalg.norm(x[:, None] - x[None], axis=-1)
+
+
+def _ranked_source(path: Path, obs_space: Any, act_space: Any, segs: list[np.ndarray],
+                   keys: np.ndarray) -> Path:
+    """A ``reward=preference`` checkpoint whose labels rank every pair of ``segs`` by
+    ``keys`` (the lower key preferred): a labelled source run for PEARL."""
+    from rewardlearn.preference.reward import PreferenceReward
+
+    src = PreferenceReward(obs_space, act_space, hidden_sizes=[4], device="cpu")
+    pairs = [(k, ell) for k in range(len(segs)) for ell in range(k + 1, len(segs))]
+    steps = len(segs[0])
+    src.learner.dataset.add_pairs([segs[k] for k, _ in pairs], [segs[ell] for _, ell in pairs],
+                                  [np.zeros(steps, bool)] * len(pairs),
+                                  [np.zeros(steps, bool)] * len(pairs),
+                                  [float(keys[k] < keys[ell]) for k, ell in pairs], 0)
+    return save_reward_model(src, path)
+
+
+def _feed_episode(r: PEARLReward, obs: np.ndarray, reward: float, steps: int = 5) -> None:
+    """One ``steps``-long episode holding ``obs`` (one row), the env paying ``reward``."""
+    from rewardlearn.rewards.base import TransitionBatch
+
+    for t in range(steps):
+        b = TransitionBatch.from_arrays(obs, np.zeros((1, 1), np.float32), obs,
+                                        truncated=np.array([t == steps - 1]))
+        b.env_rewards = np.array([reward], np.float32)
+        r.observe(b, r(b))
 
 
 def test_gw_plan_is_pots_on_the_normalised_distances() -> None:
@@ -213,32 +241,19 @@ def test_a_few_real_labels_undo_a_mirrored_transfer(tmp_path: Path) -> None:
     labels on the transferred pairs disagree with them, and the round flips them."""
     import gymnasium as gym
 
-    from rewardlearn.preference.reward import PreferenceReward
     from rewardlearn.preference.teachers import SyntheticTeacher
-    from rewardlearn.rewards.base import TransitionBatch
 
     box = gym.spaces.Box(-2, 2, (1,), np.float32)
     xs = np.linspace(0.0, 1.0, 12) ** 2  # no mirror symmetry: distances tell the ends apart
     seg = [np.stack([np.full(5, x), np.zeros(5)], 1).astype(np.float32) for x in xs]
-    src = PreferenceReward(box, box, hidden_sizes=[4], device="cpu")
-    pairs = [(k, ell) for k in range(12) for ell in range(k + 1, 12)]
-    src.learner.dataset.add_pairs([seg[k] for k, _ in pairs], [seg[ell] for _, ell in pairs],
-                                  [np.zeros(5, bool)] * len(pairs),
-                                  [np.zeros(5, bool)] * len(pairs),
-                                  [float(xs[k] < xs[ell]) for k, ell in pairs], 0)
-    source = save_reward_model(src, tmp_path / "source.pt")
+    source = _ranked_source(tmp_path / "source.pt", box, box, seg, xs)  # low x preferred
     out = {}
     for budget in (0, 4):
         r = PEARLReward(box, box, teacher=SyntheticTeacher(seed=0), source=str(source),
                         target_segments=12, labels_per_round=40, segment_length=5, epochs=1,
                         target_budget=budget, rounds=1, hidden_sizes=[8], device="cpu")
         for x in xs:  # one 5-step episode per x, reward x: the target user wants x high
-            for t in range(5):
-                obs = np.array([[x]], np.float32)
-                b = TransitionBatch.from_arrays(obs, np.zeros((1, 1), np.float32), obs,
-                                                truncated=np.array([t == 4]))
-                b.env_rewards = np.array([x], np.float32)
-                r.observe(b, r(b))
+            _feed_episode(r, np.array([[x]], np.float32), float(x))
         r.rng = np.random.default_rng(0)  # the same segments and plan for both budgets
         out[budget] = r.run_round(40)
     assert out[0]["transfer_acc"] < 0.2 and "flipped" not in out[0]
@@ -277,37 +292,26 @@ def test_distance_features_carry_labels_to_a_turned_task_in_new_layouts(
     distance, the same under the turn) with fused GW, nearer maps to nearer."""
     import gymnasium as gym
 
-    from rewardlearn.preference.reward import PreferenceReward
-    from rewardlearn.rewards.base import TransitionBatch
-
     box = gym.spaces.Box(-10, 10, (4,), np.float32)  # hand xy, object xy
     act = gym.spaces.Box(-1, 1, (1,), np.float32)
     ds = np.linspace(0.0, 2.0, 12)
     seg = [np.tile([d, 0.0, 0.0, 0.0, 0.0], (5, 1)).astype(np.float32) for d in ds]
-    src = PreferenceReward(box, act, hidden_sizes=[4], device="cpu")
-    pairs = [(k, ell) for k in range(12) for ell in range(k + 1, 12)]
-    src.learner.dataset.add_pairs([seg[k] for k, _ in pairs], [seg[ell] for _, ell in pairs],
-                                  [np.zeros(5, bool)] * len(pairs),
-                                  [np.zeros(5, bool)] * len(pairs),
-                                  [float(ds[k] < ds[ell]) for k, ell in pairs], 0)
-    source = save_reward_model(src, tmp_path / "source.pt")
+    source = _ranked_source(tmp_path / "source.pt", box, act, seg, ds)  # nearer preferred
     rng = np.random.default_rng(1)
     layouts = rng.uniform(-3, 3, (12, 2))
     acc = {}
-    for name, extra in (("raw", {}),
-                        ("distances", {"align_encoder": {
-                            "target": "distances", "kwargs": {"pairs": [[[0, 2], [2, 4]]]}},
-                            "structure_weight": 0.5})):
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("raw", {}),
+        ("distances", {"align_encoder": {"target": "distances",
+                                         "kwargs": {"pairs": [[[0, 2], [2, 4]]]}},
+                       "structure_weight": 0.5})]
+    for name, extra in variants:
         r = PEARLReward(box, act, source=str(source), target_segments=12,
                         labels_per_round=40, segment_length=5, epochs=1, rounds=1,
                         hidden_sizes=[8], device="cpu", **extra)
         for d, obj in zip(rng.permutation(ds), layouts, strict=True):
             obs = np.array([[obj[0], obj[1] - d, obj[0], obj[1]]], np.float32)
-            for t in range(5):
-                b = TransitionBatch.from_arrays(obs, np.zeros((1, 1), np.float32), obs,
-                                                truncated=np.array([t == 4]))
-                b.env_rewards = np.array([-d], np.float32)  # the target user wants near
-                r.observe(b, r(b))
+            _feed_episode(r, obs, -float(d))  # the target user wants near
         r.rng = np.random.default_rng(0)
         acc[name] = r.run_round(40)["transfer_acc"]
     assert acc["distances"] > 0.9 and acc["raw"] < 0.75, acc

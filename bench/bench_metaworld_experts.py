@@ -86,7 +86,8 @@ def main() -> None:
         "noise; an episode ends at success (Meta-World's `terminate_on_success`) or at 500 "
         "steps.", "",
         "Stages: the rule of `rewardlearn_envs.metaworld_expert` (reach -> near_object -> "
-        "grasped, success at the end), keeping the stages the expert's demos pass through; "
+        "grasped, success at the end), keeping a stage when at least half of the expert's "
+        "demo episodes reach it (`MIN_SHARE`); "
         "*signals used* are the `info` entries that vary over the demos (a constant one, such "
         "as `grasp_success` = 1.0 on drawer-close, says nothing and is dropped); *grasp*: the "
         "expert passes into `grasped` from an earlier stage. *All stages*: share of episodes "

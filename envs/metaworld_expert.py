@@ -14,15 +14,19 @@ tools read, with **one rule for every task**:
 * which rungs a task keeps is read off its scripted expert's demos
   (:func:`task_stages`): a signal that has the same value on every demo state (on
   ``drawer-close-v3`` ``grasp_success`` is 1.0 by definition; on the button tasks it is
-  ``gripper open``) says nothing and is not used, and a rung that no demo state falls in
-  (on ``hammer-v3`` the gripper starts at the handle, so no state is in ``reach``: its
-  stages are ``near_object`` -> ``grasped``) is dropped rather than trained with no
-  positives.
+  ``gripper open``) says nothing and is not used, and a rung is kept only when most demo
+  episodes pass through it (:data:`MIN_SHARE`, half of them). A rung no demo reaches (on
+  ``hammer-v3`` the gripper starts at the handle, so no state is in ``reach``: its stages
+  are ``near_object`` -> ``grasped``) would be trained with no positives; a rung a few demos
+  touch by chance (``push-v3``'s expert pushes the puck and registers ``grasp_success`` in
+  4 of 20 episodes) would make a stage the expert does not go through, whose success
+  classifier has almost no positives from the demos and which most successful episodes
+  skip. Both are dropped: their states count as the kept stage below.
 
-So ``pick-place-v3`` keeps ``(reach, near_object, grasped)``, ``coffee-push-v3``
-``(reach, near_object)`` and ``reach-v3`` a single stage. The derivation runs the expert
-on seeds 0-4 once per task and machine (under a second) and is cached in
-``$XDG_CACHE_HOME/rewardlearn/`` (``~/.cache``); pass ``stages=[...]`` to fix a ladder by
+So ``pick-place-v3`` keeps ``(reach, near_object, grasped)``, ``push-v3`` and
+``coffee-push-v3`` ``(reach, near_object)`` and ``reach-v3`` a single stage. The derivation
+runs the expert on reset seeds 0-19 once per task and machine (a few seconds) and is cached
+in ``$XDG_CACHE_HOME/rewardlearn/`` (``~/.cache``); pass ``stages=[...]`` to fix a ladder by
 hand.
 
 A seeded reset gives the same task layout whatever ran before (``Meta-World/MT1`` picks
@@ -57,8 +61,14 @@ LADDER: tuple[str, ...] = ("reach", "near_object", "grasped")
 SIGNALS: tuple[str, ...] = ("near_object", "grasp_success")
 """The ``info`` signals that raise the level (rung 1 and rung 2)."""
 
-DERIVE_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+DERIVE_SEEDS: tuple[int, ...] = tuple(range(20))
 """Expert episodes (reset seeds) the stage ladder of a task is derived from."""
+
+MIN_SHARE = 0.5
+"""A rung is kept when at least this share of the demo episodes reach it (running maximum)."""
+
+LADDER_RULE = 2
+"""Version of the derivation rule, part of the cache's name (1: any demo state; 2: a share)."""
 
 
 def metaworld_tasks() -> list[str]:
@@ -136,29 +146,39 @@ class StageLadder:
         return max(idx, 0)
 
 
-def derive_ladder(episodes: Sequence[Sequence[dict[str, Any]]]) -> StageLadder:
+def derive_ladder(episodes: Sequence[Sequence[dict[str, Any]]],
+                  min_share: float = MIN_SHARE) -> StageLadder:
     """The stage ladder from demo episodes given as per-step infos.
 
-    A signal equal on every state is unused; a level no state reaches (as a running
-    maximum) is dropped. Infos without any of :data:`SIGNALS` (Meta-World's reset info is
-    empty) are skipped.
+    A signal equal on every state is unused; a level (as a running maximum) is kept when at
+    least ``min_share`` of the episodes reach it, and when none does, the level most
+    episodes reach. Infos without any of :data:`SIGNALS` (Meta-World's reset info is empty)
+    are skipped.
     """
+    if not 0.0 < min_share <= 1.0:
+        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
     episodes = [[i for i in ep if any(k in i for k in SIGNALS)] for ep in episodes]
+    episodes = [ep for ep in episodes if ep]
     infos = [info for ep in episodes for info in ep]
     if not infos:
         raise ValueError("no demo states to derive stages from")
     values = {key: {float(i.get(key, 0.0)) > 0.5 for i in infos} for key in SIGNALS}
     signals = tuple(key for key in SIGNALS if len(values[key]) > 1)
     always = tuple(key for key in SIGNALS if values[key] == {True})
-    seen: set[int] = set()
+    reached: dict[int, int] = {}
     successes = 0
     for ep in episodes:
-        level = 0
+        level, seen = 0, set()
         for info in ep:
             level = max(level, level_of(info, signals))
             seen.add(level)
+        for lv in seen:
+            reached[lv] = reached.get(lv, 0) + 1
         successes += any(float(i.get("success", 0.0)) > 0.5 for i in ep)
-    return StageLadder(tuple(sorted(seen)), signals, successes / max(len(episodes), 1), always)
+    kept = [lv for lv, n in reached.items() if n >= min_share * len(episodes)]
+    if not kept:
+        kept = [max(reached, key=lambda lv: (reached[lv], -lv))]
+    return StageLadder(tuple(sorted(kept)), signals, successes / len(episodes), always)
 
 
 def _cache_file() -> Path:
@@ -166,7 +186,7 @@ def _cache_file() -> Path:
 
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     version = getattr(metaworld, "__version__", "unknown")
-    return root / "rewardlearn" / f"metaworld_stages-{version}.json"
+    return root / "rewardlearn" / f"metaworld_stages-{version}-rule{LADDER_RULE}.json"
 
 
 def _expert_episodes(task: str, seeds: Sequence[int], max_steps: int = 500
@@ -192,7 +212,7 @@ def _expert_episodes(task: str, seeds: Sequence[int], max_steps: int = 500
 
 @cache
 def task_stages(task: str) -> StageLadder:
-    """The stage ladder of a Meta-World task, derived from its expert on seeds 0-4 (cached
+    """The stage ladder of a Meta-World task, derived from its expert on seeds 0-19 (cached
     on disk per Meta-World version; a cache that cannot be read or written is ignored)."""
     check_task(task)
     path = _cache_file()
@@ -341,6 +361,6 @@ class MetaWorldStages(gym.Wrapper):
         return self._obs(obs, info), reward, terminated, truncated, info
 
 
-__all__ = ["DERIVE_SEEDS", "LADDER", "SIGNALS", "MetaWorldExpert", "MetaWorldStages",
-           "StageLadder", "check_task", "derive_ladder", "level_of", "metaworld_policy",
-           "metaworld_tasks", "task_stages"]
+__all__ = ["DERIVE_SEEDS", "LADDER", "LADDER_RULE", "MIN_SHARE", "SIGNALS", "MetaWorldExpert",
+           "MetaWorldStages", "StageLadder", "check_task", "derive_ladder", "level_of",
+           "metaworld_policy", "metaworld_tasks", "task_stages"]

@@ -77,10 +77,29 @@ def test_stages_come_from_the_demos_by_one_rule() -> None:
     assert level_of({"near_object": 0.0, "grasp_success": 1.0}, full.signals) == 0
 
 
+def test_a_rung_few_demos_pass_through_is_not_a_stage() -> None:
+    """push-v3's expert registers a grasp in a few episodes by chance: a rung is kept only
+    when at least half the episodes reach it, and its states count as the stage below."""
+    def ep(grasps: bool) -> list[dict[str, float]]:
+        return [{"near_object": n, "grasp_success": g, "success": 0.0}
+                for n, g in ((0, 0), (1, 0), (1, float(grasps)))]
+
+    rare = derive_ladder([ep(True), *[ep(False) for _ in range(4)]])
+    assert rare.names == ("reach", "near_object") and not rare.has_grasp
+    assert rare.signals == ("near_object", "grasp_success") and rare.stage(2) == 1
+    most = derive_ladder([ep(True), ep(True), ep(True), ep(False), ep(False)])
+    assert most.names == LADDER and most.stage(2) == 2
+    assert derive_ladder([ep(True), ep(False)], min_share=0.5).names == LADDER
+    assert derive_ladder([ep(True), ep(False)], min_share=0.6).names == LADDER[:2]
+    with pytest.raises(ValueError, match=r"min_share must be in \(0, 1\], got 0.0"):
+        derive_ladder([ep(True)], min_share=0.0)
+
+
 def test_the_packaged_ladders_of_some_tasks() -> None:
     assert task_stages("pick-place-v3").names == ("reach", "near_object", "grasped")
     assert task_stages("reach-v3").names == ("reach",)
     assert task_stages("coffee-push-v3").names == ("reach", "near_object")
+    assert task_stages("push-v3").names == ("reach", "near_object")  # 4 of 20 grasp
 
 
 def test_env_metaworld_takes_any_task_and_refuses_an_unknown_one() -> None:

@@ -129,15 +129,21 @@ def test_vpl_separates_two_users_with_opposite_preferences_and_one_bt_cannot(
     assert acc["bt_conflicting"] == acc["bt"]
 
 
-def test_the_reward_reads_z_from_the_observation(
-        trained: tuple[VPLReward, PopulationTeacher]) -> None:
-    reward, teacher = trained
-    rng = np.random.default_rng(2)
+def user_latents(reward: VPLReward, teacher: PopulationTeacher, rng: np.random.Generator
+                 ) -> list[np.ndarray]:
+    """Each of the two users' posterior mean from 8 fresh pairs they label (not trained on)."""
     zs = []
     for k in range(2):
         c1, c2 = segments(rng, 8), segments(rng, 8)
         zs.append(reward.infer_latent(c1, c2, teacher.label_user(
             k, reward.split_side(c1), reward.split_side(c2)).labels)[0])
+    return zs
+
+
+def test_the_reward_reads_z_from_the_observation(
+        trained: tuple[VPLReward, PopulationTeacher]) -> None:
+    reward, teacher = trained
+    zs = user_latents(reward, teacher, np.random.default_rng(2))
     s, a = np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32)
     nxt = np.array([[2.0], [-2.0]], np.float32)  # the same two transitions for both users
 
@@ -292,6 +298,38 @@ def test_human_labels_carry_their_annotator_and_vpl_makes_each_a_user(tmp_path: 
     assert len(reward.dataset.indices("alice")) == 8
 
 
+def test_posterior_latents_draw_the_agents_z_from_the_labelled_users(
+        trained: tuple[VPLReward, PopulationTeacher]) -> None:
+    """``policy_latents=posterior``: the bank is the posterior means of random annotation
+    sets, and the env draws each episode's ``z`` from that mixture."""
+    reward, teacher = trained
+    assert reward.cfg.policy_latents == "prior" and reward.policy_latents() is None
+    reward.cfg.policy_latents = "posterior"
+    try:
+        mu, std = reward.policy_latents()  # type: ignore[misc]
+    finally:
+        reward.cfg.policy_latents = "prior"
+    assert mu.shape == std.shape == (reward.cfg.latent_bank_size, LATENT) and (std == 0).all()
+    users = user_latents(reward, teacher, np.random.default_rng(4))
+    # every set is one user's: each bank mean lies near one of the two users' posteriors
+    near = np.linalg.norm(mu[:, None] - np.stack(users)[None], axis=-1)
+    apart = float(np.linalg.norm(users[0] - users[1]))
+    assert (near.min(1) < apart / 2).all() and len(set(near.argmin(1))) == 2
+
+    env = AppendLatent(gym.make("Pendulum-v1"), latent_dim=2)
+    env.set_latent_bank(np.array([[5.0, 5.0], [-5.0, -5.0]]), np.zeros((2, 2)))
+    drawn = {tuple(env.reset(seed=s)[0][-2:].tolist()) for s in range(20)}
+    assert drawn == {(5.0, 5.0), (-5.0, -5.0)}
+    assert env.reset(seed=3)[0][-2:].tolist() == env.reset(seed=3)[0][-2:].tolist()
+    fixed = AppendLatent(gym.make("Pendulum-v1"), latent_dim=2, z=[0.3, -0.2])
+    fixed.set_latent_bank(np.ones((1, 2)), np.ones((1, 2)))
+    assert fixed.reset(seed=0)[0][-2:].tolist() == pytest.approx([0.3, -0.2])
+    with pytest.raises(ValueError, match=r"\(M, 2\) means and standard deviations"):
+        env.set_latent_bank(np.ones((3, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="non-negative standard deviations"):
+        env.set_latent_bank(np.ones((1, 2)), -np.ones((1, 2)))
+
+
 def test_bad_settings_are_refused_in_one_line(compose_cfg: Callable[..., DictConfig],
                                               tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"budget must be >= annotation_size \(8\)"):
@@ -300,6 +338,7 @@ def test_bad_settings_are_refused_in_one_line(compose_cfg: Callable[..., DictCon
         VPLReward(gym.spaces.Box(-1, 1, (3,), np.float32), ACT)  # no z appended
     for overrides, message in (
             (["reward.model.latent_dim=0"], "latent_dim must be >= 1"),
+            (["reward.model.policy_latents=users"], "policy_latents must be one of"),
             (["teacher=oracle"], "use teacher=population"),
             (["teacher.preset=zone"], "zone is for pick_place")):
         cfg = compose_cfg("env=pendulum", "agent=ppo", "reward=vpl", "teacher=population",
@@ -318,14 +357,17 @@ TINY = ["env=pendulum", "reward=vpl", "teacher=population", "total_timesteps=102
         "eval.n_episodes=1", "video.enabled=false", "progress_bar=false", "torch_threads=1"]
 
 
-@pytest.mark.parametrize("agent", ["ppo", "sac"])
+@pytest.mark.parametrize(("agent", "latents"), [("ppo", "prior"), ("sac", "prior"),
+                                                ("ppo", "posterior")])
 def test_train_py_runs_vpl_end_to_end_and_the_saved_model_reloads(
-        compose_cfg: Callable[..., DictConfig], tmp_path: Path, agent: str) -> None:
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path, agent: str,
+        latents: str) -> None:
     extra = (["+agent.kwargs.n_steps=256", "+agent.kwargs.batch_size=64",
               "+agent.kwargs.n_epochs=1"] if agent == "ppo" else
              ["+agent.kwargs.learning_starts=200", "total_timesteps=600",
               "reward.model.first_round_at=300"])
-    cfg = compose_cfg(f"agent={agent}", *TINY, *extra)
+    cfg = compose_cfg(f"agent={agent}", *TINY, *extra,
+                      f"reward.model.policy_latents={latents}")
     summary = run(cfg, tmp_path / "run")
     training = summary["reward_training"]
     assert training["labels_used"] == training["queries_asked"] == 64
@@ -333,6 +375,8 @@ def test_train_py_runs_vpl_end_to_end_and_the_saved_model_reloads(
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
     loaded = load_reward_model(tmp_path / "run")
     assert isinstance(loaded, VPLReward)
+    # posterior: every round handed the training envs a bank of the users' posteriors
+    assert all(("policy_z_norm" in h) == (latents == "posterior") for h in loaded.history)
     assert loaded.observation_space.shape == (3 + 8,)  # Pendulum's 3 numbers and z
     assert sorted(loaded.dataset.user_names()) == ["user0", "user1"]
     rng = np.random.default_rng(0)

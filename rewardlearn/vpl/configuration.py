@@ -8,6 +8,7 @@ from typing import Any
 from rewardlearn.settings import RewardModelConfig, positive_widths
 
 SCALINGS = ("bt", "spo")
+POLICY_LATENTS = ("prior", "posterior")
 
 
 @RewardModelConfig.register_subclass("vpl")
@@ -37,6 +38,12 @@ class VPLConfig(RewardModelConfig):
     :param scaling: ``bt`` (the Bradley-Terry reward ``r(s, a, z)``) or ``spo`` (VPL-SPO's
         ``E_{x'}[P(x > x' | z)]`` against ``spo_samples`` stored steps, in ``[0, 1]``, §4.1).
     :param spo_samples: reference steps of ``spo`` scaling (the code averages over 1000).
+    :param policy_latents: where the agent's training ``z`` comes from at each episode's
+        start: ``prior`` (``z ~ N(0, I)``, the paper's relabelling) or ``posterior`` (once
+        labels exist, the posterior mean ``E[z | C]`` of a random annotation set ``C`` of a
+        random labelled user: the statistic a new user's ``z`` is at test time; the prior
+        before the first round).
+    :param latent_bank_size: annotation sets encoded after each round for ``posterior``.
     :param buffer_capacity: transitions kept for queries.
     :param device: torch device (``auto``: CUDA when present).
     :param seed: initialisation and sampling seed.
@@ -59,6 +66,8 @@ class VPLConfig(RewardModelConfig):
     feedback_until: float = 0.5
     scaling: str = "bt"
     spo_samples: int = 256
+    policy_latents: str = "prior"
+    latent_bank_size: int = 256
     buffer_capacity: int = 100_000
     device: str = "auto"
     seed: int | None = 0
@@ -85,6 +94,9 @@ class VPLConfig(RewardModelConfig):
             (0 < self.feedback_until <= 1, "feedback_until must be in (0, 1]"),
             (self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}"),
             (self.spo_samples >= 1, "spo_samples must be >= 1"),
+            (self.policy_latents in POLICY_LATENTS,
+             f"policy_latents must be one of {POLICY_LATENTS}"),
+            (self.latent_bank_size >= 1, "latent_bank_size must be >= 1"),
             (self.buffer_capacity >= self.segment_length,
              "buffer_capacity must be >= segment_length"),
         ]
@@ -104,4 +116,4 @@ class VPLConfig(RewardModelConfig):
         return [latent_wrapper(self.latent_dim)]
 
 
-__all__ = ["SCALINGS", "VPLConfig"]
+__all__ = ["POLICY_LATENTS", "SCALINGS", "VPLConfig"]

@@ -42,7 +42,9 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
         env: the env (flat ``Box`` observations).
         latent_dim: ``d``, the width of ``z``.
         z: a fixed latent (a user's posterior mean); ``None``: a fresh ``z ~ N(0, I)`` at
-            every reset (VPL's relabelling with the prior).
+            every reset (VPL's relabelling with the prior), or, once
+            :meth:`set_latent_bank` gave one, a draw from a mixture of Gaussians (the
+            learned posteriors of ``reward.model.policy_latents=posterior``).
         seed: seeds the prior draws; a ``reset(seed=...)`` reseeds them from that seed, so
             seeded evaluation episodes see the same ``z`` every time.
     """
@@ -62,6 +64,7 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
             raise ValueError(f"z has {len(self.fixed)} entries, latent_dim is {latent_dim}")
         self._rng = np.random.default_rng(seed)
         self.z = np.zeros(self.latent_dim, np.float32) if self.fixed is None else self.fixed
+        self.bank: tuple[np.ndarray, np.ndarray] | None = None
         inf = np.full(self.latent_dim, np.inf, np.float32)
         self.observation_space = gym.spaces.Box(
             np.concatenate([space.low.astype(np.float32), -inf]),
@@ -72,8 +75,28 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
         if seed is not None:
             self._rng = np.random.default_rng([int(seed), 7919])
         if self.fixed is None:
-            self.z = self._rng.standard_normal(self.latent_dim).astype(np.float32)
+            eps = self._rng.standard_normal(self.latent_dim).astype(np.float32)
+            if self.bank is None:
+                self.z = eps
+            else:
+                mu, std = self.bank
+                i = int(self._rng.integers(len(mu)))
+                self.z = (mu[i] + std[i] * eps).astype(np.float32)
         return super().reset(seed=seed, options=options)
+
+    def set_latent_bank(self, mu: np.ndarray, std: np.ndarray) -> None:
+        """Draw later episodes' ``z`` from the equal mixture of ``N(mu_m, diag(std_m^2))``
+        (``(M, d)`` each) instead of the prior; a fixed ``z`` stays fixed."""
+        mu = np.asarray(mu, np.float32)
+        std = np.asarray(std, np.float32)
+        if mu.ndim != 2 or mu.shape[1] != self.latent_dim or len(mu) == 0 \
+                or std.shape != mu.shape:
+            raise ValueError(f"a latent bank is (M, {self.latent_dim}) means and standard "
+                             f"deviations with M >= 1, got {mu.shape} and {std.shape}")
+        if not (np.isfinite(mu).all() and np.isfinite(std).all() and (std >= 0).all()):
+            raise ValueError("a latent bank needs finite means and non-negative standard "
+                             "deviations")
+        self.bank = (mu.copy(), std.copy())
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(observation, np.float32).reshape(-1), self.z])

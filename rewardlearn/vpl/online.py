@@ -78,6 +78,12 @@ class OnlineRoundReward(RewardModel):
         """One round asking (or making) about ``n_labels`` labels; its metrics (``{}``: no
         round, e.g. too little experience yet)."""
 
+    def policy_latents(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(mu, std)`` ``(M, d)``: Gaussians whose equal mixture the training envs draw the
+        agent's latent from at each reset (``AppendLatent.set_latent_bank``); ``None`` (the
+        default): the envs keep their own draws."""
+        return None
+
     @property
     def learns(self) -> bool:
         """Whether rounds run in this run (a loaded model without a teacher does not)."""
@@ -165,6 +171,7 @@ class RoundCallback(BaseCallback):
         if hasattr(self.reward.teacher, "bind") and self.reward.run_dir is not None:
             self.reward.teacher.bind(self.reward.run_dir)
         log.info("%s feedback plan: %s", self.reward.name, self.plan.describe())
+        self.push_latents()
 
     def _on_rollout_start(self) -> None:
         if isinstance(self.model, OnPolicyAlgorithm):
@@ -181,16 +188,28 @@ class RoundCallback(BaseCallback):
                 self._k += 1
                 self.reward.rounds_done += 1
                 metrics["timesteps"] = float(self.num_timesteps)
+                self.relabel()
+                metrics.update(self.push_latents())
                 self.reward.history.append(metrics)
                 for key, value in metrics.items():
                     self.logger.record(f"reward/{key}", value)
                 log.info("%s round %d at %d steps: %s", self.reward.name, self._k,
                          self.num_timesteps, ", ".join(f"{k}={v:.3g}" for k, v in
                                                       metrics.items()))
-                self.relabel()
                 self.reward.save_progress()
         if isinstance(self.model, OnPolicyAlgorithm):
             self.reward.begin_rollout()
+
+    def push_latents(self) -> dict[str, float]:
+        """Hand the reward's latent bank (if it has one) to the training envs; its mean
+        ``||mu||`` and ``std`` as ``policy_z_norm`` and ``policy_z_std`` (else ``{}``)."""
+        bank = self.reward.policy_latents()
+        if bank is None:
+            return {}
+        self.training_env.env_method("set_latent_bank", *bank)
+        mu, std = bank
+        return {"policy_z_norm": float(np.linalg.norm(mu, axis=-1).mean()),
+                "policy_z_std": float(np.mean(std))}  # 0 for VPL's posterior means
 
     def relabel(self) -> None:
         """Recompute the learned rewards the agent is about to learn from."""

@@ -167,6 +167,25 @@ class VPLReward(OnlineRoundReward):
         return mu[0].cpu().numpy(), logvar[0].cpu().numpy()
 
     @torch.no_grad()
+    def policy_latents(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """With ``policy_latents=posterior`` and labels: the posterior means ``E[z | C]`` of
+        ``latent_bank_size`` random annotation sets ``C`` (a random user each), as
+        ``(mu, std=0)``: the statistic a new user's ``z`` is at test time
+        (:meth:`infer_latent`'s mean), so the agent trains on the latents it will be given.
+        (A prior draw in ``d = 8`` has norm about ``sqrt(d)``; the posterior means of a
+        few labels sit much nearer the origin, where prior draws almost never fall.)"""
+        cfg = self.cfg
+        if cfg.policy_latents != "posterior" or len(self.dataset) == 0:
+            return None
+        idx, mask = self.dataset.sample_sets(cfg.latent_bank_size, cfg.annotation_size,
+                                             self.rng)
+        b = self._model_batch(self.dataset.tensors(idx, mask, self.device))
+        mu, _ = self.model.encode(b["x1"], b["m1"], b["x2"], b["m2"], b["labels"],
+                                  b["set_mask"])
+        means = mu.cpu().numpy()
+        return means, np.zeros_like(means)
+
+    @torch.no_grad()
     def pair_probabilities(self, x1: np.ndarray, x2: np.ndarray, z: np.ndarray,
                            len1: np.ndarray | None = None, len2: np.ndarray | None = None
                            ) -> np.ndarray:

@@ -43,8 +43,8 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
         latent_dim: ``d``, the width of ``z``.
         z: a fixed latent (a user's posterior mean); ``None``: a fresh ``z ~ N(0, I)`` at
             every reset (VPL's relabelling with the prior), or, once
-            :meth:`set_latent_bank` gave one, a draw from a mixture of Gaussians (the
-            learned posteriors of ``reward.model.policy_latents=posterior``).
+            :meth:`set_latent_bank` gave them, one of a bank of latents drawn uniformly (the
+            users' posterior means of ``reward.model.policy_latents=posterior``).
         seed: seeds the prior draws; a ``reset(seed=...)`` reseeds them from that seed, so
             seeded evaluation episodes see the same ``z`` every time.
     """
@@ -64,7 +64,7 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
             raise ValueError(f"z has {len(self.fixed)} entries, latent_dim is {latent_dim}")
         self._rng = np.random.default_rng(seed)
         self.z = np.zeros(self.latent_dim, np.float32) if self.fixed is None else self.fixed
-        self.bank: tuple[np.ndarray, np.ndarray] | None = None
+        self.bank: np.ndarray | None = None
         inf = np.full(self.latent_dim, np.inf, np.float32)
         self.observation_space = gym.spaces.Box(
             np.concatenate([space.low.astype(np.float32), -inf]),
@@ -75,28 +75,22 @@ class AppendLatent(gym.ObservationWrapper[np.ndarray, Any, np.ndarray]):
         if seed is not None:
             self._rng = np.random.default_rng([int(seed), 7919])
         if self.fixed is None:
-            eps = self._rng.standard_normal(self.latent_dim).astype(np.float32)
             if self.bank is None:
-                self.z = eps
+                self.z = self._rng.standard_normal(self.latent_dim).astype(np.float32)
             else:
-                mu, std = self.bank
-                i = int(self._rng.integers(len(mu)))
-                self.z = (mu[i] + std[i] * eps).astype(np.float32)
+                self.z = self.bank[int(self._rng.integers(len(self.bank)))].copy()
         return super().reset(seed=seed, options=options)
 
-    def set_latent_bank(self, mu: np.ndarray, std: np.ndarray) -> None:
-        """Draw later episodes' ``z`` from the equal mixture of ``N(mu_m, diag(std_m^2))``
-        (``(M, d)`` each) instead of the prior; a fixed ``z`` stays fixed."""
-        mu = np.asarray(mu, np.float32)
-        std = np.asarray(std, np.float32)
-        if mu.ndim != 2 or mu.shape[1] != self.latent_dim or len(mu) == 0 \
-                or std.shape != mu.shape:
-            raise ValueError(f"a latent bank is (M, {self.latent_dim}) means and standard "
-                             f"deviations with M >= 1, got {mu.shape} and {std.shape}")
-        if not (np.isfinite(mu).all() and np.isfinite(std).all() and (std >= 0).all()):
-            raise ValueError("a latent bank needs finite means and non-negative standard "
-                             "deviations")
-        self.bank = (mu.copy(), std.copy())
+    def set_latent_bank(self, latents: np.ndarray) -> None:
+        """Start later episodes with one of ``latents`` ``(M, d)``, drawn uniformly, instead
+        of a prior draw; a fixed ``z`` stays fixed."""
+        bank = np.array(latents, np.float32)
+        if bank.ndim != 2 or bank.shape[1] != self.latent_dim or len(bank) == 0:
+            raise ValueError(f"a latent bank is (M, {self.latent_dim}) latents with M >= 1, "
+                             f"got {bank.shape}")
+        if not np.isfinite(bank).all():
+            raise ValueError("a latent bank needs finite latents")
+        self.bank = bank
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(observation, np.float32).reshape(-1), self.z])

@@ -78,10 +78,10 @@ class OnlineRoundReward(RewardModel):
         """One round asking (or making) about ``n_labels`` labels; its metrics (``{}``: no
         round, e.g. too little experience yet)."""
 
-    def policy_latents(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(mu, std)`` ``(M, d)``: Gaussians whose equal mixture the training envs draw the
-        agent's latent from at each reset (``AppendLatent.set_latent_bank``); ``None`` (the
-        default): the envs keep their own draws."""
+    def policy_latents(self) -> np.ndarray | None:
+        """``(M, d)`` latents the training envs start their episodes with, one drawn
+        uniformly at each reset (``AppendLatent.set_latent_bank``); ``None`` (the default):
+        the envs keep their own draws."""
         return None
 
     @property
@@ -202,14 +202,12 @@ class RoundCallback(BaseCallback):
 
     def push_latents(self) -> dict[str, float]:
         """Hand the reward's latent bank (if it has one) to the training envs; its mean
-        ``||mu||`` and ``std`` as ``policy_z_norm`` and ``policy_z_std`` (else ``{}``)."""
+        ``||z||`` as ``policy_z_norm`` (else ``{}``)."""
         bank = self.reward.policy_latents()
         if bank is None:
             return {}
-        self.training_env.env_method("set_latent_bank", *bank)
-        mu, std = bank
-        return {"policy_z_norm": float(np.linalg.norm(mu, axis=-1).mean()),
-                "policy_z_std": float(np.mean(std))}  # 0 for VPL's posterior means
+        self.training_env.env_method("set_latent_bank", bank)
+        return {"policy_z_norm": float(np.linalg.norm(bank, axis=-1).mean())}
 
     def relabel(self) -> None:
         """Recompute the learned rewards the agent is about to learn from."""

@@ -167,10 +167,10 @@ class VPLReward(OnlineRoundReward):
         return mu[0].cpu().numpy(), logvar[0].cpu().numpy()
 
     @torch.no_grad()
-    def policy_latents(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def policy_latents(self) -> np.ndarray | None:
         """With ``policy_latents=posterior`` and labels: the posterior means ``E[z | C]`` of
-        ``latent_bank_size`` random annotation sets ``C`` (a random user each), as
-        ``(mu, std=0)``: the statistic a new user's ``z`` is at test time
+        ``latent_bank_size`` random annotation sets ``C`` (a random user each),
+        ``(latent_bank_size, d)``: the statistic a new user's ``z`` is at test time
         (:meth:`infer_latent`'s mean), so the agent trains on the latents it will be given.
         (A prior draw in ``d = 8`` has norm about ``sqrt(d)``; the posterior means of a
         few labels sit much nearer the origin, where prior draws almost never fall.)"""
@@ -182,8 +182,7 @@ class VPLReward(OnlineRoundReward):
         b = self._model_batch(self.dataset.tensors(idx, mask, self.device))
         mu, _ = self.model.encode(b["x1"], b["m1"], b["x2"], b["m2"], b["labels"],
                                   b["set_mask"])
-        means = mu.cpu().numpy()
-        return means, np.zeros_like(means)
+        return mu.cpu().numpy()
 
     @torch.no_grad()
     def pair_probabilities(self, x1: np.ndarray, x2: np.ndarray, z: np.ndarray,

@@ -35,6 +35,11 @@ and the ceiling). Steps, per seed ``s`` of ``--seeds``:
    * ``bc``: the BC policy alone; ``bc_sampled``: one sampled action per step (control:
      what a random pick among the candidates does);
    * ``action_preference``: best-of-``--n`` (16) by the learned ``r(s, a)``;
+   * ``action_preference_support``: the same behind
+     :class:`~rewardlearn.select.scorers.SupportGate` (``--support`` quantile, 0.5): the
+     mean action wherever the state is farther from every labelled state than that
+     quantile of the labelled states' own nearest-neighbour distances (``--support 0``:
+     not run);
    * ``drs``: best-of-16 by a DrS run's trained reward (``reward=drs``: stage + its stage
      classifier over the state reached), one-step lookahead (simulation only); only with
      ``--drs-run`` (a run folder, ``{seed}`` replaced by the seed, or one run for every
@@ -74,11 +79,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import add_paths, git_commit  # noqa: E402
 
 DEFAULT_DRS = "bench/_work/drs/t1000000/runs/drs_s{seed}"
-CONDITIONS = ("bc", "bc_sampled", "action_preference", "drs", "true_reward")
+CONDITIONS = ("bc", "bc_sampled", "action_preference", "action_preference_support", "drs",
+              "true_reward")
 LABELS = {
     "bc": "BC policy alone (mean action)",
     "bc_sampled": "BC policy, one sampled action per step (control)",
     "action_preference": "best-of-{n} by r(s, a) from {labels} synthetic action-preference labels",
+    "action_preference_support": "the same, trusted only near its labelled states "
+                                 "(`eval.select.support={support}`)",
     "drs": "best-of-{n} by a DrS run's reward over s' (one-step lookahead)",
     "true_reward": "best-of-{n} by the env's dense reward (one-step lookahead: ceiling)",
 }
@@ -259,7 +267,12 @@ def evaluate_condition(policy: Any, scorer: Any, n: int, episodes: int,
 
 
 def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from rewardlearn.select import EnvRewardScorer, LookaheadRewardScorer, RewardScorer
+    from rewardlearn.select import (
+        EnvRewardScorer,
+        LookaheadRewardScorer,
+        RewardScorer,
+        SupportGate,
+    )
 
     policy, bc = bc_policy(work, demos, seed, args.bc_epochs)
     out: dict[str, Any] = {"seed": seed, "bc": bc, "conditions": {}}
@@ -269,6 +282,10 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
     reward, out["reward"] = action_reward(policy, work, seed, args)
     conds["action_preference"] = evaluate_condition(policy, RewardScorer(reward), args.n,
                                                     args.episodes)
+    if args.support > 0:
+        conds["action_preference_support"] = evaluate_condition(
+            policy, SupportGate(RewardScorer(reward), reward, args.support), args.n,
+            args.episodes)
     drs, out["drs_run"] = drs_reward(args.drs_run, seed)
     if drs is not None:
         conds["drs"] = evaluate_condition(policy, LookaheadRewardScorer(drs, gamma=0.99), args.n,
@@ -424,7 +441,7 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    fmt = {"n": args.n, "labels": args.labels}
+    fmt = {"n": args.n, "labels": args.labels, "support": args.support}
     lines = [
         f"## Reward-guided action selection (best-of-n) on {env_label()}", "",
         *(["**SMOKE RUN (`--smoke`): budgets far too small for any conclusion; it shows the "
@@ -455,8 +472,8 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
     for cond in CONDITIONS:
         runs = [(s["seed"], s["conditions"][cond]) for s in seeds if cond in s["conditions"]]
         if not runs:
-            lines.append(f"| {LABELS[cond].format(**fmt)} | - | not run (no --drs-run folder) "
-                         "| - | - | - |")
+            why = "no --drs-run folder" if cond == "drs" else "--support 0"
+            lines.append(f"| {LABELS[cond].format(**fmt)} | - | not run ({why}) | - | - | - |")
             continue
         succ = [c["success_rate"] for _, c in runs]
         ms = [c["select"]["decision_ms_mean"] for _, c in runs if "select" in c]
@@ -465,6 +482,14 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
             f"{', '.join(f'{x:.0%}' for x in succ)} | **{np.mean(succ):.1%}** | "
             f"{np.mean([c['env_return_mean'] for _, c in runs]):.2f} | "
             f"{f'{np.mean(ms):.2f}' if ms else '-'} |")
+    gated = [(s["seed"], s["conditions"]["action_preference_support"]["select"])
+             for s in seeds if "action_preference_support" in s["conditions"]]
+    if gated:
+        lines += ["", f"Support gate (quantile {args.support}): per seed, the radius in the "
+                  "reward's standardised state features and the share of steps whose state "
+                  "lay outside it (the mean action kept): " + "; ".join(
+                      f"seed {seed}: {g['support_radius']:.2f}, "
+                      f"{g['outside_support_share']:.0%}" for seed, g in gated) + "."]
     lines += ["", "Action-preference reward per seed (Bradley-Terry fit; accuracy on the "
                   "non-equal labels):", "",
               "| seed | labels | train acc | held-out acc | labelling wall (s) | "
@@ -536,6 +561,9 @@ def main() -> None:
                         help="rounds k > 0: store every --every-th step's pair, or the top "
                              "1/--every by the last reward's ensemble disagreement")
     parser.add_argument("--reward-epochs", type=int, default=200)
+    parser.add_argument("--support", type=float, default=0.5,
+                        help="quantile of the support gate's row (eval.select.support); 0: "
+                             "no such row")
     parser.add_argument("--drs-run", default=None,
                         help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "
                              "when present")

@@ -24,6 +24,11 @@ For each number of users ``K`` and seed (one ``python train.py`` process per run
    agent trained on that user's true reward (``reward=env`` with
    :class:`~rewardlearn.vpl.population.UserRewardWrapper`, the same steps and seed) and
    uniform random actions; normalised score ``(vpl - random) / (oracle - random)``.
+4. With ``--fixed-z``: is the learned reward's optimum the user's? PPO on the VPL run's
+   frozen reward ``r(s, a, z_user)`` (``reward=checkpoint``) with that user's ``z`` of step 3
+   held fixed (the same steps and seed), scored on the user's true reward like the others.
+   Near the oracle: the reward is right and the ``z``-conditioned policy is what misses;
+   far from it: the reward itself misleads for that user.
 
 Writes ``bench/results/vpl.md`` (``--out``) with the commands, seeds and a provenance line.
 """
@@ -184,15 +189,38 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
         oracle_ret.append(float(oracle["env_return_mean"]))
     score = [(v - r) / (o - r) if o != r else float("nan")
              for v, o, r in zip(vpl_ret, oracle_ret, random_ret, strict=True)]
+    fixed_ret: list[float] = []
+    for u in range(k) if args.fixed_z else []:
+        z, _ = reward.infer_latent(*active_ctx[u])
+        z_text = "[" + ",".join(f"{float(v):.6g}" for v in np.ravel(z)) + "]"
+        spec = hydra_list([user_wrapper(u, args.preset, k)])[:-1] + \
+            f",{{_target_:{latent_wrapper_target()},latent_dim:{d},z:{z_text}}}]"
+        fixed = train(work / f"fixedz_k{k}_u{u}_s{seed}",
+                      [f"env={args.env}", "reward=checkpoint",
+                       f"reward.model.path={vpl_dir / 'reward_model.pt'}", "~teacher",
+                       f"+env.wrappers={spec}", f"eval.n_episodes={args.eval_episodes}",
+                       f"total_timesteps={args.timesteps}", f"seed={seed}", *args.extra],
+                      work / "logs" / f"fixedz_k{k}_u{u}_s{seed}.log")
+        fixed_ret.append(float(fixed["env_return_mean"]))
     out = {"users": k, "seed": seed, "labels_used": summary["reward_training"]["labels_used"],
            "conflicting_share": float(conflicting(held).mean()),
            "vpl_random": acc_random["vpl"], "vpl_active": acc_active["vpl"],
            "vpl_conflicting": acc_random["vpl_conflicting"], "bt": acc_random["bt"],
            "bt_conflicting": acc_random["bt_conflicting"], "vpl_return": vpl_ret,
            "oracle_return": oracle_ret, "random_return": random_ret, "score": score,
+           "fixed_z_return": fixed_ret,
+           "fixed_z_score": [(v - r) / (o - r) if o != r else float("nan")
+                             for v, o, r in zip(fixed_ret, oracle_ret, random_ret,
+                                                strict=False)],
            "train_wall_s": summary["train_wall_s"]}
     (work / f"result_k{k}_s{seed}.json").write_text(json.dumps(out, indent=2))
     return out
+
+
+def latent_wrapper_target() -> str:
+    from rewardlearn.vpl.latent import WRAPPER_TARGET
+
+    return WRAPPER_TARGET
 
 
 def _mean(values: list[float]) -> str:
@@ -237,6 +265,19 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
             f"{_nums(r['bt_conflicting'], pct)} | {_nums(r['vpl_return'])} | "
             f"{_nums(r['oracle_return'])} | {_nums(r['random_return'])} | "
             f"{_nums(r['score'], '{:.2f}')} |")
+    fixed = [r for r in results if r.get("fixed_z_return")]
+    if fixed:
+        lines += ["", "Is the learned reward's optimum the user's? PPO on the VPL run's frozen "
+                  "reward `r(s, a, z_user)` (`reward=checkpoint`), the user's `z` (from the "
+                  "same 10 active labels) held fixed, same steps and seed, scored on the "
+                  "user's true reward (`--fixed-z`):", "",
+                  "| users | seed | fixed-z PPO return per user | its normalised score | "
+                  "VPL policy's score (above) |",
+                  "|---|---|---|---|---|"]
+        for r in sorted(fixed, key=lambda r: (r["users"], r["seed"])):
+            lines.append(f"| {r['users']} | {r['seed']} | {_nums(r['fixed_z_return'])} | "
+                         f"{_nums(r['fixed_z_score'], '{:.2f}')} | "
+                         f"{_nums(r['score'], '{:.2f}')} |")
     lines += ["", "Means over seeds and users:", "",
               "| users | VPL acc. (random z) | VPL (active z) | VPL on conflicting | single BT | "
               "single BT on conflicting | normalised policy score |",
@@ -275,6 +316,8 @@ def main() -> None:
                         help="more train.py overrides for every run (e.g. n_envs=4)")
     parser.add_argument("--vpl-extra", nargs="*", default=[],
                         help="train.py overrides for the VPL runs only (reward.model.rounds=10)")
+    parser.add_argument("--fixed-z", action="store_true",
+                        help="also train PPO on each user's frozen learned reward, z fixed")
     add_paths(parser, "vpl")
     parser.add_argument("--existing", action="store_true",
                         help="only write the table, from the settings already measured "

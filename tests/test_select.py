@@ -31,6 +31,7 @@ from rewardlearn.select import (
     QScorer,
     RewardScorer,
     Rollouts,
+    SupportGate,
     ValueScorer,
 )
 from rewardlearn.select.configuration import SelectConfig
@@ -307,6 +308,53 @@ def test_bradley_terry_on_action_pairs_learns_the_preference(tmp_path: Path) -> 
     np.testing.assert_allclose(best, states[:, 0], atol=0.21)
 
 
+def test_support_gate_keeps_the_policys_action_where_the_reward_saw_no_labels(
+        tmp_path: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    from rewardlearn.rewards.mlp import MLPReward
+    from rewardlearn.rewards.pretrained import load_pretrained, save_pretrained
+
+    pairs = _synthetic_pairs(200, 4)  # states uniform in [-1, 1]^2
+    save_pairs(tmp_path / "labels", pairs)
+    reward = ActionPreferenceReward(BOX2, ACT1, labels=str(tmp_path / "labels"), epochs=60,
+                                    hidden_sizes=[32], n_members=2)
+    assert reward.has_support
+    # the radius by hand: the quantile of leave-one-out nearest-neighbour distances of the
+    # labelled states, standardised as the model's input norm does
+    obs = np.array([p.obs for p in pairs], np.float32)
+    norm = reward.ensemble.norm
+    z = (obs - norm.mean[:2].numpy()) / np.sqrt(norm.var[:2].numpy() + norm.eps)
+    loo = cKDTree(z).query(z, k=2)[0][:, 1]
+    assert reward.support_radius(0.5) == pytest.approx(np.quantile(loo, 0.5), rel=1e-4)
+    np.testing.assert_allclose(reward.support_distance(obs[:5]), 0.0, atol=1e-5)
+    assert reward.support_distance(np.array([[8.0, -8.0]], np.float32))[0] > \
+        reward.support_radius(1.0)
+    # two envs: one state among the labelled ones, one far outside them
+    grid = np.linspace(-1, 1, 9, dtype=np.float32)
+    states = np.array([[0.5, 0.0], [8.0, -8.0]], np.float32)
+    cand = Candidates(obs=np.repeat(states, 9, 0), acts=np.tile(grid, 2)[:, None], n=9,
+                      n_envs=2)
+    plain = RewardScorer(reward)(cand).reshape(2, 9)
+    gate = SupportGate(RewardScorer(reward), reward, 0.9)
+    gated = gate(cand).reshape(2, 9)
+    np.testing.assert_array_equal(gated[0], plain[0])
+    np.testing.assert_array_equal(gated[1], 0.0)  # argmax: candidate 1 (the mean action)
+    assert gate.summary()["outside_support_share"] == 0.5 and gate.name == "reward+support"
+    # the support is saved with the model
+    loaded = load_pretrained(save_pretrained(reward, tmp_path / "saved"), BOX2, ACT1)
+    assert loaded.has_support
+    np.testing.assert_allclose(loaded.support_distance(states), reward.support_distance(states))
+    # refused early
+    with pytest.raises(ValueError, match="keeps none"):
+        SupportGate(RewardScorer(MLPReward(BOX2, ACT1, hidden_sizes=[8])),
+                    MLPReward(BOX2, ACT1, hidden_sizes=[8]), 0.5)
+    with pytest.raises(ValueError, match=r"support must be a quantile in \(0, 1\]"):
+        SelectConfig(n=4, support=1.5)
+    with pytest.raises(ValueError, match="scorer=env_reward has none"):
+        SelectConfig(n=4, scorer="env_reward", support=0.5)
+
+
 def test_labels_file_is_what_a_person_could_fill_in(tmp_path: Path) -> None:
     pairs = _synthetic_pairs(30, 2)
     for p in pairs:
@@ -568,6 +616,26 @@ def test_eval_select_settings_compose_through_train_py(
         assert sel["lookahead_steps"] > 0
 
 
+def test_train_py_selects_with_a_support_gated_action_preference_reward(
+        compose_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    from rewardlearn.cli.train import run
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(60):  # pendulum states, the better torque the one nearer 0
+        theta, a, b = rng.uniform(-np.pi, np.pi), *rng.uniform(-2, 2, 2)
+        obs = [np.cos(theta), np.sin(theta), rng.uniform(-1, 1)]
+        pairs.append(ActionPair(f"p{i}", obs, [a], [b], float(abs(a) < abs(b)), "synthetic"))
+    save_pairs(tmp_path / "labels", pairs)
+    summary = run(compose_cfg(*TINY, *SAC_TINY, "reward=action_preference",
+                              f"reward.model.labels={tmp_path / 'labels'}",
+                              "reward.model.epochs=5", "eval.select.n=3",
+                              "eval.select.support=0.5"), tmp_path / "run")
+    sel = summary["select"]
+    assert sel["scorer"] == "reward+support" and sel["support_quantile"] == 0.5
+    assert sel["support_radius"] > 0 and 0.0 <= sel["outside_support_share"] <= 1.0
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (("eval.select.n=0",), "n must be an integer >= 1"),
     (("eval.select.n=4", "eval.select.scorer=best"),
@@ -581,6 +649,9 @@ def test_eval_select_settings_compose_through_train_py(
     (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.model=no/such/run"),
      "model=no/such/run: no such file"),
     (("+eval.select.temperature=1",), r"unknown eval.select setting\(s\) \['temperature'\]"),
+    (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.support=0.5"),
+     r"support= trusts a learned reward .* \(reward=mlp\) keeps none"),
+    (("eval.select.n=4", "eval.select.support=0"), r"support must be a quantile in \(0, 1\]"),
     (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.model={other_spaces}"),
      "does not match this env's spaces"),
 ])

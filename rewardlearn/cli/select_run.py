@@ -33,6 +33,7 @@ from rewardlearn.select.scorers import (
     QScorer,
     RewardScorer,
     Scorer,
+    SupportGate,
     ValueScorer,
 )
 from rewardlearn.utils import to_dict
@@ -83,6 +84,11 @@ def check_select(cfg: DictConfig) -> SelectConfig:
     if sel.model is not None and not _model_exists(sel.model):
         problems.append(f"model={sel.model}: no such file or folder (a run folder, a saved "
                         "reward model, a .pt or a Hub repo id)")
+    if sel.support is not None and sel.model is None and not _reward_class_has_support(cfg):
+        problems.append(f"support= trusts a learned reward only near the states it was fitted "
+                        f"on, and this run's reward (reward={cfg.reward.get('name')}) keeps "
+                        "none: use reward=action_preference or eval.select.model=<one>, or "
+                        "support=null")
     if problems:
         raise ValueError("invalid eval.select settings: " + "; ".join(problems))
     if sel.model is not None:  # a model for other spaces is refused now, not after training
@@ -90,12 +96,25 @@ def check_select(cfg: DictConfig) -> SelectConfig:
 
         probe = make_env(cfg.env)
         try:
-            load_scoring_model(sel.model, probe.observation_space, probe.action_space)
+            model = load_scoring_model(sel.model, probe.observation_space, probe.action_space)
         except (ValueError, TypeError, OSError) as err:
             raise ValueError(f"eval.select.model={sel.model}: {err}") from None
         finally:
             probe.close()
+        if sel.support is not None and not model.has_support:
+            raise ValueError(f"invalid eval.select settings: support= needs a reward that keeps "
+                             f"the states it was fitted on; eval.select.model={sel.model} "
+                             f"({model.name}) keeps none: use support=null")
     return sel
+
+
+def _reward_class_has_support(cfg: DictConfig) -> bool:
+    from rewardlearn.cli.checks import target_class
+
+    model = cfg.reward.get("model")
+    cls = None if model is None else target_class(model)
+    return bool(cls is not None and isinstance(cls, type) and issubclass(cls, RewardModel)
+                and cls.has_support)
 
 
 def _ground_truth(cfg: DictConfig) -> bool:
@@ -129,8 +148,9 @@ def build_scorer(sel: SelectConfig, gamma: float, agent: Any = None, normalizer:
     if sel.scorer in REWARD_SCORERS:
         if model is None:
             raise ValueError(f"scorer={sel.scorer} needs a reward model (eval.select.model=...)")
-        return RewardScorer(model) if sel.scorer == "reward" else LookaheadRewardScorer(model,
-                                                                                        gamma)
+        scorer: Scorer = RewardScorer(model) if sel.scorer == "reward" \
+            else LookaheadRewardScorer(model, gamma)
+        return scorer if sel.support is None else SupportGate(scorer, model, sel.support)
     if sel.scorer == "env_reward":
         return EnvRewardScorer(gamma)
     if sel.scorer == "q":

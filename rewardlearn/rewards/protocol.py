@@ -293,6 +293,9 @@ class RewardProtocol(abc.ABC):
             :mod:`rewardlearn.wrappers.vec`), with the same result.
         info_keys: ``info`` entries the module reads for each ``s'`` (an env's stage
             signal); reward evaluation attaches them per state from its rollouts.
+        has_support: the module keeps the states it was fitted on and measures how far a
+            state lies from them (:meth:`support_distance`, :meth:`support_radius`), so a
+            user of its scores can tell where it never saw data (``eval.select.support``).
         defer_consumes_frames: when deferred, the module takes each step's frames at
             :meth:`defer_step` (encoding them as they come), so the wrapper keeps none.
         settings_class: the module's :class:`~rewardlearn.settings.RewardModelConfig`
@@ -315,6 +318,7 @@ class RewardProtocol(abc.ABC):
     gamma: float | None = None
     shapes_with_progress: bool = False
     deferrable: bool = False
+    has_support: bool = False
     defer_consumes_frames: bool = False
     info_keys: tuple[str, ...] = ()
     settings_class: ClassVar[type[RewardModelConfig] | None] = None
@@ -340,6 +344,19 @@ class RewardProtocol(abc.ABC):
         out = self.compute(batch)
         rewards = np.asarray(out.rewards, dtype=np.float32).reshape(len(batch))
         return check_finite(rewards, self.name)
+
+    def support_distance(self, obs: Any) -> np.ndarray:
+        """``(N,)`` distance of each state to the nearest state the module was fitted on
+        (modules with :attr:`has_support`)."""
+        raise NotImplementedError(f"reward module {self.name} keeps no fitted states "
+                                  "(has_support is false)")
+
+    def support_radius(self, quantile: float) -> float:
+        """The ``quantile`` of the fitted states' distances to their nearest other fitted
+        state: a state farther than this from every fitted state is outside the support
+        (modules with :attr:`has_support`)."""
+        raise NotImplementedError(f"reward module {self.name} keeps no fitted states "
+                                  "(has_support is false)")
 
     def clear_frame_cache(self) -> None:
         """Forget per-frame results cached by frame id (see :class:`FrameCache`)."""

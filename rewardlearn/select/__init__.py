@@ -16,9 +16,10 @@ from rewardlearn.select.scorers import (
     QScorer,
     RewardScorer,
     Scorer,
+    SupportGate,
     ValueScorer,
 )
 
 __all__ = ["LOOKAHEAD_SCORERS", "SCORERS", "BestOfN", "Candidates", "EnvRewardScorer",
            "FunctionScorer", "Lookahead", "LookaheadLink", "LookaheadRewardScorer", "QScorer",
-           "RewardScorer", "Rollouts", "Scorer", "ValueScorer"]
+           "RewardScorer", "Rollouts", "Scorer", "SupportGate", "ValueScorer"]

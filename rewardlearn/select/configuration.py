@@ -31,6 +31,10 @@ class SelectConfig(Settings):
     action), lookahead scorers only. ``gamma``: their discount (``null``: the agent's).
     ``model``: a reward model to score with instead of the run's (a run folder, a saved
     model folder, a ``.pt`` or a Hub repo id).
+    ``support``: trust the reward only near the states it was fitted on
+    (:class:`~rewardlearn.select.scorers.SupportGate`; ``reward=action_preference``): at a
+    state farther from every labelled state than this quantile of the labelled states'
+    own nearest-neighbour distances, the policy's own action is kept. ``null``: off.
     """
 
     what = "eval.select"
@@ -40,6 +44,7 @@ class SelectConfig(Settings):
     gamma: float | None = None
     model: str | None = None
     include_mean: bool = True
+    support: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -63,6 +68,12 @@ class SelectConfig(Settings):
                                     and 0.0 < self.gamma <= 1.0),
              f"gamma must be in (0, 1] or null (the agent's), got {self.gamma!r}"),
             (isinstance(self.include_mean, bool), "include_mean must be true or false"),
+            (self.support is None or (isinstance(self.support, (int, float))
+                                      and 0.0 < self.support <= 1.0),
+             f"support must be a quantile in (0, 1] or null (off), got {self.support!r}"),
+            (self.support is None or self.scorer in ("reward", "reward_lookahead"),
+             f"support gates a learned reward's scores: scorer={self.scorer} has none "
+             "(use scorer=reward or reward_lookahead, or support=null)"),
         ]
 
 

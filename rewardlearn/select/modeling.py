@@ -303,7 +303,8 @@ class BestOfN:
                 "include_mean": self.include_mean, "decisions": self.decisions,
                 "scorer_calls": self.scorer_calls, "lookahead_steps": self.lookahead_steps,
                 "decision_ms_mean": None if not self.scorer_calls
-                else round(1000 * self.decision_s / self.scorer_calls, 3)}
+                else round(1000 * self.decision_s / self.scorer_calls, 3),
+                **self.scorer.summary()}
 
 
 __all__ = ["BestOfN", "observation_space_of"]

@@ -69,6 +69,7 @@ class ActionPreferenceReward(RewardModel):
     name = "action_preference"
     settings_class = ActionPreferenceConfig
     deferrable = True  # fitted once, before any rollout
+    has_support = True  # keeps the labelled states (false for a model saved without them)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  config: ActionPreferenceConfig | None = None, **kwargs: Any) -> None:
@@ -80,6 +81,8 @@ class ActionPreferenceReward(RewardModel):
         self.ensemble = RewardEnsemble(self.features.dim, cfg.n_members, cfg.hidden_sizes,
                                        cfg.activation, None, seed=cfg.seed).to(self.device)
         self.report: dict[str, Any] = {}
+        self.support_obs: torch.Tensor | None = None
+        """The fitted pairs' states, flattened ``(P, D)``: the reward's support."""
         if cfg.labels is not None:
             self.fit_folder(cfg.labels)
 
@@ -144,6 +147,7 @@ class ActionPreferenceReward(RewardModel):
             raise ValueError(f"action pairs do not match the env: observations {obs.shape} "
                              f"(env {d_obs}), actions {act_a.shape} / {act_b.shape}, "
                              f"{len(labels)} labels")
+        self.support_obs = torch.as_tensor(np.asarray(obs, np.float32)).reshape(len(obs), -1)
         xa, xb = self.inputs(obs, act_a), self.inputs(obs, act_b)
         y = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -184,18 +188,68 @@ class ActionPreferenceReward(RewardModel):
                  self.report["heldout_acc"])
         return self.report
 
+    # -- support ------------------------------------------------------------------------
+
+    def _standardised(self, flat: torch.Tensor) -> torch.Tensor:
+        """States standardised as the model's input norm standardises them."""
+        norm = self.ensemble.norm
+        d = flat.shape[1]
+        if float(norm.count) == 0.0:
+            return flat
+        return (flat - norm.mean[:d].cpu()) / torch.sqrt(norm.var[:d].cpu() + norm.eps)
+
+    def _nearest(self, query: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
+        assert self.support_obs is not None
+        ref = self._standardised(self.support_obs)
+        out = []
+        for i in range(0, len(query), 2048):
+            dist = torch.cdist(query[i:i + 2048], ref)
+            if exclude_self:
+                rows = torch.arange(i, min(i + 2048, len(query)))
+                dist[rows - i, rows] = float("inf")
+            out.append(dist.min(1).values)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def support_distance(self, obs: Any) -> np.ndarray:
+        """``(N,)`` Euclidean distance, in the model's standardised state features, from each
+        state to the nearest labelled pair's state."""
+        if self.support_obs is None:
+            raise NotImplementedError("this action-preference reward keeps no labelled states "
+                                      "(saved before they were kept): refit it from its labels")
+        from rewardlearn.rewards.features import flatten_obs
+
+        flat = torch.as_tensor(flatten_obs(self.observation_space, obs), dtype=torch.float32)
+        return self._nearest(self._standardised(flat.reshape(len(flat), -1))).numpy()
+
+    def support_radius(self, quantile: float) -> float:
+        """The ``quantile`` of the labelled states' distances to their nearest other labelled
+        state (leave-one-out)."""
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"support quantile must be in (0, 1], got {quantile}")
+        if self.support_obs is None or len(self.support_obs) < 2:
+            raise NotImplementedError("the support needs at least 2 labelled states")
+        loo = self._nearest(self._standardised(self.support_obs), exclude_self=True)
+        return float(torch.quantile(loo, quantile))
+
     # -- saving -------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
         return {**self.cfg.to_dict(), "labels": None}  # a saved model is not refitted
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ensemble": {k: v.cpu() for k, v in self.ensemble.state_dict().items()},
-                "report": {k: v for k, v in self.report.items() if v is not None}}
+        state: dict[str, Any] = {
+            "ensemble": {k: v.cpu() for k, v in self.ensemble.state_dict().items()},
+            "report": {k: v for k, v in self.report.items() if v is not None}}
+        if self.support_obs is not None:
+            state["support_obs"] = self.support_obs.cpu()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ensemble.load_state_dict(state["ensemble"])
         self.report = dict(state.get("report", {}))
+        support = state.get("support_obs")
+        self.support_obs = None if support is None else torch.as_tensor(support)
+        self.has_support = support is not None
 
     def summary(self) -> dict[str, Any]:
         return dict(self.report)

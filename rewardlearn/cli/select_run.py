@@ -108,22 +108,23 @@ def check_select(cfg: DictConfig) -> SelectConfig:
     return sel
 
 
-def _reward_class_has_support(cfg: DictConfig) -> bool:
+def _reward_class(cfg: DictConfig) -> type[RewardModel] | None:
+    """The reward module class a run's config builds (``None`` when it names none)."""
     from rewardlearn.cli.checks import target_class
 
     model = cfg.reward.get("model")
     cls = None if model is None else target_class(model)
-    return bool(cls is not None and isinstance(cls, type) and issubclass(cls, RewardModel)
-                and cls.has_support)
+    return cls if isinstance(cls, type) and issubclass(cls, RewardModel) else None
+
+
+def _reward_class_has_support(cfg: DictConfig) -> bool:
+    cls = _reward_class(cfg)
+    return bool(cls is not None and cls.has_support)
 
 
 def _ground_truth(cfg: DictConfig) -> bool:
-    from rewardlearn.cli.checks import target_class
-
-    model = cfg.reward.get("model")
-    cls = None if model is None else target_class(model)
-    return bool(cls is not None and isinstance(cls, type) and issubclass(cls, RewardModel)
-                and cls.is_ground_truth)
+    cls = _reward_class(cfg)
+    return bool(cls is not None and cls.is_ground_truth)
 
 
 def load_scoring_model(source: str, observation_space: Any, action_space: Any) -> RewardModel:

@@ -69,7 +69,7 @@ class ActionPreferenceReward(RewardModel):
     name = "action_preference"
     settings_class = ActionPreferenceConfig
     deferrable = True  # fitted once, before any rollout
-    has_support = True  # keeps the labelled states (false for a model saved without them)
+    has_support = True  # its labelled states (false: not fitted, or saved without them)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space,
                  config: ActionPreferenceConfig | None = None, **kwargs: Any) -> None:
@@ -83,8 +83,10 @@ class ActionPreferenceReward(RewardModel):
         self.report: dict[str, Any] = {}
         self.support_obs: torch.Tensor | None = None
         """The fitted pairs' states, flattened ``(P, D)``: the reward's support."""
+        self._support_ref: torch.Tensor | None = None  # the same, standardised (cached)
         if cfg.labels is not None:
             self.fit_folder(cfg.labels)
+        self.has_support = self.support_obs is not None
 
     # -- features -----------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class ActionPreferenceReward(RewardModel):
                              f"(env {d_obs}), actions {act_a.shape} / {act_b.shape}, "
                              f"{len(labels)} labels")
         self.support_obs = torch.as_tensor(np.asarray(obs, np.float32)).reshape(len(obs), -1)
+        self._support_ref = None
+        self.has_support = True
         xa, xb = self.inputs(obs, act_a), self.inputs(obs, act_b)
         y = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -200,7 +204,9 @@ class ActionPreferenceReward(RewardModel):
 
     def _nearest(self, query: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
         assert self.support_obs is not None
-        ref = self._standardised(self.support_obs)
+        if self._support_ref is None:  # once per fit or load, not once per decision
+            self._support_ref = self._standardised(self.support_obs)
+        ref = self._support_ref
         out = []
         for i in range(0, len(query), 2048):
             dist = torch.cdist(query[i:i + 2048], ref)
@@ -249,6 +255,7 @@ class ActionPreferenceReward(RewardModel):
         self.report = dict(state.get("report", {}))
         support = state.get("support_obs")
         self.support_obs = None if support is None else torch.as_tensor(support)
+        self._support_ref = None
         self.has_support = support is not None
 
     def summary(self) -> dict[str, Any]:

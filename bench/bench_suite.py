@@ -137,7 +137,8 @@ def run_dir(work: Path, task: str, cond: str, seed: int, timesteps: int) -> Path
     return work / f"t{timesteps}" / task / f"{cond}_s{seed}"
 
 
-def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[str, Any]:
+def train(task: str, cond: str, seed: int, timesteps: int, work: Path,
+          eval_episodes: int = 50) -> dict[str, Any]:
     """One run (reused when its ``summary.json`` exists); its summary."""
     out = run_dir(work, task, cond, seed, timesteps)
     demos = prepare_demos(task, work) if any("{demos}" in o for o in CONDITIONS[cond]) \
@@ -146,7 +147,7 @@ def train(task: str, cond: str, seed: int, timesteps: int, work: Path) -> dict[s
     return train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
                            f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
                            "torch_threads=1", "video.enabled=false", "progress_bar=false",
-                           "eval.n_episodes=50",
+                           f"eval.n_episodes={eval_episodes}",
                            *([] if cond.startswith("preference") else ["~teacher"])],
                      label=f"{task} {cond} s{seed}")
 

@@ -83,6 +83,8 @@ SCRIPTS: dict[str, Spec] = {
     "drs_classifier": Spec(["--tasks", "button-press-topdown-v3"], [], seeds="0",
                            out_flag="--out", note="quick: one task"),
     "drs_path": Spec(None, None, note=ON_RUNS),
+    "cost": Spec(["--tasks", "reach-v3", "--timesteps", "4000"], [], seeds="0",
+                 out_flag="--out", note="quick: one task, 4k steps; full: 8 suite tasks, 150k"),
     "suite": Spec(["--tasks", "reach-v3", "--select", "--timesteps", "8000", "--jobs", "1"],
                   None, seeds="0", out_flag="--out",
                   note="quick: one task, 8k steps; full: the commands in bench/results/suite.md"),

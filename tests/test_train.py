@@ -16,7 +16,7 @@ from rewardlearn.rewards import MLPReward, SpaceMismatchError, save_reward_model
 from rewardlearn.runs import RunDirError
 
 SUMMARY_KEYS = {"env_return_mean", "env_return_std", "learned_return_mean", "success_rate",
-                "total_timesteps", "wall_s", "videos"}
+                "total_timesteps", "wall_s", "train_wall_s", "train_cpu_s", "videos"}
 
 
 def _short(tmp_path: Path, *extra: str) -> list[str]:
@@ -41,6 +41,7 @@ def test_smoke_run_per_env(compose_cfg: Callable[..., DictConfig], tmp_path: Pat
     assert (tmp_path / "run" / "agent.zip").is_file()
     assert (tmp_path / "run" / "reward_model.pt").is_file()
     assert summary["learned_return_mean"] is not None
+    assert summary["train_cpu_s"] > 0 and 0 < summary["train_wall_s"] <= summary["wall_s"]
     assert (summary["success_rate"] is None) == (cfg.env.success_key is None)
     [video] = summary["videos"]
     assert Path(video).stat().st_size > 0

@@ -20,7 +20,7 @@ from typing import Any
 # Numeric top-level fields of the summary ``rewardlearn.cli.train`` writes (a test keeps
 # this in step with a real run's summary.json).
 OBJECTIVES = ("env_return_mean", "env_return_std", "learned_return_mean", "success_rate",
-              "eval_length_mean", "wall_s", "train_wall_s", "train_steps_per_s")
+              "eval_length_mean", "wall_s", "train_wall_s", "train_cpu_s", "train_steps_per_s")
 NESTED = ("reward_training",)  # dicts whose numeric fields are valid as ``<dict>.<field>``
 
 

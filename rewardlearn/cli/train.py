@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -308,6 +309,18 @@ def run(cfg: DictConfig, run_dir: Path, exit_on_input_error: bool = False) -> di
                     new_video_dir.rmdir()  # leave no empty video folder
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process, all its threads, and its reaped child
+    processes (``vec_env=subproc``'s workers once the envs are closed)."""
+    if sys.platform == "win32":  # no getrusage: this process only
+        return time.process_time()
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _reward_time(venv: VecEnv, train_s: float) -> dict[str, float]:
     """``reward_s``: seconds of the training spent in the reward module's calls from the
     reward wrapper (:attr:`RewardVecEnvWrapper.reward_s`), and ``reward_share`` of
@@ -327,7 +340,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
                                                 built.reward_model, built.learned)
     log.info("training %s on %s with reward=%s for %d steps (%d envs) -> %s", cfg.agent.name,
              cfg.env.name, cfg.reward.name, cfg.total_timesteps, cfg.n_envs, run_dir)
-    t_train = time.perf_counter()
+    t_train, cpu_train = time.perf_counter(), _cpu_s()
     try:
         agent.learn(int(cfg.total_timesteps), callback=built.callbacks,
                     progress_bar=bool(cfg.progress_bar), tb_log_name="train")
@@ -338,6 +351,9 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
     finally:
         built.venv.close()
     train_s = time.perf_counter() - t_train
+    # CPU time is what a cost comparison of two runs needs on a shared machine: wall time
+    # moves with whatever else runs, CPU seconds much less (cache contention aside)
+    train_cpu_s = _cpu_s() - cpu_train
     _save_agent(agent, run_dir / "agent.zip")
     if normalizer is not None:
         _save_normalizer(normalizer, run_dir / "vecnormalize.pkl")
@@ -376,6 +392,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         "total_timesteps": int(cfg.total_timesteps),
         "wall_s": round(time.perf_counter() - t0, 2),
         "train_wall_s": round(train_s, 2),
+        "train_cpu_s": round(train_cpu_s, 2),
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
         **_reward_time(built.venv, train_s),
         "videos": [_relative(v, run_dir) for v in result.videos],

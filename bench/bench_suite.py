@@ -103,10 +103,14 @@ CONDITIONS: dict[str, list[str]] = {
     # the classifiers on object-centric features (object minus hand, goal minus object,
     # the gripper: conf/env/metaworld.yaml's relative_features, the same for every task)
     "drs_relative": [*DRS, RELATIVE],
+    # DrS computed, observed and trained but weighted 0: the agent learns from the sparse
+    # reward alone, so it behaves as the sparse run does and a cost comparison with that run
+    # measures the reward's own work, not a different behaviour's physics (bench_cost.py)
+    "drs_shadow": [*DRS, "reward.mode=add", "reward.weight=0"],
 }
 ABLATIONS = ("drs_unbounded", "drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
              "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory",
-             "preference_demos", "drs_relative")
+             "preference_demos", "drs_relative", "drs_shadow")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -130,6 +134,8 @@ LABELS = {
                         "`reward.model.demos=<the 50 expert demos>`",
     "drs_relative": "option: `reward=drs` on object-centric features (`reward.model.encoder="
                     "{target: relative, kwargs: ${env.relative_features}}`)",
+    "drs_shadow": "cost probe: `reward=drs reward.mode=add reward.weight=0` (DrS runs, the "
+                  "agent learns from the sparse reward)",
 }
 
 

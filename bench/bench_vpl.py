@@ -29,6 +29,12 @@ For each number of users ``K`` and seed (one ``python train.py`` process per run
    held fixed (the same steps and seed), scored on the user's true reward like the others.
    Near the oracle: the reward is right and the ``z``-conditioned policy is what misses;
    far from it: the reward itself misleads for that user.
+5. The learned reward along each user's goal coordinate (users with a one-dimensional
+   ``target`` goal, e.g. a spin or forward speed): ``r(s, a, z_user)`` averaged over the
+   held-out segments' states with that coordinate set to each of ``PROFILE_POINTS`` values
+   from ``-2 v`` to ``2 v`` (``v`` the largest goal), and where it peaks. A reward that keeps
+   rising past the user's goal says "faster is better", which full torque or full speed
+   satisfies.
 
 Writes ``bench/results/vpl.md`` (``--out``) with the commands, seeds and a provenance line.
 """
@@ -67,6 +73,38 @@ def hydra_list(specs: list[dict[str, Any]]) -> str:
     """``[{k:v,...}]`` for a Hydra override."""
     return "[" + ",".join("{" + ",".join(f"{k}:{v}" for k, v in s.items()) + "}"
                           for s in specs) + "]"
+
+
+PROFILE_POINTS = 9
+
+
+def reward_profile(reward: Any, teacher: Any, user: int, z: np.ndarray, segs: np.ndarray,
+                   points: int = PROFILE_POINTS) -> dict[str, Any] | None:
+    """The learned reward along ``user``'s goal coordinate (item 5 of the module docstring):
+    ``{"values", "reward", "goal", "peak"}``, or None when the user's goal is not one
+    ``target`` coordinate (a zone, a linear user)."""
+    from rewardlearn.rewards.base import TransitionBatch
+
+    spec = teacher.users[user]
+    if spec.kind != "target" or len(spec.index) != 1:
+        return None
+    i, goal = spec.index[0], float(spec.goal[0])
+    span = 2 * max(abs(float(u.goal[0])) for u in teacher.users if len(u.goal) == 1)
+    values = np.linspace(-span, span, points)
+    _, acts, nxt = reward.split_side(segs)
+    base = nxt.reshape(-1, nxt.shape[-1])
+    acts = acts.reshape(-1, acts.shape[-1])
+    rows = np.random.default_rng(0).permutation(len(base))[:512]
+    base, acts = base[rows], acts[rows]
+    zs = np.tile(np.ravel(z).astype(np.float32), (len(base), 1))
+    means = []
+    for v in values:
+        states = base.copy()
+        states[:, i] = v
+        obs = np.concatenate([states, zs], 1).astype(np.float32)
+        means.append(float(np.mean(reward(TransitionBatch.from_arrays(obs, acts, obs)))))
+    return {"values": values.tolist(), "reward": means, "goal": goal,
+            "peak": float(values[int(np.argmax(means))])}
 
 
 def collect_segments(env_name: str, act: Any, latent_dim: int, obs_dim: int, episodes: int,
@@ -175,8 +213,12 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
     acc_active = user_accuracies(reward, active_ctx, h1, h2, held)
     policy = ActPolicy(agent_policy(str(vpl_dir / "agent.zip"), deterministic=True))
     vpl_ret, oracle_ret, random_ret = [], [], []
+    latents: list[list[float]] = []
+    profiles: list[dict[str, Any] | None] = []
     for u in range(k):
         z, _ = reward.infer_latent(*active_ctx[u])
+        latents.append(np.ravel(z).astype(float).tolist())
+        profiles.append(reward_profile(reward, teacher, u, z, h1))
         vpl_ret.append(user_return(args.env, policy, u, args.preset, k, args.eval_episodes, z))
         random_ret.append(user_return(args.env, None, u, args.preset, k, args.eval_episodes,
                                       None))
@@ -212,6 +254,7 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
            "fixed_z_score": [(v - r) / (o - r) if o != r else float("nan")
                              for v, o, r in zip(fixed_ret, oracle_ret, random_ret,
                                                 strict=False)],
+           "z": latents, "profile": profiles,
            "train_wall_s": summary["train_wall_s"]}
     (work / f"result_k{k}_s{seed}.json").write_text(json.dumps(out, indent=2))
     return out
@@ -278,6 +321,27 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
             lines.append(f"| {r['users']} | {r['seed']} | {_nums(r['fixed_z_return'])} | "
                          f"{_nums(r['fixed_z_score'], '{:.2f}')} | "
                          f"{_nums(r['score'], '{:.2f}')} |")
+    profiled = [r for r in results if any(r.get("profile") or [])]
+    if profiled:
+        values = next(p for r in profiled for p in r["profile"] if p)["values"]
+        lines += ["", "The learned reward along each user's goal coordinate: `r(s, a, z_user)` "
+                  "averaged over the held-out segments' states with that coordinate set to "
+                  "each value, `z` from the same 10 active labels; peak: where it is highest "
+                  "(a peak past the goal: the reward says \"faster is better\"):", "",
+                  "| users | seed | user's goal | reward at "
+                  + ", ".join(f"{v:+.3g}" for v in values)
+                  + " | peak | fixed-z score | policy score |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sorted(profiled, key=lambda r: (r["users"], r["seed"])):
+            fixed = r.get("fixed_z_score") or []
+            for u, prof in enumerate(r["profile"]):
+                if not prof:
+                    continue
+                lines.append(
+                    f"| {r['users']} | {r['seed']} | {prof['goal']:+.3g} | "
+                    f"{_nums(prof['reward'], '{:+.2f}')} | {prof['peak']:+.3g} | "
+                    f"{f'{fixed[u]:.2f}' if u < len(fixed) else '-'} | "
+                    f"{r['score'][u]:.2f} |")
     lines += ["", "Means over seeds and users:", "",
               "| users | VPL acc. (random z) | VPL (active z) | VPL on conflicting | single BT | "
               "single BT on conflicting | normalised policy score |",

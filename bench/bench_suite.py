@@ -421,6 +421,9 @@ def results_table(tasks: list[str], work: Path, timesteps: int) -> str:
                      "they were the ones made beside the sparse runs): "
                      f"{', '.join(f'{t} {x:.0%}' for t, x in share)} (mean "
                      f"**{np.mean([x for _, x in share]):.0%}**, target <= 10%).")
+    lines.append("- Measured apart, on CPU time and with a shadow run whose agent behaves as "
+                 "the sparse run's (`python bench/bench_cost.py`): "
+                 "[suite_cost.md](suite_cost.md).")
     if inside:
         lines.append("- DrS's share measured inside each run (`summary.json`'s `reward_share`: "
                      "time in the reward module's calls, scoring, observing and classifier "

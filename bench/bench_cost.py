@@ -18,7 +18,7 @@ Two measures, both from each run's ``summary.json``:
   two-core machine this is fair; any other job moves it, and biases it low (when the
   sparse run ends first, DrS finishes on a core of its own).
 * CPU: the same with ``train_cpu_s`` (user + system CPU seconds of the training), which
-  other jobs on the machine move far less.
+  other jobs on the machine move less, though not to nothing (shared caches).
 
 A DrS agent does other things than a sparse one (it grasps, pushes, holds: contact-rich
 physics costs more per step), so the pair's difference is the reward's work plus a

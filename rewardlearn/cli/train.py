@@ -351,8 +351,9 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
     finally:
         built.venv.close()
     train_s = time.perf_counter() - t_train
-    # CPU time is what a cost comparison of two runs needs on a shared machine: wall time
-    # moves with whatever else runs, CPU seconds much less (cache contention aside)
+    # for cost comparisons on a shared machine: wall time moves with whatever else runs
+    # (2.5x on the 2-core bench machine), CPU seconds less, though not free of it (shared
+    # caches; +-10% between like runs in bench/results/suite_cost.md)
     train_cpu_s = _cpu_s() - cpu_train
     _save_agent(agent, run_dir / "agent.zip")
     if normalizer is not None:

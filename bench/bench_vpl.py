@@ -16,7 +16,9 @@ For each number of users ``K`` and seed (one ``python train.py`` process per run
    as many of random actions, cut into segments), ``--heldout`` random pairs of them labelled
    by *every* user. VPL's accuracy per user with ``z`` from ``--context`` other pairs that
    user labelled, chosen at random or actively (mutual information,
-   :func:`rewardlearn.vpl.active.select_queries`, from ``--candidates`` pairs); a single
+   :func:`rewardlearn.vpl.active.select_queries`, or per user after each answer with
+   ``--queries bald|posterior``, :func:`~rewardlearn.vpl.active.ask_adaptively`, from
+   ``--candidates`` pairs); a single
    Bradley-Terry reward fitted to the run's pooled labels (every user's) on the same pairs;
    both also on the *conflicting* pairs (the users disagree).
 3. A new user of each kind: ``z`` from ``--context`` active labels, the VPL agent evaluated with
@@ -159,7 +161,7 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
 
     from rewardlearn.agents import ActPolicy, agent_policy
     from rewardlearn.rewards import load_reward_model
-    from rewardlearn.vpl.active import select_queries
+    from rewardlearn.vpl.active import ask_adaptively, select_queries
     from rewardlearn.vpl.evaluation import conflicting, fit_bradley_terry, user_accuracies
     from rewardlearn.vpl.population import PopulationTeacher
     from rewardlearn.vpl.reward import VPLReward
@@ -204,8 +206,18 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
 
     held = np.stack([labels(u, h1, h2) for u in range(k)])
     random_ctx = [(r1, r2, labels(u, r1, r2)) for u in range(k)]
-    picked, _ = select_queries(reward, c1, c2, n_queries=args.context, seed=seed)
-    active_ctx = [(c1[picked], c2[picked], labels(u, c1[picked], c2[picked])) for u in range(k)]
+    if args.queries == "static":
+        picked, _ = select_queries(reward, c1, c2, n_queries=args.context, seed=seed)
+        asked = [picked] * k
+    else:
+        asked = []
+        for u in range(k):
+            truth = labels(u, c1, c2)  # the user's answer to every candidate, read when asked
+            asked.append(ask_adaptively(reward, c1, c2, lambda i, t=truth: float(t[i]),
+                                        n_queries=args.context, criterion=args.queries,
+                                        seed=seed).indices)
+    active_ctx = [(c1[asked[u]], c2[asked[u]], labels(u, c1[asked[u]], c2[asked[u]]))
+                  for u in range(k)]
     pool = reward.dataset
     bt = fit_bradley_terry(pool.x1[..., reward.columns], pool.x2[..., reward.columns],
                            pool.labels, epochs=args.bt_epochs, seed=seed)
@@ -232,17 +244,18 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
     score = [(v - r) / (o - r) if o != r else float("nan")
              for v, o, r in zip(vpl_ret, oracle_ret, random_ret, strict=True)]
     fixed_ret: list[float] = []
+    suffix = "" if args.queries == "static" else f"_{args.queries}"
     for u in range(k) if args.fixed_z else []:
         z, _ = reward.infer_latent(*active_ctx[u])
         z_text = "[" + ",".join(f"{float(v):.6g}" for v in np.ravel(z)) + "]"
         spec = hydra_list([user_wrapper(u, args.preset, k)])[:-1] + \
             f",{{_target_:{latent_wrapper_target()},latent_dim:{d},z:{z_text}}}]"
-        fixed = train(work / f"fixedz_k{k}_u{u}_s{seed}",
+        fixed = train(work / f"fixedz_k{k}_u{u}_s{seed}{suffix}",
                       [f"env={args.env}", "reward=checkpoint",
                        f"reward.model.path={vpl_dir / 'reward_model.pt'}", "~teacher",
                        f"+env.wrappers={spec}", f"eval.n_episodes={args.eval_episodes}",
                        f"total_timesteps={args.timesteps}", f"seed={seed}", *args.extra],
-                      work / "logs" / f"fixedz_k{k}_u{u}_s{seed}.log")
+                      work / "logs" / f"fixedz_k{k}_u{u}_s{seed}{suffix}.log")
         fixed_ret.append(float(fixed["env_return_mean"]))
     out = {"users": k, "seed": seed, "labels_used": summary["reward_training"]["labels_used"],
            "conflicting_share": float(conflicting(held).mean()),
@@ -256,8 +269,25 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
                                                 strict=False)],
            "z": latents, "profile": profiles,
            "train_wall_s": summary["train_wall_s"]}
-    (work / f"result_k{k}_s{seed}.json").write_text(json.dumps(out, indent=2))
+    out["queries"] = args.queries
+    out["asked"] = [np.asarray(a).tolist() for a in asked]
+    result_file(work, k, seed, args.queries).write_text(json.dumps(out, indent=2))
     return out
+
+
+QUERY_RULES = {
+    "static": "`--queries static`: one mutual-information set chosen before any answer, the same "
+              "for every user",
+    "bald": "`--queries bald`: each user's next pair chosen after their answers so far, by "
+            "BALD's information under the posterior",
+    "posterior": "`--queries posterior`: each user's next pair chosen after their answers so "
+                 "far, by the encoder's expected posterior entropy",
+}
+
+
+def result_file(work: Path, k: int, seed: int, queries: str) -> Path:
+    """``result_k<K>_s<seed>[_<queries>].json``: each query rule's results kept apart."""
+    return work / f"result_k{k}_s{seed}{'' if queries == 'static' else f'_{queries}'}.json"
 
 
 def latent_wrapper_target() -> str:
@@ -290,7 +320,8 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
         f"{args.heldout} pairs labelled by every user, `z` from {args.context} other labels of "
         "the user (random or active); single BT: one Bradley-Terry reward fitted to all the "
         "run's labels pooled. Policy: a new user's `z` from "
-        f"{args.context} active labels; oracle: PPO on that user's true reward, same steps; "
+        f"{args.context} active labels ({QUERY_RULES[args.queries]}); oracle: PPO on that "
+        "user's true reward, same steps; "
         f"{args.eval_episodes} held-out episodes each"
         + (f"; every run also `{' '.join(args.extra)}`" if args.extra else "")
         + (f"; the VPL runs `{' '.join(args.vpl_extra)}`" if args.vpl_extra else "") + ".", "",
@@ -380,6 +411,10 @@ def main() -> None:
                         help="more train.py overrides for every run (e.g. n_envs=4)")
     parser.add_argument("--vpl-extra", nargs="*", default=[],
                         help="train.py overrides for the VPL runs only (reward.model.rounds=10)")
+    parser.add_argument("--queries", choices=["static", "bald", "posterior"], default="static",
+                        help="a new user's --context queries: one mutual-information set for "
+                             "every user (static), or each pair chosen after the user's "
+                             "answers so far (bald, posterior: rewardlearn.vpl.active)")
     parser.add_argument("--fixed-z", action="store_true",
                         help="also train PPO on each user's frozen learned reward, z fixed")
     add_paths(parser, "vpl")
@@ -395,7 +430,7 @@ def main() -> None:
     results = []
     for k in args.users:
         for seed in args.seeds:
-            saved = work / f"result_k{k}_s{seed}.json"
+            saved = result_file(work, k, seed, args.queries)
             if args.existing:
                 if not saved.is_file():
                     print(f"K={k} seed {seed}: not measured yet", flush=True)

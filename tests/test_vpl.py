@@ -21,7 +21,15 @@ from rewardlearn.preference.human import HumanTeacher, LabelledPair
 from rewardlearn.review.store import ClipRef
 from rewardlearn.rewards import load_reward_model
 from rewardlearn.rewards.base import TransitionBatch
-from rewardlearn.vpl.active import label_assignments, mutual_information, select_queries
+from rewardlearn.vpl.active import (
+    ask_adaptively,
+    bald_information,
+    label_assignments,
+    mutual_information,
+    next_query,
+    query_information,
+    select_queries,
+)
 from rewardlearn.vpl.configuration import VPLConfig
 from rewardlearn.vpl.evaluation import conflicting, fit_bradley_terry, user_accuracies
 from rewardlearn.vpl.latent import AppendLatent
@@ -210,6 +218,66 @@ def test_active_queries_pick_the_pair_that_tells_the_users_apart(
     idx, gains = select_queries(reward, x1, x2, n_queries=2, n_samples=128)
     assert idx[0] == 1  # the users answer it oppositely; identical segments tell nothing
     assert gains[0] > 0.0 and len(set(idx.tolist())) == 2
+
+
+def test_bald_information_is_the_users_disagreement() -> None:
+    # two equally likely users, each sure and opposite: one bit; users who agree, or a coin
+    # that no user is sure of, tell nothing about z
+    delta = np.array([[30.0, 30.0, 0.0], [-30.0, 30.0, 0.0]])
+    assert bald_information(delta) == pytest.approx([math.log(2), 0.0, 0.0], abs=1e-9)
+
+
+@pytest.mark.parametrize("criterion", ["bald", "posterior"])
+def test_adaptive_queries_follow_the_users_answers(
+        trained: tuple[VPLReward, PopulationTeacher], criterion: str) -> None:
+    reward, teacher = trained
+    rng = np.random.default_rng(5)
+    same = segments(rng, 1)[0]
+    up, down = np.full((5, 3), 2.0, np.float32), np.full((5, 3), -2.0, np.float32)
+    x1, x2 = np.stack([same, up, up]), np.stack([same, down, down])  # pair 2 repeats pair 1
+    before = query_information(reward, x1, x2, [], [], criterion)  # type: ignore[arg-type]
+    assert before[1] > before[0] + 0.1 and before[2] == pytest.approx(before[1], abs=0.05)
+    first, _ = next_query(reward, x1, x2, [], [], criterion)  # type: ignore[arg-type]
+    assert first in (1, 2)
+    answer = float(user_labels(teacher, reward, x1, x2)[0, first])
+    after = query_information(reward, x1, x2, [first], [answer], criterion)  # type: ignore[arg-type]
+    assert after[first] == -np.inf  # never asked twice
+    if criterion == "bald":  # the posterior now knows the answer to the repeat
+        assert after[3 - first] < 0.5 * before[3 - first]
+
+
+def test_adaptive_queries_give_each_user_their_own_z(
+        trained: tuple[VPLReward, PopulationTeacher]) -> None:
+    reward, teacher = trained
+    rng = np.random.default_rng(6)
+    c1, c2 = segments(rng, 40), segments(rng, 40)
+    h1, h2 = segments(rng, 200), segments(rng, 200)
+    truth = user_labels(teacher, reward, c1, c2)
+    context, mus = [], []
+    for k in range(2):
+        res = ask_adaptively(reward, c1, c2, lambda i, k=k: float(truth[k, i]), n_queries=6)
+        assert len(set(res.indices.tolist())) == 6 and len(res.gains) == 6
+        assert res.labels.tolist() == truth[k, res.indices].tolist()
+        mu, _ = reward.infer_latent(c1[res.indices], c2[res.indices], res.labels)
+        assert res.mu == pytest.approx(mu, abs=1e-5)  # the same posterior as infer_latent's
+        context.append((c1[res.indices], c2[res.indices], res.labels))
+        mus.append(res.mu)
+    acc = user_accuracies(reward, context, h1, h2, user_labels(teacher, reward, h1, h2))
+    assert min(acc["vpl"]) > 0.9
+    assert np.linalg.norm(mus[0] - mus[1]) > 0.5
+
+
+def test_adaptive_queries_refuse_bad_input(trained: tuple[VPLReward, PopulationTeacher]) -> None:
+    reward, _ = trained
+    x = segments(np.random.default_rng(7), 3)
+    with pytest.raises(ValueError, match="unknown criterion 'mi'; valid: bald, posterior"):
+        query_information(reward, x, x, [], [], "mi")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1 pairs asked but 0 answers"):
+        next_query(reward, x, x, [0], [])
+    with pytest.raises(ValueError, match=r"n_queries must be in \[1, 3\]"):
+        ask_adaptively(reward, x, x, lambda i: 1.0, n_queries=4)
+    with pytest.raises(ValueError, match=r"answer\(.\) returned 2\.0"):
+        ask_adaptively(reward, x, x, lambda i: 2.0, n_queries=1)
 
 
 def test_population_presets_and_the_user_reward_wrapper() -> None:

@@ -107,3 +107,15 @@ def test_the_readme_layout_names_every_module() -> None:
     for folder in (ROOT / "rewardlearn").iterdir():
         if folder.is_dir() and (folder / "__init__.py").is_file():
             assert f"{folder.name}/" in layout, folder.name
+
+
+def test_every_subpackage_is_in_the_wheel() -> None:
+    """``[tool.setuptools] packages`` is an explicit list: a subpackage missing from it works
+    in the editable install and is absent from a wheel (``pip install .``)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "rewardlearn").rglob("__init__.py")}
+    assert found - listed == set(), f"add to pyproject.toml's packages: {sorted(found - listed)}"

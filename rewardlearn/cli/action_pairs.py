@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardlearn.agents import load_run_policy
+from rewardlearn.cli.checks import run_env
 from rewardlearn.cli.options import cli_args, parse_key_values, run_cli, settings_types
 from rewardlearn.env_factory import camera_config, env_config, replay_env
 from rewardlearn.runs import run_config
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
     run_dir = Path(runs[0])
     run_cfg = run_config(run_dir)
     policy = load_run_policy(run_dir)
-    env = replay_env(run_cfg, None)
+    env = run_env(run_cfg, replay_env(run_cfg, None))
     out = Path(cfg.out) if cfg.out else run_dir / "action_pairs"
     if (out / PAIRS_NAME).exists():
         raise FileExistsError(f"{out / PAIRS_NAME} exists; choose another out=")

@@ -17,9 +17,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rewardlearn.agents import ALGOS, REWARD_TIMINGS, on_policy
 from rewardlearn.bc import BCConfig
@@ -111,6 +111,36 @@ def target_class(model: DictConfig) -> type | None:
     except (ImportError, ValueError):
         return None
     return obj if isinstance(obj, type) else None
+
+
+@runtime_checkable
+class WrapsEnv(Protocol):
+    """Reward settings whose module needs env wrappers (``reward=vpl``: ``z`` appended to
+    every observation)."""
+
+    def env_wrappers(self) -> list[dict[str, Any]]: ...
+
+
+def add_env_wrappers(cfg: DictConfig, settings: RewardModelConfig | None) -> None:
+    """Append the wrappers the reward's settings ask for to ``env.wrappers`` (outermost), so
+    the training envs, evaluation and videos all have them."""
+    if not isinstance(settings, WrapsEnv):
+        return
+    extra = settings.env_wrappers()
+    if extra:
+        with open_dict(cfg):
+            cfg.env.wrappers = [*(cfg.env.get("wrappers") or []), *extra]
+
+
+def run_env(cfg: DictConfig, env: DictConfig) -> DictConfig:
+    """A saved run's env config ``env`` (``cfg.env``, perhaps with a camera) with the wrappers
+    its reward added at training (:func:`add_env_wrappers`): Hydra saves the config before
+    they are added, and the run's agent and reward model read their observations."""
+    plain = OmegaConf.create({"env": OmegaConf.to_container(env, resolve=True)})
+    add_env_wrappers(plain, reward_settings(cfg))
+    out = plain.env
+    assert isinstance(out, DictConfig)
+    return out
 
 
 def reward_settings(cfg: DictConfig) -> RewardModelConfig | None:

@@ -28,7 +28,10 @@ default 10000, the held-out seeds of evaluation), ``deterministic`` (true),
 ``<run>/videos/replay_s<seed>``, or ``<video.dir>/<run name>/replay_s<seed>`` for a run
 that set ``video.dir``; a folder that already holds episodes is refused, and a refused
 or failed replay leaves no folder behind), ``select.<setting>`` (best-of-n action selection,
-as ``train.py``'s ``eval.select``: ``select.n=16 select.scorer=reward``; docs/select.md).
+as ``train.py``'s ``eval.select``: ``select.n=16 select.scorer=reward``; docs/select.md),
+``user`` (a ``reward=vpl`` run: act with a user's ``z``, a name saved by
+``rewardlearn-vpl-user`` or the path of its json; without it ``z`` is drawn from the prior
+each episode).
 Prints one line per episode and the folder written.
 """
 
@@ -42,6 +45,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.agents import ActPolicy, agent_policy
+from rewardlearn.cli.checks import run_env
 from rewardlearn.cli.options import cli_args, parse_bool, parse_key_values, run_cli
 from rewardlearn.cli.select_run import replay_select_options, select_for_replay, select_settings
 from rewardlearn.env_factory import env_config, make_env, replay_env
@@ -56,7 +60,7 @@ def _optional_float(value: str) -> float | None:
 
 OPTIONS: dict[str, Callable[[str], Any]] = {
     "n_episodes": int, "seed": int, "deterministic": parse_bool, "camera": str, "out": str,
-    "width": int, "height": int, "fps": _optional_float, "reward_model": str}
+    "width": int, "height": int, "fps": _optional_float, "reward_model": str, "user": str}
 
 
 def reward_model_for(run_dir: Path, source: str | None, env: DictConfig
@@ -80,6 +84,18 @@ def reward_model_for(run_dir: Path, source: str | None, env: DictConfig
     return model, source
 
 
+def _with_user(run_dir: Path, env: DictConfig, user: str) -> DictConfig:
+    """``env`` with the saved user's ``z`` in place of the prior draw (``reward=vpl`` runs)."""
+    from rewardlearn.vpl.latent import WRAPPER_TARGET
+    from rewardlearn.vpl.onboard import load_user, user_env
+
+    if not any(isinstance(w, DictConfig) and w.get("_target_") == WRAPPER_TARGET
+               for w in env.get("wrappers") or []):
+        raise ValueError("user= sets a reward=vpl run's z; this run's observations carry no z")
+    z = load_user(run_dir, user)
+    return user_env(env, len(z), z)
+
+
 def default_out(cfg: DictConfig, run_dir: Path, seed: int) -> Path:
     """``<run>/videos/replay_s<seed>``, or ``<video.dir>/<run name>/replay_s<seed>`` for a run
     that wrote its videos to ``video.dir``."""
@@ -91,8 +107,8 @@ def default_out(cfg: DictConfig, run_dir: Path, seed: int) -> Path:
 def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
            deterministic: bool = True, camera: str | None = None, out: str | Path | None = None,
            width: int | None = None, height: int | None = None, fps: float | None = None,
-           reward_model: str | None = None, select: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
+           reward_model: str | None = None, select: dict[str, Any] | None = None,
+           user: str | None = None) -> dict[str, Any]:
     """Record ``n_episodes`` of the run's agent into ``out`` (mp4 + sidecar each).
 
     ``select``: best-of-n selection settings (:class:`~rewardlearn.select.SelectConfig`,
@@ -109,7 +125,9 @@ def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
     size = (int(height or video.get("height", 256)), int(width or video.get("width", 256)))
     if min(size) < 16:
         raise ValueError(f"width and height must be >= 16 pixels, got {size[1]}x{size[0]}")
-    env = replay_env(cfg, camera)
+    env = run_env(cfg, replay_env(cfg, camera))
+    if user is not None:
+        env = _with_user(run_dir, env, user)
     model, source = reward_model_for(run_dir, reward_model, env)
     policy: Any = ActPolicy(agent_policy(agent, deterministic=deterministic))
     selector = None
@@ -125,7 +143,8 @@ def replay(run_dir: str | Path, n_episodes: int = 2, seed: int = 10_000,
                           meta={"run": f"{run_dir.name} (replay)", "env": env.name,
                                 "agent": OmegaConf.select(cfg, "agent.name", default=None),
                                 "reward": OmegaConf.select(cfg, "reward.name", default=None),
-                                "replay_of": str(run_dir), "reward_model": source})
+                                "replay_of": str(run_dir), "reward_model": source,
+                                **({"user": user} if user is not None else {})})
     except BaseException:
         release_folder(folder, discard=True)
         raise

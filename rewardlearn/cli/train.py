@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import hydra
@@ -43,7 +43,7 @@ from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -58,7 +58,12 @@ from rewardlearn.agents import (
     normalize_reward_enabled,
 )
 from rewardlearn.bc import BCConfig, warm_start
-from rewardlearn.cli.checks import reward_settings, target_class, validate_settings
+from rewardlearn.cli.checks import (
+    add_env_wrappers,
+    reward_settings,
+    target_class,
+    validate_settings,
+)
 from rewardlearn.cli.objective import check_objective, is_optuna_sweep, objective_value
 from rewardlearn.cli.schemas import register_reward_schemas
 from rewardlearn.cli.select_run import check_select, select_for_run
@@ -114,25 +119,6 @@ def build_reward_model(cfg: DictConfig, observation_space: gym.Space, action_spa
         raise TypeError(f"reward={cfg.reward.name} built a {type(model).__name__}, "
                         "not a rewardlearn RewardModel")
     return model
-
-
-@runtime_checkable
-class WrapsEnv(Protocol):
-    """Reward settings whose module needs env wrappers (``reward=vpl``: ``z`` appended to
-    every observation)."""
-
-    def env_wrappers(self) -> list[dict[str, Any]]: ...
-
-
-def add_env_wrappers(cfg: DictConfig, settings: RewardModelConfig | None) -> None:
-    """Append the wrappers the reward's settings ask for to ``env.wrappers`` (outermost), so
-    the training envs, evaluation and videos all have them."""
-    if not isinstance(settings, WrapsEnv):
-        return
-    extra = settings.env_wrappers()
-    if extra:
-        with open_dict(cfg):
-            cfg.env.wrappers = [*(cfg.env.get("wrappers") or []), *extra]
 
 
 # ----------------------------------------------------------------------------- the run

@@ -35,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -133,6 +133,11 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(p) + (1 - p) * np.log1p(-p))
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + e^-x)`` without overflow for large ``|x|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
 def bald_information(delta: np.ndarray) -> np.ndarray:
     """``I(z; y)`` per pair from posterior samples: ``H[mean_m p_m] - mean_m H[p_m]`` with
     ``p_m = sigmoid(delta_m)``; ``delta``: ``(M, C)`` ``R(A, z_m) - R(B, z_m)`` -> ``(C,)``.
@@ -142,7 +147,7 @@ def bald_information(delta: np.ndarray) -> np.ndarray:
         >>> bald_information(np.array([[20.0, 0.0], [-20.0, 0.0]])).round(3).tolist()
         [0.693, 0.0]
     """
-    p = 1.0 / (1.0 + np.exp(-np.asarray(delta, np.float64)))
+    p = _sigmoid(delta)
     return binary_entropy(p.mean(0)) - binary_entropy(p).mean(0)
 
 
@@ -198,17 +203,18 @@ class _Candidates:
 @torch.no_grad()
 def query_information(reward: VPLReward, x1: np.ndarray, x2: np.ndarray, asked: list[int],
                       labels: list[float], criterion: Criterion = "bald",
-                      n_samples: int = 128, seed: int = 0,
+                      n_samples: int = 128, seed: int = 0, exclude: Sequence[int] = (),
                       _cands: _Candidates | None = None) -> np.ndarray:
     """``(C,)`` each candidate pair's expected information about ``z`` (nats) given the
     user's answers so far (``asked``: indices into ``x1``/``x2``, ``labels``: their answers);
-    ``-inf`` for the pairs already asked. ``x1``, ``x2``: ``(C, L, [s, a, s'])``."""
+    ``-inf`` for the pairs already asked and those in ``exclude`` (skipped).
+    ``x1``, ``x2``: ``(C, L, [s, a, s'])``."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
     if len(asked) != len(labels):
         raise ValueError(f"{len(asked)} pairs asked but {len(labels)} answers")
     cands = _cands if _cands is not None else _Candidates(reward, x1, x2)
-    done = set(asked)
+    done = set(asked) | set(exclude)
     rest = [c for c in range(len(cands)) if c not in done]
     out = np.full(len(cands), -np.inf)
     if not rest:
@@ -221,7 +227,7 @@ def query_information(reward: VPLReward, x1: np.ndarray, x2: np.ndarray, asked: 
     if criterion == "bald":
         out[rest] = bald_information(delta)
         return out
-    p1 = (1.0 / (1.0 + np.exp(-delta))).mean(0)  # P(first preferred | answers)
+    p1 = _sigmoid(delta).mean(0)  # P(first preferred | answers)
     now = float(gaussian_entropy(logvar.cpu().numpy()[None])[0])
     sets = torch.stack([cands.diff[[*asked, c]] for c in rest])  # (R, q, E)
     before = torch.as_tensor(list(labels), dtype=torch.float32, device=cands.device)
@@ -237,25 +243,28 @@ def query_information(reward: VPLReward, x1: np.ndarray, x2: np.ndarray, asked: 
 
 def next_query(reward: VPLReward, x1: np.ndarray, x2: np.ndarray, asked: list[int],
                labels: list[float], criterion: Criterion = "bald", n_samples: int = 128,
-               seed: int = 0, _cands: _Candidates | None = None) -> tuple[int, float]:
+               seed: int = 0, exclude: Sequence[int] = (),
+               _cands: _Candidates | None = None) -> tuple[int, float]:
     """The candidate pair to ask next given the user's answers so far, and its expected
     information (:func:`query_information`'s largest). Stateless, so a labelling page can
     call it between answers."""
     info = query_information(reward, x1, x2, asked, labels, criterion, n_samples, seed,
-                             _cands)
+                             exclude, _cands)
     if not np.isfinite(info).any():
-        raise ValueError(f"every one of the {len(info)} candidate pairs was asked already")
+        raise ValueError(f"every one of the {len(info)} candidate pairs was asked or skipped "
+                         "already")
     best = int(np.argmax(info))
     return best, float(info[best])
 
 
 @torch.no_grad()
 def ask_adaptively(reward: VPLReward, x1: np.ndarray, x2: np.ndarray,
-                   answer: Callable[[int], float], n_queries: int,
+                   answer: Callable[[int], float | None], n_queries: int,
                    criterion: Criterion = "bald", n_samples: int = 128,
                    seed: int = 0) -> QueryResult:
     """Ask one user ``n_queries`` pairs, each chosen by :func:`next_query` after the answers
-    before it; ``answer(i)`` returns the user's label of candidate pair ``i``.
+    before it; ``answer(i)`` returns the user's label of candidate pair ``i``, or None for a
+    skip (that pair is not asked again and does not count).
 
     Example (a user who always prefers the first segment):
         >>> # res = ask_adaptively(reward, x1, x2, lambda i: 1.0, n_queries=10)
@@ -268,10 +277,15 @@ def ask_adaptively(reward: VPLReward, x1: np.ndarray, x2: np.ndarray,
     asked: list[int] = []
     labels: list[float] = []
     gains: list[float] = []
-    for _ in range(n_queries):
+    skipped: list[int] = []
+    while len(asked) < n_queries:
         c, gain = next_query(reward, x1, x2, asked, labels, criterion, n_samples, seed,
-                             _cands=cands)
-        label = float(answer(c))
+                             skipped, _cands=cands)
+        got = answer(c)
+        if got is None:
+            skipped.append(c)
+            continue
+        label = float(got)
         if label not in (0.0, 0.5, 1.0):
             raise ValueError(f"answer({c}) returned {label}; labels are 1 (first preferred), "
                              "0 (second) or 0.5 (equal)")

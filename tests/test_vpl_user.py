@@ -118,6 +118,54 @@ def test_a_person_answers_on_the_review_page(vpl_run: Path) -> None:
     assert len(list((users / "carol" / "queries").glob("*.mp4"))) == 4  # two clips per pair
 
 
+def test_a_stopped_session_goes_on_without_asking_again(vpl_run: Path) -> None:
+    """A person answers one pair (the second 'skip'), the command times out on the next; run
+    again, it reuses those answers, numbers new clips after the old ones, and asks only the
+    rest."""
+    from rewardlearn.review.store import LabelStore
+
+    db = vpl_run / "users" / "labels.sqlite"
+    script = iter(["right", "skip"])
+    stop = threading.Event()
+
+    def person(limit: int) -> None:  # answers up to ``limit`` queries of run "erin", in order
+        done = 0
+        while not stop.is_set() and done < limit:
+            q = LabelStore(db).claim("erin", run="erin") if db.is_file() else None
+            if q is None:
+                stop.wait(0.05)
+                continue
+            LabelStore(db).answer(q.id, next(script, "left"), "erin")
+            done += 1
+
+    worker = threading.Thread(target=person, args=(2,))
+    worker.start()
+    try:
+        with pytest.raises(TimeoutError, match="run the same command again"):
+            vpl_user(vpl_run, "erin", n_queries=2, candidates=8, timeout_s=3, clip_size=32)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not (vpl_run / "users" / "erin.json").exists()
+    first = [(q.id, q.left.video) for q in LabelStore(db).queries("erin")]
+    assert len(first) == 3  # answered "right", answered "skip", then one unanswered
+    stop.clear()
+    worker = threading.Thread(target=person, args=(1,))
+    worker.start()
+    try:
+        out = vpl_user(vpl_run, "erin", n_queries=2, candidates=8, timeout_s=30, clip_size=32)
+    finally:
+        stop.set()
+        worker.join(10)
+    saved = json.loads(Path(out["file"]).read_text())
+    assert [a["label"] for a in saved["asked"]] == [0.0, 1.0]  # the first answer, reused
+    queries = LabelStore(db).queries("erin")
+    assert [(q.id, q.left.video) for q in queries][:3] == first  # nothing rewritten
+    # the query left unanswered was waited on, not queued twice: every query is answered
+    assert len(LabelStore(db).answers_after(0, "erin")) == len(queries)
+    assert len({q.left.video for q in queries}) == len(queries)  # new clips, new names
+
+
 def test_bad_requests_are_refused_before_anything_runs(vpl_run: Path) -> None:
     with pytest.raises(ValueError, match="name must be 1-64 letters"):
         vpl_user(vpl_run, "../x", teacher="population", user=0)

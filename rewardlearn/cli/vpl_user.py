@@ -17,8 +17,10 @@ default, or ``posterior``; :mod:`rewardlearn.vpl.active`), ``n_queries`` (10) in
 ``teacher=human`` (the default): each pair is rendered as two clips under
 ``<run>/users/<name>/queries/`` and queued in ``<run>/users/labels.sqlite``; the command
 waits for the answer (``timeout_s``, default none), and a skipped pair is replaced by the
-next best. ``teacher=population user=<k>``: the run's synthetic user ``k`` answers (a run
-trained with ``teacher=population``).
+next best. Stopped before the end (a timeout, Ctrl-C), the same command goes on where it
+stopped: the answers given are read back from the store, not asked again.
+``teacher=population user=<k>``: the run's synthetic user ``k`` answers (a run trained with
+``teacher=population``).
 
 Writes ``<run>/users/<name>.json`` (``z``, its log-variance, the pairs asked, the answers and
 each pick's information); an existing name is refused, never overwritten. Options:
@@ -113,7 +115,7 @@ def vpl_user(run_dir: str | Path, name: str, teacher: str = "human", user: int |
         human.run = name
         print(f"label {n_queries} pairs for {name!r} at the review page: "
               f"{human.review_command()}", flush=True)
-        answer = HumanAnswers(human, cands)
+        answer = HumanAnswers(human, cands, timeout_s)
     try:
         result = onboard(reward, cands, answer, n_queries, criterion,  # type: ignore[arg-type]
                          samples, seed)

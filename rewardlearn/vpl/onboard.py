@@ -165,23 +165,78 @@ class PopulationAnswers:
 
 class HumanAnswers:
     """A person on the review page: each pair is rendered and queued, and the answer waited
-    for (``teacher.wait`` is ``block``); a skip returns None (the pair is not counted)."""
+    for; a skip returns None (the pair is not counted).
 
-    def __init__(self, teacher: Any, cands: Candidates) -> None:
+    Resumable: answers already in the store for this user's queries (an earlier session that
+    stopped before the user's file was written) are matched to the candidates and reused
+    without asking again, and new clips are numbered after the old ones, so nothing answered
+    is lost or overwritten. Candidates are the same when the command is run again with the
+    same seed, and so are the picks while the answers are.
+    """
+
+    def __init__(self, teacher: Any, cands: Candidates, timeout_s: float | None = None,
+                 poll_s: float = 0.5) -> None:
         if cands.states1 is None:
             raise ValueError("a person needs clips: collect the candidates with sim_state=True")
-        self.teacher, self.cands, self.asked = teacher, cands, 0
+        self.teacher, self.cands = teacher, cands
+        self.timeout_s, self.poll_s = timeout_s, poll_s
         self.annotators: list[str | None] = []
+        self.known: dict[int, tuple[float | None, str]] = {}
+        self.asked = len(list(teacher.query_dir.glob("r*_left.mp4")))
+        self.queued: set[int] = set()  # candidates already queued (answered or not)
+        if teacher.db_path.is_file():
+            for q in teacher.store.queries(teacher.run):
+                j = self._match(q.id)
+                if j is not None:
+                    self.queued.add(j)
+            self._take(teacher.store.answers_after(0, teacher.run), want=None)
+
+    def _match(self, query_id: int) -> int | None:
+        """The candidate pair a stored query showed (by its step features), if any."""
+        path = self.teacher.query_dir / f"q{query_id}.npz"
+        if not path.is_file():
+            return None
+        data = np.load(path)
+        x1, x2 = data["x1"], data["x2"]
+        if x1.shape != self.cands.x1.shape[1:]:
+            return None
+        hit = np.flatnonzero((self.cands.x1 == x1).all((1, 2)) & (self.cands.x2 == x2).all((1, 2)))
+        return int(hit[0]) if len(hit) else None
+
+    def _take(self, answers: list[Any], want: int | None) -> bool:
+        """Record ``answers``; True when one of them answers candidate ``want``."""
+        from rewardlearn.review.store import LABEL_VALUES
+
+        found = False
+        for a in answers:
+            self.teacher.last_seq = max(self.teacher.last_seq, a.seq)
+            j = self._match(a.query_id)
+            if j is None:
+                continue
+            self.known[j] = (LABEL_VALUES.get(a.label), a.annotator)
+            found = found or j == want
+        return found
 
     def __call__(self, i: int) -> float | None:
-        first, second = self.cands.segments(i)
-        self.teacher.ask(first, second, self.asked)
-        self.asked += 1
-        got = self.teacher.collect(1)
-        if not got:
-            return None
-        self.annotators.append(got[-1].annotator)
-        return float(got[-1].label)
+        if i not in self.known:
+            if i not in self.queued:  # a query left unanswered by a stopped session is waited on
+                first, second = self.cands.segments(i)
+                self.teacher.ask(first, second, self.asked)
+                self.asked += 1
+                self.queued.add(i)
+            while True:
+                got = self.teacher.store.wait_answers(self.teacher.last_seq, self.teacher.run,
+                                                      1, self.timeout_s, self.poll_s)
+                if not got:
+                    raise TimeoutError(
+                        f"no answer within {self.timeout_s} s; the answers so far are kept in "
+                        f"{self.teacher.db_path}: run the same command again to go on")
+                if self._take(got, want=i):
+                    break
+        label, who = self.known[i]
+        if label is not None:
+            self.annotators.append(who)
+        return label
 
 
 def check_name(name: str) -> str:

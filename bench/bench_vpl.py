@@ -411,10 +411,12 @@ def main() -> None:
                         help="more train.py overrides for every run (e.g. n_envs=4)")
     parser.add_argument("--vpl-extra", nargs="*", default=[],
                         help="train.py overrides for the VPL runs only (reward.model.rounds=10)")
-    parser.add_argument("--queries", choices=["static", "bald", "posterior"], default="static",
-                        help="a new user's --context queries: one mutual-information set for "
-                             "every user (static), or each pair chosen after the user's "
-                             "answers so far (bald, posterior: rewardlearn.vpl.active)")
+    parser.add_argument("--queries", choices=["static", "bald", "posterior"], default="bald",
+                        help="a new user's --context queries: each pair chosen after the "
+                             "user's answers so far (bald, the default; posterior: "
+                             "rewardlearn.vpl.active), or one mutual-information set for every "
+                             "user (static: the rule of the tables before 2026-12-07's "
+                             "vpl_pendulum_adaptive.md)")
     parser.add_argument("--fixed-z", action="store_true",
                         help="also train PPO on each user's frozen learned reward, z fixed")
     add_paths(parser, "vpl")

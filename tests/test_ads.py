@@ -78,6 +78,28 @@ def test_progress_grows_while_the_agent_matches_the_demos_in_order() -> None:
     assert rec.k == 65 and rec.gamma == pytest.approx(0.2 ** (1 / 65))
 
 
+def test_demos_of_different_lengths_give_a_reference_from_every_pair() -> None:
+    """Demos that end at success differ in length. Unpadded, ``ref(k)`` past the shortest
+    comes from the longer demos alone: here two of five, which match each other badly, so
+    ``ref`` collapses and an agent that has not got far passes it at once. Held at their
+    last state, every pair counts at every ``k`` and ``ref`` never falls."""
+    short = [_line(20, 0.01 * i) for i in range(3)]
+    long_ = [_line(30), _line(30)[::-1].copy()]  # the same steps in the opposite order
+    plain = ProgressRecognizer([*short, *long_], horizon=30, pad=False)
+    held = ProgressRecognizer([*short, *long_], horizon=30)
+    assert plain.reference[19] == held.reference[19] == 20.0  # 12 of the 20 pairs match
+    assert plain.reference[20] <= 2.0  # k = 21: only the two long demos' pairs are left
+    assert (np.diff(held.reference) >= 0).all() and held.reference[29] == 20.0
+    assert held.horizon == plain.horizon == 30
+    # an agent that follows the demos for 10 steps, then stays put
+    stuck = np.concatenate([_line(10), np.full((20, 1), 10.0)])
+    for rec in (plain, held):
+        rec.k = 21
+        for _ in range(3):
+            rec.update([stuck])
+    assert plain.k == 30 and held.k == 21  # unpadded, k runs to the horizon
+
+
 def test_the_agent_score_is_the_90th_percentile_over_episodes_and_demos() -> None:
     demos = [_line(40), _line(40, 0.01)]
     rec = ProgressRecognizer(demos, horizon=40, start=0.5)
@@ -191,9 +213,9 @@ def test_train_ppo_with_ot_and_ads(compose_cfg: Callable[..., DictConfig], tmp_p
     assert ot["episodes_scored"] > 0 and ot["scale"] > 0 and ot["demos"] == 4
     assert summary["learned_return_mean"] < 0  # -s * transport cost
     record = json.loads((tmp_path / "run" / RECORD).read_text())
-    # H: the env's 150-step limit, capped at the demos' length (progress is counted in demo
-    # steps); k0 = floor(0.2 * H)
-    assert record["schedule"] == "ads" and record["horizon"] <= 30
+    # H: the env's 150-step limit, capped at the longest demo's length (progress is counted
+    # in demo steps; the demos are about 30 steps); k0 = floor(0.2 * H)
+    assert record["schedule"] == "ads" and 20 <= record["horizon"] <= 40
     assert record["k0"] == int(0.2 * record["horizon"])
     assert len(record["history"]) >= 2  # the start, then updates once episodes ended
     assert record["gamma"] == pytest.approx(0.2 ** (1 / record["k"]))

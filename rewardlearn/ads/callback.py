@@ -145,7 +145,7 @@ class DiscountScheduleCallback(BaseCallback):
                 self.features.demos, self.horizon(), alpha=s.alpha, start=s.start,
                 threshold=s.threshold, max_increments=s.max_increments,
                 ref_percentile=s.ref_percentile, agent_percentile=s.agent_percentile,
-                metric=s.metric)
+                metric=s.metric, pad=s.pad_demos)
             self.compute_s += time.perf_counter() - t0
         self._running = [[] for _ in range(self.training_env.num_envs)]
         self._last_update = self.num_timesteps

@@ -38,7 +38,10 @@ class ADSConfig(Settings):
     demos' mean and std (floored at ``min_std``) when ``standardize``, with ``metric``
     (``euclidean``: ``||x - y|| / sqrt(D)``, the paper's state-feature cost up to that
     constant; ``cosine``). ``horizon`` ``null``: the env's
-    time limit (else the longest demo).
+    time limit (else the longest demo). ``pad_demos``: demos shorter than the longest are held
+    at their last state to its length, so every ``ref(k)`` is the median over all pairs (the
+    paper's demos are fixed-length episodes); ``false`` is the rule before 2026-12-07, where
+    ``ref(k)`` past the shortest demo came from the longer ones alone.
     """
 
     what = "discount_schedule"
@@ -59,6 +62,7 @@ class ADSConfig(Settings):
     encoder: Any = None
     standardize: bool = True
     min_std: float = 0.01
+    pad_demos: bool = True
 
     def normalize(self) -> None:
         self.encoder = encoder_spec(self.encoder)

@@ -102,6 +102,13 @@ class ProgressRecognizer:
         demos: each demo's feature rows ``(T_d, D)`` (standardised states).
         horizon: the episode horizon ``H``; ``k`` starts at ``max(1, floor(start * H))`` and
             never exceeds ``H`` nor the longest prefix two demos share.
+        pad: hold each demo at its last row up to the longest demo's length, so ``ref(k)``
+            is the median over *every* pair of demos at every ``k``. Without it, demos that
+            end at success (of different lengths) leave ``ref(k)`` past the shortest one to
+            the few longest, whose pairs may match badly: on sweep-into-v3's 10 scripted
+            demos (47-63 steps) ``ref`` rises to 22 at ``k = 50`` and falls to 6 at
+            ``k = 60`` (2 pairs left), and ``k`` then runs to the horizon. The paper's demos
+            are full fixed-length episodes, in which a finished expert holds its goal.
     """
 
     demos: Sequence[np.ndarray]
@@ -113,6 +120,7 @@ class ProgressRecognizer:
     ref_percentile: float = 50.0
     agent_percentile: float = 90.0
     metric: str = "euclidean"
+    pad: bool = True
     k: int = field(init=False)
     reference: np.ndarray = field(init=False)
     """``reference[k-1] = ref(k)``."""
@@ -122,6 +130,11 @@ class ProgressRecognizer:
             raise ValueError(f"the progress recognizer compares pairs of demos: it needs at "
                              f"least 2, got {len(self.demos)}")
         self.demos = [np.asarray(d, np.float64) for d in self.demos]
+        if self.pad:
+            n = max(len(d) for d in self.demos)
+            self.demos = [d if len(d) == n or len(d) == 0 else
+                          np.concatenate([d, np.repeat(d[-1:], n - len(d), 0)])
+                          for d in self.demos]
         curves: list[np.ndarray] = []
         for p, first in enumerate(self.demos):
             for q, second in enumerate(self.demos):

@@ -19,7 +19,7 @@ from rewardlearn.cli.vpl_user import main as vpl_user_main
 from rewardlearn.cli.vpl_user import vpl_user
 from rewardlearn.rewards import load_reward_model
 from rewardlearn.runs import run_config
-from rewardlearn.vpl.onboard import candidate_pairs, load_user
+from rewardlearn.vpl.onboard import candidate_pairs, load_user, run_candidates
 from rewardlearn.vpl.population import PopulationTeacher
 from rewardlearn.vpl.reward import VPLReward
 
@@ -54,6 +54,26 @@ def test_candidates_are_the_runs_segments_without_z(vpl_run: Path) -> None:
     np.testing.assert_allclose(cands.x1[:, :-1, 4:], cands.x1[:, 1:, :3], atol=1e-6)
     again = candidate_pairs(reward, run_config(vpl_run).env, None, 6, seed=0)
     np.testing.assert_array_equal(again.x1, cands.x1)  # seeded
+    # the run's stochastic agent too, loaded afresh (a resumed session must draw the same)
+    first = run_candidates(reward, run_config(vpl_run).env, vpl_run / "agent.zip", 6, seed=3)
+    torch.rand(5)  # whatever else used the generator in between
+    second = run_candidates(reward, run_config(vpl_run).env, vpl_run / "agent.zip", 6, seed=3)
+    np.testing.assert_array_equal(first.x1, second.x1)
+    np.testing.assert_array_equal(first.x2, second.x2)
+
+
+def test_a_saved_vpl_run_env_gets_its_z_wrapper_once(vpl_run: Path) -> None:
+    """Hydra saves the config before train.py adds reward=vpl's z wrapper: the commands that
+    act in a run's env (replay, action pairs, vpl-user) add it, and never twice."""
+    from rewardlearn.cli.checks import run_env
+    from rewardlearn.vpl.latent import WRAPPER_TARGET
+
+    cfg = run_config(vpl_run)
+    assert not [w for w in cfg.env.get("wrappers") or [] if w["_target_"] == WRAPPER_TARGET]
+    env = run_env(cfg, cfg.env)
+    again = run_env(cfg, env)
+    for e in (env, again):
+        assert [w["_target_"] for w in e.wrappers].count(WRAPPER_TARGET) == 1
 
 
 def test_synthetic_users_get_their_own_z_and_the_agent_acts_with_it(

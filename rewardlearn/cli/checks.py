@@ -137,7 +137,12 @@ def run_env(cfg: DictConfig, env: DictConfig) -> DictConfig:
     its reward added at training (:func:`add_env_wrappers`): Hydra saves the config before
     they are added, and the run's agent and reward model read their observations."""
     plain = OmegaConf.create({"env": OmegaConf.to_container(env, resolve=True)})
+    had = list(plain.env.get("wrappers") or [])
     add_env_wrappers(plain, reward_settings(cfg))
+    if had:  # a config saved after they were added (already has them): not twice
+        plain.env.wrappers = had + [w for w in plain.env.wrappers[len(had):]
+                                    if not any(w.get("_target_") == h.get("_target_")
+                                               for h in had)]
     out = plain.env
     assert isinstance(out, DictConfig)
     return out

@@ -37,7 +37,6 @@ from typing import Any
 
 from hydra.utils import instantiate
 
-from rewardlearn.agents import agent_policy
 from rewardlearn.cli.options import cli_args, parse_key_values, run_cli
 from rewardlearn.env_factory import replay_env
 from rewardlearn.runs import agent_file, run_config
@@ -60,8 +59,8 @@ def vpl_user(run_dir: str | Path, name: str, teacher: str = "human", user: int |
     from rewardlearn.vpl.onboard import (
         HumanAnswers,
         PopulationAnswers,
-        candidate_pairs,
         onboard,
+        run_candidates,
         save_user,
         user_env,
         user_file,
@@ -101,9 +100,8 @@ def vpl_user(run_dir: str | Path, name: str, teacher: str = "human", user: int |
         if not 0 <= int(user or 0) < n:
             raise ValueError(f"user must be in [0, {n - 1}] (the run's {n} users), got {user}")
     env = replay_env(cfg, None)
-    act = agent_policy(str(agent_file(run_dir)))
-    cands = candidate_pairs(reward, env, act, candidates, seed=seed,
-                            sim_state=teacher == "human")
+    cands = run_candidates(reward, env, agent_file(run_dir), candidates, seed=seed,
+                           sim_state=teacher == "human")
     answer: Any
     human: HumanTeacher | None = None
     if population is not None:

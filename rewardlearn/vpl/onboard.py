@@ -90,9 +90,35 @@ def candidate_pairs(reward: VPLReward, env: DictConfig, act: Callable[[np.ndarra
     the segments from ``act`` (the run's agent; observation ``[s, z]`` -> action) and half
     from uniform random actions (all of them when ``act`` is None), ``z`` from the prior.
 
-    Episode ``k`` of each source is seeded ``seed + k``; ``sim_state`` keeps the simulator
-    states for rendering clips.
+    Episode ``k`` of each source is seeded ``seed + k``, and torch's generator (a stochastic
+    agent's sampling) is seeded with ``seed`` for the call and restored after, so the same
+    seed draws the same candidates (what resuming a stopped session relies on);
+    ``sim_state`` keeps the simulator states for rendering clips.
     """
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _candidate_pairs(reward, env, act, n_pairs, seed, sim_state, max_episodes)
+
+
+def run_candidates(reward: VPLReward, env: DictConfig, agent: str | Path, n_pairs: int,
+                   seed: int = 0, sim_state: bool = False) -> Candidates:
+    """:func:`candidate_pairs` from a saved agent (``agent.zip``), loaded under the same seed:
+    an agent whose exploration noise is drawn when it loads (gSDE) acts the same each time."""
+    import torch
+
+    from rewardlearn.agents import agent_policy
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        act = agent_policy(str(agent))
+        return candidate_pairs(reward, env, act, n_pairs, seed, sim_state)
+
+
+def _candidate_pairs(reward: VPLReward, env: DictConfig,
+                     act: Callable[[np.ndarray], Any] | None, n_pairs: int, seed: int,
+                     sim_state: bool, max_episodes: int) -> Candidates:
     from rewardlearn.env_factory import env_config, make_env
     from rewardlearn.wrappers.state import STATE_KEY
 
@@ -294,4 +320,5 @@ def onboard(reward: VPLReward, cands: Candidates,
 
 
 __all__ = ["USERS_DIR", "Candidates", "HumanAnswers", "PopulationAnswers", "candidate_pairs",
-           "check_name", "load_user", "onboard", "save_user", "user_env", "user_file"]
+           "check_name", "load_user", "onboard", "run_candidates", "save_user", "user_env",
+           "user_file"]

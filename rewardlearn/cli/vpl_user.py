@@ -40,7 +40,7 @@ from hydra.utils import instantiate
 from rewardlearn.cli.options import cli_args, parse_key_values, run_cli
 from rewardlearn.env_factory import replay_env
 from rewardlearn.runs import agent_file, run_config
-from rewardlearn.vpl.active import CRITERIA
+from rewardlearn.vpl.active import CRITERIA, ask_adaptively
 
 TEACHERS = ("human", "population")
 OPTIONS: dict[str, Callable[[str], Any]] = {
@@ -59,7 +59,6 @@ def vpl_user(run_dir: str | Path, name: str, teacher: str = "human", user: int |
     from rewardlearn.vpl.onboard import (
         HumanAnswers,
         PopulationAnswers,
-        onboard,
         run_candidates,
         save_user,
         user_env,
@@ -115,8 +114,8 @@ def vpl_user(run_dir: str | Path, name: str, teacher: str = "human", user: int |
               f"{human.review_command()}", flush=True)
         answer = HumanAnswers(human, cands, timeout_s)
     try:
-        result = onboard(reward, cands, answer, n_queries, criterion,  # type: ignore[arg-type]
-                         samples, seed)
+        result = ask_adaptively(reward, cands.x1, cands.x2, answer, n_queries,
+                                criterion, samples, seed)  # type: ignore[arg-type]
     finally:
         if human is not None:
             human.close()

@@ -90,26 +90,19 @@ def select_queries(reward: VPLReward, x1: np.ndarray, x2: np.ndarray, n_queries:
     if not 1 <= n_queries <= min(MAX_QUERIES, len(x1)):
         raise ValueError(f"n_queries must be in [1, {min(MAX_QUERIES, len(x1))}], got "
                          f"{n_queries}")
-    model, device = reward.model, reward.device
-    cols = torch.as_tensor(reward.columns, device=device)
-    a = torch.as_tensor(np.asarray(x1, np.float32), device=device)[..., cols]
-    b = torch.as_tensor(np.asarray(x2, np.float32), device=device)[..., cols]
-    ones = torch.ones(a.shape[:2], device=device)
-    diff = model.segment_embedding(a, ones) - model.segment_embedding(b, ones)  # (C, E)
+    cands = _Candidates(reward, x1, x2)
+    model, device, diff = reward.model, reward.device, cands.diff
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     z = torch.randn((n_samples, reward.cfg.latent_dim), generator=gen, device=device)
-    delta = torch.stack([
-        (model.rewards(a[None, c], z[:, None, :]).sum(-1)
-         - model.rewards(b[None, c], z[:, None, :]).sum(-1)) for c in range(len(a))
-    ], dim=1).cpu().numpy()  # (M, C)
+    delta = cands.deltas(z, list(range(len(cands))))  # (M, C)
     chosen: list[int] = []
     gains: list[float] = []
     for _ in range(n_queries):
         q = len(chosen) + 1
         y = torch.as_tensor(label_assignments(q), device=device)  # (2^q, q)
         best, best_mi = -1, -math.inf
-        for c in range(len(a)):
+        for c in range(len(cands)):
             if c in chosen:
                 continue
             idx = [*chosen, c]

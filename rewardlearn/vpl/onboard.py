@@ -31,7 +31,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from rewardlearn.preference.buffer import Segments
-from rewardlearn.vpl.active import Criterion, QueryResult, ask_adaptively
+from rewardlearn.vpl.active import QueryResult
 from rewardlearn.vpl.latent import WRAPPER_TARGET, latent_wrapper
 from rewardlearn.vpl.reward import VPLReward
 
@@ -310,15 +310,6 @@ def load_user(run_dir: Path, user: str) -> np.ndarray:
     return np.asarray(data["z"], np.float32)
 
 
-def onboard(reward: VPLReward, cands: Candidates,
-            answer: Callable[[int], float | None], n_queries: int,
-            criterion: Criterion = "bald", n_samples: int = 128, seed: int = 0
-            ) -> QueryResult:
-    """Ask ``n_queries`` adaptively chosen candidate pairs (module docstring)."""
-    return ask_adaptively(reward, cands.x1, cands.x2, answer, n_queries, criterion,
-                          n_samples, seed)
-
-
 __all__ = ["USERS_DIR", "Candidates", "HumanAnswers", "PopulationAnswers", "candidate_pairs",
-           "check_name", "load_user", "onboard", "run_candidates", "save_user", "user_env",
+           "check_name", "load_user", "run_candidates", "save_user", "user_env",
            "user_file"]

@@ -166,7 +166,8 @@ def bc_policy(work: Path, demos: Path, seed: int, epochs: int) -> tuple[Any, dic
 
 def label_folders(work: Path, seed: int, args: argparse.Namespace) -> list[Path]:
     """The folders of a seed's labels: one, or one per round with ``--label-rounds``."""
-    name = f"labels_{args.labels}_h{args.label_horizon}"
+    name = f"labels_{args.labels}_h{args.label_horizon}" + (
+        "" if args.temperature == 1.0 else f"_t{args.temperature:g}")
     if args.label_rounds == 1:
         return [work / f"{name}_s{seed}"]
     query = "" if args.label_query == "every" else f"_{args.label_query}"
@@ -204,14 +205,16 @@ def action_reward(policy: Any, work: Path, seed: int, args: argparse.Namespace
             reused = False
             behaviour = None if reward is None else BestOfN(
                 policy, RewardScorer(reward), args.n,
-                observation_space=policy.agent.observation_space)
+                observation_space=policy.agent.observation_space,
+                temperature=args.temperature)
             t0 = time.perf_counter()
             query = (disagreement_score(reward)
                      if reward is not None and args.label_query == "disagreement" else None)
             collect_action_pairs(policy, env_cfg(), share[k], folder,
                                  ActionOracle(horizon=args.label_horizon), args.label_horizon,
                                  args.every, seed=20_000 + 1000 * seed + 300 * k,
-                                 behaviour=behaviour, query_score=query)
+                                 behaviour=behaviour, query_score=query,
+                                 temperature=args.temperature)
             label_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         reward = ActionPreferenceReward(env.observation_space, env.action_space,
@@ -244,7 +247,7 @@ def drs_reward(template: str | None, seed: int) -> tuple[Any, str | None]:
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate_condition(policy: Any, scorer: Any, n: int, episodes: int,
-                       deterministic: bool = True) -> dict[str, Any]:
+                       deterministic: bool = True, temperature: float = 1.0) -> dict[str, Any]:
     """Success and decision time of ``policy`` (behind best-of-``n`` when ``scorer``)."""
     from rewardlearn.cli.select_run import linked_env_config
     from rewardlearn.rollouts import evaluate
@@ -254,7 +257,8 @@ def evaluate_condition(policy: Any, scorer: Any, n: int, episodes: int,
     actor: Any = policy
     selector = None
     if scorer is not None:
-        selector = BestOfN(policy, scorer, n, observation_space=policy.agent.observation_space)
+        selector = BestOfN(policy, scorer, n, observation_space=policy.agent.observation_space,
+                           temperature=temperature)
         actor = selector
         if scorer.lookahead:
             env = linked_env_config(env, selector)
@@ -280,18 +284,19 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
     conds["bc"] = evaluate_condition(policy, None, 1, args.episodes)
     conds["bc_sampled"] = evaluate_condition(policy, None, 1, args.episodes, deterministic=False)
     reward, out["reward"] = action_reward(policy, work, seed, args)
+    t = args.temperature
     conds["action_preference"] = evaluate_condition(policy, RewardScorer(reward), args.n,
-                                                    args.episodes)
+                                                    args.episodes, temperature=t)
     if args.support > 0:
         conds["action_preference_support"] = evaluate_condition(
             policy, SupportGate(RewardScorer(reward), reward, args.support), args.n,
-            args.episodes)
+            args.episodes, temperature=t)
     drs, out["drs_run"] = drs_reward(args.drs_run, seed)
     if drs is not None:
         conds["drs"] = evaluate_condition(policy, LookaheadRewardScorer(drs, gamma=0.99), args.n,
-                                          args.episodes)
+                                          args.episodes, temperature=t)
     conds["true_reward"] = evaluate_condition(policy, EnvRewardScorer(gamma=0.99), args.n,
-                                              args.episodes)
+                                              args.episodes, temperature=t)
     for name, c in conds.items():
         print(f"seed {seed} {name}: success {c['success_rate']:.0%}, return "
               f"{c['env_return_mean']:.1f}, {c['wall_s']} s", flush=True)
@@ -301,7 +306,7 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
 # ----------------------------------------------------------------------------- diagnosis
 
 def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
-             labels: list[Path]) -> dict[str, Any]:
+             labels: list[Path], temperature: float = 1.0) -> dict[str, Any]:
     """Why best-of-n by ``r(s, a)`` does what it does, on the states it visits itself.
 
     Over ``episodes`` held-out episodes (seeds 10000+) of the best-of-``n`` selector, at every
@@ -329,7 +334,8 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
     env = make_env(env_cfg())
     look = Lookahead(env)
     selector = BestOfN(policy, RewardScorer(reward), n,
-                       observation_space=policy.agent.observation_space)
+                       observation_space=policy.agent.observation_space,
+                       temperature=temperature)
 
     def mean_action(o: Any) -> np.ndarray:
         return np.asarray(policy.predict(o, deterministic=True)[0])
@@ -374,8 +380,8 @@ def diagnose(policy: Any, reward: Any, episodes: int, n: int, horizon: int,
 
 # ----------------------------------------------------------------------------- latency
 
-def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
-            ) -> list[dict[str, Any]]:
+def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str,
+            temperature: float = 1.0) -> list[dict[str, Any]]:
     """Median per-step decision time of best-of-n and of the plain policy, timed in the same
     loop on the same states (a live pick_place episode stepped with the selected action);
     medians, as the machine may be shared."""
@@ -396,7 +402,8 @@ def latency(policy: Any, reward: Any, ns: list[int], steps: int, device: str
                 scorer = RewardScorer(reward) if scorer_name == "reward" else EnvRewardScorer()
                 env = make_env(env_cfg())
                 selector = BestOfN(policy, scorer, n,
-                                   observation_space=policy.agent.observation_space).bind(env)
+                                   observation_space=policy.agent.observation_space,
+                                   temperature=temperature).bind(env)
                 obs, _ = env.reset(seed=30_000)
                 plain_t: list[float] = []
                 sel_t: list[float] = []
@@ -453,7 +460,12 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
         f"Policy: PPO ({env_label()}'s settings) cloned from {args.demos} scripted-expert demos "
         f"with action noise {args.demo_noise} (successful ones), {args.bc_epochs} BC epochs, "
         f"no RL. Evaluation: deterministic (the mean action; best-of-n: the mean action is "
-        f"candidate 1), {args.episodes} held-out episodes (seeds 10000+). Labels: "
+        f"candidate 1), {args.episodes} held-out episodes (seeds 10000+). "
+        + ("" if args.temperature == 1.0 else
+           f"Candidates (labelled pairs, their rollouts' sampled actions, and every best-of-n "
+           f"row) drawn at temperature {args.temperature:g}: the policy's standard deviation "
+           f"times {args.temperature:g}. ")
+        + f"Labels: "
         f"{args.labels} pairs per seed, every {args.every} steps of "
         + ("the policy's sampled rollouts" if args.label_rounds == 1 else
            f"rollouts, in {args.label_rounds} rounds of equal share: round 1 from the "
@@ -560,6 +572,10 @@ def main() -> None:
     parser.add_argument("--label-query", choices=["every", "disagreement"], default="every",
                         help="rounds k > 0: store every --every-th step's pair, or the top "
                              "1/--every by the last reward's ensemble disagreement")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="the candidates' standard deviation as a share of the policy's, "
+                        "for the labelled pairs (and their rollouts) and for every best-of-n "
+                        "condition (1: the policy's own)")
     parser.add_argument("--reward-epochs", type=int, default=200)
     parser.add_argument("--support", type=float, default=0.5,
                         help="quantile of the support gate's row (eval.select.support); 0: "
@@ -602,10 +618,10 @@ def main() -> None:
     reward, _ = action_reward(policy, args.work, args.seeds[0], args)
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     lat = [row for d in devices for row in latency(policy, reward, args.latency_n,
-                                                   args.latency_steps, d)]
+                                                   args.latency_steps, d, args.temperature)]
     labels = label_folders(args.work, args.seeds[0], args)
-    diag = diagnose(policy, reward, args.diag_episodes, args.n, args.label_horizon, labels) \
-        if args.diag_episodes else None
+    diag = diagnose(policy, reward, args.diag_episodes, args.n, args.label_horizon, labels,
+                    args.temperature) if args.diag_episodes else None
     write_report(args.out, seeds, lat, args, argv, time.perf_counter() - t0, diag)
     print(f"written {args.out}")
 

@@ -601,7 +601,10 @@ def test_train_py_evaluates_through_best_of_n(sac_run: tuple[Path, dict[str, Any
     ("agent=ppo", "+agent.kwargs.n_steps=64", "+agent.kwargs.batch_size=32",
      "+agent.kwargs.n_epochs=1", "reward=mlp", "eval.select.scorer=value"),
     ("agent=sac", "+agent.kwargs.learning_starts=32", "reward=mlp", "eval.select.scorer=reward"),
-], ids=["env_reward-lookahead", "ppo-value", "reward"])
+    ("agent=ppo", "+agent.kwargs.n_steps=64", "+agent.kwargs.batch_size=32",
+     "+agent.kwargs.n_epochs=1", "+agent.kwargs.use_sde=false", "reward=mlp",
+     "eval.select.scorer=reward", "eval.select.temperature=0.25"),
+], ids=["env_reward-lookahead", "ppo-value", "reward", "ppo-reward-tempered"])
 def test_eval_select_settings_compose_through_train_py(
         compose_cfg: Callable[..., DictConfig], tmp_path: Path, overrides: tuple[str, ...]
 ) -> None:
@@ -612,6 +615,8 @@ def test_eval_select_settings_compose_through_train_py(
     assert sel["n"] == 3 and sel["scorer_calls"] == 400
     scorer = next(o for o in overrides if "scorer=" in o).split("=")[1]
     assert sel["scorer"] == scorer
+    tempered = [float(o.split("=")[1]) for o in overrides if "temperature=" in o]
+    assert sel["temperature"] == (tempered[0] if tempered else 1.0)
     if scorer in ("env_reward", "value"):
         assert sel["lookahead_steps"] > 0
 
@@ -648,7 +653,12 @@ def test_train_py_selects_with_a_support_gated_action_preference_reward(
      "this run's reward is the env's"),
     (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.model=no/such/run"),
      "model=no/such/run: no such file"),
-    (("+eval.select.temperature=1",), r"unknown eval.select setting\(s\) \['temperature'\]"),
+    (("+eval.select.beam=1",), r"unknown eval.select setting\(s\) \['beam'\]"),
+    (("eval.select.n=4", "eval.select.temperature=0"), "temperature must be a number > 0"),
+    (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.temperature=0.5"),
+     "temperature=0.5 scales a Gaussian policy's standard deviation; agent=sac is not one"),
+    (("agent=ppo", "reward=mlp", "eval.select.n=4", "eval.select.temperature=0.5"),
+     r"this PPO agent uses gSDE .* set \+agent.kwargs.use_sde=false"),
     (("agent=sac", "reward=mlp", "eval.select.n=4", "eval.select.support=0.5"),
      r"support= trusts a learned reward .* \(reward=mlp\) keeps none"),
     (("eval.select.n=4", "eval.select.support=0"), r"support must be a quantile in \(0, 1\]"),
@@ -730,6 +740,11 @@ def test_action_pairs_command_writes_labelled_and_open_pairs_from_a_run(
     assert "query scores" in json.loads((tmp_path / "lab3" / "meta.json").read_text())["query"]
     with pytest.raises(ValueError, match="query=disagreement scores pairs by an earlier"):
         main([str(folder), "query=disagreement", f"out={tmp_path / 'none'}"])
+    with pytest.raises(ValueError, match="temperature must be a number > 0"):
+        main([str(folder), "temperature=0", f"out={tmp_path / 'none'}"])
+    with pytest.raises(ValueError, match="SAC is not an SB3 on-policy agent with a diagonal"):
+        main([str(folder), "temperature=0.5", f"out={tmp_path / 'none'}"])  # SAC: squashed
+    assert not (tmp_path / "none").exists()
 
 
 def test_select_config_defaults_match_conf_config_yaml(
@@ -772,3 +787,57 @@ def test_a_ppo_agents_candidates_come_from_one_forward_pass_with_predicts_distri
             assert abs(inside[row].std() - raw[row].std()) < 0.03
         assert np.all(np.abs(acts) <= 2.0)  # Pendulum's bounds
     assert gaussian_actor(SAC("MlpPolicy", env, seed=0)) is None
+
+
+def test_temperature_scales_the_candidates_spread_around_the_mean_action() -> None:
+    """``temperature`` multiplies the policy's Gaussian std for the candidates (candidate 1
+    stays the mean action); it is refused for a policy without such a Gaussian and when not
+    > 0."""
+    from rewardlearn.select.modeling import sample_actions
+
+    env = gym.make("Pendulum-v1")
+    agent = PPO("MlpPolicy", env, seed=0, policy_kwargs={"log_std_init": -1.0})
+    obs = np.array([[1.0, 0.0, 0.3], [0.0, 1.0, -2.0]], np.float32)
+    mean = np.asarray(agent.predict(obs, deterministic=True)[0])
+    torch.manual_seed(0)
+    for temperature in (1.0, 0.5, 0.1):
+        acts = sample_actions(agent, obs, 4000, temperature, mean_first=True).reshape(2, 4000)
+        assert np.allclose(acts[:, 0], mean[:, 0], atol=1e-6)
+        spread = (acts[:, 1:] - mean).std(axis=1)  # |mean| << 2: clipping is negligible
+        assert np.allclose(spread, temperature * np.exp(-1.0), rtol=0.05)
+    chooser = BestOfN(agent, FunctionScorer(lambda c: -np.abs(c.acts[:, 0])), n=64,
+                      temperature=0.1)
+    chooser.predict(obs, deterministic=True)
+    cands = chooser.last_candidates
+    assert cands is not None and chooser.summary()["temperature"] == 0.1
+    assert np.abs(cands.acts.reshape(2, 64) - mean).max() < 6 * 0.1 * np.exp(-1.0)
+    with pytest.raises(ValueError, match="SAC is not an SB3 on-policy agent with a diagonal"):
+        BestOfN(SAC("MlpPolicy", env, seed=0), FunctionScorer(lambda c: c.acts[:, 0]), n=4,
+                temperature=0.5)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        BestOfN(agent, FunctionScorer(lambda c: c.acts[:, 0]), n=4, temperature=0.0)
+    BestOfN(TablePolicy(), FunctionScorer(lambda c: c.acts[:, 0]), n=4)  # 1: any policy
+
+
+def test_action_pairs_at_a_temperature_differ_by_that_share_of_the_policys_spread(
+        tmp_path: Path) -> None:
+    """Pairs labelled for a tempered selector: candidates (and the rollout's own samples) at
+    the temperature, recorded in ``meta.json``."""
+    env = gym.make("rewardlearn/PickPlace-v0")
+    agent = PPO("MlpPolicy", env, seed=0, policy_kwargs={"log_std_init": -1.5})
+    gaps = {}
+    for temperature in (1.0, 0.1):
+        torch.manual_seed(0)
+        pairs = collect_action_pairs(agent, "pick_place", n_pairs=40, every=2, horizon=1,
+                                     seed=5, out=tmp_path / f"t{temperature}",
+                                     teacher=ActionOracle(horizon=1), temperature=temperature)
+        _, act_a, act_b, _ = label_arrays(pairs)
+        gaps[temperature] = float(np.abs(act_a - act_b).mean())
+        meta = json.loads((tmp_path / f"t{temperature}" / "meta.json").read_text())
+        assert meta["temperature"] == temperature
+    assert 0.07 < gaps[0.1] / gaps[1.0] < 0.14
+    fitted = ActionPreferenceReward(env.observation_space, env.action_space, epochs=1,
+                                    labels=f"{tmp_path / 't0.1'},{tmp_path / 't1.0'}")
+    assert fitted.summary()["label_temperature"] == [0.1, 1.0]  # the selector warns on these
+    with pytest.raises(ValueError, match="not an SB3 on-policy agent"):
+        collect_action_pairs(LeftRight(), "pick_place", n_pairs=2, temperature=0.5)

@@ -7,6 +7,8 @@ Usage::
     rewardlearn-action-pairs runs/<run> n_pairs=50 teacher=none out=labels/todo
     rewardlearn-action-pairs runs/<run> n_pairs=100 teacher=human out=labels/mine
     rewardlearn-review labels/mine      # people label them in the browser
+    # candidates near the mean action, for a selector at eval.select.temperature=0.25:
+    rewardlearn-action-pairs runs/<run> n_pairs=500 temperature=0.25 out=labels/t025
     # a second round, from the states best-of-16 by the first round's reward visits:
     python train.py env=<env> reward=action_preference reward.model.labels=labels/r1 ...
     rewardlearn-action-pairs runs/<run> n_pairs=250 select=runs/<reward run> out=labels/r2
@@ -74,14 +76,15 @@ def main(argv: Sequence[str] | None = None) -> list[ActionPair]:
         agent: Any = getattr(policy, "agent", policy)  # the SB3 agent behind a normaliser
         model = load_scoring_model(cfg.select, agent.observation_space, agent.action_space)
         behaviour = BestOfN(policy, RewardScorer(model), cfg.select_n,
-                            observation_space=agent.observation_space)
+                            observation_space=agent.observation_space,
+                            temperature=cfg.temperature)
         if cfg.query == "disagreement":
             query = disagreement_score(model)
     pairs = collect_action_pairs(policy, env, cfg.n_pairs, out, teacher, cfg.horizon, cfg.every,
                                  cfg.seed, size, camera_config(env_config(env)),
                                  meta={"run": str(run_dir), "env": str(env.name),
                                        "settings": cfg.to_dict()}, behaviour=behaviour,
-                                 query_score=query)
+                                 query_score=query, temperature=cfg.temperature)
     if cfg.teacher == "human":
         queued = queue_pairs(out, pairs)
         print(f"{queued} action pairs queued for people in {review_db(out)}: label them with "

@@ -14,6 +14,7 @@ decisions, scorer calls and the mean decision time).
 
 from __future__ import annotations
 
+import logging
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from rewardlearn.select.scorers import (
 )
 from rewardlearn.utils import to_dict
 
+log = logging.getLogger("rewardlearn")
+
 REWARD_SCORERS = ("reward", "reward_lookahead")
 
 
@@ -54,6 +57,15 @@ def _model_exists(source: str) -> bool:
     from rewardlearn.rewards.pretrained import is_repo_id
 
     return Path(source).exists() or is_repo_id(source)
+
+
+def _uses_sde(cfg: DictConfig) -> bool:
+    """Whether the run's agent samples with gSDE (``use_sde``: the env's recommendation for
+    the algo, ``agent.kwargs`` on top, as :func:`rewardlearn.agents.build_agent` merges them)."""
+    algo = str(cfg.agent.get("algo"))
+    merged = {**to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {}),
+              **to_dict(cfg.agent.get("kwargs", {}))}
+    return bool(merged.get("use_sde", False))
 
 
 def check_select(cfg: DictConfig) -> SelectConfig:
@@ -78,6 +90,15 @@ def check_select(cfg: DictConfig) -> SelectConfig:
                         f"reward is the env's (reward={cfg.reward.get('name')}): name one with "
                         "eval.select.model=<run folder or saved model>, or use "
                         "scorer=env_reward")
+    if sel.temperature != 1.0 and algo != "ppo":
+        problems.append(f"temperature={sel.temperature} scales a Gaussian policy's standard "
+                        f"deviation; agent={algo} is not one (use agent=ppo, or "
+                        "temperature=1)")
+    elif sel.temperature != 1.0 and _uses_sde(cfg):
+        problems.append(f"temperature={sel.temperature} scales a Gaussian policy's standard "
+                        "deviation; this PPO agent uses gSDE (use_sde: true, the env's "
+                        "recommendation or agent.kwargs), whose noise is state-dependent: set "
+                        "+agent.kwargs.use_sde=false, or temperature=1")
     if sel.model is not None and sel.scorer not in (*REWARD_SCORERS, "value"):
         problems.append(f"model= is read by the reward scorers; scorer={sel.scorer} does not "
                         "use it")
@@ -149,6 +170,12 @@ def build_scorer(sel: SelectConfig, gamma: float, agent: Any = None, normalizer:
     if sel.scorer in REWARD_SCORERS:
         if model is None:
             raise ValueError(f"scorer={sel.scorer} needs a reward model (eval.select.model=...)")
+        labelled_at = model.summary().get("label_temperature")
+        if sel.scorer == "reward" and labelled_at and labelled_at != [sel.temperature]:
+            log.warning("the reward's action pairs were drawn at temperature %s and the "
+                        "selector samples at %s: label at the temperature you select at "
+                        "(rewardlearn-action-pairs temperature=%s)", labelled_at,
+                        sel.temperature, sel.temperature)
         scorer: Scorer = RewardScorer(model) if sel.scorer == "reward" \
             else LookaheadRewardScorer(model, gamma)
         return scorer if sel.support is None else SupportGate(scorer, model, sel.support)
@@ -220,7 +247,7 @@ def select_for_run(cfg: DictConfig, policy: Any, agent: Any, normalizer: Any,
                           str(cfg.reward.get("mode", "replace")),
                           float(cfg.reward.get("weight", 1.0)))
     selector = BestOfN(policy, scorer, sel.n, sel.horizon, sel.include_mean,
-                       observation_space=agent.observation_space)
+                       observation_space=agent.observation_space, temperature=sel.temperature)
     env = linked_env_config(cfg.env, selector) if scorer.lookahead else cfg.env
     return selector, env, selector
 
@@ -251,7 +278,7 @@ def select_for_replay(run_dir: Path, run_cfg: DictConfig, env_cfg: DictConfig,
                           str(OmegaConf.select(run_cfg, "reward.mode", default="replace")),
                           float(OmegaConf.select(run_cfg, "reward.weight", default=1.0)))
     selector = BestOfN(policy, scorer, sel.n, sel.horizon, sel.include_mean,
-                       observation_space=agent.observation_space)
+                       observation_space=agent.observation_space, temperature=sel.temperature)
     env = linked_env_config(env_cfg, selector) if scorer.lookahead else env_cfg
     return selector, env
 

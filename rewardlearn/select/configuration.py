@@ -12,6 +12,10 @@ def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 @dataclass
 class SelectConfig(Settings):
     """``eval.select`` of ``conf/config.yaml`` (and ``select.*`` of ``rewardlearn-replay``).
@@ -35,6 +39,10 @@ class SelectConfig(Settings):
     (:class:`~rewardlearn.select.scorers.SupportGate`; ``reward=action_preference``): at a
     state farther from every labelled state than this quantile of the labelled states'
     own nearest-neighbour distances, the policy's own action is kept. ``null``: off.
+    ``temperature``: the candidates are drawn with the policy's Gaussian standard deviation
+    scaled by it (``1``: the policy's own; below 1, near its mean action). Use the
+    temperature the reward's action pairs were labelled at (``rewardlearn-action-pairs
+    temperature=``). Needs an on-policy agent with a Gaussian (PPO) unless it is 1.
     """
 
     what = "eval.select"
@@ -45,6 +53,7 @@ class SelectConfig(Settings):
     model: str | None = None
     include_mean: bool = True
     support: float | None = None
+    temperature: float = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -71,6 +80,9 @@ class SelectConfig(Settings):
             (self.support is None or (isinstance(self.support, (int, float))
                                       and 0.0 < self.support <= 1.0),
              f"support must be a quantile in (0, 1] or null (off), got {self.support!r}"),
+            (_positive(self.temperature),
+             f"temperature must be a number > 0 (1: the policy's own distribution), got "
+             f"{self.temperature!r}"),
             (self.support is None or self.scorer in ("reward", "reward_lookahead"),
              f"support gates a learned reward's scores: scorer={self.scorer} has none "
              "(use scorer=reward or reward_lookahead, or support=null)"),
@@ -152,7 +164,10 @@ class PairsConfig(Settings):
     run's policy. ``query``: ``every`` stores the pair of every ``every``-th step;
     ``disagreement`` scores every step's pair by the ``select`` model's ensemble
     disagreement (an action-preference reward) and stores those in the top ``1 / every``
-    (the same number of labels, spent where the last round's reward is unsure)."""
+    (the same number of labels, spent where the last round's reward is unsure).
+    ``temperature``: the candidates and the rollout's sampled actions are drawn with the
+    policy's Gaussian standard deviation scaled by it (``select=``'s selector samples at it
+    too); label at the temperature the selector will use (``eval.select.temperature``)."""
 
     what = "pairs"
     out: str | None = None
@@ -169,6 +184,7 @@ class PairsConfig(Settings):
     select: str | None = None
     select_n: int = 16
     query: str = "every"
+    temperature: float = 1.0
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -179,6 +195,8 @@ class PairsConfig(Settings):
              "select=<its reward model>"),
             (_count(self.select_n) and self.select_n >= 2,
              f"select_n must be an integer >= 2, got {self.select_n!r}"),
+            (_positive(self.temperature),
+             f"temperature must be a number > 0 (1: the policy's own), got {self.temperature!r}"),
             (self.n_pairs >= 1, f"n_pairs must be >= 1, got {self.n_pairs}"),
             (self.horizon >= 1, f"horizon must be >= 1, got {self.horizon}"),
             (self.every >= 1, f"every must be >= 1, got {self.every}"),

@@ -133,11 +133,12 @@ def gaussian_actor(policy: Any) -> tuple[Any, Any] | None:
 
 
 def sample_gaussian(pol: Any, normalizer: Any, obs: Obs, n: int,
-                    mean_first: bool) -> np.ndarray:
+                    mean_first: bool, temperature: float = 1.0) -> np.ndarray:
     """``(E * n, A)`` env-major candidates from one forward pass of ``pol`` on ``E``
     observations: ``n`` draws of each row's Gaussian (candidate 1 its mean with
     ``mean_first``), clipped to the action bounds as SB3's ``predict`` clips. The same
-    distribution as ``predict`` on ``n`` copies of each row, at the cost of one row."""
+    distribution as ``predict`` on ``n`` copies of each row, at the cost of one row;
+    ``temperature`` scales the standard deviation (``mean + temperature * std * eps``)."""
     import torch
 
     if normalizer is not None:
@@ -149,12 +150,63 @@ def sample_gaussian(pol: Any, normalizer: Any, obs: Obs, n: int,
         features = pol.extract_features(obs_t, pol.pi_features_extractor)
         mean = pol.action_net(pol.mlp_extractor.forward_actor(features))  # (E, A)
         noise = torch.randn((mean.shape[0], n, mean.shape[1]), device=mean.device)
-        draws = mean[:, None] + pol.log_std.exp() * noise  # (E, n, A)
+        draws = mean[:, None] + temperature * pol.log_std.exp() * noise  # (E, n, A)
         if mean_first:
             draws[:, 0] = mean
     acts = draws.reshape(-1, draws.shape[-1]).cpu().numpy()
     return np.clip(acts, pol.action_space.low, pol.action_space.high)
 
+
+
+def check_temperature(policy: Any, temperature: float) -> tuple[Any, Any] | None:
+    """Refuse a sampling ``temperature`` that is not > 0, or not 1 for a policy without a
+    Gaussian :func:`gaussian_actor`; returns that actor (``None``: none)."""
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    actor = gaussian_actor(policy)
+    if temperature != 1.0 and actor is None:
+        agent = getattr(policy, "agent", policy)
+        sde = " (it uses gSDE, use_sde=True: state-dependent noise)" if getattr(
+            getattr(agent, "policy", None), "use_sde", False) else ""
+        raise ValueError(f"temperature={temperature} scales a Gaussian policy's standard "
+                         f"deviation; {type(agent).__name__} is not an SB3 on-policy agent "
+                         f"with a diagonal Gaussian{sde} (or a NormalizedPolicy of one): use "
+                         "temperature=1")
+    return actor
+
+
+def sample_actions(policy: Any, obs: Obs, n: int, temperature: float = 1.0,
+                   mean_first: bool = False,
+                   actor: tuple[Any, Any] | bool | None = None) -> np.ndarray:
+    """``(E * n, ...)`` env-major draws of ``policy`` at a batch of ``E`` observations (the
+    first of each row its mean action with ``mean_first``). ``temperature`` scales the
+    policy's Gaussian standard deviation; it needs a policy :func:`gaussian_actor` reads
+    (an SB3 on-policy agent with a diagonal Gaussian, or a ``NormalizedPolicy`` of one):
+    any other policy samples through ``predict`` at ``temperature=1`` only. ``actor``:
+    ``gaussian_actor(policy)`` found before (``False``: none), so a caller that samples
+    every step looks it up once.
+
+    Example:
+        >>> import gymnasium as gym, numpy as np
+        >>> from stable_baselines3 import PPO
+        >>> agent = PPO("MlpPolicy", gym.make("Pendulum-v1"), seed=0)
+        >>> obs = np.zeros((2, 3), np.float32)
+        >>> sample_actions(agent, obs, 4, temperature=0.1, mean_first=True).shape
+        (8, 1)
+    """
+    if actor is None:
+        actor = check_temperature(policy, temperature) or False
+    if isinstance(actor, tuple):
+        return sample_gaussian(actor[0], actor[1], obs, n, mean_first, temperature)
+    if temperature != 1.0:
+        check_temperature(policy, temperature)
+    e = _rows(obs)
+    sampled = np.asarray(policy.predict(_repeat(obs, n), deterministic=False)[0])
+    if mean_first:
+        mean = np.asarray(policy.predict(obs, deterministic=True)[0])
+        sampled = sampled.copy()
+        sampled[np.arange(e) * n] = mean
+    return sampled
 
 class BestOfN:
     """A policy wrapper executing the best of ``n`` sampled candidate actions (``predict``
@@ -175,14 +227,22 @@ class BestOfN:
             samples.
         observation_space: for a policy that does not expose one (``ActPolicy``): tells a
             single observation from a batch.
+        temperature: scales the policy's Gaussian standard deviation for the candidates
+            (``1``: the policy's own distribution; :func:`sample_actions`). Below 1 the
+            candidates stay near the mean action, so a reward that ranks nearby actions
+            well but extrapolates badly to far ones picks among safe ones
+            (``bench/results/select.md``: best-of-16 on pick_place's cloned policy by a
+            reward from 500 action-preference labels).
     """
 
     def __init__(self, policy: Any, scorer: Scorer, n: int, horizon: int = 1,
-                 include_mean: bool = True, observation_space: gym.Space | None = None) -> None:
+                 include_mean: bool = True, observation_space: gym.Space | None = None,
+                 temperature: float = 1.0) -> None:
         if int(n) != n or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n}")
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"horizon must be an integer >= 1, got {horizon}")
+        check_temperature(policy, temperature)
         if horizon > 1 and not scorer.lookahead:
             raise ValueError(f"horizon={horizon} needs a scorer that looks ahead; scorer "
                              f"{scorer.name} scores (s, a) only: use horizon=1")
@@ -191,6 +251,7 @@ class BestOfN:
         self.n = int(n)
         self.horizon = int(horizon)
         self.include_mean = bool(include_mean)
+        self.temperature = float(temperature)
         self.observation_space = observation_space or observation_space_of(policy)
         self.lookaheads: list[Lookahead] = []
         self.decisions = 0
@@ -230,17 +291,8 @@ class BestOfN:
         forward pass for a PPO agent's Gaussian, :func:`sample_gaussian`)."""
         if self._actor is None:
             self._actor = gaussian_actor(self.policy) or False
-        if isinstance(self._actor, tuple):
-            pol, normalizer = self._actor
-            return sample_gaussian(pol, normalizer, obs, self.n,
-                                   deterministic and self.include_mean)
-        e = _rows(obs)
-        sampled = np.asarray(self.policy.predict(_repeat(obs, self.n), deterministic=False)[0])
-        if deterministic and self.include_mean:
-            mean = np.asarray(self.policy.predict(obs, deterministic=True)[0])
-            sampled = sampled.copy()
-            sampled[np.arange(e) * self.n] = mean
-        return sampled
+        return sample_actions(self.policy, obs, self.n, self.temperature,
+                              deterministic and self.include_mean, self._actor)
 
     def _rollouts(self, obs: Obs, acts: np.ndarray) -> Rollouts:
         e = _rows(obs)
@@ -300,11 +352,12 @@ class BestOfN:
     def summary(self) -> dict[str, Any]:
         """Settings and timing for ``summary.json``."""
         return {"n": self.n, "scorer": self.scorer.name, "horizon": self.horizon,
-                "include_mean": self.include_mean, "decisions": self.decisions,
+                "include_mean": self.include_mean, "temperature": self.temperature,
+                "decisions": self.decisions,
                 "scorer_calls": self.scorer_calls, "lookahead_steps": self.lookahead_steps,
                 "decision_ms_mean": None if not self.scorer_calls
                 else round(1000 * self.decision_s / self.scorer_calls, 3),
                 **self.scorer.summary()}
 
 
-__all__ = ["BestOfN", "observation_space_of"]
+__all__ = ["BestOfN", "check_temperature", "observation_space_of", "sample_actions"]

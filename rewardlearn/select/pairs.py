@@ -146,6 +146,15 @@ def save_pairs(folder: str | Path, pairs: Sequence[ActionPair],
     return write_text_atomic(folder / PAIRS_NAME, text)
 
 
+def label_temperature(folder: str | Path) -> float:
+    """The sampling temperature a labels folder's candidates were drawn at (its
+    ``meta.json``; ``1``, the policy's own, when it does not say)."""
+    meta = pairs_file(folder).parent / META_NAME
+    if not meta.is_file():
+        return 1.0
+    return float(json.loads(meta.read_text()).get("temperature", 1.0))
+
+
 def load_pairs(folder: str | Path) -> list[ActionPair]:
     """Every pair of a labels folder (or ``pairs.jsonl``), labelled or not, checked."""
     path = pairs_file(folder)
@@ -191,7 +200,7 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                          meta: dict[str, Any] | None = None,
                          behaviour: Any = None,
                          query_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
-                         query_window: int = 500) -> list[ActionPair]:
+                         query_window: int = 500, temperature: float = 1.0) -> list[ActionPair]:
     """Roll out ``policy`` (its sampled actions) in ``env`` (a gymnasium env or an env config)
     and, at every ``every``-th step, store two candidates ``a_A, a_B ~ pi(. | s)`` with a
     ``horizon``-step lookahead after each (the candidate, then the policy's mean action;
@@ -205,10 +214,17 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
     selector of an earlier round's reward. The candidates still come from ``policy``, but
     from the states the selector visits: a reward fitted on the policy's own states alone
     may never see the states its selector drives into (DAgger's argument, Ross et al. 2011).
+
+    ``temperature``: the policy's Gaussian standard deviation is scaled by it, for the
+    candidates and for the rollout's own sampled actions
+    (:func:`~rewardlearn.select.modeling.sample_actions`). Label at the temperature the
+    selector will sample at: its candidates then differ as the labelled ones did, at states
+    like the ones it visits.
     """
     import gymnasium as gym
 
     from rewardlearn.env_factory import make_env
+    from rewardlearn.select.modeling import check_temperature, sample_actions
 
     if n_pairs < 1 or every < 1 or horizon < 1:
         raise ValueError(f"n_pairs, every and horizon must be >= 1, got {n_pairs}, {every}, "
@@ -223,11 +239,20 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
     if not isinstance(env.observation_space, gym.spaces.Box):
         raise ValueError(f"action pairs store flat state observations; this env's are "
                          f"{env.observation_space}")
+    actor = check_temperature(policy, temperature) or False
     look = Lookahead(env)
     fps = fps or float(env.metadata.get("render_fps") or 30)
 
     def mean_action(obs: Any) -> np.ndarray:
         return np.asarray(policy.predict(obs, deterministic=True)[0])
+
+    def draw(obs: Any, n: int) -> np.ndarray:
+        """``(n, A)`` sampled actions at one state (``predict`` at temperature 1)."""
+        if temperature != 1.0:
+            return sample_actions(policy, np.asarray(obs)[None], n, temperature, actor=actor)
+        if n == 1:
+            return np.asarray(policy.predict(obs, deterministic=False)[0])[None]
+        return np.asarray(policy.predict(np.stack([obs] * n), deterministic=False)[0])
 
     pairs: list[ActionPair] = []
     scores: list[float] = []
@@ -241,16 +266,14 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                 if query_score is None:
                     take = step % every == 0
                 else:
-                    cand = np.asarray(policy.predict(np.stack([obs, obs]),
-                                                     deterministic=False)[0])
+                    cand = draw(obs, 2)
                     scores.append(float(query_score(np.asarray(obs), cand)))
                     recent = scores[-query_window:]
                     take = (step % every == 0 if len(scores) <= 20 else
                             recent[-1] >= float(np.quantile(recent, 1.0 - 1.0 / every)))
                 if take:
                     if cand is None:
-                        cand = np.asarray(policy.predict(np.stack([obs, obs]),
-                                                         deterministic=False)[0])
+                        cand = draw(obs, 2)
                     ro = look.rollouts(cand, horizon, mean_action if horizon > 1 else None,
                                        obs=obs, frames=clip_size, camera=camera)
                     pair = ActionPair(
@@ -266,9 +289,8 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                         pair.clip_a, pair.clip_b = _write_clips(Path(out), pair.id, ro.frames,
                                                                 fps)
                     pairs.append(pair)
-                action = np.asarray(
-                    policy.predict(obs, deterministic=False)[0] if behaviour is None
-                    else behaviour.predict(obs, deterministic=True)[0])
+                action = (draw(obs, 1)[0] if behaviour is None
+                          else np.asarray(behaviour.predict(obs, deterministic=True)[0]))
                 obs, _, terminated, truncated, _ = env.step(action)
                 done = bool(terminated or truncated)
                 step += 1
@@ -283,7 +305,7 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                 "teacher": None if teacher is None else {
                     "name": teacher.name, "gamma": teacher.gamma,
                     "equal_margin": teacher.equal_margin, "reward_key": teacher.reward_key},
-                "wall_s": round(time.perf_counter() - t0, 2),
+                "wall_s": round(time.perf_counter() - t0, 2), "temperature": temperature,
                 "behaviour": "policy samples" if behaviour is None else type(behaviour).__name__,
                 "query": f"every {every} steps" if query_score is None else
                 f"top 1/{every} of the last {query_window} query scores",

@@ -51,7 +51,7 @@ from rewardlearn.preference.modeling import (
 from rewardlearn.rewards.base import RewardModel, RewardOutput, TransitionBatch
 from rewardlearn.rewards.features import TransitionFeatures
 from rewardlearn.select.configuration import ActionPreferenceConfig
-from rewardlearn.select.pairs import label_arrays, load_pairs, pairs_file
+from rewardlearn.select.pairs import label_arrays, label_temperature, load_pairs, pairs_file
 from rewardlearn.utils import resolve_device
 
 log = logging.getLogger("rewardlearn")
@@ -122,8 +122,10 @@ class ActionPreferenceReward(RewardModel):
         from rewardlearn.select.review import apply_answers, review_db
 
         pairs = []
+        temperatures = []
         for one in [f.strip() for f in str(folder).split(",") if f.strip()]:
             root = pairs_file(one).parent
+            temperatures.append(label_temperature(root))
             got, answered = apply_answers(root, load_pairs(one))
             if answered:
                 log.info("action_preference: %d label(s) from the review page (%s)", answered,
@@ -136,7 +138,9 @@ class ActionPreferenceReward(RewardModel):
         if len(labels) == 0:
             raise ValueError(f"reward.model.labels={folder}: no labelled pairs (every label is "
                              "null); label them first")
-        return self.fit(obs, act_a, act_b, labels, source=str(folder))
+        report = self.fit(obs, act_a, act_b, labels, source=str(folder))
+        report["label_temperature"] = sorted(set(temperatures))
+        return report
 
     def fit(self, obs: np.ndarray, act_a: np.ndarray, act_b: np.ndarray, labels: np.ndarray,
             source: str | None = None) -> dict[str, Any]:

@@ -28,8 +28,10 @@ learns from the sparse reward alone), behaves as the sparse run does; its CPU sh
 against the sparse run is the reward's own cost. The three start together (three
 processes on two cores: compare them by CPU time, not wall).
 
-Also reported: ``reward_share``, the time in the reward module's calls measured inside the
-DrS run. Classifier updates scale with the steps (every ``update_every`` env steps), so
+Also reported: ``reward_share``, the reward's time measured inside the DrS run: its calls
+from the reward wrapper (scoring, observing) and, since the profile in ``docs/drs.md``, its
+classifier updates between rollouts (``reward_update_s``; runs before that counted the
+calls only). Classifier updates scale with the steps (every ``update_every`` env steps), so
 the share is the same at any budget once the first updates have run; the default budget
 (150k steps, 18 classifier updates) keeps the sweep near an hour.
 """
@@ -112,7 +114,8 @@ def report(args: argparse.Namespace, wall_min: float) -> str:
         f"`torch_threads=1`, {args.timesteps:,} steps), started together, one pair at a "
         "time on the 2 cores. Share = 1 - sparse / DrS, by training wall time and "
         "by training CPU time (`train_cpu_s`); inside: the DrS run's own `reward_share` "
-        "(time in the reward module's calls over the training time); shadow: `reward=drs "
+        "(time in the reward module's calls, and its classifier updates where the run reports "
+        "`reward_update_s`, over the training time); shadow: `reward=drs "
         "reward.mode=add reward.weight=0` (DrS runs and learns, the agent learns from the "
         "sparse reward, so it behaves as the sparse run does), its CPU share against the "
         "sparse run: the reward's own cost. Target: <= 10%.", "",

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -66,7 +67,9 @@ def run_advances(stages: np.ndarray, success: bool) -> np.ndarray:
 class PeriodicUpdate(BaseCallback):
     """Runs ``update()`` between rollouts once ``every`` env steps have passed since the last
     one (and ``ready()``), logging its metrics as ``prefix/<key>``; ``report(metrics, steps)``
-    may log more. For rewards learned with the agent (DrS, online progress refinement)."""
+    may log more. For rewards learned with the agent (DrS, online progress refinement).
+    ``update_s``: the seconds spent in ``update()``, part of the reward's cost in a run's
+    ``summary.json`` (``reward_update_s``)."""
 
     def __init__(self, every: int, update: Callable[[], dict[str, float]], prefix: str,
                  ready: Callable[[], bool] = lambda: True,
@@ -76,6 +79,7 @@ class PeriodicUpdate(BaseCallback):
         self.next_update = self.every
         self._update, self._ready, self._report = update, ready, report
         self.prefix = prefix
+        self.update_s = 0.0
 
     def _on_step(self) -> bool:
         return True
@@ -84,7 +88,9 @@ class PeriodicUpdate(BaseCallback):
         if self.num_timesteps < self.next_update or not self._ready():
             return
         self.next_update = self.num_timesteps + self.every
+        t0 = time.perf_counter()
         metrics = self._update()
+        self.update_s += time.perf_counter() - t0
         for key, value in metrics.items():
             self.logger.record(f"{self.prefix}/{key}", value)
         if metrics and self._report is not None:

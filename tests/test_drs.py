@@ -238,6 +238,13 @@ def test_metaworld_configs_report_stages_and_drs_trains_on_one(tmp_path: Path) -
     # stage-indexed negative form: every learned reward lies in [-1 - alpha / K, 0]
     # (push: K = 3 stages, alpha = 0.3) over Meta-World's 500-step episodes
     assert -500.0 * (1 + 0.3 / 3) <= summary["learned_return_mean"] <= 0.0
+    # the reward's cost counts its classifier updates (run between rollouts by its callback)
+    # as well as its calls from the reward wrapper
+    assert summary["reward_update_s"] > 0.0 and summary["reward_calls_s"] > 0.0
+    assert abs(summary["reward_s"] - summary["reward_calls_s"] - summary["reward_update_s"]) \
+        <= 0.011
+    assert summary["reward_share"] == pytest.approx(
+        summary["reward_s"] / summary["train_wall_s"], abs=2e-3)
     assert (run / "reward_model" / "model.safetensors").is_file()
 
 

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,16 +307,25 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _reward_time(venv: VecEnv, train_s: float) -> dict[str, float]:
-    """``reward_s``: seconds of the training spent in the reward module's calls from the
-    reward wrapper (:attr:`RewardVecEnvWrapper.reward_s`), and ``reward_share`` of
-    ``train_wall_s``: a cost measured inside the run, so other jobs on the machine do not
-    move it as they move a wall-time comparison of two runs."""
+def _reward_time(venv: VecEnv, train_s: float, callbacks: Sequence[Any] = ()
+                 ) -> dict[str, float]:
+    """The learned reward's cost inside the run: ``reward_calls_s``, the seconds in the
+    module's calls from the reward wrapper (scoring, observing:
+    :attr:`RewardVecEnvWrapper.reward_s`); ``reward_update_s``, the seconds its own training
+    took between rollouts (DrS's classifier updates, online progress refinement:
+    :attr:`~rewardlearn.stages.PeriodicUpdate.update_s`); ``reward_s``, their sum, and
+    ``reward_share`` of ``train_wall_s``. Measured inside the run, so other jobs on the
+    machine do not move it as they move a wall-time comparison of two runs."""
+    from rewardlearn.stages import PeriodicUpdate
+
     wrapper = find_reward_wrapper(venv)
     if wrapper is None:
         return {}
-    return {"reward_s": round(wrapper.reward_s, 2),
-            "reward_share": round(wrapper.reward_s / max(train_s, 1e-9), 4)}
+    update_s = sum(cb.update_s for cb in callbacks if isinstance(cb, PeriodicUpdate))
+    total = wrapper.reward_s + update_s
+    return {"reward_s": round(total, 2), "reward_calls_s": round(wrapper.reward_s, 2),
+            "reward_update_s": round(update_s, 2),
+            "reward_share": round(total / max(train_s, 1e-9), 4)}
 
 
 def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: Path,
@@ -381,7 +390,7 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, built: _Built, video_dir: 
         "train_wall_s": round(train_s, 2),
         "train_cpu_s": round(train_cpu_s, 2),
         "train_steps_per_s": round(int(cfg.total_timesteps) / max(train_s, 1e-9), 1),
-        **_reward_time(built.venv, train_s),
+        **_reward_time(built.venv, train_s, built.callbacks),
         "videos": [_relative(v, run_dir) for v in result.videos],
         "reward_training": reward_model.summary() if learned else None,
         "bc": built.bc_summary,

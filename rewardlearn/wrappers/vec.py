@@ -129,10 +129,11 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._run_start = np.zeros(self.num_envs, dtype=np.int64)
         """Per env, the index in the pending steps where its running episode starts."""
         self.reward_s = 0.0
-        """Seconds spent in the reward module's calls from here: scoring, observing, and what
-        the module trains there (DrS's classifier updates); a run's ``summary.json`` reports
-        it as ``reward_s`` and its share of the training time. Feedback rounds that a
-        callback runs (preference) are not in it."""
+        """Seconds spent in the reward module's calls from here: scoring and observing. A run's
+        ``summary.json`` reports it as ``reward_calls_s``, and adds what the module trains
+        between rollouts (DrS's classifier updates, run by its callback) for ``reward_s``
+        and ``reward_share``. Feedback rounds that a callback runs (preference) are not in
+        it."""
 
     @property
     def pending(self) -> int:

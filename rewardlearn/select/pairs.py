@@ -234,12 +234,12 @@ def collect_action_pairs(policy: Any, env: Any, n_pairs: int, out: str | Path | 
                          f"lookahead's ({horizon})")
     if clip_size is not None and out is None:
         raise ValueError("clips are written into out=<folder>: give one")
+    actor = check_temperature(policy, temperature) or False  # before any env is made
     own = not isinstance(env, gym.Env)
     env = make_env(env) if own else env
     if not isinstance(env.observation_space, gym.spaces.Box):
         raise ValueError(f"action pairs store flat state observations; this env's are "
                          f"{env.observation_space}")
-    actor = check_temperature(policy, temperature) or False
     look = Lookahead(env)
     fps = fps or float(env.metadata.get("render_fps") or 30)
 

@@ -142,3 +142,26 @@ def test_missing_demos_say_how_to_make_them(compose_cfg: Callable[..., DictConfi
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"holds no Minari dataset.*rewardlearn-collect"):
         load_demos(tmp_path / "empty")
+
+
+def test_total_timesteps_0_with_demos_is_the_cloned_policy_alone(
+        compose_cfg: Callable[..., DictConfig], demos: Path, tmp_path: Path) -> None:
+    """``total_timesteps=0`` with ``bc.demos``: a run of the cloned policy, no RL (what
+    best-of-n selection and ``rewardlearn-action-pairs`` start from); without demos, 0 is
+    refused before anything runs."""
+    from rewardlearn.agents import load_run_policy
+    from rewardlearn.cli.checks import SettingsError
+
+    common = ("env=pick_place", "agent=ppo", "reward=env", "eval.n_episodes=1",
+              "video.enabled=false", "progress_bar=false")
+    summary = run(compose_cfg(*common, "total_timesteps=0", f"bc.demos={demos}",
+                              "bc.epochs=3"), tmp_path / "bc")
+    assert summary["total_timesteps"] == 0 and summary["bc"]["loss_last"] < \
+        summary["bc"]["loss_first"]
+    policy = load_run_policy(tmp_path / "bc")  # saved with its demo-statistics normaliser
+    obs, _, _ = demo_arrays(str(demos), policy.agent.observation_space,
+                            policy.agent.action_space)
+    assert np.asarray(policy.predict(obs[:3], deterministic=True)[0]).shape == (3, 4)
+    with pytest.raises(SettingsError, match="total_timesteps=0: must be an integer >= 1"):
+        run(compose_cfg(*common, "total_timesteps=0"), tmp_path / "rl")
+    assert not (tmp_path / "rl").exists()

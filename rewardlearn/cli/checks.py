@@ -214,7 +214,11 @@ def validate_settings(cfg: DictConfig) -> RewardModelConfig | None:
     ``reward.model.path``) that are missing or not what the setting needs.
     """
     c = _Checks()
-    c.integer("total_timesteps", cfg.get("total_timesteps"), 1)
+    cloned = cfg.get("bc") is not None and bool(cfg.bc.get("demos"))
+    if cloned:  # 0: the cloned policy alone, no RL (a BC run for best-of-n selection)
+        c.integer("total_timesteps", cfg.get("total_timesteps"), 0)
+    else:
+        c.integer("total_timesteps", cfg.get("total_timesteps"), 1)
     c.integer("seed", cfg.get("seed"), 0, 2**32 - 1)
     c.integer("n_envs", cfg.get("n_envs"), 1)
     c.choice("vec_env", cfg.get("vec_env"), ("dummy", "subproc"))

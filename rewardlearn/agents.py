@@ -166,6 +166,14 @@ def agent_gamma(cfg: DictConfig) -> float:
     return float(recommended.get("gamma", 0.99))
 
 
+def configured_agent_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The SB3 kwargs of the run's config: the env's recommendation for ``agent.algo``, then
+    ``agent.kwargs`` on top (what :func:`build_agent` passes, before the discount and what
+    the reward module needs)."""
+    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(str(cfg.agent.algo), {})
+    return {**recommended, **to_dict(cfg.agent.get("kwargs", {}))}
+
+
 def agent_mean_bound(cfg: DictConfig) -> float | None:
     """``agent.mean_bound``, else the env's ``mean_bound`` recommendation for PPO; ``None``:
     SB3's unbounded Gaussian mean (:mod:`rewardlearn.policies`)."""
@@ -212,12 +220,10 @@ def build_agent(cfg: DictConfig, venv: VecEnv, run_dir: Path,
     algo = str(cfg.agent.algo)
     if algo not in ALGOS:
         raise ValueError(f"unknown agent algo {algo!r}; valid choices: {', '.join(ALGOS)}")
-    recommended = to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {})
-    user = to_dict(cfg.agent.kwargs)
-    if "gamma" in user:
+    if "gamma" in to_dict(cfg.agent.kwargs):
         raise ValueError("set the discount with agent.gamma=..., not agent.kwargs.gamma "
                          "(shaping and evaluation read agent.gamma)")
-    kwargs: dict[str, Any] = {**recommended, **user, "gamma": agent_gamma(cfg)}
+    kwargs: dict[str, Any] = {**configured_agent_kwargs(cfg), "gamma": agent_gamma(cfg)}
     if "policy_kwargs" in kwargs:
         kwargs["policy_kwargs"] = _policy_kwargs(dict(kwargs["policy_kwargs"]))
     if reward_model is not None:

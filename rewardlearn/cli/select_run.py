@@ -59,21 +59,14 @@ def _model_exists(source: str) -> bool:
     return Path(source).exists() or is_repo_id(source)
 
 
-def _uses_sde(cfg: DictConfig) -> bool:
-    """Whether the run's agent samples with gSDE (``use_sde``: the env's recommendation for
-    the algo, ``agent.kwargs`` on top, as :func:`rewardlearn.agents.build_agent` merges them)."""
-    algo = str(cfg.agent.get("algo"))
-    merged = {**to_dict(cfg.env.get("agent_kwargs", {})).get(algo, {}),
-              **to_dict(cfg.agent.get("kwargs", {}))}
-    return bool(merged.get("use_sde", False))
-
-
 def check_select(cfg: DictConfig) -> SelectConfig:
     """``eval.select`` of a ``train.py`` config, checked against the run before anything is
     built: the settings' own ranges, the scorer against the agent (``q``: SAC; ``value``:
     PPO) and the reward (``reward``/``reward_lookahead`` need a learned reward or
     ``eval.select.model``), and the model (it must load for the env's spaces). Raises
     ``ValueError`` in one line."""
+    from rewardlearn.agents import configured_agent_kwargs
+
     sel = select_settings(cfg.eval.get("select"))
     if not sel.enabled:
         return sel
@@ -94,7 +87,7 @@ def check_select(cfg: DictConfig) -> SelectConfig:
         problems.append(f"temperature={sel.temperature} scales a Gaussian policy's standard "
                         f"deviation; agent={algo} is not one (use agent=ppo, or "
                         "temperature=1)")
-    elif sel.temperature != 1.0 and _uses_sde(cfg):
+    elif sel.temperature != 1.0 and configured_agent_kwargs(cfg).get("use_sde", False):
         problems.append(f"temperature={sel.temperature} scales a Gaussian policy's standard "
                         "deviation; this PPO agent uses gSDE (use_sde: true, the env's "
                         "recommendation or agent.kwargs), whose noise is state-dependent: set "

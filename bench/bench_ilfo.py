@@ -117,13 +117,23 @@ def env_overrides(task: str) -> list[str]:
     return ["env=pick_place"] if task == PICK_PLACE else ["env=metaworld", f"env.task={task}"]
 
 
-def prepare_demos(task: str, work: Path) -> Path:
-    """``N_DEMOS`` scripted-expert demos of ``task`` (collected once)."""
+def prepare_demos(task: str, work: Path, after_success: int | None = None) -> Path:
+    """``N_DEMOS`` scripted-expert demos of ``task`` (collected once per work folder);
+    ``after_success``: recorded that many steps past the first success (collect's option).
+    Demos already in ``work`` that were recorded otherwise are refused, not mixed."""
     out = work / "demos" / task
-    if not (out / "data" / "metadata.json").is_file():
+    meta = out / "data" / "metadata.json"
+    if not meta.is_file():
+        tail = [] if after_success is None else [f"after_success={after_success}"]
         subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", *env_overrides(task),
-                        f"n_episodes={N_DEMOS}", f"out={out}", "overwrite=true"], cwd=ROOT,
-                       check=True, capture_output=True)
+                        f"n_episodes={N_DEMOS}", f"out={out}", "overwrite=true", *tail],
+                       cwd=ROOT, check=True, capture_output=True)
+    else:
+        # demos collected before the option existed carry no key: taken as asked
+        had = json.loads(meta.read_text()).get("after_success", after_success)
+        if had != after_success:
+            raise SystemExit(f"{out} holds demos recorded with after_success={had}, not "
+                             f"{after_success}: use another --work folder")
     return out
 
 
@@ -146,7 +156,7 @@ def train(task: str, cond: str, seed: int, args: argparse.Namespace) -> dict[str
     if reused is not None:
         return collect_run(reused, seed)
     if not (out / "summary.json").is_file():
-        demos = prepare_demos(task, args.work)
+        demos = prepare_demos(task, args.work, args.after_success)
         overrides = [o.format(demos=demos) for o in CONDITIONS[cond]]
         if task == PICK_PLACE and cond == "dense":
             overrides = ["env.kwargs.reward_type=dense", "reward=env"]
@@ -261,8 +271,8 @@ RANKING_NOISE = (0.0, 0.5, 1.0, 2.0)
 kept whatever their outcome)."""
 
 
-def reward_ranking(task: str, work: Path, per_level: int = 10, relative: bool = False
-                   ) -> dict[str, Any]:
+def reward_ranking(task: str, work: Path, per_level: int = 10, relative: bool = False,
+                   after_success: int | None = None) -> dict[str, Any]:
     """Does the OT reward rank whole episodes as the task does? ``per_level`` episodes of the
     scripted expert at each action-noise level of :data:`RANKING_NOISE` (held-out seeds,
     successes and failures kept), each scored by ``reward=ot`` against the bench's demos
@@ -280,7 +290,7 @@ def reward_ranking(task: str, work: Path, per_level: int = 10, relative: bool = 
     from rewardlearn.env_factory import make_env
     from rewardlearn.ot.reward import OTReward
 
-    demos = prepare_demos(task, work)
+    demos = prepare_demos(task, work, after_success)
     cfg = env_overrides_config(task)
     env = make_env(cfg)
     encoder = ({"target": "relative",
@@ -444,7 +454,11 @@ def write_report(args: argparse.Namespace, results: dict[tuple[str, str], list[d
         "Meta-World task: normalised observations and rewards, n_steps 500, one whole episode "
         "per env per rollout; `conf/env/pick_place.yaml` for pick_place). Demos: "
         f"{N_DEMOS} scripted-expert episodes per task, observations only (no actions, no "
-        f"stage or success signal). Evaluation: {args.eval_episodes} held-out episodes per "
+        "stage or success signal)"
+        + ("" if args.after_success is None else
+           f", recorded {args.after_success} steps past the first success "
+           f"(`rewardlearn-collect ... after_success={args.after_success}`)")
+        + f". Evaluation: {args.eval_episodes} held-out episodes per "
         "seed, with the mean action and with sampled actions. The dense rows of Meta-World "
         "tasks are bench_suite's runs of the same command (`bench/results/suite.md`).",
         "",
@@ -575,6 +589,9 @@ def main() -> None:
     ap.add_argument("--dense-from", type=Path, default=ROOT / "bench" / "_work" / "suite",
                     help="bench_suite's work folder: its finished dense runs are reused")
     ap.add_argument("--existing", action="store_true", help="only write the table")
+    ap.add_argument("--after-success", type=int, default=None,
+                    help="record the demos this many steps past the first success "
+                         "(rewardlearn-collect's after_success)")
     args = ap.parse_args()
     from rewardlearn_envs.metaworld_expert import check_task
 
@@ -596,13 +613,13 @@ def main() -> None:
             if (out / "summary.json").is_file():
                 results.setdefault((task, cond), []).append(collect_run(out, seed))
     else:
-        timing = time_sinkhorn(prepare_demos(args.tasks[0], args.work))
+        timing = time_sinkhorn(prepare_demos(args.tasks[0], args.work, args.after_success))
         (args.work / "sinkhorn_timing.json").write_text(json.dumps(timing, indent=2))
         print(f"sinkhorn: ours {timing['ours_s'] * 1000:.1f} ms, POT {timing['pot_s'] * 1000:.1f}"
               f" ms ({timing['ratio']:.1f}x), max plan difference {timing['max_abs_diff']:.1e}",
               flush=True)
         for task in args.tasks:
-            prepare_demos(task, args.work)
+            prepare_demos(task, args.work, args.after_success)
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = {job: pool.submit(train, *job, args) for job in jobs}
             for (task, cond, seed), fut in futures.items():
@@ -612,7 +629,8 @@ def main() -> None:
                       f"(sampled {summary['sampled']['success_rate']}), train wall "
                       f"{summary['train_wall_s'] / 60:.1f} min", flush=True)
     ranking = {(task, features): reward_ranking(task, args.work,
-                                                relative=features == "relative")
+                                                relative=features == "relative",
+                                                after_success=args.after_success)
                for task in args.tasks for features in ("flat state", "relative")
                if any(t == task and c.startswith("ot") for t, c in results)}
     write_report(args, results, timing, time.perf_counter() - t0, ranking)

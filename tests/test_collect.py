@@ -152,3 +152,13 @@ def test_collect_rollouts_of_a_saved_agent(tmp_path: Path) -> None:
     assert open_dataset(out).storage.metadata["policy"] == str(tmp_path / "agent.zip")
     with pytest.raises(FileNotFoundError, match=r"a run.s agent\.zip"):
         main(["env=pick_place", f"policy={tmp_path / 'missing.zip'}", f"out={tmp_path / 'x'}"])
+
+
+def test_after_success_leaves_a_terminating_env_alone(tmp_path: Path) -> None:
+    """pick_place terminates at success: ``after_success`` cannot go past it, and the demo
+    is the same as without the option."""
+    plain = load_demos(main(["env=pick_place", "n_episodes=1", f"out={tmp_path / 'a'}"]).path)
+    past = load_demos(main(["env=pick_place", "n_episodes=1", "after_success=5",
+                            f"out={tmp_path / 'b'}"]).path)
+    np.testing.assert_array_equal(plain[0].observations, past[0].observations)
+    assert past[0].terminations[-1] and not past[0].truncations.any()

@@ -20,7 +20,7 @@ from rewardlearn_envs.metaworld_expert import (
 )
 
 from rewardlearn.cli.collect import CollectConfig, collect
-from rewardlearn.demos import load_demos
+from rewardlearn.demos import load_demos, open_dataset
 from rewardlearn.env_factory import env_config, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +162,21 @@ def test_relative_features_index_the_hand_the_object_and_the_goal(task: str) -> 
     np.testing.assert_allclose(feats[:3], obj - obs[0:3], atol=1e-5)
     np.testing.assert_allclose(feats[3:6], np.asarray(raw._target_pos) - obj, atol=1e-5)
     env.close()
+
+
+def test_collect_after_success_records_the_held_outcome(tmp_path: Path) -> None:
+    """``after_success=N``: the demo goes on N steps past its first success and ends
+    truncated there; without it the demo ends, terminated, at the first success."""
+    kw = dict(env="metaworld", env_overrides=["task=sweep-into-v3"], n_episodes=2)
+    at = load_demos(collect(CollectConfig(**kw, out=str(tmp_path / "at")), verbose=False).path)
+    past = collect(CollectConfig(**kw, after_success=10, out=str(tmp_path / "past")),
+                   verbose=False)
+    assert past.successes == past.kept == 2
+    for a, b in zip(at, load_demos(past.path), strict=True):
+        first = int(np.argmax(b.infos["success"] > 0.5))  # observation index of first success
+        assert len(a) == first and a.terminations[-1]
+        assert len(b) == first + 10 and b.truncations[-1] and not b.terminations.any()
+        np.testing.assert_array_equal(b.observations[: len(a) + 1], a.observations)
+    assert open_dataset(past.path).storage.metadata["after_success"] == 10
+    with pytest.raises(ValueError, match="after_success must be >= 0"):
+        CollectConfig(after_success=-1)

@@ -23,7 +23,12 @@ were run), ``max_tries``, ``jpeg`` (JPEG-compress frames: smaller, lossy), ``ove
 record its rollouts instead of the scripted expert's, with the same per-step stage
 labels, e.g. to adapt a progress model to the states that policy visits),
 ``deterministic`` (the agent's mean action instead of a sample; ``noise`` applies to the
-scripted expert only), ``expert`` (your own scripted policy for your own env:
+scripted expert only), ``after_success`` (go on this many steps past the first success,
+then end the episode as truncated, instead of ending it at success: demos that show the
+outcome held, not only the frame where success first registers; a trajectory-matching
+reward such as ``reward=ot`` pays for reaching the demos' last frames. Meta-World's
+``terminate_on_success`` is turned off for it; an env that itself terminates at success
+still ends there), ``expert`` (your own scripted policy for your own env:
 ``pkg.module:name``, a function ``obs -> action`` or a class built as ``cls(env)``; an env
 config may name it as ``expert:``). Without ``policy`` or ``expert`` the env's packaged
 expert acts (pick_place, every Meta-World task).
@@ -134,15 +139,58 @@ def _make_env(env_cfg: DictConfig, cfg: CollectConfig) -> gym.Env:
     assert isinstance(plain, DictConfig)
     env_cfg = plain
     kwargs = dict(env_cfg.get("kwargs") or {})
-    if str(env_cfg.id).startswith("Meta-World/"):
-        kwargs.update(terminate_on_success=True, seed=cfg.seed)  # MT1 draws layouts at make
+    if str(env_cfg.id).startswith("Meta-World/"):  # MT1 draws layouts at make: seed it
+        kwargs.update(terminate_on_success=cfg.after_success is None, seed=cfg.seed)
     size = None
     if cfg.frames and _native_frames(env_cfg):
         kwargs.update(obs_mode="state_pixels", width=cfg.frame_size, height=cfg.frame_size)
     elif cfg.frames:
         size = (cfg.frame_size, cfg.frame_size)
     env_cfg.kwargs = kwargs
-    return make_env(env_cfg, frame_size=size)
+    env = make_env(env_cfg, frame_size=size)
+    if cfg.after_success is not None:
+        env = SuccessTail(env, cfg.after_success, str(env_cfg.get("success_key") or "success"))
+    return env
+
+
+def _succeeded(info: dict[str, Any], success_key: str, terminated: bool) -> bool:
+    """Whether a step's info reports success (``is_success``, else ``success_key``)."""
+    return bool(float(info.get("is_success", info.get(success_key, terminated))) > 0.5)
+
+
+class SuccessTail(gym.Wrapper):
+    """End an episode (``truncated=True``) ``steps`` steps after its first success.
+
+    Collection's ``after_success``: the episode goes on past the step where success first
+    registers so that the recorded demo ends on the held outcome (on Meta-World's
+    sweep-into the first success frame still shows the puck lifted over the hole's edge;
+    ten steps later it lies in the hole). ``info["reached_success"]`` says whether success
+    registered at any step so far, since success can be transient after it first does.
+    An episode that terminates, or hits its time limit, before then ends as it would.
+    """
+
+    def __init__(self, env: gym.Env, steps: int, success_key: str = "success") -> None:
+        super().__init__(env)
+        if steps < 0:
+            raise ValueError(f"after_success must be >= 0, got {steps}")
+        self.steps = steps
+        self.success_key = success_key
+        self._left: int | None = None
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._left = None
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._left is not None:
+            self._left -= 1
+        elif _succeeded(info, self.success_key, False):
+            self._left = self.steps
+        info = dict(info, reached_success=self._left is not None)
+        if self._left is not None and self._left <= 0 and not terminated:
+            truncated = True
+        return obs, reward, bool(terminated), bool(truncated), info
 
 
 def _stage_names(env: gym.Env) -> tuple[str, ...]:
@@ -180,6 +228,7 @@ class CollectConfig(Settings):
     policy: str | None = None
     deterministic: bool = False
     expert: str | None = None
+    after_success: int | None = None
     env_overrides: list[str] = field(default_factory=list)
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -190,6 +239,9 @@ class CollectConfig(Settings):
             (self.frame_size >= 8, f"frame_size must be >= 8, got {self.frame_size}"),
             (self.max_tries is None or self.max_tries >= self.n_episodes,
              f"max_tries must be >= n_episodes ({self.n_episodes}) or null"),
+            (self.after_success is None or self.after_success >= 0,
+             f"after_success must be >= 0 (steps past the first success) or null, got "
+             f"{self.after_success}"),
         ]
 
     def resolved(self) -> CollectConfig:
@@ -374,7 +426,8 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 truncs.append(bool(truncated))
                 done = terminated or truncated
             tried += 1
-            success = bool(info.get("is_success", info.get(success_key, terminated)))
+            success = (bool(info["reached_success"]) if cfg.after_success is not None
+                       else _succeeded(info, success_key, terminated))
             successes += success
             if verbose:
                 print(f"episode {tried - 1} (seed {seed}): {len(actions)} steps, success={success}")
@@ -435,6 +488,7 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                         "episodes_tried": tried,
                         "episodes_succeeded": successes,
                         "only_success": cfg.only_success,
+                        "after_success": cfg.after_success,
                         "frames": cfg.frames,
                         "frame_size": cfg.frame_size if cfg.frames else None,
                         "stage_alignment": "infos[k][t] belongs to observations[t] (T+1 rows)",

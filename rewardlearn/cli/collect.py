@@ -426,8 +426,9 @@ def collect(cfg: CollectConfig, verbose: bool = True) -> CollectResult:
                 truncs.append(bool(truncated))
                 done = terminated or truncated
             tried += 1
-            success = (bool(info["reached_success"]) if cfg.after_success is not None
-                       else _succeeded(info, success_key, terminated))
+            # past the first success it may not hold (after_success): count the episode
+            success = (bool(info.get("reached_success", False))
+                       or _succeeded(info, success_key, terminated))
             successes += success
             if verbose:
                 print(f"episode {tried - 1} (seed {seed}): {len(actions)} steps, success={success}")

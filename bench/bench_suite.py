@@ -107,10 +107,16 @@ CONDITIONS: dict[str, list[str]] = {
     # reward alone, so it behaves as the sparse run does and a cost comparison with that run
     # measures the reward's own work, not a different behaviour's physics (bench_cost.py)
     "drs_shadow": [*DRS, "reward.mode=add", "reward.weight=0"],
+    # DrS from demos recorded 10 steps past the first success (``rewardlearn-collect
+    # after_success=10``): the success stage's positives include the held outcome, as the
+    # OT reward's demos do (docs/ot.md)
+    "drs_after": DRS,
 }
+DEMO_AFTER_SUCCESS = {"drs_after": 10}
+"""Conditions whose demos go on this many steps past the first success."""
 ABLATIONS = ("drs_unbounded", "drs_mixup", "drs_published", "drs_stage_form", "drs_bound",
              "drs_published_bound", "drs_slow", "drs_gentle", "drs_trajectory",
-             "preference_demos", "drs_relative", "drs_shadow")
+             "preference_demos", "drs_relative", "drs_shadow", "drs_after")
 """Conditions run only when named (``--conditions drs_mixup``); listed only where run."""
 LABELS = {
     "dense": "Meta-World's dense reward (reference)",
@@ -136,6 +142,8 @@ LABELS = {
                     "{target: relative, kwargs: ${env.relative_features}}`)",
     "drs_shadow": "cost probe: `reward=drs reward.mode=add reward.weight=0` (DrS runs, the "
                   "agent learns from the sparse reward)",
+    "drs_after": "option: `reward=drs`, the 50 demos recorded 10 steps past the first success "
+                 "(`rewardlearn-collect ... after_success=10`)",
 }
 
 
@@ -147,8 +155,8 @@ def train(task: str, cond: str, seed: int, timesteps: int, work: Path,
           eval_episodes: int = 50) -> dict[str, Any]:
     """One run (reused when its ``summary.json`` exists); its summary."""
     out = run_dir(work, task, cond, seed, timesteps)
-    demos = prepare_demos(task, work) if any("{demos}" in o for o in CONDITIONS[cond]) \
-        else None
+    demos = prepare_demos(task, work, after_success=DEMO_AFTER_SUCCESS.get(cond)) \
+        if any("{demos}" in o for o in CONDITIONS[cond]) else None
     overrides = [o.replace("{demos}", str(demos)) for o in CONDITIONS[cond]]
     return train_run(out, ["env=metaworld", f"env.task={task}", "agent=ppo", "n_envs=8",
                            f"seed={seed}", f"total_timesteps={timesteps}", *overrides,
@@ -158,13 +166,16 @@ def train(task: str, cond: str, seed: int, timesteps: int, work: Path,
                      label=f"{task} {cond} s{seed}")
 
 
-def prepare_demos(task: str, work: Path, n: int = 50) -> Path:
-    """50 scripted-expert demos of ``task`` (seeds 0-49), collected once."""
-    out = work / "demos" / task
+def prepare_demos(task: str, work: Path, n: int = 50, after_success: int | None = None
+                  ) -> Path:
+    """50 scripted-expert demos of ``task`` (seeds 0-49), collected once; with
+    ``after_success`` each goes on that many steps past its first success (its own folder)."""
+    tail = [] if after_success is None else [f"after_success={after_success}"]
+    out = work / ("demos" if after_success is None else f"demos_after{after_success}") / task
     if not (out / "data" / "metadata.json").is_file():
         subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
-                        f"env.task={task}", f"n_episodes={n}", f"out={out}", "overwrite=true"],
-                       cwd=ROOT, check=True, capture_output=True)
+                        f"env.task={task}", f"n_episodes={n}", f"out={out}", "overwrite=true",
+                        *tail], cwd=ROOT, check=True, capture_output=True)
     return out
 
 

@@ -46,7 +46,7 @@ and the ceiling). Steps, per seed ``s`` of ``--seeds``:
      seed; default: bench_drs's ``bench/_work/drs/t1000000/runs/drs_s{seed}`` when
      present);
    * ``true_reward``: best-of-16 by the env's dense reward over a one-step lookahead (the
-     ceiling of one-step selection; simulation only).
+     ceiling of one-step selection; simulation only; ``--no-ceiling``: not run).
 
 Latency (seed ``--seeds[0]``'s policy): per-step decision time of best-of-``n`` for ``n`` in
 ``--latency-n`` (1 4 16 64), as a ratio to the plain policy's ``predict`` timed in the same
@@ -295,8 +295,9 @@ def run_seed(seed: int, demos: Path, work: Path, args: argparse.Namespace) -> di
     if drs is not None:
         conds["drs"] = evaluate_condition(policy, LookaheadRewardScorer(drs, gamma=0.99), args.n,
                                           args.episodes, temperature=t)
-    conds["true_reward"] = evaluate_condition(policy, EnvRewardScorer(gamma=0.99), args.n,
-                                              args.episodes, temperature=t)
+    if args.ceiling:
+        conds["true_reward"] = evaluate_condition(policy, EnvRewardScorer(gamma=0.99), args.n,
+                                                  args.episodes, temperature=t)
     for name, c in conds.items():
         print(f"seed {seed} {name}: success {c['success_rate']:.0%}, return "
               f"{c['env_return_mean']:.1f}, {c['wall_s']} s", flush=True)
@@ -484,7 +485,8 @@ def write_report(out: Path, seeds: list[dict[str, Any]], lat: list[dict[str, Any
     for cond in CONDITIONS:
         runs = [(s["seed"], s["conditions"][cond]) for s in seeds if cond in s["conditions"]]
         if not runs:
-            why = "no --drs-run folder" if cond == "drs" else "--support 0"
+            why = {"drs": "no --drs-run folder", "true_reward": "--no-ceiling"}.get(
+                cond, "--support 0")
             lines.append(f"| {LABELS[cond].format(**fmt)} | - | not run ({why}) | - | - | - |")
             continue
         succ = [c["success_rate"] for _, c in runs]
@@ -583,6 +585,9 @@ def main() -> None:
     parser.add_argument("--drs-run", default=None,
                         help=f"a reward=drs run folder ({{seed}}: the seed); default {DEFAULT_DRS} "
                              "when present")
+    parser.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                        help="the true reward's best-of-n row (a one-step lookahead per "
+                             "candidate: most of a Meta-World seed's wall time)")
     parser.add_argument("--latency-n", type=int, nargs="*", default=[1, 4, 16, 64],
                         help="candidate counts of the latency table (none: no table)")
     parser.add_argument("--latency-steps", type=int, default=200)

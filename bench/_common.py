@@ -79,3 +79,24 @@ def training_curve(run_dir: Path) -> dict[str, Any]:
     half = next((e.step for e in events if e.value >= 0.5), None)
     return {"first_success_step": first, "half_success_step": half,
             "train_success_final": float(events[-1].value)}
+
+
+def collect_demos(env_args: list[str], out: Path, n: int, after_success: int | None = None
+                  ) -> Path:
+    """``n`` scripted-expert demos into ``out`` with ``rewardlearn-collect <env_args>``,
+    collected once (reused when ``out`` holds them). ``after_success``: recorded that many
+    steps past the first success (collect's option). Demos already there that were recorded
+    otherwise are refused, not mixed (demos from before the option carry no key: taken as
+    asked)."""
+    meta = out / "data" / "metadata.json"
+    if not meta.is_file():
+        tail = [] if after_success is None else [f"after_success={after_success}"]
+        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", *env_args,
+                        f"n_episodes={n}", f"out={out}", "overwrite=true", *tail],
+                       cwd=ROOT, check=True, capture_output=True)
+        return out
+    had = json.loads(meta.read_text()).get("after_success", after_success)
+    if had != after_success:
+        raise SystemExit(f"{out} holds demos recorded with after_success={had}, not "
+                         f"{after_success}: use another folder")
+    return out

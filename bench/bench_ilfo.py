@@ -65,7 +65,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import add_paths, git_commit, train_run, training_curve  # noqa: E402
+from _common import (  # noqa: E402
+    add_paths,
+    collect_demos,
+    git_commit,
+    train_run,
+    training_curve,
+)
 
 TASKS = ["push-v3", "sweep-into-v3", "lever-pull-v3", "push-wall-v3", "window-open-v3",
          "handle-press-v3", "pick_place"]
@@ -119,22 +125,8 @@ def env_overrides(task: str) -> list[str]:
 
 def prepare_demos(task: str, work: Path, after_success: int | None = None) -> Path:
     """``N_DEMOS`` scripted-expert demos of ``task`` (collected once per work folder);
-    ``after_success``: recorded that many steps past the first success (collect's option).
-    Demos already in ``work`` that were recorded otherwise are refused, not mixed."""
-    out = work / "demos" / task
-    meta = out / "data" / "metadata.json"
-    if not meta.is_file():
-        tail = [] if after_success is None else [f"after_success={after_success}"]
-        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", *env_overrides(task),
-                        f"n_episodes={N_DEMOS}", f"out={out}", "overwrite=true", *tail],
-                       cwd=ROOT, check=True, capture_output=True)
-    else:
-        # demos collected before the option existed carry no key: taken as asked
-        had = json.loads(meta.read_text()).get("after_success", after_success)
-        if had != after_success:
-            raise SystemExit(f"{out} holds demos recorded with after_success={had}, not "
-                             f"{after_success}: use another --work folder")
-    return out
+    ``after_success``: recorded that many steps past the first success (collect's option)."""
+    return collect_demos(env_overrides(task), work / "demos" / task, N_DEMOS, after_success)
 
 
 def run_dir(work: Path, timesteps: int, task: str, cond: str, seed: int) -> Path:

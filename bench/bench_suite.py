@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,7 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import add_paths, git_commit, train_run, training_curve  # noqa: E402
+from _common import (  # noqa: E402
+    add_paths,
+    collect_demos,
+    git_commit,
+    train_run,
+    training_curve,
+)
 
 AGENT_RULE = ("PPO, 8 envs, `conf/env/metaworld.yaml`'s settings for every task: observations and "
               "the agent's rewards normalised (`VecNormalize`, whatever the reward), a rollout of "
@@ -170,13 +175,8 @@ def prepare_demos(task: str, work: Path, n: int = 50, after_success: int | None 
                   ) -> Path:
     """50 scripted-expert demos of ``task`` (seeds 0-49), collected once; with
     ``after_success`` each goes on that many steps past its first success (its own folder)."""
-    tail = [] if after_success is None else [f"after_success={after_success}"]
     out = work / ("demos" if after_success is None else f"demos_after{after_success}") / task
-    if not (out / "data" / "metadata.json").is_file():
-        subprocess.run([sys.executable, "-m", "rewardlearn.cli.collect", "env=metaworld",
-                        f"env.task={task}", f"n_episodes={n}", f"out={out}", "overwrite=true",
-                        *tail], cwd=ROOT, check=True, capture_output=True)
-    return out
+    return collect_demos(["env=metaworld", f"env.task={task}"], out, n, after_success)
 
 
 def ladder(task: str) -> Any:

@@ -29,8 +29,13 @@ runs the expert on reset seeds 0-19 once per task and machine (a few seconds) an
 in ``$XDG_CACHE_HOME/rewardlearn/`` (``~/.cache``); pass ``stages=[...]`` to fix a ladder by
 hand.
 
-A seeded reset gives the same task layout whatever ran before (``Meta-World/MT1`` picks
-the layout from its RNG before reseeding it, so the wrapper seeds it first). Needs the
+A seeded reset gives the same task layout whatever ran before and however the env was
+built: ``Meta-World/MT1`` ignores ``reset(seed=...)`` (its base env's ``reset`` drops the
+seed, and the layout is one of 50 drawn when the env is built, picked by an RNG only
+``seed()`` reaches), so :meth:`MetaWorldStages.reset` reseeds the base env and has it draw
+the layout from that RNG the way MT1 draws its 50 (the task's own sampling, with its
+rejection of invalid layouts); the unseeded resets after it follow from the seed as well.
+Unseeded resets keep Meta-World's MT1 protocol (one of the env's 50 layouts). Needs the
 ``metaworld`` extra (imported lazily).
 
 Example:
@@ -343,15 +348,37 @@ class MetaWorldStages(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Any, dict[str, Any]]:
-        if seed is not None:
-            # MT1 draws the task layout from the env's RNG *before* reseeding it: seed it
-            # first, so that a seed gives the same layout whatever ran before
-            self.env.reset(seed=seed, options=options)
-        obs, info = self.env.reset(options=options)
+        if seed is None:
+            obs, info = self.env.reset(options=options)
+        else:
+            obs, info = self._seeded_reset(int(seed), options)
         self._level = 0
         self._succeeded = False
         info = self._label(info, 0.0)
         return self._obs(obs, info), info
+
+    def _seeded_reset(self, seed: int, options: dict[str, Any] | None
+                      ) -> tuple[Any, dict[str, Any]]:
+        """A reset whose layout is a function of ``seed`` alone (see the module docstring):
+        the base env, reseeded, draws the layout as MT1 does when it builds its 50 (the
+        task's own ``reset_model``, rejection sampling included), from its seeded RNG."""
+        base: Any = self.env.unwrapped
+        selector: Any = self.env
+        while selector is not None and not hasattr(selector, "sample_tasks_on_reset"):
+            selector = getattr(selector, "env", None)
+        if not hasattr(base, "seeded_rand_vec") or selector is None:  # not MT1: plain route
+            return self.env.reset(seed=seed, options=options)
+        base.seed(seed)
+        if selector.tasks:
+            base.set_task(selector.tasks[0])  # the task's settings (observability...)
+        previous = (selector.sample_tasks_on_reset, base.seeded_rand_vec)
+        selector.sample_tasks_on_reset = False  # no task drawn over the one set here
+        base._freeze_rand_vec, base.seeded_rand_vec = False, True
+        try:
+            return self.env.reset(options=options)
+        finally:
+            base._freeze_rand_vec = True  # the layout drawn stays until the next reset
+            selector.sample_tasks_on_reset, base.seeded_rand_vec = previous
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -111,6 +111,27 @@ def test_env_metaworld_takes_any_task_and_refuses_an_unknown_one() -> None:
         make_env(env_config("metaworld", ["task=drawer-opn-v3"]))
 
 
+def test_a_seeded_reset_gives_one_layout_whatever_ran_before() -> None:
+    """Meta-World's MT1 ignores ``reset(seed=...)``: the wrapper makes the seed choose the
+    layout, whatever the env's own construction seed and whatever resets came before, so
+    seeded held-out evaluation episodes are the same for every condition compared."""
+    cfg = env_config("metaworld", ["task=pick-place-v3"])
+    a, b = make_env(cfg), make_env(cfg, seed=7)
+    first, _ = a.reset(seed=10003)
+    b.reset(seed=1)
+    b.reset()
+    other, info = b.reset(seed=10003)
+    np.testing.assert_array_equal(first, other)
+    np.testing.assert_array_equal(a.reset(seed=10003)[0], first)  # again, after a reset
+    assert np.abs(first[-3:]).max() > 0  # the goal is observed (the task's settings hold)
+    assert info["stage"] == 0 and not info["is_success"]
+    assert np.abs(a.reset(seed=10004)[0] - first).max() > 1e-3  # another seed, another layout
+    a.reset(seed=5)
+    after_a = [a.reset()[0] for _ in range(2)]
+    a.reset(seed=5)
+    np.testing.assert_array_equal([a.reset()[0] for _ in range(2)], after_a)  # then unseeded
+
+
 def test_collect_takes_the_train_py_form(tmp_path: Path) -> None:
     """``rewardlearn-collect env=metaworld env.task=drawer-open-v3 n_episodes=...``."""
     out = tmp_path / "drawer"

@@ -443,7 +443,10 @@ def test_metaworld_expert_demos_have_stage_labels(tmp_path: Path) -> None:
     assert ep.subtask_names == ("reach", "near_object", "grasped") and ep.success
     assert ep.frames is not None and ep.frames.shape[1:] == (24, 24, 3)
     assert ep.observations.shape[1] == 39
-    assert (np.diff(ep.stages) >= 0).all() and ep.stages[0] == 0 and ep.stages[-1] == 2
+    for e in eps:  # stages start at reach and never go back
+        assert (np.diff(e.stages) >= 0).all() and e.stages[0] == 0
+    # the expert grasps on its way (on seed 0's layout success registers before the grasp)
+    assert max(int(e.stages[-1]) for e in eps) == 2
     env = make_env("metaworld_pick_place")
     model = fit_perceptual(eps, encoder="state", n_steps=2)
     model.check_spaces(env.observation_space, env.action_space)

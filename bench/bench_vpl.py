@@ -36,7 +36,10 @@ For each number of users ``K`` and seed (one ``python train.py`` process per run
    held-out segments' states with that coordinate set to each of ``PROFILE_POINTS`` values
    from ``-2 v`` to ``2 v`` (``v`` the largest goal), and where it peaks. A reward that keeps
    rising past the user's goal says "faster is better", which full torque or full speed
-   satisfies.
+   satisfies. A ``linear`` user of one coordinate (the ``direction`` preset, ``+-v``) is
+   profiled from ``-1.5 u`` to ``1.5 u``, ``u`` the speed the users' true-reward agents
+   reach: a reward that peaks short of ``u`` stops paying for speed before the oracle does,
+   and an agent on it stops there.
 
 Writes ``bench/results/vpl.md`` (``--out``) with the commands, seeds and a provenance line.
 """
@@ -81,17 +84,27 @@ PROFILE_POINTS = 9
 
 
 def reward_profile(reward: Any, teacher: Any, user: int, z: np.ndarray, segs: np.ndarray,
-                   points: int = PROFILE_POINTS) -> dict[str, Any] | None:
+                   points: int = PROFILE_POINTS, span: float | None = None
+                   ) -> dict[str, Any] | None:
     """The learned reward along ``user``'s goal coordinate (item 5 of the module docstring):
     ``{"values", "reward", "goal", "peak"}``, or None when the user's goal is not one
-    ``target`` coordinate (a zone, a linear user)."""
+    coordinate (a zone). A ``target`` user's values run from ``-2 v`` to ``2 v`` (``v`` the
+    largest goal); a ``linear`` user of one coordinate (``+-v``: faster is better, its
+    ``goal`` the sign ``+-1``) needs ``span``, e.g. 1.5 times the speed its true-reward
+    agent reaches: does the learned reward still rise where that agent runs?"""
     from rewardlearn.rewards.base import TransitionBatch
 
     spec = teacher.users[user]
-    if spec.kind != "target" or len(spec.index) != 1:
+    if len(spec.index) != 1 or spec.kind not in ("target", "linear"):
         return None
-    i, goal = spec.index[0], float(spec.goal[0])
-    span = 2 * max(abs(float(u.goal[0])) for u in teacher.users if len(u.goal) == 1)
+    i = spec.index[0]
+    if spec.kind == "target":
+        goal = float(spec.goal[0])
+        span = 2 * max(abs(float(u.goal[0])) for u in teacher.users if len(u.goal) == 1)
+    elif span is None or not np.isfinite(span) or span <= 0:
+        return None
+    else:
+        goal = float(np.sign(spec.goal[0]))
     values = np.linspace(-span, span, points)
     _, acts, nxt = reward.split_side(segs)
     base = nxt.reshape(-1, nxt.shape[-1])
@@ -105,8 +118,17 @@ def reward_profile(reward: Any, teacher: Any, user: int, z: np.ndarray, segs: np
         states[:, i] = v
         obs = np.concatenate([states, zs], 1).astype(np.float32)
         means.append(float(np.mean(reward(TransitionBatch.from_arrays(obs, acts, obs)))))
-    return {"values": values.tolist(), "reward": means, "goal": goal,
+    return {"values": values.tolist(), "reward": means, "goal": goal, "kind": spec.kind,
             "peak": float(values[int(np.argmax(means))])}
+
+
+def linear_span(teacher: Any, oracle_returns: list[float], lengths: list[float]) -> float:
+    """1.5 times the largest speed the ``linear`` users' true-reward agents reach along their
+    coordinate: ``|return / episode length / w|`` (``w`` the user's weight)."""
+    speeds = [abs(ret / max(n, 1.0) / float(u.goal[0]))
+              for u, ret, n in zip(teacher.users, oracle_returns, lengths, strict=True)
+              if u.kind == "linear" and len(u.index) == 1 and float(u.goal[0]) != 0.0]
+    return 1.5 * max(speeds) if speeds else float("nan")
 
 
 def collect_segments(env_name: str, act: Any, latent_dim: int, obs_dim: int, episodes: int,
@@ -224,7 +246,7 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
     acc_random = user_accuracies(reward, random_ctx, h1, h2, held, bt)
     acc_active = user_accuracies(reward, active_ctx, h1, h2, held)
     policy = ActPolicy(agent_policy(str(vpl_dir / "agent.zip"), deterministic=True))
-    vpl_ret, oracle_ret, random_ret = [], [], []
+    vpl_ret, oracle_ret, random_ret, oracle_len = [], [], [], []
     latents: list[list[float]] = []
     profiles: list[dict[str, Any] | None] = []
     for u in range(k):
@@ -241,6 +263,11 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
                         f"total_timesteps={args.timesteps}", f"seed={seed}", *args.extra],
                        work / "logs" / f"oracle_k{k}_u{u}_s{seed}.log")
         oracle_ret.append(float(oracle["env_return_mean"]))
+        oracle_len.append(float(oracle.get("eval_length_mean") or 1.0))
+    span = linear_span(teacher, oracle_ret, oracle_len)
+    for u in range(k):
+        if profiles[u] is None:
+            profiles[u] = reward_profile(reward, teacher, u, np.asarray(latents[u]), h1, span=span)
     score = [(v - r) / (o - r) if o != r else float("nan")
              for v, o, r in zip(vpl_ret, oracle_ret, random_ret, strict=True)]
     fixed_ret: list[float] = []
@@ -354,22 +381,25 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
                          f"{_nums(r['score'], '{:.2f}')} |")
     profiled = [r for r in results if any(r.get("profile") or [])]
     if profiled:
-        values = next(p for r in profiled for p in r["profile"] if p)["values"]
         lines += ["", "The learned reward along each user's goal coordinate: `r(s, a, z_user)` "
                   "averaged over the held-out segments' states with that coordinate set to "
-                  "each value, `z` from the same 10 active labels; peak: where it is highest "
-                  "(a peak past the goal: the reward says \"faster is better\"):", "",
-                  "| users | seed | user's goal | reward at "
-                  + ", ".join(f"{v:+.3g}" for v in values)
-                  + " | peak | fixed-z score | policy score |",
-                  "|---|---|---|---|---|---|---|"]
+                  "each of 9 evenly spaced values, `z` from the same 10 active labels; peak: "
+                  "where it is highest (a target user's peak past the goal: the reward says "
+                  "\"faster is better\"; a linear user's (+-v) peak short of the speed its "
+                  "true-reward agent reaches: the reward stops paying for more):", "",
+                  "| users | seed | user's goal | values | reward at each | peak | "
+                  "fixed-z score | policy score |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in sorted(profiled, key=lambda r: (r["users"], r["seed"])):
             fixed = r.get("fixed_z_score") or []
             for u, prof in enumerate(r["profile"]):
                 if not prof:
                     continue
+                goal = (f"{'+' if prof['goal'] > 0 else '-'}v (faster is better)"
+                        if prof.get("kind") == "linear" else f"{prof['goal']:+.3g}")
                 lines.append(
-                    f"| {r['users']} | {r['seed']} | {prof['goal']:+.3g} | "
+                    f"| {r['users']} | {r['seed']} | {goal} | "
+                    f"{prof['values'][0]:+.3g} to {prof['values'][-1]:+.3g} | "
                     f"{_nums(prof['reward'], '{:+.2f}')} | {prof['peak']:+.3g} | "
                     f"{f'{fixed[u]:.2f}' if u < len(fixed) else '-'} | "
                     f"{r['score'][u]:.2f} |")

@@ -137,6 +137,37 @@ def test_vpl_separates_two_users_with_opposite_preferences_and_one_bt_cannot(
     assert acc["bt_conflicting"] == acc["bt"]
 
 
+def test_the_bilinear_reward_is_affine_in_z_and_separates_opposite_users() -> None:
+    """``reward_form=bilinear``: ``r(x, z) = phi(x) . (A z + b)``, so for fixed steps the
+    reward moves linearly with ``z``; trained on two opposite users it tells them apart."""
+    torch.set_num_threads(1)
+    model = VPLModel(3, latent_dim=2, hidden_sizes=(8,), embed_dim=4, seed=0,
+                     reward_form="bilinear")
+    x, z = torch.randn(5, 3), torch.randn(5, 2)
+    with torch.no_grad():
+        r0, r1, r2 = (model.rewards(x, c * z) for c in (0.0, 1.0, 2.0))
+    torch.testing.assert_close(r2 - r1, r1 - r0)  # affine in z
+    with pytest.raises(ValueError, match="reward_form must be concat or bilinear"):
+        VPLModel(3, reward_form="product")
+    teacher = PopulationTeacher(users=OPPOSITE, seed=0)
+    reward = VPLReward(OBS, ACT, teacher=teacher, **{**SMALL, "reward_form": "bilinear"})
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        x1, x2 = segments(rng, 96), segments(rng, 96)
+        reward.dataset.add(x1, x2, teacher.label_user(k, reward.split_side(x1),
+                                                      reward.split_side(x2)).labels,
+                           teacher.user_ids[k], 0)
+    assert reward.train()["train_acc"] > 0.9
+    x1, x2 = segments(rng, 200), segments(rng, 200)
+    labels = user_labels(teacher, reward, x1, x2)
+    context = []
+    for k in range(2):
+        c1, c2 = segments(rng, 8), segments(rng, 8)
+        context.append((c1, c2, teacher.label_user(k, reward.split_side(c1),
+                                                   reward.split_side(c2)).labels))
+    assert min(user_accuracies(reward, context, x1, x2, labels)["vpl"]) > 0.9
+
+
 def user_latents(reward: VPLReward, teacher: PopulationTeacher, rng: np.random.Generator
                  ) -> list[np.ndarray]:
     """Each of the two users' posterior mean from 8 fresh pairs they label (not trained on)."""
@@ -407,6 +438,7 @@ def test_bad_settings_are_refused_in_one_line(compose_cfg: Callable[..., DictCon
     for overrides, message in (
             (["reward.model.latent_dim=0"], "latent_dim must be >= 1"),
             (["reward.model.policy_latents=users"], "policy_latents must be one of"),
+            (["reward.model.reward_form=product"], "reward_form must be one of"),
             (["teacher=oracle"], "use teacher=population"),
             (["teacher.preset=zone"], "zone is for pick_place")):
         cfg = compose_cfg("env=pendulum", "agent=ppo", "reward=vpl", "teacher=population",
@@ -425,17 +457,18 @@ TINY = ["env=pendulum", "reward=vpl", "teacher=population", "total_timesteps=102
         "eval.n_episodes=1", "video.enabled=false", "progress_bar=false", "torch_threads=1"]
 
 
-@pytest.mark.parametrize(("agent", "latents"), [("ppo", "prior"), ("sac", "prior"),
-                                                ("ppo", "posterior")])
+@pytest.mark.parametrize(("agent", "latents", "form"), [
+    ("ppo", "prior", "concat"), ("sac", "prior", "concat"), ("ppo", "posterior", "concat"),
+    ("ppo", "prior", "bilinear")])
 def test_train_py_runs_vpl_end_to_end_and_the_saved_model_reloads(
         compose_cfg: Callable[..., DictConfig], tmp_path: Path, agent: str,
-        latents: str) -> None:
+        latents: str, form: str) -> None:
     extra = (["+agent.kwargs.n_steps=256", "+agent.kwargs.batch_size=64",
               "+agent.kwargs.n_epochs=1"] if agent == "ppo" else
              ["+agent.kwargs.learning_starts=200", "total_timesteps=600",
               "reward.model.first_round_at=300"])
     cfg = compose_cfg(f"agent={agent}", *TINY, *extra,
-                      f"reward.model.policy_latents={latents}")
+                      f"reward.model.policy_latents={latents}", f"reward.model.reward_form={form}")
     summary = run(cfg, tmp_path / "run")
     training = summary["reward_training"]
     assert training["labels_used"] == training["queries_asked"] == 64
@@ -443,6 +476,7 @@ def test_train_py_runs_vpl_end_to_end_and_the_saved_model_reloads(
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
     loaded = load_reward_model(tmp_path / "run")
     assert isinstance(loaded, VPLReward)
+    assert loaded.model.reward_form == form
     # posterior: every round handed the training envs a bank of the users' posteriors
     assert all(("policy_z_norm" in h) == (latents == "posterior") for h in loaded.history)
     assert loaded.observation_space.shape == (3 + 8,)  # Pendulum's 3 numbers and z

@@ -9,6 +9,7 @@ from rewardlearn.settings import RewardModelConfig, positive_widths
 
 SCALINGS = ("bt", "spo")
 POLICY_LATENTS = ("prior", "posterior")
+REWARD_FORMS = ("concat", "bilinear")
 
 
 @RewardModelConfig.register_subclass("vpl")
@@ -35,6 +36,12 @@ class VPLConfig(RewardModelConfig):
         of ``annotation_size`` pairs, the users in turn).
     :param first_round_at: env steps before the first round.
     :param feedback_until: share of training by which the budget is asked.
+    :param reward_form: how ``r`` reads ``z``: ``concat`` (an MLP of ``[x, z]``, as the
+        paper's code) or ``bilinear`` (``r(x, z) = phi(x) . (A z + b)``: a linear read-out of
+        shared step features ``phi``, with weights that move with ``z``). For each ``z`` the
+        bilinear reward is one MLP's read-out, so it extrapolates past the labelled states
+        as a single user's reward does; the concat MLP must build the product of ``z`` and
+        the state within the labelled range and need not keep it outside.
     :param scaling: ``bt`` (the Bradley-Terry reward ``r(s, a, z)``) or ``spo`` (VPL-SPO's
         ``E_{x'}[P(x > x' | z)]`` against ``spo_samples`` stored steps, in ``[0, 1]``, §4.1).
     :param spo_samples: reference steps of ``spo`` scaling (the code averages over 1000).
@@ -64,6 +71,7 @@ class VPLConfig(RewardModelConfig):
     rounds: int = 5
     first_round_at: int = 1000
     feedback_until: float = 0.5
+    reward_form: str = "concat"
     scaling: str = "bt"
     spo_samples: int = 256
     policy_latents: str = "prior"
@@ -92,6 +100,7 @@ class VPLConfig(RewardModelConfig):
              f"{self.annotation_size}): every round asks at least one annotation set"),
             (self.first_round_at >= 0, "first_round_at must be >= 0"),
             (0 < self.feedback_until <= 1, "feedback_until must be in (0, 1]"),
+            (self.reward_form in REWARD_FORMS, f"reward_form must be one of {REWARD_FORMS}"),
             (self.scaling in SCALINGS, f"scaling must be one of {SCALINGS}"),
             (self.spo_samples >= 1, "spo_samples must be >= 1"),
             (self.policy_latents in POLICY_LATENTS,
@@ -116,4 +125,4 @@ class VPLConfig(RewardModelConfig):
         return [latent_wrapper(self.latent_dim)]
 
 
-__all__ = ["POLICY_LATENTS", "SCALINGS", "VPLConfig"]
+__all__ = ["POLICY_LATENTS", "REWARD_FORMS", "SCALINGS", "VPLConfig"]

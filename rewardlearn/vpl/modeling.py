@@ -67,16 +67,22 @@ class VPLModel(nn.Module):
         in_dim: per-step feature width (``s, a[, s']``), standardised by :attr:`norm`.
         latent_dim: ``d``.
         hidden_sizes: hidden widths of every MLP (reward, step and pair embeddings, head).
-        embed_dim: width of segment and pair embeddings.
+        embed_dim: width of segment and pair embeddings, and of the bilinear reward's step
+            features.
         seed: initialisation seed.
+        reward_form: ``concat``, ``r(x, z) = MLP([x, z])`` (the authors' code), or
+            ``bilinear``, ``r(x, z) = phi(x) . (A z + b)`` with ``phi`` an MLP of the step
+            features (:class:`~rewardlearn.vpl.configuration.VPLConfig`'s ``reward_form``).
     """
 
     norm: RunningNorm
 
     def __init__(self, in_dim: int, latent_dim: int = 8,
                  hidden_sizes: Sequence[int] = (256, 256), embed_dim: int = 64,
-                 seed: int | None = 0) -> None:
+                 seed: int | None = 0, reward_form: str = "concat") -> None:
         super().__init__()
+        if reward_form not in ("concat", "bilinear"):
+            raise ValueError(f"reward_form must be concat or bilinear, got {reward_form!r}")
         if seed is not None:
             torch.manual_seed(seed)
         self.in_dim, self.latent_dim = int(in_dim), int(latent_dim)
@@ -84,7 +90,12 @@ class VPLModel(nn.Module):
         self.step_embed = _mlp(self.in_dim, hidden_sizes, embed_dim)
         self.pair_embed = _mlp(embed_dim, hidden_sizes, embed_dim)
         self.head = _mlp(embed_dim + 1, hidden_sizes, 2 * self.latent_dim)
-        self.reward_net = _mlp(self.in_dim + self.latent_dim, hidden_sizes, 1)
+        self.reward_form = reward_form
+        if reward_form == "concat":
+            self.reward_net = _mlp(self.in_dim + self.latent_dim, hidden_sizes, 1)
+        else:
+            self.reward_features = _mlp(self.in_dim, hidden_sizes, embed_dim)
+            self.reward_weights = nn.Linear(self.latent_dim, embed_dim)
 
     def segment_embedding(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``phi``: ``(..., L, F)`` steps with ``(..., L)`` 0/1 mask -> ``(..., E)``."""
@@ -113,6 +124,8 @@ class VPLModel(nn.Module):
 
     def rewards(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``r(x, z)``: features ``(..., F)`` and latents ``(..., d)`` broadcast together."""
+        if self.reward_form == "bilinear":  # phi(x) once per step, A z + b once per latent
+            return (self.reward_features(self.norm(x)) * self.reward_weights(z)).sum(-1)
         lead = torch.broadcast_shapes(x.shape[:-1], z.shape[:-1])
         xs = self.norm(x).expand(*lead, self.in_dim)
         zs = z.expand(*lead, self.latent_dim)

@@ -90,7 +90,7 @@ class VPLReward(OnlineRoundReward):
         """The step-feature columns ``[s, a, s']`` the model reads."""
         self.device = resolve_device(cfg.device)
         self.model = VPLModel(len(cols), d, cfg.hidden_sizes, cfg.embed_dim,
-                              cfg.seed).to(self.device)
+                              cfg.seed, cfg.reward_form).to(self.device)
         self.model.eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.dataset = UserPairs.empty(cfg.segment_length, 2 * s + a)

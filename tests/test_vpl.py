@@ -147,7 +147,7 @@ def test_the_bilinear_reward_is_affine_in_z_and_separates_opposite_users() -> No
     with torch.no_grad():
         r0, r1, r2 = (model.rewards(x, c * z) for c in (0.0, 1.0, 2.0))
     torch.testing.assert_close(r2 - r1, r1 - r0)  # affine in z
-    with pytest.raises(ValueError, match="reward_form must be concat or bilinear"):
+    with pytest.raises(ValueError, match="reward_form must be one of"):
         VPLModel(3, reward_form="product")
     teacher = PopulationTeacher(users=OPPOSITE, seed=0)
     reward = VPLReward(OBS, ACT, teacher=teacher, **{**SMALL, "reward_form": "bilinear"})

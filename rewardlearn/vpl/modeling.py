@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rewardlearn.rewards.mlp import RunningNorm
+from rewardlearn.vpl.configuration import REWARD_FORMS
 
 LOGVAR_RANGE = (-10.0, 4.0)
 """``log sigma^2`` is clamped to this range (keeps ``exp`` finite early in training)."""
@@ -81,8 +82,8 @@ class VPLModel(nn.Module):
                  hidden_sizes: Sequence[int] = (256, 256), embed_dim: int = 64,
                  seed: int | None = 0, reward_form: str = "concat") -> None:
         super().__init__()
-        if reward_form not in ("concat", "bilinear"):
-            raise ValueError(f"reward_form must be concat or bilinear, got {reward_form!r}")
+        if reward_form not in REWARD_FORMS:
+            raise ValueError(f"reward_form must be one of {REWARD_FORMS}, got {reward_form!r}")
         if seed is not None:
             torch.manual_seed(seed)
         self.in_dim, self.latent_dim = int(in_dim), int(latent_dim)

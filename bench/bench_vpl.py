@@ -248,11 +248,9 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
     policy = ActPolicy(agent_policy(str(vpl_dir / "agent.zip"), deterministic=True))
     vpl_ret, oracle_ret, random_ret, oracle_len = [], [], [], []
     latents: list[list[float]] = []
-    profiles: list[dict[str, Any] | None] = []
     for u in range(k):
         z, _ = reward.infer_latent(*active_ctx[u])
         latents.append(np.ravel(z).astype(float).tolist())
-        profiles.append(reward_profile(reward, teacher, u, z, h1))
         vpl_ret.append(user_return(args.env, policy, u, args.preset, k, args.eval_episodes, z))
         random_ret.append(user_return(args.env, None, u, args.preset, k, args.eval_episodes,
                                       None))
@@ -264,10 +262,9 @@ def run_setting(k: int, seed: int, args: argparse.Namespace, work: Path) -> dict
                        work / "logs" / f"oracle_k{k}_u{u}_s{seed}.log")
         oracle_ret.append(float(oracle["env_return_mean"]))
         oracle_len.append(float(oracle.get("eval_length_mean") or 1.0))
-    span = linear_span(teacher, oracle_ret, oracle_len)
-    for u in range(k):
-        if profiles[u] is None:
-            profiles[u] = reward_profile(reward, teacher, u, np.asarray(latents[u]), h1, span=span)
+    span = linear_span(teacher, oracle_ret, oracle_len)  # linear users: from the oracles
+    profiles = [reward_profile(reward, teacher, u, np.asarray(latents[u]), h1, span=span)
+                for u in range(k)]
     score = [(v - r) / (o - r) if o != r else float("nan")
              for v, o, r in zip(vpl_ret, oracle_ret, random_ret, strict=True)]
     fixed_ret: list[float] = []
@@ -383,7 +380,8 @@ def write_report(out: Path, results: list[dict[str, Any]], args: argparse.Namesp
     if profiled:
         lines += ["", "The learned reward along each user's goal coordinate: `r(s, a, z_user)` "
                   "averaged over the held-out segments' states with that coordinate set to "
-                  "each of 9 evenly spaced values, `z` from the same 10 active labels; peak: "
+                  f"each of {PROFILE_POINTS} evenly spaced values, `z` from the same 10 active "
+                  "labels; peak: "
                   "where it is highest (a target user's peak past the goal: the reward says "
                   "\"faster is better\"; a linear user's (+-v) peak short of the speed its "
                   "true-reward agent reaches: the reward stops paying for more):", "",
